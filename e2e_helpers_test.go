@@ -1,0 +1,147 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/gatewayco/gateway/internal/consultest"
+)
+
+// startConsul starts a real dev-mode agent for one test.
+func startConsul(t *testing.T) (*api.Client, string) {
+	t.Helper()
+	srv := consultest.StartDev(t)
+	return consulClient(t, srv.HTTPAddr), srv.HTTPAddr
+}
+
+func consulClient(t *testing.T, addr string) *api.Client {
+	t.Helper()
+	client, err := api.NewClient(&api.Config{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client
+}
+
+// startGateway runs the gateway as main does, on loopback ports.
+func startGateway(t *testing.T, consulAddr string) *app {
+	t.Helper()
+	f := serveFlags{listen: "127.0.0.1:0", admin: "127.0.0.1:0", prefix: "gateway/routes/", consul: consulAddr, drain: 5 * time.Second}
+	a, err := startApp(f, hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := a.shutdown(5 * time.Second); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	waitFor(t, "gateway /health answers 200", func() bool {
+		code, _ := adminGet(t, a, "/health")
+		return code == 200
+	})
+	return a
+}
+
+// testWriter sends gateway logs to the test log, so a failure shows them.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// backend is one upstream instance registered in Consul with a TTL check,
+// so tests flip its health instantly instead of waiting for an interval.
+type backend struct {
+	id, service string
+	srv         *httptest.Server
+}
+
+func startBackend(t *testing.T, client *api.Client, service, id string) *backend {
+	t.Helper()
+	b := &backend{id: id, service: service}
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"instance": id, "path": r.URL.Path})
+	}))
+	t.Cleanup(b.srv.Close)
+	host, port, _ := net.SplitHostPort(b.srv.Listener.Addr().String())
+	p, _ := strconv.Atoi(port)
+	err := client.Agent().ServiceRegister(&api.AgentServiceRegistration{
+		ID: id, Name: service, Address: host, Port: p,
+		Check: &api.AgentServiceCheck{CheckID: "ttl-" + id, TTL: "10m"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.setHealth(t, client, api.HealthPassing)
+	return b
+}
+
+func (b *backend) setHealth(t *testing.T, client *api.Client, status string) {
+	t.Helper()
+	if err := client.Agent().UpdateTTL("ttl-"+b.id, "test", status); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func putRoute(t *testing.T, client *api.Client, key, doc string) {
+	t.Helper()
+	if _, err := client.KV().Put(&api.KVPair{Key: "gateway/routes/" + key, Value: []byte(doc)}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// getInstance sends one request through the gateway and returns its status
+// and the instance that answered ("" for gateway errors).
+func getInstance(t *testing.T, a *app, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + a.publicAddr + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	inst, _ := body["instance"].(string)
+	return resp.StatusCode, inst
+}
+
+func adminGet(t *testing.T, a *app, path string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Get("http://" + a.adminAddr + path)
+	if err != nil {
+		t.Fatalf("GET admin %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("admin %s: %v", path, err)
+	}
+	return resp.StatusCode, body
+}
+
+// waitFor polls cond every millisecond (the resolution of the delays we
+// report) until it holds, failing after 15 s; it returns how long it took.
+func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("timed out waiting for: %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func routeDoc(name, prefix, service string) string {
+	return fmt.Sprintf("route %q {\n  path_prefix = %q\n  service     = %q\n}\n", name, prefix, service)
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/gatewayco/gateway/internal/consultest"
+)
+
+func TestThreeConsulInstancesShareTrafficExactlyRoundRobin(t *testing.T) {
+	client, addr := startConsul(t)
+	for _, id := range []string{"users-1", "users-2", "users-3"} {
+		startBackend(t, client, "users", id)
+	}
+	putRoute(t, client, "users.hcl", routeDoc("users", "/api/users", "users"))
+	a := startGateway(t, addr)
+	waitFor(t, "route with three instances", func() bool {
+		r := a.gw.Table().Routes()
+		return len(r) == 1 && len(r[0].Instances) == 3
+	})
+	counts := map[string]int{}
+	for range 30 {
+		code, inst := getInstance(t, a, "/api/users/1")
+		if code != 200 {
+			t.Fatalf("status %d", code)
+		}
+		counts[inst]++
+	}
+	for _, id := range []string{"users-1", "users-2", "users-3"} {
+		if counts[id] != 10 {
+			t.Fatalf("30 requests split %v, want exactly 10 each", counts)
+		}
+	}
+}
+
+func TestCriticalInstanceStopsGettingTraffic(t *testing.T) {
+	client, addr := startConsul(t)
+	var backends []*backend
+	for _, id := range []string{"orders-1", "orders-2", "orders-3"} {
+		backends = append(backends, startBackend(t, client, "orders", id))
+	}
+	putRoute(t, client, "orders.hcl", routeDoc("orders", "/api/orders", "orders"))
+	a := startGateway(t, addr)
+	waitFor(t, "three instances", func() bool {
+		r := a.gw.Table().Routes()
+		return len(r) == 1 && len(r[0].Instances) == 3
+	})
+
+	start := time.Now()
+	backends[1].setHealth(t, client, api.HealthCritical)
+	waitFor(t, "orders-2 excluded", func() bool {
+		for _, in := range a.gw.Table().Routes()[0].Instances {
+			if in.ID == "orders-2" {
+				return false
+			}
+		}
+		return true
+	})
+	// Timing is reported, not asserted: the machine is shared and noisy.
+	t.Logf("health change -> instance excluded: %v", time.Since(start))
+	for range 20 {
+		if code, inst := getInstance(t, a, "/api/orders"); code != 200 || inst == "orders-2" {
+			t.Fatalf("got %d from %q after orders-2 turned critical", code, inst)
+		}
+	}
+	backends[1].setHealth(t, client, api.HealthPassing)
+	waitFor(t, "orders-2 back", func() bool { return len(a.gw.Table().Routes()[0].Instances) == 3 })
+}
+
+func TestKVPutServesNewRouteAndKVDeleteRemovesIt(t *testing.T) {
+	client, addr := startConsul(t)
+	startBackend(t, client, "products", "products-1")
+	a := startGateway(t, addr)
+	if code, _ := getInstance(t, a, "/api/products"); code != 404 {
+		t.Fatalf("before the put: %d, want 404", code)
+	}
+	start := time.Now()
+	putRoute(t, client, "products.hcl", routeDoc("products", "/api/products", "products"))
+	waitFor(t, "new route served", func() bool {
+		code, inst := getInstance(t, a, "/api/products/7")
+		return code == 200 && inst == "products-1"
+	})
+	t.Logf("KV put -> route served: %v", time.Since(start))
+
+	start = time.Now()
+	if _, err := client.KV().Delete("gateway/routes/products.hcl", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "route removed", func() bool { code, _ := getInstance(t, a, "/api/products/7"); return code == 404 })
+	t.Logf("KV delete -> route gone: %v", time.Since(start))
+}
+
+func TestBadDocumentKeepsLastGoodVersionAndShowsItsError(t *testing.T) {
+	client, addr := startConsul(t)
+	startBackend(t, client, "users", "users-1")
+	putRoute(t, client, "users.hcl", routeDoc("users", "/api/users", "users"))
+	a := startGateway(t, addr)
+	waitFor(t, "route served", func() bool { code, _ := getInstance(t, a, "/api/users"); return code == 200 })
+
+	putRoute(t, client, "users.hcl", "route \"users\" {\n  path_prefix = \"/api/users\"\n  service = \"users\"\n  balancer = \"fastest\"\n}\n")
+	var msg string
+	waitFor(t, "error listed in /routes", func() bool {
+		_, body := adminGet(t, a, "/routes")
+		errs, _ := body["errors"].([]any)
+		if len(errs) != 1 {
+			return false
+		}
+		msg, _ = errs[0].(map[string]any)["message"].(string)
+		return true
+	})
+	if !strings.HasPrefix(msg, "gateway/routes/users.hcl:4:") {
+		t.Fatalf("error %q does not start with KEY:LINE:COL", msg)
+	}
+	if code, inst := getInstance(t, a, "/api/users"); code != 200 || inst != "users-1" {
+		t.Fatalf("after a bad push: %d from %q, want the last good route to keep serving", code, inst)
+	}
+}
+
+// TestGatewayKeepsServingThroughConsulOutage stops the Consul server (with
+// its data dir kept) under the gateway and brings it back.
+func TestGatewayKeepsServingThroughConsulOutage(t *testing.T) {
+	agent := consultest.Start(t)
+	client := consulClient(t, agent.HTTPAddr)
+	startBackend(t, client, "users", "users-1")
+	putRoute(t, client, "users.hcl", routeDoc("users", "/api/users", "users"))
+	a := startGateway(t, agent.HTTPAddr)
+	waitFor(t, "route served", func() bool { code, _ := getInstance(t, a, "/api/users"); return code == 200 })
+
+	agent.Stop(t)
+	waitFor(t, "/health degraded", func() bool {
+		code, body := adminGet(t, a, "/health")
+		return code == 200 && body["status"] == "degraded"
+	})
+	for range 20 {
+		if code, _ := getInstance(t, a, "/api/users"); code != 200 {
+			t.Fatalf("request failed with Consul down: %d", code)
+		}
+	}
+
+	agent.Restart(t)
+	client = consulClient(t, agent.HTTPAddr)
+	start := time.Now()
+	putRoute(t, client, "more.hcl", routeDoc("more", "/api/more", "users"))
+	waitFor(t, "change after restart served", func() bool { code, _ := getInstance(t, a, "/api/more"); return code == 200 })
+	t.Logf("Consul back -> KV change served: %v", time.Since(start))
+	waitFor(t, "/health ok again", func() bool {
+		_, body := adminGet(t, a, "/health")
+		return body["status"] == "ok"
+	})
+}

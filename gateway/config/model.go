@@ -1,0 +1,115 @@
+// Package config turns route documents (HCL) into plain, validated structs.
+// Parsing and every validation rule live here, in one place, so the gateway
+// builds its table only from values that are already known to be good, and
+// the CLI's "routes validate" reports exactly what the gateway would.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Pos is a position inside one route document. Line and Column are 1-based;
+// the zero Pos means "the document as a whole".
+type Pos struct {
+	Key    string
+	Line   int
+	Column int
+}
+
+// String renders the position as KEY:LINE:COL, the form editors jump to.
+func (p Pos) String() string {
+	return fmt.Sprintf("%s:%d:%d", p.Key, p.Line, p.Column)
+}
+
+// Route is one validated `route` block. Fields hold defaults already applied,
+// so the table builder never second-guesses them.
+type Route struct {
+	// Name is the block label, unique across all documents.
+	Name string
+	// SourceKey is the KV key (or file name) the route came from.
+	SourceKey string
+	// Pos is where the route block starts.
+	Pos Pos
+
+	// Path is a gorilla/mux path template; exactly one of Path and PathPrefix is set.
+	Path string
+	// PathPrefix matches any path that starts with it (mux PathPrefix semantics).
+	PathPrefix string
+	// Methods restricts the route to these upper-case methods; empty means any.
+	Methods []string
+	// Host restricts the route to one Host header (a mux host template); empty means any.
+	Host string
+
+	// Service is the Consul service name the route proxies to.
+	Service string
+	// Tag filters the service's instances by Consul tag; empty means any.
+	Tag string
+	// StripPrefix is removed from the request path before proxying; empty means none.
+	StripPrefix string
+	// Balancer is the policy name, defaulted to round_robin.
+	Balancer string
+	// Timeout bounds the whole upstream exchange; zero means no route timeout.
+	Timeout time.Duration
+}
+
+// MatchKey identifies what a route matches; two routes with equal MatchKeys
+// are ambiguous and rejected. Methods are compared as a set, since
+// ["GET", "POST"] and ["POST", "GET"] match the same requests. Templates are
+// compared as written, so "/u/{id}" and "/u/{name}" are not caught.
+func (r *Route) MatchKey() string {
+	methods := slices.Clone(r.Methods)
+	slices.Sort(methods)
+	return strings.Join([]string{r.Host, r.Path, r.PathPrefix, strings.Join(methods, ",")}, "\x00")
+}
+
+// Document is one parsed and validated route document.
+type Document struct {
+	// Key is the KV key (or file name) the document came from.
+	Key string
+	// ModifyIndex is the Consul index of the version parsed; zero for files.
+	ModifyIndex uint64
+	// Routes are the document's routes in source order.
+	Routes []Route
+}
+
+// ErrInvalid marks every error about a document's content, so callers can
+// tell bad input from I/O failures with errors.Is.
+var ErrInvalid = errors.New("invalid route document")
+
+// Error is one problem in one document, with the position it refers to.
+type Error struct {
+	Pos     Pos
+	Message string
+}
+
+// Error renders KEY:LINE:COL: message.
+func (e *Error) Error() string { return e.Pos.String() + ": " + e.Message }
+
+// Unwrap makes every Error match ErrInvalid.
+func (e *Error) Unwrap() error { return ErrInvalid }
+
+// Errors is every problem found in one document, in source order. A nil or
+// empty Errors is not an error; functions return it only when non-empty.
+type Errors []*Error
+
+// Error joins the problems one per line.
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Unwrap exposes each problem to errors.Is and errors.As.
+func (es Errors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}

@@ -1,0 +1,257 @@
+// Package consultest runs real Consul agents for integration tests, including
+// the one thing sdk/testutil cannot do reliably: stop an agent and bring it
+// back on the same ports and data dir, to test behaviour across an outage.
+package consultest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/sdk/freeport"
+	"github.com/hashicorp/consul/sdk/testutil"
+)
+
+// ErrNotReady is wrapped by the failure reported when an agent does not elect
+// itself leader and register its node within StartTimeout.
+var ErrNotReady = errors.New("consul agent not ready")
+
+// StartTimeout bounds how long Start and Restart wait for the agent to be
+// usable (leader elected, own node healthy in the catalog).
+const StartTimeout = 30 * time.Second
+
+const stopTimeout = 10 * time.Second
+
+// RequireBinary returns the path of the consul binary on PATH. When there is
+// none it skips the test if the CI environment variable is unset, and fails
+// it otherwise, so that CI can never silently skip integration tests.
+func RequireBinary(tb testing.TB) string {
+	tb.Helper()
+	path, err := exec.LookPath("consul")
+	if err == nil {
+		return path
+	}
+	const hint = `consul not on PATH; run: PATH="$(scripts/install-consul.sh | tail -n1):$PATH" go test ...`
+	if _, ci := os.LookupEnv("CI"); ci {
+		tb.Fatalf("%s (CI is set, so this is a failure, not a skip)", hint)
+	}
+	tb.Skipf("%s (set CI to turn this skip into a failure)", hint)
+	return ""
+}
+
+// Agent is a single-node Consul server started from the consul binary on
+// fixed, reserved ports with a persistent data dir, so it can be stopped and
+// restarted while clients keep the same address. Methods are safe for
+// concurrent use.
+type Agent struct {
+	// HTTPAddr is the agent's HTTP API as "127.0.0.1:port"; it does not change
+	// across restarts.
+	HTTPAddr string
+	// NodeName is the agent's node name in the catalog.
+	NodeName string
+	// DataDir holds the agent's state; it survives Stop and Restart.
+	DataDir string
+
+	bin     string
+	config  string // path of the JSON config file
+	logPath string
+
+	mu  sync.Mutex
+	cmd *exec.Cmd // nil while stopped
+}
+
+// Start launches an agent on freshly reserved ports with a data dir under
+// tb.TempDir(), waits until it is usable, and stops it when the test ends. It
+// skips or fails the test as RequireBinary does when consul is missing. The
+// agent's log is printed if the test fails.
+func Start(tb testing.TB) *Agent {
+	tb.Helper()
+	bin := RequireBinary(tb)
+	dir := tb.TempDir()
+	ports := freeport.GetN(tb, 4)
+	a := &Agent{
+		HTTPAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		NodeName: "consultest-" + filepath.Base(dir),
+		DataDir:  filepath.Join(dir, "data"),
+		bin:      bin,
+		config:   filepath.Join(dir, "config.json"),
+		logPath:  filepath.Join(dir, "consul.log"),
+	}
+	cfg := map[string]any{
+		"node_name":               a.NodeName,
+		"data_dir":                a.DataDir,
+		"server":                  true,
+		"bootstrap_expect":        1,
+		"bind_addr":               "127.0.0.1",
+		"client_addr":             "127.0.0.1",
+		"log_level":               "warn",
+		"disable_update_check":    true,
+		"skip_leave_on_interrupt": true, // a restart must find the same raft peer set
+		"performance":             map[string]any{"raft_multiplier": 1},
+		"ports": map[string]any{
+			"http": ports[0], "serf_lan": ports[1], "serf_wan": ports[2], "server": ports[3],
+			"dns": -1, "https": -1, "grpc": -1, "grpc_tls": -1,
+		},
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		tb.Fatalf("consultest: config: %v", err)
+	}
+	if err := os.WriteFile(a.config, b, 0o600); err != nil {
+		tb.Fatalf("consultest: %v", err)
+	}
+	tb.Cleanup(func() {
+		a.Stop(tb)
+		if tb.Failed() {
+			if logs, err := os.ReadFile(a.logPath); err == nil {
+				tb.Logf("consul agent log:\n%s", logs)
+			}
+		}
+	})
+	a.launch(tb)
+	return a
+}
+
+// Stop interrupts the agent (without leaving the cluster) and waits for the
+// process to exit, killing it after 10 s. Stopping a stopped agent is a no-op.
+func (a *Agent) Stop(tb testing.TB) {
+	tb.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd == nil {
+		return
+	}
+	cmd := a.cmd
+	a.cmd = nil
+	_ = cmd.Process.Signal(os.Interrupt)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case <-exited:
+	case <-time.After(stopTimeout):
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		<-exited
+		tb.Errorf("consultest: agent did not stop within %s; killed it", stopTimeout)
+	}
+}
+
+// Restart stops the agent if it runs, starts it again on the same ports and
+// data dir, and waits until it is usable; data written before survives.
+func (a *Agent) Restart(tb testing.TB) {
+	tb.Helper()
+	a.Stop(tb)
+	a.launch(tb)
+}
+
+func (a *Agent) launch(tb testing.TB) {
+	tb.Helper()
+	logFile, err := os.OpenFile(a.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		tb.Fatalf("consultest: %v", err)
+	}
+	defer logFile.Close() // the child keeps its own descriptor
+	// An *os.File (not an io.Writer) so exec starts no copying goroutines
+	// that leak checks would have to ignore.
+	cmd := exec.Command(a.bin, "agent", "-config-file", a.config)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("consultest: start consul: %v", err)
+	}
+	a.mu.Lock()
+	a.cmd = cmd
+	a.mu.Unlock()
+	if err := a.waitReady(); err != nil {
+		a.Stop(tb)
+		tb.Fatalf("consultest: %v", err)
+	}
+}
+
+// waitReady polls until the agent has a leader and its own node is healthy in
+// the catalog, which is what services registered through it need.
+func (a *Agent) waitReady() error {
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	deadline := time.Now().Add(StartTimeout)
+	var last error
+	for time.Now().Before(deadline) {
+		if last = a.ready(client); last == nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%w at %s after %s: %w", ErrNotReady, a.HTTPAddr, StartTimeout, last)
+}
+
+func (a *Agent) ready(client *http.Client) error {
+	var leader string
+	if err := getJSON(client, "http://"+a.HTTPAddr+"/v1/status/leader", &leader); err != nil {
+		return err
+	}
+	if leader == "" {
+		return errors.New("no leader yet")
+	}
+	var checks []struct{ CheckID, Status string }
+	if err := getJSON(client, "http://"+a.HTTPAddr+"/v1/health/node/"+a.NodeName, &checks); err != nil {
+		return err
+	}
+	for _, c := range checks {
+		if c.CheckID == "serfHealth" && c.Status == "passing" {
+			return nil
+		}
+	}
+	return errors.New("node not yet healthy in catalog")
+}
+
+func getJSON(client *http.Client, url string, out any) error {
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return json.Unmarshal(body, out)
+}
+
+// StartDev starts a dev-mode agent through sdk/testutil, stopped when the
+// test ends. testutil gives an agent only a couple of seconds to come up,
+// which a loaded CI machine sometimes misses, so a failed start is retried
+// on fresh ports, as Consul's own tests do. It returns once a leader is
+// elected and the agent's own node is registered.
+func StartDev(t *testing.T) *testutil.TestServer {
+	t.Helper()
+	RequireBinary(t)
+	const attempts = 3
+	for i := 1; ; i++ {
+		srv, err := testutil.NewTestServerConfigT(t, func(c *testutil.TestServerConfig) {
+			c.Connect = nil // not needed; makes startup lighter
+			c.Peering = nil
+			c.LogLevel = "warn"
+			c.Stdout, c.Stderr = io.Discard, io.Discard
+		})
+		if err != nil {
+			if i < attempts {
+				t.Logf("start consul (attempt %d/%d): %v; retrying", i, attempts, err)
+				continue
+			}
+			t.Fatalf("start consul: %d attempts failed, last: %v", attempts, err)
+		}
+		t.Cleanup(func() { _ = srv.Stop() })
+		srv.WaitForSerfCheck(t)
+		return srv
+	}
+}

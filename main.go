@@ -1,0 +1,227 @@
+// Command gateway is an HTTP API gateway for services registered in Consul.
+// Routes come from HCL documents in Consul KV, instances from Consul health
+// checks; both are followed live and swapped in atomically.
+//
+//	gateway [flags]                     serve
+//	gateway routes validate FILE...     check route documents
+//	gateway routes push FILE [-key K]   validate, then write to Consul KV
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/gatewayco/gateway/gateway"
+	"github.com/gatewayco/gateway/registry"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "gateway:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+// errUsage marks command-line mistakes, which exit 2 like flag does.
+var errUsage = errors.New("usage")
+
+func exitCode(err error) int {
+	if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	return 1
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "routes" {
+		return runRoutes(args[1:], stdout, stderr)
+	}
+	return serve(args, stderr)
+}
+
+// serveFlags are the server's settings; kept in one struct so tests can
+// check every flag the docs and compose file mention exists.
+type serveFlags struct {
+	listen, admin, prefix, consul, logLevel string
+	logJSON, accessLog                      bool
+	drain                                   time.Duration
+}
+
+func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.listen, "listen", ":8080", "public listener address")
+	fs.StringVar(&f.admin, "admin", "127.0.0.1:8081", "admin listener address (/health, /routes); keep it private")
+	fs.StringVar(&f.prefix, "kv-prefix", "gateway/routes/", "Consul KV prefix holding route documents")
+	fs.StringVar(&f.consul, "consul", "", "Consul HTTP address (default: CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	fs.BoolVar(&f.logJSON, "log-json", false, "log as JSON lines")
+	fs.BoolVar(&f.accessLog, "access-log", true, "log one line per request")
+	fs.DurationVar(&f.drain, "drain-timeout", 15*time.Second, "how long in-flight requests may run after SIGTERM")
+	return fs
+}
+
+func newLogger(level string, json bool, w io.Writer) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "gateway",
+		Level:      hclog.LevelFromString(level),
+		JSONFormat: json,
+		Output:     w,
+	})
+}
+
+func serve(args []string, stderr io.Writer) error {
+	var f serveFlags
+	fs := newServeFlagSet(&f, stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if hclog.LevelFromString(f.logLevel) == hclog.NoLevel {
+		return fmt.Errorf("%w: unknown log level %q", errUsage, f.logLevel)
+	}
+	logger := newLogger(f.logLevel, f.logJSON, stderr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	a, err := startApp(f, logger)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", "drain_timeout", f.drain)
+		err = nil
+	case err = <-a.failed:
+		logger.Error("listener failed", "error", err)
+	}
+	if serr := a.shutdown(f.drain); err == nil {
+		err = serr
+	}
+	if err == nil {
+		logger.Info("stopped")
+	}
+	return err
+}
+
+// app is a running gateway: listeners, watches and the controller. main
+// and the integration tests start it the same way.
+type app struct {
+	gw          *gateway.Gateway
+	status      *registry.Status
+	health      *registry.Health
+	public      *http.Server
+	admin       *http.Server
+	publicAddr  string
+	adminAddr   string
+	stopWatches context.CancelFunc
+	watches     sync.WaitGroup
+	failed      chan error
+}
+
+func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
+	client, err := registry.NewClient(f.consul)
+	if err != nil {
+		return nil, fmt.Errorf("consul client: %w", err)
+	}
+	publicLn, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return nil, err
+	}
+	adminLn, err := net.Listen("tcp", f.admin)
+	if err != nil {
+		publicLn.Close()
+		return nil, err
+	}
+	a := &app{status: &registry.Status{}, failed: make(chan error, 2),
+		publicAddr: publicLn.Addr().String(), adminAddr: adminLn.Addr().String()}
+	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog})
+	ctl := gateway.NewController(a.gw, logger.Named("controller"))
+	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status}
+	kv := registry.NewKV(client, f.prefix, opts, ctl.Notify)
+	a.health = registry.NewHealth(client, opts, ctl.Notify)
+
+	var watchCtx context.Context
+	watchCtx, a.stopWatches = context.WithCancel(context.Background())
+	a.watches.Go(func() { kv.Run(watchCtx) })
+	a.watches.Go(func() { ctl.Run(watchCtx, kv, a.health) })
+
+	a.public = newServer(a.gw, logger)
+	a.admin = newServer(gateway.AdminHandler(a.gw, a.status), logger)
+	go func() { a.failed <- a.public.Serve(publicLn) }()
+	go func() { a.failed <- a.admin.Serve(adminLn) }()
+	logger.Info("serving", "listen", a.publicAddr, "admin", a.adminAddr, "kv_prefix", f.prefix)
+	return a, nil
+}
+
+// shutdown stops accepting, lets in-flight requests finish within drain,
+// then stops the watches. The watches run until the public side has
+// drained, so requests still in flight keep a fresh table.
+func (a *app) shutdown(drain time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	err := a.public.Shutdown(ctx)
+	_ = a.admin.Shutdown(ctx)
+	a.stopWatches()
+	a.watches.Wait()
+	a.health.Stop()
+	if err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	return nil
+}
+
+// newServer sets the timeouts a public server needs: without
+// ReadHeaderTimeout a client that trickles headers holds a connection
+// forever.
+func newServer(h http.Handler, logger hclog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+}
+
+// splitFlags separates flags from positional arguments so that
+// "routes push FILE -key K" works as well as "routes push -key K FILE";
+// the flag package alone stops at the first positional argument.
+func splitFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	return pos, nil
+}
+
+func usageError(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
+}
+
+func trimSlash(prefix string) string { return strings.TrimSuffix(prefix, "/") + "/" }

@@ -1,0 +1,58 @@
+package registry
+
+import (
+	"testing"
+
+	"github.com/hashicorp/consul/api"
+)
+
+func TestNewClientUsesEnvironmentAndAddrOverride(t *testing.T) {
+	verifyNoLeaks(t)
+	answer := func(int, fakeRequest) fakeAnswer { return fakeAnswer{Index: 1, Body: []*api.KVPair{}} }
+	fromEnv, fromArg := newFakeConsul(t, answer), newFakeConsul(t, answer)
+	t.Setenv(api.HTTPAddrEnvName, fromEnv.URL)
+	t.Setenv(api.HTTPTokenEnvName, "secret-token")
+
+	tests := []struct {
+		name string
+		addr string
+		want *fakeConsul
+	}{
+		{"empty addr uses CONSUL_HTTP_ADDR", "", fromEnv},
+		{"addr overrides CONSUL_HTTP_ADDR", fromArg.URL, fromArg},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := tt.want.count()
+			client, transport, err := newClient(tt.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer transport.CloseIdleConnections()
+			if transport.MaxIdleConnsPerHost < 256 {
+				t.Errorf("MaxIdleConnsPerHost = %d; too small for one long poll per service", transport.MaxIdleConnsPerHost)
+			}
+			if _, _, err := client.KV().List("x/", nil); err != nil {
+				t.Fatal(err)
+			}
+			reqs := tt.want.requests()
+			if len(reqs) != before+1 {
+				t.Fatalf("request did not reach the expected server")
+			}
+			if tok := reqs[before].Token; tok != "secret-token" {
+				t.Errorf("token = %q, want CONSUL_HTTP_TOKEN", tok)
+			}
+		})
+	}
+
+	// The exported wrapper must behave the same.
+	if c, err := NewClient(""); err != nil || c == nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+}
+
+func TestNewClientRejectsBadAddress(t *testing.T) {
+	if _, err := NewClient("gopher://x"); err == nil {
+		t.Fatal("want an error for an unknown scheme")
+	}
+}

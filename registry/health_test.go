@@ -1,0 +1,104 @@
+package registry
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+func TestToInstancesFallsBackToNodeAddressAndSorts(t *testing.T) {
+	entries := []*api.ServiceEntry{
+		{Node: &api.Node{Node: "n2", Address: "10.0.0.2"}, Service: &api.AgentService{ID: "web-1", Port: 81}},
+		{Node: &api.Node{Node: "n1", Address: "10.0.0.1"}, Service: &api.AgentService{ID: "web-1", Address: "192.0.2.1", Port: 80, Tags: []string{"v1"}}},
+		{Node: &api.Node{Node: "n1", Address: "10.0.0.1"}, Service: &api.AgentService{ID: "web-0", Address: "2001:db8::1", Port: 80}},
+		nil,
+		{Node: &api.Node{Node: "n3"}},
+	}
+	want := []Instance{
+		{ID: "web-0", Node: "n1", Address: "2001:db8::1", Port: 80},
+		{ID: "web-1", Node: "n1", Address: "192.0.2.1", Port: 80, Tags: []string{"v1"}},
+		{ID: "web-1", Node: "n2", Address: "10.0.0.2", Port: 81},
+	}
+	got := toInstances(entries)
+	if !equalInstances(got, want) {
+		t.Errorf("toInstances = %+v\nwant %+v", got, want)
+	}
+	if hp := got[0].HostPort(); hp != "[2001:db8::1]:80" {
+		t.Errorf("HostPort = %q", hp)
+	}
+}
+
+// TestEnsureWaitsForFirstOutcome checks that Ensure returns once a new watch
+// has answered (instances known), failed once, or ctx is done, whichever
+// comes first, and never waits out a long poll.
+func TestEnsureWaitsForFirstOutcome(t *testing.T) {
+	web := []*api.ServiceEntry{{Node: &api.Node{Node: "n1", Address: "10.0.0.1"}, Service: &api.AgentService{ID: "web-1", Port: 80}}}
+	tests := []struct {
+		name       string
+		first      fakeAnswer
+		ctxTimeout time.Duration
+		wantOK     bool
+	}{
+		{"answered: instances are known on return", fakeAnswer{Index: 4, Body: web}, time.Minute, true},
+		{"failed once: returns without instances", fakeAnswer{Status: 500}, time.Minute, false},
+		{"hung: returns when ctx is done", fakeAnswer{Hang: true}, 100 * time.Millisecond, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			verifyNoLeaks(t)
+			fake := newFakeConsul(t, func(n int, _ fakeRequest) fakeAnswer {
+				if n == 0 {
+					return tt.first
+				}
+				return fakeAnswer{Hang: true}
+			})
+			h := NewHealth(testClient(t, fake.URL), Options{WaitTime: 10 * time.Second}, nil)
+			defer h.Stop()
+			key := ServiceKey{Name: "web"}
+
+			ctx, cancel := context.WithTimeout(context.Background(), tt.ctxTimeout)
+			defer cancel()
+			start := time.Now()
+			h.Ensure(ctx, []ServiceKey{key, key}) // duplicates are one watch
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("Ensure took %s", took)
+			}
+			got, ok := h.Instances(key)
+			if ok != tt.wantOK {
+				t.Fatalf("Instances ok = %v, want %v", ok, tt.wantOK)
+			}
+			if ok && (len(got) != 1 || got[0].HostPort() != "10.0.0.1:80") {
+				t.Errorf("Instances = %+v", got)
+			}
+			if reqs := fake.requests(); reqs[0].Path != "/v1/health/service/web" {
+				t.Errorf("path = %q", reqs[0].Path)
+			}
+		})
+	}
+}
+
+func TestEnsureAfterStopStartsNothing(t *testing.T) {
+	verifyNoLeaks(t)
+	fake := newFakeConsul(t, func(int, fakeRequest) fakeAnswer { return fakeAnswer{Index: 1, Body: []*api.ServiceEntry{}} })
+	h := NewHealth(testClient(t, fake.URL), Options{}, nil)
+	h.Stop()
+	h.Ensure(context.Background(), []ServiceKey{{Name: "web"}})
+	if _, ok := h.Instances(ServiceKey{Name: "web"}); ok {
+		t.Error("a stopped Health reported instances")
+	}
+	if n := fake.count(); n != 0 {
+		t.Errorf("a stopped Health sent %d requests", n)
+	}
+	h.Stop() // idempotent
+}
+
+func TestEqualInstancesComparesTags(t *testing.T) {
+	a := []Instance{{ID: "1", Tags: []string{"v1"}}}
+	b := []Instance{{ID: "1", Tags: []string{"v2"}}}
+	if equalInstances(a, b) || !equalInstances(a, slices.Clone(a)) || !equalInstances(nil, []Instance{}) {
+		t.Error("equalInstances is wrong")
+	}
+}

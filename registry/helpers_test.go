@@ -1,0 +1,111 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatewayco/gateway/internal/consultest"
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/consul/sdk/testutil"
+	"github.com/hashicorp/go-hclog"
+	"go.uber.org/goleak"
+)
+
+// verifyNoLeaks fails the test if goroutines started during it outlive it.
+// Call it first so its cleanup runs last, after servers and clients are gone.
+func verifyNoLeaks(t *testing.T) {
+	t.Helper()
+	current := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		goleak.VerifyNone(t, current,
+			// freeport's process-wide port recycler starts on first use.
+			goleak.IgnoreAnyFunction("github.com/hashicorp/consul/sdk/freeport.checkFreedPorts"))
+	})
+}
+
+// startConsul starts a real Consul server with sdk/testutil, or skips/fails
+// per consultest.RequireBinary when the binary is missing. testutil gives the
+// agent only two seconds to open its API, which a loaded CI machine can miss,
+// so a failed start is retried (on fresh ports) as Consul's own tests do.
+func startConsul(t *testing.T) *testutil.TestServer {
+	t.Helper()
+	return consultest.StartDev(t)
+}
+
+// testClient returns a client for addr whose idle connections are closed when
+// the test ends, so leak checks see no transport goroutines.
+func testClient(t *testing.T, addr string) *api.Client {
+	t.Helper()
+	client, transport, err := newClient(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(transport.CloseIdleConnections)
+	return client
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// counter is a notify func that counts calls.
+type counter struct{ n atomic.Int64 }
+
+func (c *counter) notify()      { c.n.Add(1) }
+func (c *counter) count() int64 { return c.n.Load() }
+
+// logBuffer captures hclog output for assertions.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newTestLogger(out *logBuffer) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: "gw", Level: hclog.Debug, Output: out})
+}
+
+// runKV runs kv until the returned stop func (also run at cleanup) cancels
+// it; stop fails the test if Run does not return promptly.
+func runKV(t *testing.T, kv *KV) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		kv.Run(ctx)
+	}()
+	stop = func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Errorf("KV.Run did not return within 5s of cancel")
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}

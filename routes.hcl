@@ -1,0 +1,84 @@
+# Route document for the local demo (./scripts/dev.sh).
+#
+# The gateway reads every key under the KV prefix gateway/routes/ (one route
+# document per key, any number of `route` blocks per document) and rebuilds its
+# routing table whenever a key changes; no restart is needed. Push this file
+# with:
+#
+#   gateway routes validate routes.hcl
+#   gateway routes push routes.hcl          # -> key gateway/routes/routes.hcl
+#
+# Route names (the block labels) must be unique across all documents.
+
+# users: every /api/users/... request goes to the healthy instances of the
+# Consul service "users", with "/api" removed, so GET /api/users/42 reaches
+# the upstream as GET /users/42. The demo runs two instances; consecutive
+# requests alternate between them (see the "instance" field of the answer).
+route "users" {
+  # What to match. Exactly one of path_prefix and path is required.
+  # path_prefix matches any request path that starts with the given string.
+  path_prefix = "/api/users"
+
+  # Consul service name the requests are proxied to. Required. Only instances
+  # whose health checks are all passing receive traffic.
+  service = "users"
+
+  # Removed from the front of the request path before proxying. Optional;
+  # default: "" (the path is forwarded unchanged).
+  strip_prefix = "/api"
+
+  # Load-balancing policy across the service's passing instances:
+  # "round_robin" or "random". Optional; default: "round_robin".
+  balancer = "round_robin"
+}
+
+# orders: read-only, so only GET is routed here; any other method on
+# /api/orders gets 405 from the gateway instead of reaching the service.
+route "orders" {
+  path_prefix  = "/api/orders"
+  service      = "orders"
+  strip_prefix = "/api"
+
+  # HTTP methods this route accepts (upper-cased when read, so "get" works
+  # too). Optional; default: any method. A request whose path matches but
+  # whose method does not gets 405 from the gateway.
+  methods = ["GET"]
+}
+
+# products: picks a random instance and gives the upstream at most 2s.
+route "products" {
+  path_prefix  = "/api/products"
+  service      = "products"
+  strip_prefix = "/api"
+  balancer     = "random"
+
+  # Upper bound on the whole upstream exchange, as a Go duration ("500ms",
+  # "2s", "1m"). Optional; default: no per-route timeout. When it expires
+  # the client gets 504.
+  timeout = "2s"
+
+  # Only send traffic to instances carrying this Consul tag. Optional;
+  # default: "" (any instance of the service). The demo services register
+  # without tags, so setting it here would leave no instances (503).
+  # tag = "v1"
+}
+
+# The remaining attributes, shown on a route that is not active in the demo
+# (a `host` restriction would stop `curl localhost:8080/...` from matching).
+#
+# route "users-v1-by-id" {
+#   # A single gorilla/mux path template instead of a prefix; variables such
+#   # as {id} match one path segment. Mutually exclusive with path_prefix.
+#   path = "/v1/users/{id}"
+#
+#   # Only requests whose Host header is this name (a mux host template) match.
+#   # Optional; default: "" (any host).
+#   host = "api.example.com"
+#
+#   methods  = ["GET", "POST"]
+#   service  = "users"
+#   tag      = "v1"
+#   balancer = "round_robin"
+#   timeout  = "5s"
+#   # strip_prefix = "/v1" would turn /v1/users/42 into /users/42.
+# }

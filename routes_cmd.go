@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/registry"
+)
+
+// errInvalidDocs is returned when validation found problems; the problems
+// themselves were already printed, one KEY:LINE:COL line each.
+var errInvalidDocs = errors.New("route documents are invalid")
+
+// errConflict is returned when the KV key changed between our read and our
+// write (check-and-set failed), so a concurrent push is not overwritten.
+var errConflict = errors.New("the key changed while pushing; read it and push again")
+
+func runRoutes(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError("gateway routes validate FILE... | gateway routes push FILE [-key KEY]")
+	}
+	switch args[0] {
+	case "validate":
+		return routesValidate(args[1:], stdout, stderr)
+	case "push":
+		return routesPush(args[1:], stdout, stderr)
+	}
+	return usageError("unknown routes command %q", args[0])
+}
+
+func routesValidate(files []string, stdout, stderr io.Writer) error {
+	if len(files) == 0 {
+		return usageError("gateway routes validate FILE...")
+	}
+	bad := false
+	for _, f := range files {
+		doc, err := config.ParseFile(f)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			bad = true
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: ok (%d routes)\n", f, len(doc.Routes))
+	}
+	if bad {
+		return errInvalidDocs
+	}
+	return nil
+}
+
+func routesPush(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("routes push", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	key := fs.String("key", "", "KV key to write (default: KV prefix + file name)")
+	prefix := fs.String("kv-prefix", "gateway/routes/", "KV prefix used when -key is not given")
+	addr := fs.String("consul", "", "Consul HTTP address (default: CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
+	files, err := splitFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(files) != 1 {
+		return usageError("gateway routes push FILE [-key KEY]")
+	}
+	src, err := os.ReadFile(files[0])
+	if err != nil {
+		return err
+	}
+	k := *key
+	if k == "" {
+		k = trimSlash(*prefix) + filepath.Base(files[0])
+	}
+	// Validate under the KV key's name, the name the gateway will report.
+	if _, err := config.Parse(k, src, 0); err != nil {
+		fmt.Fprintln(stderr, err)
+		return errInvalidDocs
+	}
+	client, err := registry.NewClient(*addr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	cur, _, err := client.KV().Get(k, q)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", k, err)
+	}
+	// CAS index 0 means "only if absent"; otherwise "only if unchanged".
+	var index uint64
+	if cur != nil {
+		index = cur.ModifyIndex
+	}
+	ok, _, err := client.KV().CAS(&api.KVPair{Key: k, Value: src, ModifyIndex: index}, (&api.WriteOptions{}).WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("write %s: %w", k, err)
+	}
+	if !ok {
+		return errConflict
+	}
+	fmt.Fprintf(stdout, "pushed %s to %s\n", files[0], k)
+	return nil
+}

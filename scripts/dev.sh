@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# One-command local demo: a dev Consul agent, four demo upstreams (users x2,
+# orders, products) registered in it, the routes of routes.hcl pushed to KV,
+# and the gateway in front of them. Ctrl-C stops everything and removes the
+# temporary directory.
+#
+# Environment:
+#   GATEWAY_LISTEN  proxy listen address  (default :8080)
+#   GATEWAY_ADMIN   admin listen address  (default 127.0.0.1:8081)
+#   CONSUL_BIN      use this consul binary instead of building 1.14.8
+#   DEMO_SMOKE=1    run the example requests, check them, and exit
+#                   (0 when every answer was right); used by tests and reviews
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GATEWAY_LISTEN="${GATEWAY_LISTEN:-:8080}"
+GATEWAY_ADMIN="${GATEWAY_ADMIN:-127.0.0.1:8081}"
+DEMO_SMOKE="${DEMO_SMOKE:-0}"
+
+# The dev agent always uses Consul's default ports; pin every child to it and
+# drop TLS/ACL settings meant for some other cluster.
+CONSUL_ADDR=127.0.0.1:8500
+unset CONSUL_HTTP_TOKEN CONSUL_HTTP_TOKEN_FILE CONSUL_CACERT CONSUL_CAPATH \
+      CONSUL_CLIENT_CERT CONSUL_CLIENT_KEY CONSUL_HTTP_SSL CONSUL_NAMESPACE
+export CONSUL_HTTP_ADDR="$CONSUL_ADDR"
+
+log() { echo "dev: $*" >&2; }
+
+# ---- processes and cleanup ------------------------------------------------
+
+tmp=""
+consul_pid=""
+gateway_pid=""
+svc_pids=()
+
+# show_logs prints the end of every log, so a failed start explains itself
+# even though the temporary directory is removed on exit.
+show_logs() {
+  local f
+  for f in "$tmp"/*.log; do
+    [ -e "$f" ] || continue
+    echo "----- last lines of $(basename "$f") -----" >&2
+    tail -n 15 "$f" >&2 || true
+  done
+}
+
+die() {
+  log "error: $*"
+  [ -n "$tmp" ] && show_logs
+  exit 1
+}
+
+# stop sends TERM to the given processes and waits up to 5s for them, then
+# KILLs the rest: a hung child must never keep the demo (or CI) from exiting.
+stop() {
+  [ "$#" -gt 0 ] || return 0
+  kill -TERM "$@" 2>/dev/null || true
+  local deadline=$((SECONDS + 5)) p
+  for p in "$@"; do
+    while kill -0 "$p" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
+      sleep 0.1
+    done
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  # Reverse start order: the gateway first so no request hits a stopping
+  # upstream, the services while Consul is still up so they can deregister,
+  # Consul last.
+  [ -n "$gateway_pid" ] && stop "$gateway_pid"
+  [ "${#svc_pids[@]}" -gt 0 ] && stop "${svc_pids[@]}"
+  [ -n "$consul_pid" ] && stop "$consul_pid"
+  [ -n "$tmp" ] && rm -rf "$tmp"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start runs a command in the background with its output in $tmp/NAME.log
+# and leaves its pid in $started. (Not printed: $(start ...) would make the
+# process a grandchild, which `wait` cannot see.)
+started=""
+start() {
+  local name=$1
+  shift
+  "$@" >"$tmp/$name.log" 2>&1 &
+  started=$!
+}
+
+# wait_until polls CMD... every 0.2s until it succeeds. It gives up after
+# TIMEOUT seconds, or as soon as process PID (if non-empty) has exited, so a
+# crash is reported at once rather than as a timeout.
+wait_until() {
+  local what=$1 timeout=$2 pid=$3
+  shift 3
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      die "$what: process exited"
+    fi
+    [ "$SECONDS" -lt "$deadline" ] || die "timed out after ${timeout}s waiting for $what"
+    sleep 0.2
+  done
+}
+
+# port_in_use tells whether something accepts connections on HOST:PORT,
+# using bash's /dev/tcp so no extra tool is needed.
+port_in_use() {
+  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+# client_addr turns a listen address (":8080", "0.0.0.0:8080",
+# "127.0.0.1:8081") into one curl can reach.
+client_addr() {
+  local host=${1%:*} port=${1##*:}
+  case "$host" in "" | 0.0.0.0 | "[::]" | "::") host=localhost ;; esac
+  echo "$host:$port"
+}
+
+PROXY="$(client_addr "$GATEWAY_LISTEN")"
+ADMIN="$(client_addr "$GATEWAY_ADMIN")"
+
+# ---- preflight ------------------------------------------------------------
+
+command -v go >/dev/null || die "go is required"
+command -v curl >/dev/null || die "curl is required"
+for hp in "$CONSUL_ADDR" "$PROXY" "$ADMIN"; do
+  h=${hp%:*}
+  [ "$h" = localhost ] && h=127.0.0.1
+  if port_in_use "$h" "${hp##*:}"; then
+    die "$hp is already in use (another demo or Consul agent running?); stop it, or set GATEWAY_LISTEN / GATEWAY_ADMIN"
+  fi
+done
+
+if [ -n "${CONSUL_BIN:-}" ]; then
+  consul_bin="$CONSUL_BIN"
+else
+  log "locating Consul 1.14.8 (the first run builds it, a few minutes)"
+  consul_bin="$(scripts/install-consul.sh | tail -n1)/consul"
+fi
+[ -x "$consul_bin" ] || die "no consul binary at $consul_bin"
+
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/gateway-dev.XXXXXX")"
+
+log "building gateway and demo-service"
+go build -o "$tmp/gateway" .
+go build -o "$tmp/demo-service" ./examples/demo-service
+
+# ---- start everything -----------------------------------------------------
+
+log "starting consul agent -dev (log: consul.log)"
+start consul "$consul_bin" agent -dev -client 127.0.0.1
+consul_pid=$started
+consul_has_leader() {
+  local leader
+  leader="$(curl -fsS "http://$CONSUL_ADDR/v1/status/leader")" || return 1
+  [ -n "$leader" ] && [ "$leader" != '""' ]
+}
+wait_until "consul leader" 30 "$consul_pid" consul_has_leader
+
+log "starting demo services: users x2, orders, products"
+for svc in users users orders products; do
+  n=${#svc_pids[@]}
+  start "$svc-$n" "$tmp/demo-service" -name "$svc" -register
+  svc_pids+=("$started")
+done
+
+# passing_count SERVICE prints how many of its health checks pass; every demo
+# instance registers exactly one check, so that is the passing instances.
+passing_count() {
+  curl -fsS -G "http://$CONSUL_ADDR/v1/health/checks/$1" \
+    --data-urlencode 'filter=Status == "passing"' | grep -o '"CheckID"' | wc -l
+}
+all_passing() {
+  [ "$(passing_count users)" -eq 2 ] &&
+    [ "$(passing_count orders)" -eq 1 ] &&
+    [ "$(passing_count products)" -eq 1 ]
+}
+wait_until "demo services to pass their health checks" 30 "" all_passing
+for p in "${svc_pids[@]}"; do
+  kill -0 "$p" 2>/dev/null || die "a demo service exited"
+done
+
+log "pushing routes.hcl to Consul KV"
+"$tmp/gateway" routes push routes.hcl >"$tmp/push.log" 2>&1 ||
+  die "gateway routes push routes.hcl failed: $(cat "$tmp/push.log")"
+
+log "starting gateway on $GATEWAY_LISTEN, admin on $GATEWAY_ADMIN (log: gateway.log)"
+start gateway "$tmp/gateway" -listen "$GATEWAY_LISTEN" -admin "$GATEWAY_ADMIN"
+gateway_pid=$started
+wait_until "gateway admin /health" 30 "$gateway_pid" curl -fsS "http://$ADMIN/health"
+
+# ---- show or check the demo -----------------------------------------------
+
+if [ "$DEMO_SMOKE" != 1 ]; then
+  cat <<MSG
+
+Gateway demo is running. Try:
+
+  curl $PROXY/api/users/42        # twice: "instance" alternates (round robin)
+  curl $PROXY/api/users/42
+  curl '$PROXY/api/orders?user=42'
+  curl '$PROXY/api/products/recommended?user=42'
+  curl $ADMIN/routes              # routing table and instances
+  curl $ADMIN/health
+
+Consul UI: http://$CONSUL_ADDR/ui/
+Logs:      $tmp/*.log
+
+Press Ctrl-C to stop everything.
+MSG
+  # Return as soon as any child dies, so a crashed gateway is not mistaken
+  # for a running demo.
+  set +e
+  wait -n
+  rc=$?
+  set -e
+  die "a demo process exited (status $rc)"
+fi
+
+# Smoke mode: each check retries briefly, because the gateway learns about
+# routes and instances through Consul watches, a moment after it is healthy.
+failures=0
+body=""
+
+# fetch URL: sets $code and $body; never fails.
+fetch() {
+  code="$(curl -sS -o "$tmp/body" -w '%{http_code}' "$1" 2>"$tmp/curl.err")" || code=000
+  body="$(cat "$tmp/body" 2>/dev/null || true)"
+  [ "$code" != 000 ] || body="$(cat "$tmp/curl.err")"
+}
+
+# check URL REGEX...: passes when URL answers 200 with a body matching every
+# extended REGEX. Patterns allow optional spaces after ':' because the admin
+# API indents its JSON and the demo services do not.
+check() {
+  local url=$1 pat ok
+  shift
+  for _ in $(seq 1 25); do
+    fetch "$url"
+    ok=1
+    [ "$code" = 200 ] || ok=0
+    for pat in "$@"; do
+      grep -qE -- "$pat" <<<"$body" || ok=0
+    done
+    [ "$ok" = 1 ] && break
+    sleep 0.2
+  done
+  if [ "$ok" = 1 ]; then
+    echo "ok    curl $url -> $code $body"
+  else
+    echo "FAIL  curl $url -> $code $body (want 200 containing: $*)"
+    failures=$((failures + 1))
+  fi
+}
+
+instance_of() { sed -n 's/.*"instance": *"\([^"]*\)".*/\1/p' <<<"$1"; }
+
+echo
+users_json=('"id": *"42"' '"name": *"User 42"' '"instance": *"users-')
+check "$PROXY/api/users/42" "${users_json[@]}"
+first="$(instance_of "$body")"
+check "$PROXY/api/users/42" "${users_json[@]}"
+second="$(instance_of "$body")"
+if [ -n "$first" ] && [ "$first" != "$second" ]; then
+  echo "ok    round robin: $first then $second"
+else
+  echo "FAIL  round robin: two requests went to '$first' and '$second'"
+  failures=$((failures + 1))
+fi
+check "$PROXY/api/orders?user=42" '"user": *"42"' '"orders": *\[ *\{' '"instance": *"orders-'
+check "$PROXY/api/products/recommended?user=42" '"user": *"42"' '"products": *\[ *\{' '"instance": *"products-'
+check "$ADMIN/routes" '"routes": *\[' '"name": *"users"' '"name": *"orders"' '"name": *"products"'
+check "$ADMIN/health" '"status": *"ok"'
+
+if [ "$failures" -ne 0 ]; then
+  die "$failures smoke check(s) failed"
+fi
+log "smoke test passed"
