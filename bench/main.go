@@ -1,0 +1,97 @@
+// Command bench measures the gateway against nginx and a direct backend on
+// loopback, in one run, so every figure is a ratio within the same machine
+// state. Modes:
+//
+//	go run ./bench                   proxy load: gateway vs nginx vs direct
+//	go run ./bench -mode freshness   KV change -> served, health change -> excluded
+//
+// It needs consul (scripts/install-consul.sh), nginx, wrk and taskset;
+// bench/run.sh installs them. Results go to stdout and bench/results/.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	mode := flag.String("mode", "proxy", "proxy or freshness")
+	dur := flag.Duration("duration", 10*time.Second, "load duration per target")
+	conns := flag.Int("c", 32, "wrk connections")
+	out := flag.String("out", "bench/results/latest.md", "markdown report (proxy mode)")
+	changes := flag.Int("changes", 100, "changes per freshness measurement")
+	flag.Parse()
+
+	dir, err := os.MkdirTemp("", "gateway-bench-")
+	must(err)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() { <-sig; fail("interrupted") }()
+	defer stopAll()
+
+	bin := buildBinaries(dir)
+	switch *mode {
+	case "proxy":
+		proxyBench(dir, bin, *dur, *conns, *out)
+	case "freshness":
+		freshnessBench(dir, bin, *changes)
+	default:
+		fail("unknown mode %q", *mode)
+	}
+	fmt.Fprintf(os.Stderr, "logs of this run: %s\n", dir)
+}
+
+type binaries struct{ gateway, upstream string }
+
+func buildBinaries(dir string) binaries {
+	b := binaries{gateway: filepath.Join(dir, "gateway"), upstream: filepath.Join(dir, "upstream")}
+	for out, pkg := range map[string]string{b.gateway: ".", b.upstream: "./bench/upstream"} {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		must(cmd.Run())
+	}
+	return b
+}
+
+// cpus pins the proxy under test to one core and the load generator and
+// upstreams to the other, the set-up our reference figures come from.
+func cpus() (proxyCPU, loadCPU string) {
+	if runtime.NumCPU() < 2 {
+		return "0", "0"
+	}
+	return "0", "1"
+}
+
+// startUpstreams starts n bench upstreams on the load CPU and returns ports.
+func startUpstreams(dir, bin string, n int) ([]int, []*proc) {
+	_, loadCPU := cpus()
+	var ports []int
+	var procs []*proc
+	for i := range n {
+		port := freePort()
+		procs = append(procs, start(dir, "upstream-"+strconv.Itoa(i+1), loadCPU, []string{"GOMAXPROCS=1"}, bin, "-listen", fmt.Sprintf("127.0.0.1:%d", port)))
+		ports = append(ports, port)
+	}
+	for _, p := range ports {
+		waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/", p), 200)
+	}
+	return ports, procs
+}
+
+// startGateway runs the gateway binary against consul, pinned like nginx.
+func startGateway(dir, bin, consulAddr string, cpu string, extra ...string) (*proc, string, string) {
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort())
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort())
+	args := append([]string{bin, "-listen", listen, "-admin", admin, "-consul", consulAddr, "-access-log=false", "-log-level", "warn"}, extra...)
+	p := start(dir, "gateway", cpu, []string{"GOMAXPROCS=1"}, args...)
+	waitHTTP("http://"+admin+"/health", 200)
+	return p, listen, admin
+}

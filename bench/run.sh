@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The benchmark command (README "Performance"): installs what the run
+# needs, then measures the gateway against nginx and a direct backend.
+#   ./bench/run.sh                   proxy load, writes bench/results/latest.md
+#   ./bench/run.sh -mode freshness   change-to-traffic delays
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PATH="$(scripts/install-consul.sh | tail -n1):$PATH"
+export PATH
+need=()
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v wrk >/dev/null || need+=(wrk)
+command -v taskset >/dev/null || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+exec go run ./bench "$@"
