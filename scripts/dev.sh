@@ -154,7 +154,7 @@ go build -o "$tmp/demo-service" ./examples/demo-service
 # ---- start everything -----------------------------------------------------
 
 log "starting consul agent -dev (log: consul.log)"
-start consul "$consul_bin" agent -dev -client 127.0.0.1
+start consul "$consul_bin" agent -dev -client 127.0.0.1 -log-level info
 consul_pid=$started
 consul_has_leader() {
   local leader
