@@ -16,8 +16,24 @@ BIN="$BIN_DIR/consul"
 
 log() { echo "install-consul: $*" >&2; }
 
-if [ -x "$BIN" ] && "$BIN" version 2>/dev/null | head -n1 | grep -q "v$CONSUL_VERSION"; then
+# Read the whole version output before comparing: piping it into `head`
+# under pipefail lets SIGPIPE fail the check and trigger a needless rebuild.
+cached() {
+  local v
+  [ -x "$BIN" ] && v="$("$BIN" version 2>/dev/null)" && [ "${v%%$'\n'*}" = "Consul v$CONSUL_VERSION" ]
+}
+if cached; then
   log "consul v$CONSUL_VERSION already at $BIN"
+  echo "$BIN_DIR"
+  exit 0
+fi
+
+# Two scripts starting at once (tests and the demo) build only once.
+mkdir -p "$BIN_DIR"
+exec 9>"$BIN_DIR/.lock"
+flock 9
+if cached; then
+  log "consul v$CONSUL_VERSION built meanwhile at $BIN"
   echo "$BIN_DIR"
   exit 0
 fi
@@ -42,7 +58,6 @@ go mod edit -dropreplace=github.com/hashicorp/consul/api \
 go mod edit -require="github.com/hashicorp/consul/api@$CONSUL_API_VERSION"
 
 log "building (takes a few minutes on 2 cores)"
-mkdir -p "$BIN_DIR"
 GOFLAGS=-mod=mod CGO_ENABLED=0 go build -o "$BIN.tmp" \
   -ldflags "-X github.com/hashicorp/consul/version.GitCommit=v$CONSUL_VERSION" .
 mv "$BIN.tmp" "$BIN"
