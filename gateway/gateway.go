@@ -65,7 +65,7 @@ func (g *Gateway) Publish(t *Table) { g.table.Store(t) }
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := g.table.Load()
 	ex := &exchange{ResponseWriter: w, start: g.now()}
-	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex))
+	r = normalizePath(r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
 	if g.access != nil {
 		defer g.logAccess(ex, r)
 	}

@@ -120,7 +120,8 @@ func (b *tableBuilder) build(routes []config.Route, instances func(registry.Serv
 func (b *tableBuilder) router(routes []*Route) http.Handler {
 	ordered := append([]*Route(nil), routes...)
 	sort.SliceStable(ordered, func(i, j int) bool { return moreSpecific(&ordered[i].Config, &ordered[j].Config) })
-	r := mux.NewRouter()
+	// Paths arrive clean (normalizePath); mux must not redirect them again.
+	r := mux.NewRouter().SkipClean(true)
 	r.NotFoundHandler = http.HandlerFunc(notFound)
 	r.MethodNotAllowedHandler = http.HandlerFunc(methodNotAllowed)
 	for _, rt := range ordered {
