@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -33,9 +34,14 @@ func consulClient(t *testing.T, addr string) *api.Client {
 }
 
 // startGateway runs the gateway as main does, on loopback ports.
-func startGateway(t *testing.T, consulAddr string) *app {
+func startGateway(t *testing.T, consulAddr string, extra ...string) *app {
 	t.Helper()
-	f := serveFlags{listen: "127.0.0.1:0", admin: "127.0.0.1:0", prefix: "gateway/routes/", consul: consulAddr, drain: 5 * time.Second}
+	// Parse real flags, so tests run with the binary's defaults.
+	var f serveFlags
+	fs := newServeFlagSet(&f, io.Discard)
+	if err := fs.Parse(append([]string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-consul", consulAddr, "-access-log=false"}, extra...)); err != nil {
+		t.Fatal(err)
+	}
 	a, err := startApp(f, hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}}))
 	if err != nil {
 		t.Fatal(err)

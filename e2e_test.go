@@ -151,3 +151,67 @@ func TestGatewayKeepsServingThroughConsulOutage(t *testing.T) {
 		return body["status"] == "ok"
 	})
 }
+
+// TestDeregisteringEveryInstanceKeepsTheLastKnown covers Consul returning an
+// empty list by mistake: the upstreams still run, so answering 503 to all
+// would be the gateway's fault.
+func TestDeregisteringEveryInstanceKeepsTheLastKnown(t *testing.T) {
+	client, addr := startConsul(t)
+	var backends []*backend
+	for _, id := range []string{"users-1", "users-2"} {
+		backends = append(backends, startBackend(t, client, "users", id))
+	}
+	putRoute(t, client, "users.hcl", routeDoc("users", "/api/users", "users"))
+	a := startGateway(t, addr)
+	waitFor(t, "two instances", func() bool { r := a.gw.Table().Routes(); return len(r) == 1 && len(r[0].Instances) == 2 })
+
+	for _, b := range backends {
+		if err := client.Agent().ServiceDeregister(b.id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var reason string
+	waitFor(t, "panic reason in /routes", func() bool {
+		_, body := adminGet(t, a, "/routes")
+		routes, _ := body["routes"].([]any)
+		if len(routes) != 1 {
+			return false
+		}
+		reason, _ = routes[0].(map[string]any)["panic"].(string)
+		return reason != ""
+	})
+	if !strings.Contains(reason, "no instances") {
+		t.Fatalf("panic reason %q", reason)
+	}
+	for range 10 {
+		if code, _ := getInstance(t, a, "/api/users"); code != 200 {
+			t.Fatalf("status %d with every instance deregistered; want the last known to keep serving", code)
+		}
+	}
+}
+
+// TestMostInstancesFailingRoutesToAllRegistered is Envoy's panic mode: with
+// two of three checks failing (below the 50% default), all three serve.
+func TestMostInstancesFailingRoutesToAllRegistered(t *testing.T) {
+	client, addr := startConsul(t)
+	var backends []*backend
+	for _, id := range []string{"orders-1", "orders-2", "orders-3"} {
+		backends = append(backends, startBackend(t, client, "orders", id))
+	}
+	putRoute(t, client, "orders.hcl", routeDoc("orders", "/api/orders", "orders"))
+	a := startGateway(t, addr)
+	waitFor(t, "three instances", func() bool { r := a.gw.Table().Routes(); return len(r) == 1 && len(r[0].Instances) == 3 })
+
+	backends[0].setHealth(t, client, api.HealthCritical)
+	waitFor(t, "one excluded", func() bool { return len(a.gw.Table().Routes()[0].Instances) == 2 })
+	backends[1].setHealth(t, client, api.HealthCritical)
+	waitFor(t, "panic: all three again", func() bool {
+		r := a.gw.Table().Routes()[0]
+		return len(r.Instances) == 3 && r.Panic != ""
+	})
+	backends[0].setHealth(t, client, api.HealthPassing)
+	waitFor(t, "panic over", func() bool {
+		r := a.gw.Table().Routes()[0]
+		return len(r.Instances) == 2 && r.Panic == ""
+	})
+}

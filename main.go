@@ -60,6 +60,7 @@ type serveFlags struct {
 	listen, admin, prefix, consul, logLevel string
 	logJSON, accessLog                      bool
 	drain                                   time.Duration
+	panicThreshold                          float64
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -73,6 +74,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&f.logJSON, "log-json", false, "log as JSON lines")
 	fs.BoolVar(&f.accessLog, "access-log", true, "log one line per request")
 	fs.DurationVar(&f.drain, "drain-timeout", 15*time.Second, "how long in-flight requests may run after SIGTERM")
+	fs.Float64Var(&f.panicThreshold, "panic-threshold", gateway.DefaultPanicThreshold, "below this share of passing instances a service routes to all registered ones (0 disables)")
 	return fs
 }
 
@@ -93,6 +95,9 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if f.panicThreshold < 0 || f.panicThreshold > 1 {
+		return fmt.Errorf("%w: -panic-threshold must be between 0 and 1", errUsage)
 	}
 	if hclog.LevelFromString(f.logLevel) == hclog.NoLevel {
 		return fmt.Errorf("%w: unknown log level %q", errUsage, f.logLevel)
@@ -154,6 +159,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		publicAddr: publicLn.Addr().String(), adminAddr: adminLn.Addr().String()}
 	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
+	ctl.SetPanicThreshold(f.panicThreshold)
 	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status}
 	kv := registry.NewKV(client, f.prefix, opts, ctl.Notify)
 	a.health = registry.NewHealth(client, opts, ctl.Notify)

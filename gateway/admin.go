@@ -66,12 +66,14 @@ type routeView struct {
 	Tag        string         `json:"tag"`
 	Balancer   string         `json:"balancer"`
 	Instances  []instanceView `json:"instances"`
+	Panic      string         `json:"panic,omitempty"`
 }
 
 type instanceView struct {
 	ID      string `json:"id"`
 	Address string `json:"address"`
 	Port    int    `json:"port"`
+	Passing bool   `json:"passing"`
 }
 
 func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
@@ -85,10 +87,10 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 		v := routeView{
 			Name: c.Name, SourceKey: c.SourceKey, Host: c.Host, Path: c.Path, PathPrefix: c.PathPrefix,
 			Methods: c.Methods, Service: c.Service, Tag: c.Tag, Balancer: c.Balancer,
-			Instances: make([]instanceView, len(rt.Instances)),
+			Instances: make([]instanceView, len(rt.Instances)), Panic: rt.Panic,
 		}
 		for i, in := range rt.Instances {
-			v.Instances[i] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port}
+			v.Instances[i] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port, Passing: in.Passing}
 		}
 		body.Routes = append(body.Routes, v)
 	}

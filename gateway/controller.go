@@ -35,6 +35,7 @@ type Controller struct {
 	logger  hclog.Logger
 	wake    chan struct{}
 	keys    map[string]*keyState
+	pick    *instanceSelector
 	// published is called after each publish; nil means nobody listens.
 	published func(*Table)
 }
@@ -60,8 +61,14 @@ func NewController(g *Gateway, logger hclog.Logger) *Controller {
 		logger:  logger,
 		wake:    make(chan struct{}, 1),
 		keys:    map[string]*keyState{},
+		pick:    newInstanceSelector(DefaultPanicThreshold, logger.Named("instances")),
 	}
 }
+
+// SetPanicThreshold sets the share of passing instances below which a
+// service routes to all its registered instances (see instanceSelector);
+// zero turns panic mode off. Call it before Run.
+func (c *Controller) SetPanicThreshold(threshold float64) { c.pick.threshold = threshold }
 
 // Notify tells the controller that a source changed. It never blocks:
 // notices that arrive while a rebuild is pending fold into that rebuild,
@@ -96,14 +103,26 @@ func (c *Controller) reload(ctx context.Context, docs Documents, insts Instances
 	}
 	c.sync(snapshot)
 	routes, errs := c.resolve()
-	insts.Ensure(ctx, serviceKeys(routes))
+	keys := serviceKeys(routes)
+	insts.Ensure(ctx, keys)
 	if ctx.Err() != nil {
 		return
 	}
-	t := c.builder.build(routes, func(k registry.ServiceKey) []registry.Instance {
+	// Choose each service's instances once per build, however many routes
+	// share it, so panic decisions and their logs happen once.
+	chosen := make(map[registry.ServiceKey][]registry.Instance, len(keys))
+	panics := make(map[registry.ServiceKey]string)
+	used := make(map[registry.ServiceKey]bool, len(keys))
+	for _, k := range keys {
 		in, _ := insts.Instances(k)
-		return in
-	}, errs)
+		chosen[k], panics[k] = c.pick.choose(k, in)
+		used[k] = true
+	}
+	c.pick.forget(used)
+	t := c.builder.build(routes, func(k registry.ServiceKey) []registry.Instance { return chosen[k] }, errs)
+	for _, rt := range t.routes {
+		rt.Panic = panics[rt.Service]
+	}
 	c.gw.Publish(t)
 	if c.published != nil {
 		c.published(t)

@@ -34,8 +34,12 @@ type Route struct {
 	Config config.Route
 	// Service is the health watch the instances come from.
 	Service registry.ServiceKey
-	// Instances is the passing-instance snapshot at build time, never mutated.
+	// Instances is the snapshot the route sends traffic to, never mutated:
+	// the passing instances, unless Panic says otherwise.
 	Instances []registry.Instance
+	// Panic is why Instances is not the passing set (panic threshold or an
+	// empty list from Consul); empty in normal operation.
+	Panic string
 
 	up *upstream
 }

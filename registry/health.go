@@ -9,8 +9,9 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-// Health keeps one blocking health query per ServiceKey, returning only
-// instances whose checks all pass. It is safe for concurrent use.
+// Health keeps one blocking health query per ServiceKey, returning every
+// registered instance with whether its checks all pass (use Passing to
+// filter). It is safe for concurrent use.
 type Health struct {
 	client *api.Client
 	opts   Options // with defaults applied
@@ -91,7 +92,10 @@ func (h *Health) Ensure(ctx context.Context, keys []ServiceKey) {
 func (h *Health) start(key ServiceKey) *healthWatch {
 	health := h.client.Health()
 	fetch := func(q *api.QueryOptions) ([]Instance, *api.QueryMeta, error) {
-		entries, meta, err := health.Service(key.Name, key.Tag, true, q)
+		// Every registered instance, not only passing ones: the gateway's
+		// panic threshold needs the registered count to tell "most
+		// instances failing" from "the service was scaled down".
+		entries, meta, err := health.Service(key.Name, key.Tag, false, q)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -113,7 +117,8 @@ func (h *Health) start(key ServiceKey) *healthWatch {
 	return hw
 }
 
-// Instances returns the latest passing instances of key sorted by ID (then
+// Instances returns the latest registered instances of key, each with its
+// Passing flag, sorted by ID (then
 // node, as IDs are only unique per node); ok is false until the watch's first
 // answer and for keys not passed to the last Ensure. While Consul is
 // unreachable the last snapshot is kept. The slice is shared: callers must
@@ -155,6 +160,9 @@ func toInstances(entries []*api.ServiceEntry) []Instance {
 			Address: e.Service.Address,
 			Port:    e.Service.Port,
 			Tags:    e.Service.Tags,
+			// Consul's own passing filter: every node and service check
+			// passing; warning counts as not passing, as it does there.
+			Passing: e.Checks.AggregatedStatus() == api.HealthPassing,
 		}
 		if e.Node != nil {
 			inst.Node = e.Node.Node
@@ -173,6 +181,6 @@ func toInstances(entries []*api.ServiceEntry) []Instance {
 func equalInstances(a, b []Instance) bool {
 	return slices.EqualFunc(a, b, func(x, y Instance) bool {
 		return x.ID == y.ID && x.Node == y.Node && x.Address == y.Address &&
-			x.Port == y.Port && slices.Equal(x.Tags, y.Tags)
+			x.Port == y.Port && x.Passing == y.Passing && slices.Equal(x.Tags, y.Tags)
 	})
 }

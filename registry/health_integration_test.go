@@ -11,14 +11,15 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-// instanceIDs returns the IDs in key's snapshot, or nil before the first.
+// instanceIDs returns the IDs of the passing instances in key's snapshot,
+// or nil before the first.
 func instanceIDs(h *Health, key ServiceKey) []string {
 	insts, ok := h.Instances(key)
 	if !ok {
 		return nil
 	}
 	ids := []string{}
-	for _, i := range insts {
+	for _, i := range Passing(insts) {
 		ids = append(ids, i.ID)
 	}
 	return ids

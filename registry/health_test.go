@@ -9,6 +9,22 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
+func TestPassingFiltersWithoutAllocatingWhenAllPass(t *testing.T) {
+	all := []Instance{{ID: "a", Passing: true}, {ID: "b", Passing: true}}
+	if got := Passing(all); &got[0] != &all[0] {
+		t.Error("all passing: want the same slice back")
+	}
+	mixed := []Instance{{ID: "a", Passing: true}, {ID: "b"}, {ID: "c", Passing: true}}
+	if got := Passing(mixed); len(got) != 2 || got[0].ID != "a" || got[1].ID != "c" {
+		t.Errorf("Passing = %+v", got)
+	}
+	if got := Passing(nil); len(got) != 0 {
+		t.Errorf("Passing(nil) = %+v", got)
+	}
+}
+
+// TestToInstancesFallsBackToNodeAddressAndSorts also checks that an
+// instance passes only when every check passes, warning included.
 func TestToInstancesFallsBackToNodeAddressAndSorts(t *testing.T) {
 	entries := []*api.ServiceEntry{
 		{Node: &api.Node{Node: "n2", Address: "10.0.0.2"}, Service: &api.AgentService{ID: "web-1", Port: 81}},
@@ -16,11 +32,17 @@ func TestToInstancesFallsBackToNodeAddressAndSorts(t *testing.T) {
 		{Node: &api.Node{Node: "n1", Address: "10.0.0.1"}, Service: &api.AgentService{ID: "web-0", Address: "2001:db8::1", Port: 80}},
 		nil,
 		{Node: &api.Node{Node: "n3"}},
+		{Node: &api.Node{Node: "n4", Address: "10.0.0.4"}, Service: &api.AgentService{ID: "web-2", Port: 82},
+			Checks: api.HealthChecks{{Status: api.HealthPassing}, {Status: api.HealthCritical}}},
+		{Node: &api.Node{Node: "n5", Address: "10.0.0.5"}, Service: &api.AgentService{ID: "web-3", Port: 83},
+			Checks: api.HealthChecks{{Status: api.HealthWarning}}},
 	}
 	want := []Instance{
-		{ID: "web-0", Node: "n1", Address: "2001:db8::1", Port: 80},
-		{ID: "web-1", Node: "n1", Address: "192.0.2.1", Port: 80, Tags: []string{"v1"}},
-		{ID: "web-1", Node: "n2", Address: "10.0.0.2", Port: 81},
+		{ID: "web-0", Node: "n1", Address: "2001:db8::1", Port: 80, Passing: true},
+		{ID: "web-1", Node: "n1", Address: "192.0.2.1", Port: 80, Tags: []string{"v1"}, Passing: true},
+		{ID: "web-1", Node: "n2", Address: "10.0.0.2", Port: 81, Passing: true},
+		{ID: "web-2", Node: "n4", Address: "10.0.0.4", Port: 82},
+		{ID: "web-3", Node: "n5", Address: "10.0.0.5", Port: 83},
 	}
 	got := toInstances(entries)
 	if !equalInstances(got, want) {

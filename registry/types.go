@@ -8,7 +8,7 @@ import (
 	"strconv"
 )
 
-// Instance is one passing instance of a service as Consul reported it.
+// Instance is one registered instance of a service as Consul reported it.
 // Instances are values inside immutable snapshots: never mutate one that has
 // been published.
 type Instance struct {
@@ -23,6 +23,30 @@ type Instance struct {
 	Port int
 	// Tags are the instance's Consul tags.
 	Tags []string
+	// Passing is true when every node and service check of the instance
+	// passes: Consul's definition of a healthy instance.
+	Passing bool
+}
+
+// Passing returns the instances whose checks all pass, in order. It
+// returns in itself when all pass, so the common case does not allocate.
+func Passing(in []Instance) []Instance {
+	n := 0
+	for _, i := range in {
+		if i.Passing {
+			n++
+		}
+	}
+	if n == len(in) {
+		return in
+	}
+	out := make([]Instance, 0, n)
+	for _, i := range in {
+		if i.Passing {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // HostPort returns "address:port", bracketing IPv6 addresses.

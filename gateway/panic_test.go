@@ -1,0 +1,83 @@
+package gateway
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/gatewayco/gateway/registry"
+)
+
+func insts(spec string) []registry.Instance {
+	// "a+ b- c+": instance ids with + for passing and - for failing.
+	var out []registry.Instance
+	for _, f := range strings.Fields(spec) {
+		out = append(out, registry.Instance{ID: f[:len(f)-1], Passing: f[len(f)-1] == '+'})
+	}
+	return out
+}
+
+func ids(in []registry.Instance) string {
+	var s []string
+	for _, i := range in {
+		s = append(s, i.ID)
+	}
+	return strings.Join(s, " ")
+}
+
+func TestInstanceSelector(t *testing.T) {
+	type step struct {
+		registered string
+		want       string
+		panic      string // substring of the reason; "" = no panic
+	}
+	tests := []struct {
+		name      string
+		threshold float64
+		steps     []step
+	}{
+		{"healthy service uses passing instances", 0.5, []step{
+			{"a+ b+ c+", "a b c", ""},
+			{"a+ b- c+", "a c", ""},
+		}},
+		{"below the threshold routes to all registered", 0.5, []step{
+			{"a+ b+ c+", "a b c", ""},
+			{"a+ b- c-", "a b c", "only 1 of 3"},
+			{"a+ b+ c-", "a b", ""},
+		}},
+		{"scale-down is not panic", 0.5, []step{
+			{"a+ b+ c+ d+", "a b c d", ""},
+			{"a+ b+", "a b", ""},
+		}},
+		{"everything deregistered keeps the last known", 0.5, []step{
+			{"a+ b+", "a b", ""},
+			{"a+ b-", "a", ""}, // exactly half passing is not below 50%
+			{"", "a", "no instances"},
+			{"c+", "c", ""},
+		}},
+		{"threshold zero disables panic but not the empty-list rule", 0, []step{
+			{"a+ b+", "a b", ""},
+			{"a- b-", "", ""},
+			{"", "a b", "no instances"},
+		}},
+		{"a service never seen with instances stays empty", 0.5, []step{
+			{"", "", ""},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newInstanceSelector(tc.threshold, hclog.NewNullLogger())
+			key := registry.ServiceKey{Name: "svc"}
+			for i, st := range tc.steps {
+				got, reason := s.choose(key, insts(st.registered))
+				if ids(got) != st.want {
+					t.Fatalf("step %d (%q): serve %q, want %q", i, st.registered, ids(got), st.want)
+				}
+				if (reason == "") != (st.panic == "") || !strings.Contains(reason, st.panic) {
+					t.Fatalf("step %d (%q): reason %q, want one containing %q", i, st.registered, reason, st.panic)
+				}
+			}
+		})
+	}
+}
