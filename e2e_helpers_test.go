@@ -72,11 +72,17 @@ type backend struct {
 
 func startBackend(t *testing.T, client *api.Client, service, id string) *backend {
 	t.Helper()
-	b := &backend{id: id, service: service}
-	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return startBackendWith(t, client, service, id, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]string{"instance": id, "path": r.URL.Path})
-	}))
+	})
+}
+
+// startBackendWith is startBackend with the upstream's own handler.
+func startBackendWith(t *testing.T, client *api.Client, service, id string, h http.HandlerFunc) *backend {
+	t.Helper()
+	b := &backend{id: id, service: service}
+	b.srv = httptest.NewServer(h)
 	t.Cleanup(b.srv.Close)
 	host, port, _ := net.SplitHostPort(b.srv.Listener.Addr().String())
 	p, _ := strconv.Atoi(port)

@@ -59,8 +59,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 type serveFlags struct {
 	listen, admin, prefix, consul, logLevel string
 	logJSON, accessLog                      bool
-	drain                                   time.Duration
+	drain, readHeaderTimeout                time.Duration
 	panicThreshold                          float64
+	maxBodyBytes                            int64
+	maxHeaderBytes                          int
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -74,6 +76,9 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&f.logJSON, "log-json", false, "log as JSON lines")
 	fs.BoolVar(&f.accessLog, "access-log", true, "log one line per request")
 	fs.DurationVar(&f.drain, "drain-timeout", 15*time.Second, "how long in-flight requests may run after SIGTERM")
+	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send its request headers (cuts off slowloris clients)")
+	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "request body limit in bytes, 413 beyond (negative: no limit)")
+	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 1<<20, "request header limit in bytes, 431 beyond")
 	fs.Float64Var(&f.panicThreshold, "panic-threshold", gateway.DefaultPanicThreshold, "below this share of passing instances a service routes to all registered ones (0 disables)")
 	return fs
 }
@@ -157,7 +162,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	}
 	a := &app{status: &registry.Status{}, failed: make(chan error, 2),
 		publicAddr: publicLn.Addr().String(), adminAddr: adminLn.Addr().String()}
-	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog})
+	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	ctl.SetPanicThreshold(f.panicThreshold)
 	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status}
@@ -169,8 +174,8 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	a.watches.Go(func() { kv.Run(watchCtx) })
 	a.watches.Go(func() { ctl.Run(watchCtx, kv, a.health) })
 
-	a.public = newServer(a.gw, logger)
-	a.admin = newServer(gateway.AdminHandler(a.gw, a.status), logger)
+	a.public = newServer(a.gw, logger, f)
+	a.admin = newServer(gateway.AdminHandler(a.gw, a.status), logger, f)
 	go func() { a.failed <- a.public.Serve(publicLn) }()
 	go func() { a.failed <- a.admin.Serve(adminLn) }()
 	logger.Info("serving", "listen", a.publicAddr, "admin", a.adminAddr, "kv_prefix", f.prefix)
@@ -197,12 +202,12 @@ func (a *app) shutdown(drain time.Duration) error {
 // newServer sets the timeouts a public server needs: without
 // ReadHeaderTimeout a client that trickles headers holds a connection
 // forever.
-func newServer(h http.Handler, logger hclog.Logger) *http.Server {
+func newServer(h http.Handler, logger hclog.Logger, f serveFlags) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: f.readHeaderTimeout,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    1 << 20,
+		MaxHeaderBytes:    f.maxHeaderBytes,
 		ErrorLog:          logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 }

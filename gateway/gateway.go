@@ -21,6 +21,8 @@ type Gateway struct {
 	logger hclog.Logger
 	access hclog.Logger
 	now    func() time.Time
+	// maxBody is the request body limit in bytes; zero or less is none.
+	maxBody int64
 }
 
 // Options configure a Gateway. The zero value is usable.
@@ -33,6 +35,9 @@ type Options struct {
 	AccessLog bool
 	// Now is the clock for latencies; nil means time.Now.
 	Now func() time.Time
+	// MaxBodyBytes bounds request bodies (413 beyond); zero means
+	// DefaultMaxBodyBytes, negative means no limit.
+	MaxBodyBytes int64
 }
 
 // New returns a Gateway serving an empty table (404 to everything) until
@@ -42,7 +47,10 @@ func New(opts Options) *Gateway {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	g := &Gateway{logger: logger, now: opts.Now}
+	g := &Gateway{logger: logger, now: opts.Now, maxBody: opts.MaxBodyBytes}
+	if g.maxBody == 0 {
+		g.maxBody = DefaultMaxBodyBytes
+	}
 	if g.now == nil {
 		g.now = time.Now
 	}
@@ -68,6 +76,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = normalizePath(r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
 	if g.access != nil {
 		defer g.logAccess(ex, r)
+	}
+	if !g.limitBody(ex, r) {
+		return
 	}
 	t.router.ServeHTTP(ex, r)
 }

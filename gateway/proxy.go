@@ -130,6 +130,8 @@ func (p *proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	switch {
 	case errors.Is(err, errNoInstance):
 		writeError(w, http.StatusServiceUnavailable, msgNoInstance, ex.route)
+	case isBodyTooLarge(err):
+		writeError(w, http.StatusRequestEntityTooLarge, msgBodyTooLarge, ex.route)
 	case errors.Is(r.Context().Err(), context.DeadlineExceeded):
 		writeError(w, http.StatusGatewayTimeout, msgUpstreamTimeout, ex.route)
 	case errors.Is(r.Context().Err(), context.Canceled):
