@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,4 +158,60 @@ func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
 
 func routeDoc(name, prefix, service string) string {
 	return fmt.Sprintf("route %q {\n  path_prefix = %q\n  service     = %q\n}\n", name, prefix, service)
+}
+
+// load keeps clients busy sending GETs to url until finish, counting
+// successes and failures: the fault tests' "under concurrent load".
+type load struct {
+	ok, failed atomic.Int64
+	firstErr   atomic.Value
+	stop       atomic.Bool
+	wg         sync.WaitGroup
+}
+
+func startLoad(t *testing.T, url string, clients int) *load {
+	t.Helper()
+	l := &load{}
+	for range clients {
+		l.wg.Go(func() {
+			c := &http.Client{Timeout: 30 * time.Second}
+			for !l.stop.Load() {
+				resp, err := c.Get(url)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("status %s", resp.Status)
+					}
+				}
+				if err != nil {
+					l.failed.Add(1)
+					l.firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				l.ok.Add(1)
+			}
+		})
+	}
+	t.Cleanup(func() { l.stop.Store(true); l.wg.Wait() })
+	return l
+}
+
+// finish stops the clients and fails the test if any request failed.
+func (l *load) finish(t *testing.T) int64 {
+	t.Helper()
+	l.stop.Store(true)
+	l.wg.Wait()
+	if n := l.failed.Load(); n > 0 {
+		t.Fatalf("%d of %d requests failed; first: %v", n, n+l.ok.Load(), l.firstErr.Load())
+	}
+	return l.ok.Load()
+}
+
+// waitProgress waits until the load has completed n more requests, so a
+// fault is injected while traffic really flows.
+func (l *load) waitProgress(t *testing.T, n int64) {
+	t.Helper()
+	base := l.ok.Load() + l.failed.Load()
+	waitFor(t, "load progress", func() bool { return l.ok.Load()+l.failed.Load() >= base+n })
 }

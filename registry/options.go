@@ -16,7 +16,10 @@ const (
 	DefaultRateLimit  = rate.Limit(20)
 	DefaultBurst      = 5
 	DefaultBackoffMin = 50 * time.Millisecond
-	DefaultBackoffMax = 10 * time.Second
+	// DefaultBackoffMax keeps the longest wait after a failure under 5 s,
+	// so changes flow again within 5 s of Consul's return after any outage
+	// while an absent agent still sees at most one call per 2 s per watch.
+	DefaultBackoffMax = 4 * time.Second
 )
 
 // Options tune every watch loop. The zero value is ready to use: each zero
@@ -42,7 +45,7 @@ type Options struct {
 	// step doubles per consecutive failure from BackoffMin up to BackoffMax,
 	// and the actual delay is drawn uniformly from [step/2, step] so that many
 	// watches failing together do not retry in lockstep. A success resets it.
-	// Zero means DefaultBackoffMin (50ms) and DefaultBackoffMax (10s).
+	// Zero means DefaultBackoffMin (50ms) and DefaultBackoffMax (4s).
 	BackoffMin time.Duration
 	BackoffMax time.Duration
 

@@ -270,8 +270,8 @@ func TestBackoffDelay(t *testing.T) {
 		{"first failure, low jitter", 1, 0, 25 * ms},
 		{"first failure, high jitter", 1, 0.999999, 49_999_975 * time.Nanosecond},
 		{"doubles per failure", 3, 0, 100 * ms},
-		{"capped at max", 30, 0, 5 * time.Second},
-		{"never overflows", 1 << 20, 0.5, 7500 * ms},
+		{"capped at max", 30, 0, DefaultBackoffMax / 2},
+		{"never overflows", 1 << 20, 0.5, DefaultBackoffMax * 3 / 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
