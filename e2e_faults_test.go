@@ -1,10 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -107,4 +110,85 @@ func TestConsulOutageUnderLoadLosesNoRequest(t *testing.T) {
 	t.Logf("Consul back -> KV change served: %v", time.Since(up).Round(time.Millisecond))
 	waitFor(t, "/health ok", func() bool { _, body := adminGet(t, a, "/health"); return body["status"] == "ok" })
 	t.Logf("%d requests served through the outage, none failed", l.finish(t))
+}
+
+// settledGoroutines waits until the goroutine count stops falling (closed
+// connections take a moment to unwind) and returns it.
+func settledGoroutines() int {
+	n := runtime.NumGoroutine()
+	for range 100 {
+		time.Sleep(20 * time.Millisecond)
+		m := runtime.NumGoroutine()
+		if m == n {
+			return n
+		}
+		n = m
+	}
+	return n
+}
+
+// heapAfterGC is the live heap, measured the same way before and after.
+func heapAfterGC() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// TestConfigChurnUnderLoad writes 1,000 route documents, valid and invalid
+// alternating, into one key while 8 clients use a route of another key.
+func TestConfigChurnUnderLoad(t *testing.T) {
+	client, addr := startConsul(t)
+	startBackend(t, client, "users", "users-1")
+	putRoute(t, client, "users.hcl", routeDoc("users", "/api/users", "users"))
+	a := startGateway(t, addr)
+	waitFor(t, "route served", func() bool { code, _ := getInstance(t, a, "/api/users"); return code == 200 })
+	// The baseline is taken after the same load has run once, so pooled
+	// keep-alive connections to the upstream count on both sides.
+	warm := startLoad(t, "http://"+a.publicAddr+"/api/users", 8)
+	warm.waitProgress(t, 500)
+	warm.finish(t)
+	goroutines := settledGoroutines()
+	heap := heapAfterGC()
+
+	l := startLoad(t, "http://"+a.publicAddr+"/api/users", 8)
+	const writes = 1000
+	reported := 0
+	for i := range writes {
+		if i%2 == 0 {
+			name := fmt.Sprintf("churn-%d", i)
+			putRoute(t, client, "churn.hcl", routeDoc(name, "/churn/"+name, "users"))
+			waitFor(t, name+" served", func() bool {
+				for _, r := range a.gw.Table().Routes() {
+					if r.Config.Name == name {
+						return len(a.gw.Table().Errors()) == 0
+					}
+				}
+				return false
+			})
+			continue
+		}
+		// Each invalid version names a unique balancer, so its report is
+		// told apart from the previous one's.
+		bad := fmt.Sprintf("bad-%d", i)
+		putRoute(t, client, "churn.hcl", fmt.Sprintf("route \"churn\" {\n  path_prefix = \"/churn\"\n  service = \"users\"\n  balancer = %q\n}\n", bad))
+		waitFor(t, bad+" reported", func() bool {
+			errs := a.gw.Table().Errors()
+			return len(errs) == 1 && errs[0].Key == "gateway/routes/churn.hcl" && strings.Contains(errs[0].Message, bad)
+		})
+		reported++
+	}
+	served := l.finish(t)
+	t.Logf("%d KV writes (%d invalid, all reported) under load; %d requests, none failed", writes, reported, served)
+
+	if after := settledGoroutines(); after > goroutines+2 {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("goroutines: %d before the churn, %d after:\n%s", goroutines, after, buf[:runtime.Stack(buf, true)])
+	}
+	after := heapAfterGC()
+	t.Logf("heap: %d KiB before, %d KiB after", heap>>10, after>>10)
+	// Bounded, not equal: the runtime and the Consul client keep caches.
+	if after > heap+8<<20 {
+		t.Fatalf("live heap grew from %d KiB to %d KiB over the churn", heap>>10, after>>10)
+	}
 }
