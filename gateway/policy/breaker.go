@@ -54,7 +54,9 @@ func NewBreaker(name string, cfg *config.CircuitBreaker, logger hclog.Logger, no
 		BucketPeriod: BreakerWindow / 10,
 		Timeout:      cfg.OpenTimeout,
 		ReadyToTrip: func(c gobreaker.Counts) bool {
-			return c.Requests >= uint32(cfg.MinRequests) && float64(c.TotalFailures) >= cfg.FailureRatio*float64(c.Requests)
+			// Requests includes excluded calls; they must not dilute the ratio.
+			n := c.Requests - min(c.TotalExclusions, c.Requests)
+			return n >= uint32(cfg.MinRequests) && float64(c.TotalFailures) >= cfg.FailureRatio*float64(n)
 		},
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			if to == gobreaker.StateOpen {
