@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -60,6 +61,7 @@ type serveFlags struct {
 	listen, admin, prefix, consul, logLevel string
 	logJSON, accessLog                      bool
 	drain                                   time.Duration
+	trustedProxies                          string
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -73,6 +75,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&f.logJSON, "log-json", false, "log as JSON lines")
 	fs.BoolVar(&f.accessLog, "access-log", true, "log one line per request")
 	fs.DurationVar(&f.drain, "drain-timeout", 15*time.Second, "how long in-flight requests may run after SIGTERM")
+	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed (default: none)")
 	return fs
 }
 
@@ -96,6 +99,9 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	if hclog.LevelFromString(f.logLevel) == hclog.NoLevel {
 		return fmt.Errorf("%w: unknown log level %q", errUsage, f.logLevel)
+	}
+	if _, err := parseCIDRs(f.trustedProxies); err != nil {
+		return fmt.Errorf("%w: -trusted-proxies: %w", errUsage, err)
 	}
 	logger := newLogger(f.logLevel, f.logJSON, stderr)
 
@@ -152,7 +158,13 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	}
 	a := &app{status: &registry.Status{}, failed: make(chan error, 2),
 		publicAddr: publicLn.Addr().String(), adminAddr: adminLn.Addr().String()}
-	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog})
+	trusted, err := parseCIDRs(f.trustedProxies)
+	if err != nil {
+		publicLn.Close()
+		adminLn.Close()
+		return nil, err
+	}
+	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, TrustedProxies: trusted})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status}
 	kv := registry.NewKV(client, f.prefix, opts, ctl.Notify)
@@ -225,3 +237,29 @@ func usageError(format string, a ...any) error {
 }
 
 func trimSlash(prefix string) string { return strings.TrimSuffix(prefix, "/") + "/" }
+
+// parseCIDRs reads a comma-separated list of CIDRs; a bare address means
+// that one host.
+func parseCIDRs(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if !strings.Contains(part, "/") {
+			a, err := netip.ParseAddr(part)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}

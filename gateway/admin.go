@@ -66,6 +66,9 @@ type routeView struct {
 	Tag        string         `json:"tag"`
 	Balancer   string         `json:"balancer"`
 	Instances  []instanceView `json:"instances"`
+	// CircuitBreaker is the breaker's state ("closed", "open",
+	// "half-open"); omitted for routes without one.
+	CircuitBreaker string `json:"circuit_breaker,omitempty"`
 }
 
 type instanceView struct {
@@ -90,6 +93,7 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 		for i, in := range rt.Instances {
 			v.Instances[i] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port}
 		}
+		v.CircuitBreaker = rt.BreakerState()
 		body.Routes = append(body.Routes, v)
 	}
 	writeJSON(w, http.StatusOK, body)

@@ -186,3 +186,12 @@ func retryAfterSeconds(d time.Duration) string {
 }
 
 func defaultGetenv() func(string) string { return os.Getenv }
+
+// BreakerState is the route's circuit breaker state ("closed", "open",
+// "half-open"), or "" when the route has none.
+func (r *Route) BreakerState() string {
+	if r.up == nil || r.up.breaker == nil {
+		return ""
+	}
+	return r.up.breaker.cb.State()
+}
