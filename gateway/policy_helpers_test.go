@@ -101,3 +101,5 @@ func do(t *testing.T, method, url string, headers ...string) response {
 	body, _ := io.ReadAll(resp.Body)
 	return response{resp.StatusCode, resp.Header, string(body)}
 }
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }

@@ -103,7 +103,7 @@ func TestClientAddrBelievesXFFOnlyFromTrustedProxies(t *testing.T) {
 	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	tests := []struct {
 		name, peer, xff, want string
-		trusted              []netip.Prefix
+		trusted               []netip.Prefix
 	}{
 		{"no trusted proxies", "10.1.1.1:5", "1.2.3.4", "10.1.1.1", nil},
 		{"untrusted peer", "192.0.2.1:5", "1.2.3.4", "192.0.2.1", trusted},

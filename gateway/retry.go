@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 
@@ -49,7 +51,12 @@ func (u *upstream) send(req *http.Request) (*http.Response, error) {
 		}
 		resp, err := u.to(r, i)
 		tried = append(tried, i)
-		if attempt >= tries || len(tried) >= len(u.hosts) || !retryWorthy(req, resp, err) || !u.retry.budget.TryRetry() {
+		if attempt >= tries || len(tried) >= len(u.hosts) || !retryWorthy(req, resp, err) {
+			return resp, err
+		}
+		// A failed dial never reached the service, so retrying it adds no
+		// load there; everything else spends the budget.
+		if !isDialError(err) && !u.retry.budget.TryRetry() {
 			return resp, err
 		}
 		if resp != nil {
@@ -111,6 +118,13 @@ func (u *upstream) retryable(req *http.Request) bool {
 	}
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	return true
+}
+
+// isDialError reports whether err is a failure to connect, as opposed to
+// one after the request may have reached the instance.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // retryWorthy: a connection error while the request's context is still
