@@ -14,10 +14,9 @@ import (
 // retryPolicy is an upstream's retry behaviour; the zero value never
 // retries.
 type retryPolicy struct {
-	retries        int
-	nonIdempotent  bool                // PUT and DELETE may be retried
-	budget         *policy.RetryBudget // shared by the route's tables; nil with retries == 0
-	maxReplayBytes int64               // larger request bodies are never retried
+	retries       int
+	nonIdempotent bool                // PUT and DELETE may be retried
+	budget        *policy.RetryBudget // shared by the route's tables; nil with retries == 0
 }
 
 // maxReplayBody bounds the request body buffered so a PUT can be replayed.
