@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -63,6 +64,7 @@ type serveFlags struct {
 	panicThreshold                          float64
 	maxBodyBytes                            int64
 	maxHeaderBytes                          int
+	trustedProxies                          string
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -80,6 +82,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "request body limit in bytes, 413 beyond (negative: no limit)")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 1<<20, "request header limit in bytes, 431 beyond")
 	fs.Float64Var(&f.panicThreshold, "panic-threshold", gateway.DefaultPanicThreshold, "below this share of passing instances a service routes to all registered ones (0 disables)")
+	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed (default: none)")
 	return fs
 }
 
@@ -106,6 +109,9 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	if hclog.LevelFromString(f.logLevel) == hclog.NoLevel {
 		return fmt.Errorf("%w: unknown log level %q", errUsage, f.logLevel)
+	}
+	if _, err := parseCIDRs(f.trustedProxies); err != nil {
+		return fmt.Errorf("%w: -trusted-proxies: %w", errUsage, err)
 	}
 	logger := newLogger(f.logLevel, f.logJSON, stderr)
 
@@ -162,7 +168,13 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	}
 	a := &app{status: &registry.Status{}, failed: make(chan error, 2),
 		publicAddr: publicLn.Addr().String(), adminAddr: adminLn.Addr().String()}
-	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes})
+	trusted, err := parseCIDRs(f.trustedProxies)
+	if err != nil {
+		publicLn.Close()
+		adminLn.Close()
+		return nil, err
+	}
+	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, TrustedProxies: trusted})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	ctl.SetPanicThreshold(f.panicThreshold)
 	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status}
@@ -236,3 +248,29 @@ func usageError(format string, a ...any) error {
 }
 
 func trimSlash(prefix string) string { return strings.TrimSuffix(prefix, "/") + "/" }
+
+// parseCIDRs reads a comma-separated list of CIDRs; a bare address means
+// that one host.
+func parseCIDRs(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if !strings.Contains(part, "/") {
+			a, err := netip.ParseAddr(part)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}

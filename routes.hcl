@@ -82,3 +82,58 @@ route "products" {
 #   timeout  = "5s"
 #   # strip_prefix = "/v1" would turn /v1/users/42 into /users/42.
 # }
+
+# Route policies, shown on a route that is not active in the demo (the demo
+# routes work without credentials). Every block is optional; see the README's
+# "Route policies" for the full rules.
+#
+# route "orders-protected" {
+#   path_prefix = "/v2/orders"
+#   service     = "orders"
+#   timeout     = "2s"        # bounds all attempts together
+#
+#   # Extra attempts on another instance after a connection error or a
+#   # 502/503/504; GET/HEAD/OPTIONS only unless retry_non_idempotent = true
+#   # (then PUT/DELETE too; POST never). Capped at 20% of recent requests.
+#   retries = 2
+#   # retry_non_idempotent = true
+#
+#   # Token bucket per client: 429 with Retry-After when empty.
+#   rate_limit {
+#     requests_per_second = 50
+#     burst               = 100
+#     key                 = "ip"        # or "header:X-API-Key", or "jwt:sub"
+#   }
+#
+#   # Bearer-token auth. Pinned algorithms; "none" is never accepted.
+#   jwt {
+#     algorithms     = ["RS256"]
+#     jwks_url       = "https://auth.example.com/.well-known/jwks.json"
+#     # public_key_file = "/etc/gateway/jwt.pem"   # instead of jwks_url
+#     # secret_env      = "ORDERS_JWT_SECRET"      # for HS256/384/512 instead
+#     issuer         = "https://auth.example.com"
+#     audience       = "api"
+#     forward_claims = { sub = "X-User-Id" }
+#   }
+#
+#   # Alternative to jwt (a route has one or the other): ask a Consul service.
+#   # forward_auth {
+#   #   service      = "auth"
+#   #   path         = "/verify"
+#   #   copy_headers = ["X-User-Id"]
+#   #   timeout      = "5s"
+#   # }
+#
+#   # Stop calling a failing service for a while.
+#   circuit_breaker {
+#     failure_ratio = 0.5     # of at least min_requests in the last 10s
+#     min_requests  = 20
+#     open_timeout  = "30s"
+#     serve_stale   = true    # GET: last 200 for the same URL while open
+#     fallback {              # otherwise this; without it: 503
+#       status       = 200
+#       content_type = "application/json"
+#       body         = "{\"orders\": []}"
+#     }
+#   }
+# }

@@ -67,6 +67,9 @@ type routeView struct {
 	Balancer   string         `json:"balancer"`
 	Instances  []instanceView `json:"instances"`
 	Panic      string         `json:"panic,omitempty"`
+	// CircuitBreaker is the breaker's state ("closed", "open",
+	// "half-open"); omitted for routes without one.
+	CircuitBreaker string `json:"circuit_breaker,omitempty"`
 }
 
 type instanceView struct {
@@ -92,6 +95,7 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 		for i, in := range rt.Instances {
 			v.Instances[i] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port, Passing: in.Passing}
 		}
+		v.CircuitBreaker = rt.BreakerState()
 		body.Routes = append(body.Routes, v)
 	}
 	writeJSON(w, http.StatusOK, body)

@@ -210,6 +210,11 @@ func serviceKeys(routes []config.Route) []registry.ServiceKey {
 			set[k] = true
 			keys = append(keys, k)
 		}
+		// A forward_auth service is called like a route's: watch it too.
+		if fa := r.Policy.ForwardAuth; fa != nil && !set[authServiceKey(fa)] {
+			set[authServiceKey(fa)] = true
+			keys = append(keys, authServiceKey(fa))
+		}
 	}
 	return keys
 }

@@ -29,4 +29,5 @@ const (
 	msgNoInstance       = "no healthy instance"
 	msgUpstreamDown     = "upstream unavailable"
 	msgUpstreamTimeout  = "upstream timed out"
+	msgBreakerOpen      = "circuit breaker open"
 )

@@ -8,6 +8,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -33,11 +34,16 @@ type Options struct {
 	Proxy ProxyOptions
 	// AccessLog turns the one-line-per-request log on.
 	AccessLog bool
-	// Now is the clock for latencies; nil means time.Now.
+	// Now is the clock for latencies and for rate limits, retry budgets
+	// and token expiry; nil means time.Now.
 	Now func() time.Time
 	// MaxBodyBytes bounds request bodies (413 beyond); zero means
 	// DefaultMaxBodyBytes, negative means no limit.
 	MaxBodyBytes int64
+	// TrustedProxies are the peers whose X-Forwarded-For is believed when
+	// finding a client's IP for rate limiting; nil trusts nobody, so the
+	// client IP is always the connection's peer.
+	TrustedProxies []netip.Prefix
 }
 
 // New returns a Gateway serving an empty table (404 to everything) until
@@ -58,6 +64,7 @@ func New(opts Options) *Gateway {
 		g.access = logger.Named("access")
 	}
 	g.proxy = newProxy(opts.Proxy, logger.Named("proxy"))
+	g.proxy.env = policyEnv{trusted: opts.TrustedProxies, now: g.now, logger: logger.Named("policy"), getenv: defaultGetenv()}
 	g.table.Store(emptyTable())
 	return g
 }

@@ -33,6 +33,7 @@ type proxy struct {
 	rp        *httputil.ReverseProxy
 	transport http.RoundTripper // shared by every upstream
 	logger    hclog.Logger
+	env       policyEnv // what route policies need; see policies.go
 }
 
 func newProxy(opts ProxyOptions, logger hclog.Logger) *proxy {
@@ -127,7 +128,11 @@ func stripPrefix(path, prefix string) string {
 // route timeout is 504, anything else from the upstream side is 502.
 func (p *proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	ex := exchangeFrom(r.Context())
+	var open *errBreakerOpen
 	switch {
+	case errors.As(err, &open):
+		w.Header().Set("Retry-After", retryAfterSeconds(open.retryAfter))
+		writeError(w, http.StatusServiceUnavailable, msgBreakerOpen, ex.route)
 	case errors.Is(err, errNoInstance):
 		writeError(w, http.StatusServiceUnavailable, msgNoInstance, ex.route)
 	case isBodyTooLarge(err):

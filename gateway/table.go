@@ -41,7 +41,8 @@ type Route struct {
 	// empty list from Consul); empty in normal operation.
 	Panic string
 
-	up *upstream
+	up      *upstream
+	handler http.Handler // the route's policy chain ending in the proxy
 }
 
 // ConfigError is a rejected route document, as listed by /routes.
@@ -73,6 +74,7 @@ func emptyTable() *Table {
 type tableBuilder struct {
 	proxy     *proxy
 	balancers map[balancerKey]balancer.Balancer
+	states    policyStates // per-route policy state, see policies.go
 }
 
 type balancerKey struct {
@@ -109,8 +111,11 @@ func (b *tableBuilder) build(routes []config.Route, instances func(registry.Serv
 			hosts[j] = in.HostPort()
 		}
 		up := &upstream{service: key, hosts: hosts, balancer: bal, next: b.proxy.transport}
-		t.routes = append(t.routes, &Route{Config: rc, Service: key, Instances: insts, up: up})
+		rt := &Route{Config: rc, Service: key, Instances: insts, up: up}
+		b.applyPolicies(rt, b.authUpstream(rc.Policy.ForwardAuth, instances, used))
+		t.routes = append(t.routes, rt)
 	}
+	b.states.swap()
 	// Balancers of services no route uses any more are dropped, so their
 	// state does not pile up over months of config changes.
 	b.balancers = used
@@ -141,7 +146,7 @@ func (b *tableBuilder) router(routes []*Route) http.Handler {
 		if len(rt.Config.Methods) > 0 {
 			mr = mr.Methods(rt.Config.Methods...)
 		}
-		mr.Handler(b.proxy.handler(rt))
+		mr.Handler(rt.handler)
 	}
 	return r
 }

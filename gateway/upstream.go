@@ -13,30 +13,27 @@ import (
 var errNoInstance = errors.New("no healthy instance")
 
 // upstream sends requests to one service's instances: it picks one with the
-// service's balancer and forwards over the shared transport. It is the one
-// place where a request meets an instance, so routes (through
-// ReverseProxy) and any other caller share the same selection rules.
+// service's balancer and forwards over the shared transport, behind the
+// route's circuit breaker and with its retries. It is the one place where
+// a request meets an instance, so routes (through ReverseProxy) and any
+// other caller (forward auth) share the same selection and protection.
 type upstream struct {
 	service  registry.ServiceKey
 	hosts    []string // instances' host:port, in snapshot order; never mutated
 	balancer balancer.Balancer
 	next     http.RoundTripper
+	retry    retryPolicy
+	breaker  *routeBreaker // nil: no circuit breaker
 }
 
-// RoundTrip picks an instance and sends req to it. req.URL.Host is
-// overwritten; the exchange in req's context, when present, learns which
-// instance was picked for the access log.
+// RoundTrip sends req to an instance. req.URL.Host is overwritten; the
+// exchange in req's context, when present, learns which instance was
+// picked for the access log.
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
-	i := u.balancer.Pick(len(u.hosts))
-	if i < 0 {
-		return nil, errNoInstance
+	if u.breaker != nil {
+		return u.breaker.roundTrip(req, u.send)
 	}
-	req.URL.Scheme = "http"
-	req.URL.Host = u.hosts[i]
-	if ex := exchangeFrom(req.Context()); ex != nil {
-		ex.upstream = u.hosts[i]
-	}
-	return u.next.RoundTrip(req)
+	return u.send(req)
 }
 
 // dispatch is the ReverseProxy's transport: it hands each request to the

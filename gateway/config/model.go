@@ -54,6 +54,10 @@ type Route struct {
 	Balancer string
 	// Timeout bounds the whole upstream exchange; zero means no route timeout.
 	Timeout time.Duration
+
+	// Policy holds the route's rate limit, auth, circuit breaker and
+	// retries; the zero Policy turns them all off.
+	Policy Policy
 }
 
 // MatchKey identifies what a route matches; two routes with equal MatchKeys

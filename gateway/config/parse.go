@@ -49,6 +49,12 @@ var routeSchema = &hcl.BodySchema{
 	},
 }
 
+func init() {
+	// Policies are declared next to their decoders (policy_decode.go).
+	routeSchema.Attributes = append(routeSchema.Attributes, upstreamPolicyAttrs...)
+	routeSchema.Blocks = append(append(routeSchema.Blocks, accessPolicyBlocks...), upstreamPolicyBlocks...)
+}
+
 // Parse parses and validates one route document. key names the document in
 // every position (it is a Consul KV key or a file name; its extension does
 // not matter, the content is always HCL native syntax). modifyIndex is
@@ -142,5 +148,7 @@ func decodeRoute(p *problems, b *hcl.Block) *routeSrc {
 	r.StripPrefix = a.str(attrStripPrefix)
 	r.Balancer = a.str(attrBalancer)
 	r.Timeout = a.duration(attrTimeout)
+	decodeAccessPolicy(p, content.Blocks, &r.Policy)
+	decodeUpstreamPolicy(p, content.Blocks, a, &r.Policy)
 	return r
 }

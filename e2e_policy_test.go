@@ -1,0 +1,150 @@
+package main
+
+import (
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// registerHandler runs h as an instance of service registered in Consul
+// with a passing TTL check.
+func registerHandler(t *testing.T, client *api.Client, service, id string, h http.HandlerFunc) {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	p, _ := strconv.Atoi(port)
+	reg := &api.AgentServiceRegistration{ID: id, Name: service, Address: host, Port: p,
+		Check: &api.AgentServiceCheck{CheckID: "ttl-" + id, TTL: "10m"}}
+	if err := client.Agent().ServiceRegister(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Agent().UpdateTTL("ttl-"+id, "test", api.HealthPassing); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func policyDoc(burst int, extra string) string {
+	return `
+route "api" {
+  path_prefix = "/api"
+  service     = "api"
+  rate_limit {
+    requests_per_second = 0.001
+    burst               = ` + strconv.Itoa(burst) + `
+  }
+  forward_auth {
+    service      = "auth"
+    path         = "/verify"
+    copy_headers = ["X-User-Id"]
+  }
+}
+route "flaky" {
+  path_prefix = "/flaky"
+  service     = "flaky"
+  circuit_breaker {
+    failure_ratio = 0.5
+    min_requests  = 3
+    open_timeout  = "1h"
+    fallback {
+      body = "fallback"
+    }
+  }
+}
+` + extra
+}
+
+func send(t *testing.T, a *app, path, auth string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+a.publicAddr+path, nil)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sb strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := resp.Body.Read(buf)
+		sb.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return resp.StatusCode, sb.String()
+}
+
+// TestPoliciesFromKVDocumentRateLimitForwardAuthAndBreaker drives every
+// Consul-facing part of route policies through a real agent: the
+// forward_auth service is found through its own health watch, limiter
+// state survives a table swap that leaves its policy alone and is reset by
+// one that changes it, and a breaker trips and shows in /routes.
+func TestPoliciesFromKVDocumentRateLimitForwardAuthAndBreaker(t *testing.T) {
+	client, addr := startConsul(t)
+	startBackend(t, client, "api", "api-1")
+	registerHandler(t, client, "auth", "auth-1", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer ok" {
+			http.Error(w, "denied by auth", http.StatusForbidden)
+			return
+		}
+		w.Header().Set("X-User-Id", "u-1")
+	})
+	registerHandler(t, client, "flaky", "flaky-1", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "boom", http.StatusInternalServerError)
+	})
+	putRoute(t, client, "policies.hcl", policyDoc(2, ""))
+	a := startGateway(t, addr)
+	waitFor(t, "routes with instances of api, auth and flaky", func() bool {
+		// The first table already has every instance (the controller
+		// waits for new watches), so /flaky answers the upstream's 500.
+		code, body := send(t, a, "/flaky", "")
+		return code == http.StatusInternalServerError || body == "fallback"
+	})
+
+	if code, body := send(t, a, "/api/x", "Bearer nope"); code != http.StatusForbidden || !strings.Contains(body, "denied by auth") {
+		t.Fatalf("denied request: %d %q, want the auth service's 403", code, body)
+	}
+	// The denied request spent a token too (rate limiting runs first).
+	if code, body := send(t, a, "/api/x", "Bearer ok"); code != 200 || !strings.Contains(body, "api-1") {
+		t.Fatalf("allowed request: %d %q", code, body)
+	}
+	if code, _ := send(t, a, "/api/x", "Bearer ok"); code != http.StatusTooManyRequests {
+		t.Fatalf("third request: %d, want 429", code)
+	}
+
+	// An unrelated change to the document: the api policy is unchanged, so
+	// its buckets carry over and the client is still limited.
+	putRoute(t, client, "policies.hcl", policyDoc(2, "route \"more\" {\n  path_prefix = \"/more\"\n  service = \"api\"\n}\n"))
+	waitFor(t, "new route served", func() bool { code, _ := send(t, a, "/more", ""); return code == 200 })
+	if code, _ := send(t, a, "/api/x", "Bearer ok"); code != http.StatusTooManyRequests {
+		t.Fatalf("after a swap with the same policy: %d, want 429 (limiter state kept)", code)
+	}
+
+	// Changing the policy takes effect on the next swap with fresh buckets.
+	putRoute(t, client, "policies.hcl", policyDoc(5, ""))
+	waitFor(t, "changed rate limit served", func() bool { code, _ := send(t, a, "/api/x", "Bearer ok"); return code == 200 })
+
+	// The breaker: 3 failures trip it; then the fallback answers and
+	// /routes shows it open.
+	for range 3 {
+		send(t, a, "/flaky", "")
+	}
+	if code, body := send(t, a, "/flaky", ""); code != 200 || body != "fallback" {
+		t.Fatalf("open breaker: %d %q, want the fallback", code, body)
+	}
+	_, routes := adminGet(t, a, "/routes")
+	for _, r := range routes["routes"].([]any) {
+		rv := r.(map[string]any)
+		if rv["name"] == "flaky" && rv["circuit_breaker"] != "open" {
+			t.Fatalf("/routes shows breaker %v, want open", rv["circuit_breaker"])
+		}
+	}
+}

@@ -1,0 +1,197 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/gatewayco/gateway/balancer"
+	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/policy"
+	"github.com/gatewayco/gateway/registry"
+)
+
+// policyEnv is what route policies need from the gateway's options.
+type policyEnv struct {
+	trusted []netip.Prefix
+	now     func() time.Time
+	logger  hclog.Logger
+	getenv  func(string) string
+	// jwksClient fetches key sets; nil means a client with a 5s timeout.
+	jwksClient *http.Client
+}
+
+// stateKey names one piece of per-route policy state: the route, the kind
+// of state and the fingerprint of the configuration it was made from, so
+// any change to that configuration starts from fresh state.
+type stateKey struct {
+	route, kind, fingerprint string
+}
+
+// policyStates carries state (limiter buckets, breakers, budgets, caches,
+// key sets) from one table to the next. Like balancers it is owned by the
+// single-goroutine tableBuilder: get during a build, then swap, which drops
+// everything the new table did not ask for.
+type policyStates struct {
+	prev, next map[stateKey]any
+}
+
+func (s *policyStates) get(k stateKey, mk func() any) any {
+	if s.next == nil {
+		s.next = map[stateKey]any{}
+	}
+	if v, ok := s.next[k]; ok {
+		return v
+	}
+	v, ok := s.prev[k]
+	if !ok {
+		v = mk()
+	}
+	s.next[k] = v
+	return v
+}
+
+func (s *policyStates) swap() { s.prev, s.next = s.next, nil }
+
+// applyPolicies gives a route its upstream protection and its request
+// chain: rate limit, then auth (jwt or forward_auth), then the proxy. With
+// a rate limit keyed on a JWT claim, auth runs first, so only verified
+// claims become keys. authUp is the forward_auth service's upstream.
+func (b *tableBuilder) applyPolicies(rt *Route, authUp *upstream) {
+	pol := &rt.Config.Policy
+	name := rt.Config.Name
+	env := b.proxy.env
+	if pol.Retries > 0 {
+		budget := b.states.get(stateKey{name, "budget", ""}, func() any {
+			return policy.NewRetryBudget(policy.DefaultRetryRatio, policy.DefaultMinRetries, env.now)
+		}).(*policy.RetryBudget)
+		rt.up.retry = retryPolicy{retries: pol.Retries, nonIdempotent: pol.RetryNonIdempotent, budget: budget}
+	}
+	if cb := pol.CircuitBreaker; cb != nil {
+		fp := rt.Service.String() + "\x00" + cb.Fingerprint()
+		rt.up.breaker = b.states.get(stateKey{name, "breaker", fp}, func() any {
+			rb := &routeBreaker{
+				cb:       policy.NewBreaker(name+"/"+rt.Service.String(), cb, env.logger.Named("breaker"), env.now),
+				fallback: cb.Fallback,
+			}
+			if cb.ServeStale {
+				rb.stale = policy.NewStaleCache(0, 0)
+			}
+			return rb
+		}).(*routeBreaker)
+	}
+
+	h := b.proxy.handler(rt)
+	var limit func(http.Handler) http.Handler
+	if rl := pol.RateLimit; rl != nil {
+		lim := b.states.get(stateKey{name, "limiter", rl.Fingerprint()}, func() any {
+			return policy.NewLimiter(rl.RequestsPerSecond, rl.Burst, policy.LimiterOptions{Now: env.now})
+		}).(*policy.Limiter)
+		limit = func(next http.Handler) http.Handler { return rateLimited(name, rl, lim, env.trusted, next) }
+	}
+	if limit != nil && pol.RateLimit.KeyKind == config.RateKeyJWT {
+		h = limit(h)
+	}
+	switch {
+	case pol.JWT != nil:
+		h = jwtAuthenticated(name, pol.JWT, b.verifier(name, pol.JWT), h)
+	case pol.ForwardAuth != nil:
+		h = forwardAuthenticated(name, pol.ForwardAuth, authUp, env.trusted, h)
+	}
+	if limit != nil && pol.RateLimit.KeyKind != config.RateKeyJWT {
+		h = limit(h)
+	}
+	rt.handler = named(name, h)
+}
+
+// verifier returns the route's token verifier, kept across swaps with its
+// key cache. Secrets and key files are read once, when the jwt block first
+// appears (or changes); one that cannot be read leaves the route failing
+// every request with 401, which the log explains.
+func (b *tableBuilder) verifier(route string, cfg *config.JWT) *policy.Verifier {
+	env := b.proxy.env
+	return b.states.get(stateKey{route, "jwt", cfg.Fingerprint()}, func() any {
+		var keys policy.KeySource
+		switch {
+		case cfg.JWKSURL != "":
+			keys = policy.NewJWKS(cfg.JWKSURL, policy.JWKSOptions{Client: env.jwksClient, Now: env.now, Logger: env.logger.Named("jwks")})
+		case cfg.PublicKeyFile != "":
+			k, err := policy.LoadPublicKey(cfg.PublicKeyFile)
+			if err != nil {
+				env.logger.Error("jwt public key unusable; the route rejects every request", "route", route, "error", err)
+			}
+			keys = policy.StaticKey{K: k}
+		default:
+			secret := env.getenv(cfg.SecretEnv)
+			if secret == "" {
+				env.logger.Error("jwt secret environment variable empty or unset; the route rejects every request", "route", route, "env", cfg.SecretEnv)
+				keys = policy.StaticKey{}
+			} else {
+				keys = policy.StaticKey{K: []byte(secret)}
+			}
+		}
+		return policy.NewVerifier(cfg, keys, env.now)
+	}).(*policy.Verifier)
+}
+
+// named records the route in the exchange before any policy runs, so a
+// request refused by a policy is logged and answered with its route.
+func named(route string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ex := exchangeFrom(r.Context()); ex != nil {
+			ex.route = route
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authServiceKey is the health watch of a forward_auth service.
+func authServiceKey(fa *config.ForwardAuth) registry.ServiceKey {
+	return registry.ServiceKey{Name: fa.Service}
+}
+
+// authUpstream is the forward_auth service's upstream, balanced round
+// robin with a balancer shared like a route's; nil without forward_auth.
+func (b *tableBuilder) authUpstream(fa *config.ForwardAuth, instances func(registry.ServiceKey) []registry.Instance, used map[balancerKey]balancer.Balancer) *upstream {
+	if fa == nil {
+		return nil
+	}
+	key := authServiceKey(fa)
+	bk := balancerKey{service: key, policy: balancer.RoundRobin}
+	bal := used[bk]
+	if bal == nil {
+		bal = b.balancers[bk]
+	}
+	if bal == nil {
+		bal, _ = balancer.New(balancer.RoundRobin)
+	}
+	used[bk] = bal
+	insts := instances(key)
+	hosts := make([]string, len(insts))
+	for i, in := range insts {
+		hosts[i] = in.HostPort()
+	}
+	return &upstream{service: key, hosts: hosts, balancer: bal, next: b.proxy.transport}
+}
+
+// retryAfterSeconds renders d for Retry-After: whole seconds, rounded up,
+// at least 1.
+func retryAfterSeconds(d time.Duration) string {
+	s := max(int64((d+time.Second-1)/time.Second), 1)
+	return fmt.Sprint(s)
+}
+
+func defaultGetenv() func(string) string { return os.Getenv }
+
+// BreakerState is the route's circuit breaker state ("closed", "open",
+// "half-open"), or "" when the route has none.
+func (r *Route) BreakerState() string {
+	if r.up == nil || r.up.breaker == nil {
+		return ""
+	}
+	return r.up.breaker.cb.State()
+}

@@ -1,0 +1,155 @@
+// Package policy holds the request-path mechanisms behind route policies:
+// keyed rate limiting, JWT verification with a JWKS cache, the retry
+// budget, the stale-response cache and circuit-breaker settings. Nothing
+// here knows about routes or tables; the gateway package wires them in and
+// keeps their state across table swaps.
+package policy
+
+import (
+	"container/list"
+	"hash/maphash"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Limiter is a token bucket per client key with bounded memory: buckets
+// idle longer than the idle period are evicted, and at most MaxKeys
+// buckets exist at once, the least recently used one making room for a new
+// key. A client evicted while active gets a full bucket again; under a
+// flood of distinct keys that is the price of bounded memory, and each
+// flooding key still gets only one burst.
+type Limiter struct {
+	limit  rate.Limit
+	burst  int
+	idle   time.Duration
+	now    func() time.Time
+	seed   maphash.Seed
+	shards [limiterShards]limiterShard
+}
+
+// limiterShards spreads keys over independently locked maps so concurrent
+// requests for different clients rarely contend.
+const limiterShards = 64
+
+type limiterShard struct {
+	mu      sync.Mutex
+	max     int
+	buckets map[string]*list.Element // of *bucket
+	lru     list.List                // front = most recently used
+}
+
+type bucket struct {
+	key  string
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+// LimiterOptions tune a Limiter; the zero value is usable.
+type LimiterOptions struct {
+	// MaxKeys bounds the number of buckets; zero means DefaultMaxKeys.
+	MaxKeys int
+	// Idle is how long an unused bucket is kept; zero means the time a
+	// bucket takes to refill completely, plus a minute, so an evicted
+	// bucket would have been full anyway.
+	Idle time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultMaxKeys bounds a Limiter's buckets; about 100k keys take roughly
+// 30 MB (see TestLimiterMemoryIsBoundedUnderKeyFlood).
+const DefaultMaxKeys = 100_000
+
+// NewLimiter returns a limiter refilling rps tokens per second into
+// buckets of size burst.
+func NewLimiter(rps float64, burst int, opts LimiterOptions) *Limiter {
+	l := &Limiter{limit: rate.Limit(rps), burst: burst, idle: opts.Idle, now: opts.Now, seed: maphash.MakeSeed()}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	if l.idle <= 0 {
+		l.idle = time.Duration(float64(burst)/rps*float64(time.Second)) + time.Minute
+	}
+	maxKeys := opts.MaxKeys
+	if maxKeys <= 0 {
+		maxKeys = DefaultMaxKeys
+	}
+	for i := range l.shards {
+		l.shards[i].max = max(1, maxKeys/limiterShards)
+		l.shards[i].buckets = map[string]*list.Element{}
+	}
+	return l
+}
+
+// Decision is the outcome of one Allow.
+type Decision struct {
+	// Allowed is false when the request must be refused.
+	Allowed bool
+	// Limit is the bucket size, for X-RateLimit-Limit.
+	Limit int
+	// Remaining is the whole tokens left after this request.
+	Remaining int
+	// RetryAfter is how long until a token is available; zero if allowed.
+	RetryAfter time.Duration
+}
+
+// Allow takes one token from key's bucket.
+func (l *Limiter) Allow(key string) Decision {
+	now := l.now()
+	s := &l.shards[maphash.String(l.seed, key)%limiterShards]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.touch(key, now, l)
+	d := Decision{Limit: l.burst}
+	r := b.lim.ReserveN(now, 1)
+	if delay := r.DelayFrom(now); !r.OK() || delay > 0 {
+		r.CancelAt(now)
+		d.RetryAfter = delay
+		if !r.OK() {
+			d.RetryAfter = time.Duration(math.MaxInt64)
+		}
+	} else {
+		d.Allowed = true
+	}
+	d.Remaining = max(0, int(b.lim.TokensAt(now)))
+	return d
+}
+
+// touch returns key's bucket, creating it and evicting idle or least
+// recently used buckets as needed. Called with s.mu held.
+func (s *limiterShard) touch(key string, now time.Time, l *Limiter) *bucket {
+	if e, ok := s.buckets[key]; ok {
+		b := e.Value.(*bucket)
+		b.seen = now
+		s.lru.MoveToFront(e)
+		return b
+	}
+	// The back of the list is the longest unused: drop what is idle, then
+	// make room if the shard is still full.
+	for e := s.lru.Back(); e != nil; e = s.lru.Back() {
+		b := e.Value.(*bucket)
+		if now.Sub(b.seen) < l.idle && len(s.buckets) < s.max {
+			break
+		}
+		s.lru.Remove(e)
+		delete(s.buckets, b.key)
+	}
+	b := &bucket{key: key, lim: rate.NewLimiter(l.limit, l.burst), seen: now}
+	s.buckets[key] = s.lru.PushFront(b)
+	return b
+}
+
+// Len is the number of buckets held.
+func (l *Limiter) Len() int {
+	n := 0
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.Lock()
+		n += len(s.buckets)
+		s.mu.Unlock()
+	}
+	return n
+}

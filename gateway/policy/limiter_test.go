@@ -1,0 +1,111 @@
+package policy
+
+import (
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is a manually advanced clock shared by concurrent readers.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Unix(1_700_000_000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func TestLimiterBurstThenDenyThenRecover(t *testing.T) {
+	clk := newFakeClock()
+	l := NewLimiter(2, 3, LimiterOptions{Now: clk.Now})
+	for i := range 3 {
+		d := l.Allow("a")
+		if !d.Allowed || d.Remaining != 2-i || d.Limit != 3 {
+			t.Fatalf("request %d of the burst: %+v", i, d)
+		}
+	}
+	d := l.Allow("a")
+	if d.Allowed || d.Remaining != 0 || d.RetryAfter != 500*time.Millisecond {
+		t.Fatalf("after the burst: %+v, want denied with RetryAfter 500ms", d)
+	}
+	if d := l.Allow("b"); !d.Allowed {
+		t.Fatalf("another key shares the bucket: %+v", d)
+	}
+	clk.Advance(500 * time.Millisecond)
+	if d := l.Allow("a"); !d.Allowed {
+		t.Fatalf("after one refill interval: %+v", d)
+	}
+	if d := l.Allow("a"); d.Allowed {
+		t.Fatalf("only one token refilled, second request allowed: %+v", d)
+	}
+}
+
+func TestLimiterEvictsIdleBuckets(t *testing.T) {
+	clk := newFakeClock()
+	l := NewLimiter(1, 1, LimiterOptions{Now: clk.Now, Idle: time.Minute})
+	for i := range 1000 {
+		l.Allow(strconv.Itoa(i))
+	}
+	if n := l.Len(); n != 1000 {
+		t.Fatalf("Len = %d, want 1000", n)
+	}
+	clk.Advance(2 * time.Minute)
+	// Inserting a key sweeps idle buckets out of its shard; touching every
+	// shard once sweeps them all.
+	for i := range 5000 {
+		l.Allow("new-" + strconv.Itoa(i))
+	}
+	if n := l.Len(); n != 5000 {
+		t.Fatalf("Len = %d after the old keys went idle, want only the 5000 new ones", n)
+	}
+}
+
+// TestLimiterMemoryIsBoundedUnderKeyFlood sends a million distinct keys,
+// as a client rotating source addresses or API keys would, and checks the
+// number of buckets and the live heap stay bounded.
+func TestLimiterMemoryIsBoundedUnderKeyFlood(t *testing.T) {
+	const keys = 1_000_000
+	const maxKeys = 100_000
+	// Documented bound: 100k buckets in at most 64 MiB of heap (measured
+	// about 30 MB, i.e. ~300 bytes per bucket with its key and LRU entry).
+	const heapBound = 64 << 20
+	clk := newFakeClock()
+	l := NewLimiter(10, 10, LimiterOptions{Now: clk.Now, MaxKeys: maxKeys})
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	peak := 0
+	for i := range keys {
+		l.Allow("client-" + strconv.Itoa(i))
+		if i%100_000 == 0 {
+			peak = max(peak, l.Len())
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	n := l.Len()
+	t.Logf("%d distinct keys -> %d buckets live (peak sampled %d), heap grew %.1f MiB (%.0f B/bucket)",
+		keys, n, peak, float64(grown)/(1<<20), float64(grown)/float64(max(n, 1)))
+	if n > maxKeys || peak > maxKeys {
+		t.Fatalf("%d buckets live (peak %d), bound is %d", n, peak, maxKeys)
+	}
+	if grown > heapBound {
+		t.Fatalf("heap grew by %d bytes, bound is %d", grown, heapBound)
+	}
+	runtime.KeepAlive(l)
+}

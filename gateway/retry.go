@@ -1,0 +1,141 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+
+	"github.com/gatewayco/gateway/gateway/policy"
+)
+
+// retryPolicy is an upstream's retry behaviour; the zero value never
+// retries.
+type retryPolicy struct {
+	retries       int
+	nonIdempotent bool                // PUT and DELETE may be retried
+	budget        *policy.RetryBudget // shared by the route's tables; nil with retries == 0
+}
+
+// maxReplayBody bounds the request body buffered so a PUT can be replayed.
+const maxReplayBody = 1 << 20
+
+// send picks an instance and forwards req, retrying on another instance
+// when the attempt failed before any answer reached the client: on a
+// connection error or a 502/503/504 status, which send sees before
+// ReverseProxy has written anything. All attempts share req's context, so
+// the route timeout bounds them together.
+func (u *upstream) send(req *http.Request) (*http.Response, error) {
+	tries := 1
+	if u.retry.retries > 0 && u.retryable(req) {
+		tries += u.retry.retries
+	}
+	if u.retry.budget != nil {
+		u.retry.budget.Request()
+	}
+	var tried []int
+	for attempt := 1; ; attempt++ {
+		i := u.pick(tried)
+		if i < 0 {
+			return nil, errNoInstance
+		}
+		r := req
+		if attempt > 1 {
+			r = req.Clone(req.Context())
+			if req.GetBody != nil {
+				r.Body, _ = req.GetBody()
+			}
+		}
+		resp, err := u.to(r, i)
+		tried = append(tried, i)
+		if attempt >= tries || len(tried) >= len(u.hosts) || !retryWorthy(req, resp, err) {
+			return resp, err
+		}
+		// A failed dial never reached the service, so retrying it adds no
+		// load there; everything else spends the budget.
+		if !isDialError(err) && !u.retry.budget.TryRetry() {
+			return resp, err
+		}
+		if resp != nil {
+			// The answer is discarded; draining a little lets the
+			// connection be reused.
+			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+			resp.Body.Close()
+		}
+	}
+}
+
+// pick asks the balancer for an instance, moving on to the next one not
+// tried yet so a retry never lands on an instance that just failed.
+func (u *upstream) pick(tried []int) int {
+	n := len(u.hosts)
+	i := u.balancer.Pick(n)
+	for k := 0; i >= 0 && k < n && slices.Contains(tried, i); k++ {
+		i = (i + 1) % n
+	}
+	return i
+}
+
+// to sends r to instance i.
+func (u *upstream) to(r *http.Request, i int) (*http.Response, error) {
+	r.URL.Scheme = "http"
+	r.URL.Host = u.hosts[i]
+	if ex := exchangeFrom(r.Context()); ex != nil {
+		ex.upstream = u.hosts[i]
+	}
+	return u.next.RoundTrip(r)
+}
+
+// retryable reports whether req may be sent twice: GET, HEAD, OPTIONS and
+// TRACE always, PUT and DELETE when the route allows it, POST and PATCH
+// never. A body must be replayable; a small one is buffered for that.
+func (u *upstream) retryable(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+	case http.MethodPut, http.MethodDelete:
+		if !u.retry.nonIdempotent {
+			return false
+		}
+	default:
+		return false
+	}
+	if req.Body == nil || req.Body == http.NoBody || req.GetBody != nil {
+		return true
+	}
+	if req.ContentLength < 0 || req.ContentLength > maxReplayBody {
+		return false
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, maxReplayBody+1))
+	req.Body.Close()
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil || int64(len(body)) != req.ContentLength {
+		// Sent once as read; the upstream sees a short body and the
+		// error surfaces there rather than being retried.
+		return false
+	}
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	return true
+}
+
+// isDialError reports whether err is a failure to connect, as opposed to
+// one after the request may have reached the instance.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// retryWorthy: a connection error while the request's context is still
+// live (the route timeout or the client ending it is final), or a status
+// meaning "this instance cannot serve now".
+func retryWorthy(req *http.Request, resp *http.Response, err error) bool {
+	if err != nil {
+		return req.Context().Err() == nil
+	}
+	switch resp.StatusCode {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
