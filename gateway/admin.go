@@ -77,6 +77,9 @@ type instanceView struct {
 	Address string `json:"address"`
 	Port    int    `json:"port"`
 	Passing bool   `json:"passing"`
+	// Ejected is the gateway's passive verdict: recent requests to the
+	// instance failed, so it is out of rotation for a while.
+	Ejected bool `json:"ejected,omitempty"`
 }
 
 func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
@@ -85,6 +88,7 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 	if body.Errors == nil {
 		body.Errors = []ConfigError{}
 	}
+	now := a.g.now()
 	for _, rt := range t.Routes() {
 		c := &rt.Config
 		v := routeView{
@@ -93,7 +97,7 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 			Instances: make([]instanceView, len(rt.Instances)), Panic: rt.Panic,
 		}
 		for i, in := range rt.Instances {
-			v.Instances[i] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port, Passing: in.Passing}
+			v.Instances[i] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port, Passing: in.Passing, Ejected: rt.up.isEjected(i, now)}
 		}
 		v.CircuitBreaker = rt.BreakerState()
 		body.Routes = append(body.Routes, v)

@@ -63,7 +63,7 @@ func New(opts Options) *Gateway {
 	if opts.AccessLog {
 		g.access = logger.Named("access")
 	}
-	g.proxy = newProxy(opts.Proxy, logger.Named("proxy"))
+	g.proxy = newProxy(opts.Proxy, logger.Named("proxy"), g.now)
 	g.proxy.env = policyEnv{trusted: opts.TrustedProxies, now: g.now, logger: logger.Named("policy"), getenv: defaultGetenv()}
 	g.table.Store(emptyTable())
 	return g

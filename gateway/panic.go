@@ -17,9 +17,12 @@ const DefaultPanicThreshold = 0.5
 // normal answer is "the passing ones". Two situations override it, because
 // answering 503 to every request is worse than trying:
 //
-//   - panic: fewer than threshold × registered instances pass (a shared
-//     dependency of the health checks is down, say): route to all
-//     registered instances, as Envoy's panic mode does;
+//   - panic: fewer than threshold × the known-good instances pass (a
+//     shared dependency of the health checks is down, say): route to all
+//     of them, as Envoy's panic mode does. Known-good means registered
+//     and seen passing at least once: an instance that registers before
+//     it is ready starts critical in Consul and must never get traffic
+//     before its first passing check, panic or not;
 //   - an empty list after a non-empty one (every instance deregistered at
 //     once, usually by mistake: a bad deploy, an agent wiped): keep the
 //     last instances that served, until any instance is registered again.
@@ -31,14 +34,20 @@ type instanceSelector struct {
 	logger    hclog.Logger
 	lastKnown map[registry.ServiceKey][]registry.Instance
 	reasons   map[registry.ServiceKey]string // current panic reason per service
+	// everPassed holds, per service, the instances seen passing at least
+	// once and still registered, keyed by node and ID.
+	everPassed map[registry.ServiceKey]map[instanceID]bool
 }
+
+type instanceID struct{ node, id string }
 
 func newInstanceSelector(threshold float64, logger hclog.Logger) *instanceSelector {
 	return &instanceSelector{
 		threshold: threshold,
 		logger:    logger,
-		lastKnown: map[registry.ServiceKey][]registry.Instance{},
-		reasons:   map[registry.ServiceKey]string{},
+		lastKnown:  map[registry.ServiceKey][]registry.Instance{},
+		reasons:    map[registry.ServiceKey]string{},
+		everPassed: map[registry.ServiceKey]map[instanceID]bool{},
 	}
 }
 
@@ -48,13 +57,14 @@ func (s *instanceSelector) choose(key registry.ServiceKey, registered []registry
 	var serve []registry.Instance
 	var reason string
 	passing := registry.Passing(registered)
+	known := s.knownGood(key, registered)
 	switch {
 	case len(registered) == 0 && len(s.lastKnown[key]) > 0:
 		serve = s.lastKnown[key]
 		reason = fmt.Sprintf("Consul lists no instances; serving the %d last known", len(serve))
-	case len(registered) > 0 && float64(len(passing)) < s.threshold*float64(len(registered)):
-		serve = registered
-		reason = fmt.Sprintf("only %d of %d instances passing, below the panic threshold of %.0f%%; routing to all registered", len(passing), len(registered), s.threshold*100)
+	case len(known) > 0 && float64(len(passing)) < s.threshold*float64(len(known)):
+		serve = known
+		reason = fmt.Sprintf("only %d of %d known-good instances passing, below the panic threshold of %.0f%%; routing to all of them", len(passing), len(known), s.threshold*100)
 	default:
 		serve = passing
 		if len(passing) > 0 {
@@ -76,6 +86,23 @@ func (s *instanceSelector) choose(key registry.ServiceKey, registered []registry
 	return serve, reason
 }
 
+// knownGood updates the record of instances seen passing and returns the
+// registered ones in it, in registration order.
+func (s *instanceSelector) knownGood(key registry.ServiceKey, registered []registry.Instance) []registry.Instance {
+	prev := s.everPassed[key]
+	next := make(map[instanceID]bool, len(registered))
+	var known []registry.Instance
+	for _, in := range registered {
+		id := instanceID{in.Node, in.ID}
+		if in.Passing || prev[id] {
+			next[id] = true
+			known = append(known, in)
+		}
+	}
+	s.everPassed[key] = next
+	return known
+}
+
 // forget drops services no route uses any more, so their memory does not
 // outlive them.
 func (s *instanceSelector) forget(used map[registry.ServiceKey]bool) {
@@ -83,6 +110,7 @@ func (s *instanceSelector) forget(used map[registry.ServiceKey]bool) {
 		if !used[k] {
 			delete(s.lastKnown, k)
 			delete(s.reasons, k)
+			delete(s.everPassed, k)
 		}
 	}
 }

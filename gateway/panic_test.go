@@ -41,10 +41,22 @@ func TestInstanceSelector(t *testing.T) {
 			{"a+ b+ c+", "a b c", ""},
 			{"a+ b- c+", "a c", ""},
 		}},
-		{"below the threshold routes to all registered", 0.5, []step{
+		{"below the threshold routes to all known-good", 0.5, []step{
 			{"a+ b+ c+", "a b c", ""},
 			{"a+ b- c-", "a b c", "only 1 of 3"},
 			{"a+ b+ c-", "a b", ""},
+		}},
+		{"instances that never passed get no traffic, even in panic", 0.5, []step{
+			{"a- b- c-", "", ""}, // all registered before ready
+			{"a+ b- c-", "a", ""},
+			{"a+ b+ c-", "a b", ""},
+			{"a- b- c-", "a b", "only 0 of 2"},
+			{"a- b- c- d-", "a b", "only 0 of 2"},
+		}},
+		{"an instance that left Consul is forgotten", 0.5, []step{
+			{"a+ b+ c+", "a b c", ""},
+			{"a+", "a", ""},
+			{"a+ b- c-", "a", ""}, // b and c are back but have not passed yet
 		}},
 		{"scale-down is not panic", 0.5, []step{
 			{"a+ b+ c+ d+", "a b c d", ""},

@@ -156,26 +156,12 @@ func authServiceKey(fa *config.ForwardAuth) registry.ServiceKey {
 
 // authUpstream is the forward_auth service's upstream, balanced round
 // robin with a balancer shared like a route's; nil without forward_auth.
-func (b *tableBuilder) authUpstream(fa *config.ForwardAuth, instances func(registry.ServiceKey) []registry.Instance, used map[balancerKey]balancer.Balancer) *upstream {
+func (b *tableBuilder) authUpstream(fa *config.ForwardAuth, instances func(registry.ServiceKey) []registry.Instance) *upstream {
 	if fa == nil {
 		return nil
 	}
 	key := authServiceKey(fa)
-	bk := balancerKey{service: key, policy: balancer.RoundRobin}
-	bal := used[bk]
-	if bal == nil {
-		bal = b.balancers[bk]
-	}
-	if bal == nil {
-		bal, _ = balancer.New(balancer.RoundRobin)
-	}
-	used[bk] = bal
-	insts := instances(key)
-	hosts := make([]string, len(insts))
-	for i, in := range insts {
-		hosts[i] = in.HostPort()
-	}
-	return &upstream{service: key, hosts: hosts, balancer: bal, next: b.proxy.transport}
+	return b.newUpstream(key, balancer.RoundRobin, instances(key))
 }
 
 // retryAfterSeconds renders d for Retry-After: whole seconds, rounded up,

@@ -24,24 +24,41 @@ type ProxyOptions struct {
 	// Transport replaces the shared transport entirely; nil builds one from
 	// the fields above. Tests use it to observe upstream traffic.
 	Transport http.RoundTripper
+	// OutlierFailures is how many gateway failures in a row (no
+	// connection, reset, timeout, 502/503/504) eject an instance; zero
+	// means DefaultOutlierFailures, negative turns ejection off.
+	OutlierFailures int
+	// OutlierEjection is how long a first ejection lasts; zero means
+	// DefaultOutlierEjection. Repeated ejections last a multiple of it.
+	OutlierEjection time.Duration
 }
 
 // proxy forwards requests to the instance a route's balancer picked. One
 // ReverseProxy and one Transport serve every route, so connection pools are
 // shared by all routes that reach the same instance.
 type proxy struct {
-	rp        *httputil.ReverseProxy
-	transport http.RoundTripper // shared by every upstream
-	logger    hclog.Logger
-	env       policyEnv // what route policies need; see policies.go
+	rp              *httputil.ReverseProxy
+	transport       http.RoundTripper // shared by every upstream
+	logger          hclog.Logger
+	env             policyEnv // what route policies need; see policies.go
+	now             func() time.Time
+	outlierFailures int           // see ProxyOptions
+	outlierEjection time.Duration // see ProxyOptions
 }
 
-func newProxy(opts ProxyOptions, logger hclog.Logger) *proxy {
+func newProxy(opts ProxyOptions, logger hclog.Logger, now func() time.Time) *proxy {
 	rt := opts.Transport
 	if rt == nil {
 		rt = newTransport(opts)
 	}
-	p := &proxy{logger: logger, transport: rt}
+	p := &proxy{logger: logger, transport: rt, now: now,
+		outlierFailures: opts.OutlierFailures, outlierEjection: opts.OutlierEjection}
+	if p.outlierFailures == 0 {
+		p.outlierFailures = DefaultOutlierFailures
+	}
+	if p.outlierEjection <= 0 {
+		p.outlierEjection = DefaultOutlierEjection
+	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:      rewrite,
 		Transport:    dispatch{},

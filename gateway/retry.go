@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/gatewayco/gateway/gateway/policy"
 )
@@ -67,15 +68,38 @@ func (u *upstream) send(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// pick asks the balancer for an instance, moving on to the next one not
-// tried yet so a retry never lands on an instance that just failed.
+// pick asks the balancer for an instance, moving on past instances tried
+// already (a retry never lands on the instance that just failed) and past
+// ejected ones. An ejected instance is still used when nothing else is
+// left: trying it beats refusing the request.
 func (u *upstream) pick(tried []int) int {
 	n := len(u.hosts)
-	i := u.balancer.Pick(n)
-	for k := 0; i >= 0 && k < n && slices.Contains(tried, i); k++ {
-		i = (i + 1) % n
+	start := u.balancer.Pick(n)
+	if start < 0 {
+		return -1
 	}
-	return i
+	var now time.Time
+	if u.health != nil {
+		now = u.now()
+	}
+	fallback := -1
+	for k := range n {
+		i := (start + k) % n
+		if slices.Contains(tried, i) {
+			continue
+		}
+		if u.health != nil && u.health[i].ejected(now) {
+			if fallback < 0 {
+				fallback = i
+			}
+			continue
+		}
+		return i
+	}
+	if fallback >= 0 {
+		return fallback
+	}
+	return start
 }
 
 // to sends r to instance i.
@@ -85,7 +109,11 @@ func (u *upstream) to(r *http.Request, i int) (*http.Response, error) {
 	if ex := exchangeFrom(r.Context()); ex != nil {
 		ex.upstream = u.hosts[i]
 	}
-	return u.next.RoundTrip(r)
+	resp, err := u.next.RoundTrip(r)
+	if u.health != nil {
+		u.outliers.record(u.health[i], u.hosts[i], r, resp, err, u.now())
+	}
+	return resp, err
 }
 
 // retryable reports whether req may be sent twice: GET, HEAD, OPTIONS and

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayco/gateway/gateway/policy"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -131,7 +132,8 @@ func TestRetryBudgetCapsRetriesAgainstAFailingService(t *testing.T) {
 	_, c := startUpstream(t, "c", h)
 	clk := newTestClock()
 	pg := startPolicyGateway(t, Options{Now: clk.Now}, retryDoc, map[string][]registry.Instance{"api": {a, b, c}})
-	const requests = 100
+	// Enough requests that 20% of them is above the floor of retries.
+	const requests = 1000
 	for range requests {
 		if r := do(t, "GET", pg.url+"/api"); r.status != http.StatusServiceUnavailable {
 			t.Fatalf("status %d, want the upstream's 503", r.status)
@@ -139,7 +141,7 @@ func TestRetryBudgetCapsRetriesAgainstAFailingService(t *testing.T) {
 	}
 	retries := attempts.Load() - requests
 	t.Logf("%d requests -> %d retries (retries = 2 would allow %d without a budget)", requests, retries, 2*requests)
-	if limit := int64(requests / 5); retries > limit || retries < 3 {
-		t.Fatalf("%d retries, want between the floor 3 and 20%% of %d = %d", retries, requests, limit)
+	if limit := int64(requests / 5); retries > limit || retries < policy.DefaultMinRetries {
+		t.Fatalf("%d retries, want between the floor %d and 20%% of %d = %d", retries, policy.DefaultMinRetries, requests, limit)
 	}
 }

@@ -74,7 +74,12 @@ func emptyTable() *Table {
 type tableBuilder struct {
 	proxy     *proxy
 	balancers map[balancerKey]balancer.Balancer
-	states    policyStates // per-route policy state, see policies.go
+	// nextBalancers collects the balancers the current build uses; at its
+	// end it replaces balancers, dropping those of services gone.
+	nextBalancers map[balancerKey]balancer.Balancer
+	outliers      *outlierTracker
+	now           func() time.Time
+	states        policyStates // per-route policy state, see policies.go
 }
 
 type balancerKey struct {
@@ -83,42 +88,29 @@ type balancerKey struct {
 }
 
 func newTableBuilder(p *proxy) *tableBuilder {
-	return &tableBuilder{proxy: p, balancers: map[balancerKey]balancer.Balancer{}}
+	return &tableBuilder{proxy: p, balancers: map[balancerKey]balancer.Balancer{},
+		nextBalancers: map[balancerKey]balancer.Balancer{},
+		outliers:      newOutlierTracker(p.outlierFailures, p.outlierEjection, p.logger.Named("outliers")),
+		now:           p.now}
 }
 
 // build makes a Table from accepted routes. instances returns the current
 // snapshot for a service; errs are listed as they are.
 func (b *tableBuilder) build(routes []config.Route, instances func(registry.ServiceKey) []registry.Instance, errs []ConfigError) *Table {
 	t := &Table{loaded: true, builtAt: time.Now(), errors: errs}
-	used := make(map[balancerKey]balancer.Balancer, len(routes))
 	for i := range routes {
 		rc := routes[i]
 		key := registry.ServiceKey{Name: rc.Service, Tag: rc.Tag}
-		bk := balancerKey{service: key, policy: rc.Balancer}
-		bal := b.balancers[bk]
-		if bal == nil {
-			var err error
-			if bal, err = balancer.New(rc.Balancer); err != nil {
-				// Validation already rejected unknown policies; this is
-				// a programming error, so fail loudly in tests.
-				panic(err)
-			}
-		}
-		used[bk] = bal
 		insts := instances(key)
-		hosts := make([]string, len(insts))
-		for j, in := range insts {
-			hosts[j] = in.HostPort()
-		}
-		up := &upstream{service: key, hosts: hosts, balancer: bal, next: b.proxy.transport}
-		rt := &Route{Config: rc, Service: key, Instances: insts, up: up}
-		b.applyPolicies(rt, b.authUpstream(rc.Policy.ForwardAuth, instances, used))
+		rt := &Route{Config: rc, Service: key, Instances: insts, up: b.newUpstream(key, rc.Balancer, insts)}
+		b.applyPolicies(rt, b.authUpstream(rc.Policy.ForwardAuth, instances))
 		t.routes = append(t.routes, rt)
 	}
 	b.states.swap()
+	b.outliers.swap()
 	// Balancers of services no route uses any more are dropped, so their
 	// state does not pile up over months of config changes.
-	b.balancers = used
+	b.balancers, b.nextBalancers = b.nextBalancers, make(map[balancerKey]balancer.Balancer, len(b.nextBalancers))
 	sort.Slice(t.routes, func(i, j int) bool { return t.routes[i].Config.Name < t.routes[j].Config.Name })
 	t.router = b.router(t.routes)
 	return t

@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/registry"
@@ -23,7 +24,10 @@ type upstream struct {
 	balancer balancer.Balancer
 	next     http.RoundTripper
 	retry    retryPolicy
-	breaker  *routeBreaker // nil: no circuit breaker
+	breaker  *routeBreaker     // nil: no circuit breaker
+	health   []*instanceHealth // aligned with hosts; nil: no outlier ejection
+	outliers *outlierTracker
+	now      func() time.Time
 }
 
 // RoundTrip sends req to an instance. req.URL.Host is overwritten; the
@@ -42,4 +46,30 @@ type dispatch struct{}
 
 func (dispatch) RoundTrip(req *http.Request) (*http.Response, error) {
 	return exchangeFrom(req.Context()).up.RoundTrip(req)
+}
+
+// newUpstream builds the upstream of one service for one table: the
+// balancer and the instances' passive health come from the builder, which
+// keeps them across swaps, so every caller of a service (routes, forward
+// auth) shares them.
+func (b *tableBuilder) newUpstream(key registry.ServiceKey, policy string, insts []registry.Instance) *upstream {
+	bk := balancerKey{service: key, policy: policy}
+	bal := b.nextBalancers[bk]
+	if bal == nil {
+		bal = b.balancers[bk]
+	}
+	if bal == nil {
+		var err error
+		if bal, err = balancer.New(policy); err != nil {
+			// Validation rejects unknown policies; reaching this is a bug.
+			panic(err)
+		}
+	}
+	b.nextBalancers[bk] = bal
+	hosts := make([]string, len(insts))
+	for i, in := range insts {
+		hosts[i] = in.HostPort()
+	}
+	return &upstream{service: key, hosts: hosts, balancer: bal, next: b.proxy.transport,
+		health: b.outliers.forHosts(key, hosts), outliers: b.outliers, now: b.now}
 }

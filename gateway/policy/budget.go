@@ -27,9 +27,14 @@ type budgetBucket struct {
 }
 
 // Defaults of a RetryBudget.
+//
+// The floor is Linkerd's and Finagle's default, 10 retries a second (100
+// over the window): enough that a quiet route survives an instance dying
+// until outlier ejection takes it out, yet a failing service still sees at
+// most 20% more traffic once the route is busy.
 const (
 	DefaultRetryRatio = 0.2
-	DefaultMinRetries = 3
+	DefaultMinRetries = 10 * budgetWindow
 )
 
 // NewRetryBudget returns a budget of ratio retries per request with floor

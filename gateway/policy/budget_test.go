@@ -13,8 +13,9 @@ func TestRetryBudget(t *testing.T) {
 	}{
 		{0, DefaultMinRetries},  // the floor lets a quiet route retry
 		{10, DefaultMinRetries}, // 20% of 10 is below the floor
-		{100, 20},               // 20% of recent requests
-		{1000, 200},
+		{100, DefaultMinRetries}, // 20% of 100 is below the floor too
+		{1000, 200},              // 20% of recent requests
+		{5000, 1000},
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprint(tc.requests), func(t *testing.T) {

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gatewayco/gateway/registry"
+)
+
+// demoProcess is a real demo-service process registered in Consul with an
+// HTTP check every second, so the test sees Consul's own failure detection.
+type demoProcess struct {
+	id, listen string
+	cmd        *exec.Cmd
+}
+
+func buildDemo(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "demo-service")
+	if out, err := exec.Command("go", "build", "-o", bin, "./examples/demo-service").CombinedOutput(); err != nil {
+		t.Fatalf("build demo-service: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func startDemo(t *testing.T, bin, consulAddr, id, listen string) *demoProcess {
+	t.Helper()
+	p := &demoProcess{id: id, listen: listen}
+	p.cmd = exec.Command(bin, "-name", "users", "-id", id, "-listen", listen, "-consul", consulAddr)
+	p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
+	return p
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// instanceState reads one instance's flags from /routes.
+func instanceState(t *testing.T, a *app, id string) (listed, passing, ejected bool) {
+	t.Helper()
+	_, body := adminGet(t, a, "/routes")
+	routes, _ := body["routes"].([]any)
+	for _, r := range routes {
+		insts, _ := r.(map[string]any)["instances"].([]any)
+		for _, i := range insts {
+			m := i.(map[string]any)
+			if m["id"] == id {
+				p, _ := m["passing"].(bool)
+				e, _ := m["ejected"].(bool)
+				return true, p, e
+			}
+		}
+	}
+	return false, false, false
+}
+
+// TestKilledInstanceUnderLoadLosesNoGET kills one of three real upstream
+// processes while 8 clients send GETs: retries hide the failures, outlier
+// ejection stops traffic to it before Consul's check notices, and once the
+// process is back and its check passes it serves again.
+func TestKilledInstanceUnderLoadLosesNoGET(t *testing.T) {
+	bin := buildDemo(t)
+	client, addr := startConsul(t)
+	var procs []*demoProcess
+	for i := range 3 {
+		procs = append(procs, startDemo(t, bin, addr, fmt.Sprintf("users-%d", i+1), freeAddr(t)))
+	}
+	putRoute(t, client, "users.hcl", `route "users" {
+  path_prefix  = "/api/users"
+  strip_prefix = "/api"
+  service      = "users"
+  retries      = 2
+}
+`)
+	a := startGateway(t, addr)
+	waitFor(t, "three passing instances", func() bool {
+		r := a.gw.Table().Routes()
+		return len(r) == 1 && len(r[0].Instances) == 3 && len(registry.Passing(r[0].Instances)) == 3 && r[0].Panic == ""
+	})
+	l := startLoad(t, "http://"+a.publicAddr+"/api/users/7", 8)
+	l.waitProgress(t, 300)
+
+	victim := procs[1]
+	if err := victim.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = victim.cmd.Wait()
+	killed := time.Now()
+	waitFor(t, "victim ejected", func() bool { _, _, ejected := instanceState(t, a, victim.id); return ejected })
+	_, stillPassing, _ := instanceState(t, a, victim.id)
+	t.Logf("killed -> ejected by the gateway: %v, while Consul still listed it passing: %v", time.Since(killed).Round(time.Millisecond), stillPassing)
+	waitFor(t, "Consul's check noticed", func() bool { listed, passing, _ := instanceState(t, a, victim.id); return !listed || !passing })
+	t.Logf("killed -> Consul's check noticed: %v", time.Since(killed).Round(time.Millisecond))
+	l.waitProgress(t, 300)
+
+	back := startDemo(t, bin, addr, victim.id, victim.listen)
+	waitFor(t, "victim back in rotation", func() bool {
+		listed, passing, ejected := instanceState(t, a, back.id)
+		return listed && passing && !ejected
+	})
+	waitFor(t, "victim serving again", func() bool { _, inst := getInstance(t, a, "/api/users/7"); return inst == back.id })
+	t.Logf("%d GETs through the kill and the restart, none failed", l.finish(t))
+}

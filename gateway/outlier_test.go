@@ -1,0 +1,136 @@
+package gateway
+
+import (
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/registry"
+)
+
+// resettingUpstream accepts connections and closes them at once, like a
+// process that crashes on every request; it counts the attempts.
+func resettingUpstream(t *testing.T) (registry.Instance, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			_ = c.(*net.TCPConn).SetLinger(0) // RST, not FIN
+			c.Close()
+		}
+	})
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return instanceOf(t, "bad", ln.Addr()), &n
+}
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// TestFailingInstanceIsEjectedRetriedAfterAndForgottenWhenConsulDropsIt:
+// with retries no GET fails; after five consecutive failures the instance
+// gets no traffic until its ejection ends; an instance Consul removed and
+// listed again starts with a clean record.
+func TestFailingInstanceIsEjectedRetriedAfterAndForgottenWhenConsulDropsIt(t *testing.T) {
+	_, good1 := startUpstream(t, "good-1", nil)
+	_, good2 := startUpstream(t, "good-2", nil)
+	bad, attempts := resettingUpstream(t)
+	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	gw := New(Options{Now: clock.Now})
+	b := newTableBuilder(gw.proxy)
+	r := prefixRoute("api", "/", "svc")
+	r.Policy.Retries = 2
+	all := []registry.Instance{good1, bad, good2}
+	publish := func(insts []registry.Instance) {
+		gw.Publish(b.build([]config.Route{r}, fixed(map[string][]registry.Instance{"svc": insts}), nil))
+	}
+	publish(all)
+	srv := serve(t, gw)
+	client := srv.Client()
+	send := func(n int) {
+		t.Helper()
+		for range n {
+			resp, err := client.Get(srv.URL + "/x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d: a GET failed although two instances are healthy", resp.StatusCode)
+			}
+		}
+	}
+
+	send(60)
+	if got := attempts.Load(); got != DefaultOutlierFailures {
+		t.Fatalf("bad instance saw %d attempts in 60 requests, want exactly %d before its ejection", got, DefaultOutlierFailures)
+	}
+	if !gw.Table().Routes()[0].up.isEjected(1, clock.Now()) {
+		t.Fatal("bad instance not marked ejected")
+	}
+
+	clock.Advance(DefaultOutlierEjection + time.Second)
+	send(30)
+	second := attempts.Load() - DefaultOutlierFailures
+	if second != DefaultOutlierFailures {
+		t.Fatalf("after the ejection ended the bad instance saw %d attempts, want %d (then ejected again)", second, DefaultOutlierFailures)
+	}
+	// The second ejection lasts twice as long.
+	clock.Advance(DefaultOutlierEjection + time.Second)
+	before := attempts.Load()
+	send(30)
+	if attempts.Load() != before {
+		t.Fatal("a second ejection must last longer than the first")
+	}
+
+	// Consul drops the instance, then lists it again: clean record.
+	publish([]registry.Instance{good1, good2})
+	publish(all)
+	if gw.Table().Routes()[0].up.isEjected(1, clock.Now()) {
+		t.Fatal("an instance Consul listed again kept its old ejection")
+	}
+}
+
+func TestOutlierEjectionCanBeTurnedOff(t *testing.T) {
+	_, good := startUpstream(t, "good", nil)
+	bad, attempts := resettingUpstream(t)
+	gw := New(Options{Proxy: ProxyOptions{OutlierFailures: -1}})
+	r := prefixRoute("api", "/", "svc")
+	r.Policy.Retries = 1
+	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{r}, fixed(map[string][]registry.Instance{"svc": {good, bad}}), nil))
+	srv := serve(t, gw)
+	for range 40 {
+		resp, err := srv.Client().Get(srv.URL + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	// Round robin with retries sends the bad instance about every other
+	// request; with ejection it would stop after DefaultOutlierFailures.
+	if got := attempts.Load(); got <= 2*DefaultOutlierFailures {
+		t.Fatalf("without ejection the bad instance saw only %d of 40 requests", got)
+	}
+}
