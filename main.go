@@ -60,6 +60,7 @@ type serveFlags struct {
 	listen, admin, prefix, consul, logLevel string
 	logJSON, accessLog                      bool
 	drain                                   time.Duration
+	self                                    selfFlags
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -73,6 +74,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&f.logJSON, "log-json", false, "log as JSON lines")
 	fs.BoolVar(&f.accessLog, "access-log", true, "log one line per request")
 	fs.DurationVar(&f.drain, "drain-timeout", 15*time.Second, "how long in-flight requests may run after SIGTERM")
+	addSelfFlags(fs, &f.self)
 	return fs
 }
 
@@ -134,7 +136,12 @@ type app struct {
 	stopWatches context.CancelFunc
 	watches     sync.WaitGroup
 	failed      chan error
+	self        *selfRegistration // nil unless -register
+	logger      hclog.Logger
 }
+
+// registerTimeout bounds the self-registration call at start.
+const registerTimeout = 10 * time.Second
 
 func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	client, err := registry.NewClient(f.consul)
@@ -150,11 +157,12 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		publicLn.Close()
 		return nil, err
 	}
-	a := &app{status: &registry.Status{}, failed: make(chan error, 2),
+	a := &app{status: &registry.Status{}, failed: make(chan error, 2), logger: logger,
 		publicAddr: publicLn.Addr().String(), adminAddr: adminLn.Addr().String()}
-	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog})
+	metrics := gateway.NewMetrics(gateway.MetricsOptions{LastSync: a.status.LastSuccess})
+	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, Metrics: metrics})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
-	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status}
+	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: metrics.WatchError}
 	kv := registry.NewKV(client, f.prefix, opts, ctl.Notify)
 	a.health = registry.NewHealth(client, opts, ctl.Notify)
 
@@ -168,15 +176,26 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	go func() { a.failed <- a.public.Serve(publicLn) }()
 	go func() { a.failed <- a.admin.Serve(adminLn) }()
 	logger.Info("serving", "listen", a.publicAddr, "admin", a.adminAddr, "kv_prefix", f.prefix)
+	if f.self.register {
+		// Registered only once both listeners serve, so the first health
+		// check the agent runs can already pass.
+		if a.self, err = registerSelf(client, f.self, a.publicAddr, a.adminAddr, logger.Named("self")); err != nil {
+			_ = a.shutdown(time.Second)
+			return nil, err
+		}
+	}
 	return a, nil
 }
 
-// shutdown stops accepting, lets in-flight requests finish within drain,
-// then stops the watches. The watches run until the public side has
+// shutdown deregisters from Consul (with -register), stops accepting, lets
+// in-flight requests finish within drain, then stops the watches. The watches run until the public side has
 // drained, so requests still in flight keep a fresh table.
 func (a *app) shutdown(drain time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
+	// Leave the catalog first, so discovery stops handing out this gateway
+	// before its listeners start refusing connections.
+	a.self.deregister(ctx)
 	err := a.public.Shutdown(ctx)
 	_ = a.admin.Shutdown(ctx)
 	a.stopWatches()

@@ -16,11 +16,13 @@ import (
 
 // Gateway is the public HTTP handler. The zero value is not usable; call New.
 type Gateway struct {
-	table  atomic.Pointer[Table]
-	proxy  *proxy
-	logger hclog.Logger
-	access hclog.Logger
-	now    func() time.Time
+	table   atomic.Pointer[Table]
+	proxy   *proxy
+	logger  hclog.Logger
+	access  hclog.Logger
+	now     func() time.Time
+	newID   func() string
+	metrics *Metrics
 }
 
 // Options configure a Gateway. The zero value is usable.
@@ -33,6 +35,11 @@ type Options struct {
 	AccessLog bool
 	// Now is the clock for latencies; nil means time.Now.
 	Now func() time.Time
+	// RequestID generates X-Request-Id values for requests that arrive
+	// without a valid one; nil means 16 random bytes in hex.
+	RequestID func() string
+	// Metrics records request and upstream metrics; nil records none.
+	Metrics *Metrics
 }
 
 // New returns a Gateway serving an empty table (404 to everything) until
@@ -42,14 +49,18 @@ func New(opts Options) *Gateway {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	g := &Gateway{logger: logger, now: opts.Now}
+	g := &Gateway{logger: logger, now: opts.Now, newID: opts.RequestID, metrics: opts.Metrics}
 	if g.now == nil {
 		g.now = time.Now
+	}
+	if g.newID == nil {
+		g.newID = newRequestID
 	}
 	if opts.AccessLog {
 		g.access = logger.Named("access")
 	}
 	g.proxy = newProxy(opts.Proxy, logger.Named("proxy"))
+	g.proxy.metrics = opts.Metrics
 	g.table.Store(emptyTable())
 	return g
 }
@@ -59,35 +70,48 @@ func (g *Gateway) Table() *Table { return g.table.Load() }
 
 // Publish swaps in t for every request that starts from now on; requests
 // already running finish on the table they loaded.
-func (g *Gateway) Publish(t *Table) { g.table.Store(t) }
+func (g *Gateway) Publish(t *Table) {
+	g.table.Store(t)
+	g.metrics.published(t)
+}
 
-// ServeHTTP loads the table once and serves the request from it.
+// Metrics returns the gateway's metrics; nil when they are off.
+func (g *Gateway) Metrics() *Metrics { return g.metrics }
+
+// ServeHTTP loads the table once and serves the request from it. The
+// request ID is settled first, so every later step (proxy, errors, logs)
+// sees the same one.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := g.table.Load()
 	ex := &exchange{ResponseWriter: w, start: g.now()}
+	ex.reqID = g.requestID(r)
 	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex))
-	if g.access != nil {
-		defer g.logAccess(ex, r)
-	}
+	defer g.finish(ex, r)
 	t.router.ServeHTTP(ex, r)
 }
 
-// logAccess writes the access-log line. It runs deferred so that a
-// response aborted mid-body (ReverseProxy panics with ErrAbortHandler) is
-// logged too.
-func (g *Gateway) logAccess(ex *exchange, r *http.Request) {
+// finish records metrics and writes the access-log line. It runs deferred
+// so that a response aborted mid-body (ReverseProxy panics with
+// ErrAbortHandler) is counted and logged too.
+func (g *Gateway) finish(ex *exchange, r *http.Request) {
 	status := ex.status
 	if status == 0 {
 		status = http.StatusOK
 	}
+	latency := g.now().Sub(ex.start)
+	g.metrics.observe(ex.metrics, r.Method, status, latency)
+	if g.access == nil {
+		return
+	}
 	g.access.Info("request",
+		"request_id", ex.reqID,
 		"method", r.Method,
 		"path", r.URL.Path,
 		"route", ex.route,
 		"upstream", ex.upstream,
 		"status", status,
 		"bytes", ex.bytes,
-		"latency", g.now().Sub(ex.start),
+		"latency", latency,
 		"client_ip", clientIP(r),
 	)
 }

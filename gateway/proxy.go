@@ -33,6 +33,7 @@ type proxy struct {
 	rp        *httputil.ReverseProxy
 	transport http.RoundTripper // shared by every upstream
 	logger    hclog.Logger
+	metrics   *Metrics // nil when metrics are off
 }
 
 func newProxy(opts ProxyOptions, logger hclog.Logger) *proxy {
@@ -82,6 +83,7 @@ func (p *proxy) handler(rt *Route) http.Handler {
 		ex := exchangeFrom(r.Context())
 		ex.route = name
 		ex.up = rt.up
+		ex.metrics = rt.metrics
 		ex.strip = rt.Config.StripPrefix
 		if timeout > 0 {
 			ctx, cancel := context.WithTimeout(r.Context(), timeout)

@@ -37,7 +37,8 @@ type Route struct {
 	// Instances is the passing-instance snapshot at build time, never mutated.
 	Instances []registry.Instance
 
-	up *upstream
+	up      *upstream
+	metrics *routeMetrics // nil when metrics are off
 }
 
 // ConfigError is a rejected route document, as listed by /routes.
@@ -105,7 +106,8 @@ func (b *tableBuilder) build(routes []config.Route, instances func(registry.Serv
 			hosts[j] = in.HostPort()
 		}
 		up := &upstream{service: key, hosts: hosts, balancer: bal, next: b.proxy.transport}
-		t.routes = append(t.routes, &Route{Config: rc, Service: key, Instances: insts, up: up})
+		up.metrics, up.noInstance = b.proxy.metrics.upstream(key, hosts)
+		t.routes = append(t.routes, &Route{Config: rc, Service: key, Instances: insts, up: up, metrics: b.proxy.metrics.route(rc.Name)})
 	}
 	// Balancers of services no route uses any more are dropped, so their
 	// state does not pile up over months of config changes.

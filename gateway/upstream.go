@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -21,6 +22,11 @@ type upstream struct {
 	hosts    []string // instances' host:port, in snapshot order; never mutated
 	balancer balancer.Balancer
 	next     http.RoundTripper
+	// metrics are the instances' counters in hosts order, resolved when the
+	// table was built; nil when metrics are off. noInstance counts requests
+	// that found no healthy instance.
+	metrics    []instanceMetrics
+	noInstance instanceMetrics
 }
 
 // RoundTrip picks an instance and sends req to it. req.URL.Host is
@@ -29,6 +35,10 @@ type upstream struct {
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	i := u.balancer.Pick(len(u.hosts))
 	if i < 0 {
+		if u.metrics != nil {
+			u.noInstance.requests.Inc()
+			u.noInstance.errors.Inc()
+		}
 		return nil, errNoInstance
 	}
 	req.URL.Scheme = "http"
@@ -36,7 +46,17 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	if ex := exchangeFrom(req.Context()); ex != nil {
 		ex.upstream = u.hosts[i]
 	}
-	return u.next.RoundTrip(req)
+	resp, err := u.next.RoundTrip(req)
+	if u.metrics != nil {
+		m := u.metrics[i]
+		m.requests.Inc()
+		// A client that hung up is not the instance's fault; a route
+		// timeout (DeadlineExceeded) is.
+		if err != nil && !errors.Is(req.Context().Err(), context.Canceled) {
+			m.errors.Inc()
+		}
+	}
+	return resp, err
 }
 
 // dispatch is the ReverseProxy's transport: it hands each request to the
