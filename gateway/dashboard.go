@@ -34,8 +34,9 @@ func mountOperations(mux *http.ServeMux, g *Gateway, health Health) {
 		h.Set("X-Content-Type-Options", "nosniff")
 		_, _ = w.Write(dashboardHTML)
 	})
+	rates := &rateWindow{}
 	mux.HandleFunc("GET /api/state", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, buildState(g, health))
+		writeJSON(w, http.StatusOK, buildState(g, health, rates))
 	})
 }
 
@@ -56,7 +57,8 @@ type consulView struct {
 }
 
 // entryView is one row of the dashboard. Requests and Errors (5xx) are
-// cumulative since start; the page turns successive samples into rates.
+// cumulative since start; Rate is over the last few seconds, nil until two
+// polls are far enough apart.
 type entryView struct {
 	Kind      string        `json:"kind"` // "route"; aggregates add their own
 	Name      string        `json:"name"`
@@ -68,6 +70,7 @@ type entryView struct {
 	Services  []serviceView `json:"services"`
 	Requests  uint64        `json:"requests"`
 	Errors    uint64        `json:"errors"`
+	Rate      *Rate         `json:"rate"`
 }
 
 type serviceView struct {
@@ -75,7 +78,7 @@ type serviceView struct {
 	Instances []instanceView `json:"instances"`
 }
 
-func buildState(g *Gateway, health Health) stateBody {
+func buildState(g *Gateway, health Health, rates *rateWindow) stateBody {
 	t := g.Table()
 	s := stateBody{Now: g.now(), Entries: []entryView{}, Errors: t.Errors()}
 	if s.Errors == nil {
@@ -107,11 +110,20 @@ func buildState(g *Gateway, health Health) stateBody {
 		for i, in := range rt.Instances {
 			sv.Instances[i] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port}
 		}
-		total, errs := g.metrics.counts(c.Name)
+		total, errs := g.metrics.Counts(c.Name)
 		s.Entries = append(s.Entries, entryView{
 			Kind: "route", Name: c.Name, Match: match, Methods: c.Methods, SourceKey: c.SourceKey,
 			Balancer: c.Balancer, Services: []serviceView{sv}, Requests: total, Errors: errs,
 		})
+	}
+	counts := make(map[string][2]uint64, len(s.Entries))
+	for _, e := range s.Entries {
+		counts[e.Kind+"/"+e.Name] = [2]uint64{e.Requests, e.Errors}
+	}
+	r := rates.observe(s.Now, counts)
+	for i := range s.Entries {
+		e := &s.Entries[i]
+		e.Rate = r[e.Kind+"/"+e.Name]
 	}
 	return s
 }

@@ -241,8 +241,9 @@ func (m *Metrics) observe(rm *routeMetrics, method string, status int, d time.Du
 	}
 }
 
-// counts returns a route's cumulative requests and 5xx answers.
-func (m *Metrics) counts(name string) (total, errors uint64) {
+// Counts returns a route's cumulative requests and 5xx answers since the
+// process started (0, 0 for an unknown route or nil Metrics).
+func (m *Metrics) Counts(name string) (total, errors uint64) {
 	if m == nil {
 		return 0, 0
 	}

@@ -80,7 +80,7 @@ func TestMetricsCountRequestsUpstreamsAndTables(t *testing.T) {
 	if n := testutil.CollectAndCount(m.latency, "gateway_request_duration_seconds"); n != 5 {
 		t.Errorf("latency histograms: %d series, want 5 (4 routes + none)", n)
 	}
-	if total, errs := m.counts("refused"); total != 1 || errs != 1 {
+	if total, errs := m.Counts("refused"); total != 1 || errs != 1 {
 		t.Errorf("dashboard counts for refused = %d, %d; want 1, 1", total, errs)
 	}
 
