@@ -39,10 +39,11 @@ type Metrics struct {
 	rateLimited    *prometheus.CounterVec // route
 	aggregateCalls *prometheus.CounterVec // aggregate, call, kind
 
-	mu       sync.Mutex
-	routes   map[string]*routeMetrics // by route name; survives table swaps
-	services map[string]bool          // services with a healthy gauge set
-	none     *routeMetrics            // requests no route matched
+	mu        sync.Mutex
+	routes    map[string]*routeMetrics // by route name; survives table swaps
+	services  map[string]bool          // services with a healthy gauge set
+	instances map[[2]string]bool       // service, instance with upstream series
+	none      *routeMetrics            // requests no route matched
 }
 
 // MetricsOptions configure NewMetrics. The zero value is usable.
@@ -88,7 +89,7 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 	}
 	m := &Metrics{
 		reg:    prometheus.NewRegistry(),
-		routes: map[string]*routeMetrics{}, services: map[string]bool{},
+		routes: map[string]*routeMetrics{}, services: map[string]bool{}, instances: map[[2]string]bool{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_requests_total",
 			Help: "Requests served, by route (\"none\" when no route matched), method and status class.",
@@ -193,14 +194,34 @@ func (m *Metrics) AggregateCall(aggregate, call, kind string) {
 	}
 }
 
-// routeMetrics are one route's label children, resolved once so the
-// request path only indexes arrays and adds. The atomics feed the
-// dashboard's rates without gathering the whole registry.
+// routeMetrics are one route's label children. The latency child is
+// resolved at build time; the request counters on first use of each
+// method and status class (a route would otherwise export 50 series,
+// mostly zeros), after which the request path is an array index, an atomic
+// load and an add. The totals feed the dashboard's rates without
+// gathering the whole registry.
 type routeMetrics struct {
-	requests [len(methods)][len(codeClasses)]prometheus.Counter
+	name     string
+	vec      *prometheus.CounterVec
+	requests [len(methods)][len(codeClasses)]atomic.Pointer[counterRef]
 	latency  prometheus.Observer
 	total    atomic.Uint64
 	errors   atomic.Uint64 // 5xx answers
+}
+
+// counterRef boxes a Counter so it can sit behind an atomic.Pointer.
+type counterRef struct{ prometheus.Counter }
+
+// counter returns the child for method index i and class index j.
+// Concurrent first uses may both resolve it; WithLabelValues returns the
+// same child to both, so whichever pointer wins counts the same series.
+func (rm *routeMetrics) counter(i, j int) prometheus.Counter {
+	if c := rm.requests[i][j].Load(); c != nil {
+		return c.Counter
+	}
+	c := &counterRef{rm.vec.WithLabelValues(rm.name, methods[i], codeClasses[j])}
+	rm.requests[i][j].CompareAndSwap(nil, c)
+	return c.Counter
 }
 
 // route returns the children of route name, creating them on first use.
@@ -214,12 +235,7 @@ func (m *Metrics) route(name string) *routeMetrics {
 	if rm := m.routes[name]; rm != nil {
 		return rm
 	}
-	rm := &routeMetrics{latency: m.latency.WithLabelValues(name)}
-	for i, meth := range methods {
-		for j, class := range codeClasses {
-			rm.requests[i][j] = m.requests.WithLabelValues(name, meth, class)
-		}
-	}
+	rm := &routeMetrics{name: name, vec: m.requests, latency: m.latency.WithLabelValues(name)}
 	m.routes[name] = rm
 	return rm
 }
@@ -233,7 +249,7 @@ func (m *Metrics) observe(rm *routeMetrics, method string, status int, d time.Du
 		rm = m.none
 	}
 	c := classIndex(status)
-	rm.requests[methodIndex(method)][c].Inc()
+	rm.counter(methodIndex(method), c).Inc()
 	rm.latency.Observe(d.Seconds())
 	rm.total.Add(1)
 	if c == 4 {
@@ -276,26 +292,50 @@ func (m *Metrics) upstream(svc registry.ServiceKey, hosts []string) (per []insta
 }
 
 // published records a table swap: one reload, the rejected documents, and
-// the healthy instances of every routed service; services no route uses
-// any more are removed so the gauge does not report stale instances.
+// the healthy instances of every routed service. Series of routes,
+// services and instances the table no longer has are deleted, so months
+// of route edits and instance churn (new ports on every deploy) do not
+// pile up series. A route or instance that comes back starts its counters
+// from zero, which Prometheus' rate() reads as a counter reset.
 func (m *Metrics) published(t *Table) {
 	if m == nil || !t.loaded {
 		return
 	}
 	m.reloads.Inc()
 	m.rejected.Set(float64(len(t.errors)))
-	now := make(map[string]bool, len(t.routes))
+	services := make(map[string]bool, len(t.routes))
+	routes := map[string]bool{labelNone: true}
+	instances := map[[2]string]bool{}
 	for _, rt := range t.routes {
 		s := rt.Service.String()
-		now[s] = true
+		services[s] = true
+		routes[rt.Config.Name] = true
 		m.healthy.WithLabelValues(s).Set(float64(len(rt.Instances)))
+		instances[[2]string{s, labelNone}] = true
+		for _, in := range rt.Instances {
+			instances[[2]string{s, in.HostPort()}] = true
+		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for s := range m.services {
-		if !now[s] {
+		if !services[s] {
 			m.healthy.DeleteLabelValues(s)
 		}
 	}
-	m.services = now
+	m.services = services
+	for name := range m.routes {
+		if !routes[name] {
+			m.requests.DeletePartialMatch(prometheus.Labels{"route": name})
+			m.latency.DeleteLabelValues(name)
+			delete(m.routes, name)
+		}
+	}
+	for k := range m.instances {
+		if !instances[k] {
+			m.upstreamRequests.DeleteLabelValues(k[0], k[1])
+			m.upstreamErrors.DeleteLabelValues(k[0], k[1])
+		}
+	}
+	m.instances = instances
 }

@@ -103,19 +103,40 @@ func TestMetricsCountRequestsUpstreamsAndTables(t *testing.T) {
 	}
 }
 
-func TestHealthyGaugeDropsServicesNoRouteUses(t *testing.T) {
+func TestSeriesOfRemovedRoutesServicesAndInstancesAreDeleted(t *testing.T) {
 	_, a := startUpstream(t, "a-1", nil)
+	_, a2 := startUpstream(t, "a-2", nil)
 	m := NewMetrics(MetricsOptions{})
 	gw := New(Options{Metrics: m})
+	srv := serve(t, gw)
 	b := newTableBuilder(gw.proxy)
-	insts := fixed(map[string][]registry.Instance{"a": {a}, "b": {a}})
-	gw.Publish(b.build([]config.Route{prefixRoute("a", "/a", "a"), prefixRoute("b", "/b", "b")}, insts, nil))
-	if n := testutil.CollectAndCount(m.healthy); n != 2 {
-		t.Fatalf("healthy series = %d, want 2", n)
+	gw.Publish(b.build([]config.Route{prefixRoute("a", "/a", "a"), prefixRoute("b", "/b", "b")},
+		fixed(map[string][]registry.Instance{"a": {a, a2}, "b": {a}}), nil))
+	for _, p := range []string{"/a", "/a", "/b"} {
+		resp, err := srv.Client().Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
 	}
-	gw.Publish(b.build([]config.Route{prefixRoute("a", "/a", "a")}, insts, nil))
-	if n := testutil.CollectAndCount(m.healthy); n != 1 {
-		t.Fatalf("after removing route b: healthy series = %d, want 1", n)
+	count := func() (healthy, requests, latency, upstream int) {
+		return testutil.CollectAndCount(m.healthy), testutil.CollectAndCount(m.requests),
+			testutil.CollectAndCount(m.latency), testutil.CollectAndCount(m.upstreamRequests)
+	}
+	h, r, l, u := count()
+	// requests: only the (route, method, class) combinations used: a and b GET 2xx.
+	if h != 2 || r != 2 || l != 3 || u != 5 {
+		t.Fatalf("before: healthy %d requests %d latency %d upstream %d; want 2 2 3 5", h, r, l, u)
+	}
+	// Route b goes away and instance a-2 leaves service a.
+	gw.Publish(b.build([]config.Route{prefixRoute("a", "/a", "a")},
+		fixed(map[string][]registry.Instance{"a": {a}}), nil))
+	h, r, l, u = count()
+	if h != 1 || r != 1 || l != 2 || u != 2 {
+		t.Fatalf("after: healthy %d requests %d latency %d upstream %d; want 1 1 2 2 (a's instance + none)", h, r, l, u)
+	}
+	if got := testutil.ToFloat64(m.upstreamRequests.WithLabelValues("a", a.HostPort())); got < 1 {
+		t.Fatalf("surviving instance lost its count: %v", got)
 	}
 	if got := testutil.ToFloat64(m.reloads); got != 2 {
 		t.Fatalf("reloads = %v, want 2", got)
