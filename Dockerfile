@@ -12,8 +12,10 @@
 
 FROM golang:1.26 AS build
 WORKDIR /src
-# Static binaries: the final images have no libc.
-ENV CGO_ENABLED=0
+# Static binaries: the final images have no libc. The image pins
+# GOTOOLCHAIN=local; auto lets an older 1.26.x image fetch the patch
+# release go.mod asks for instead of failing.
+ENV CGO_ENABLED=0 GOTOOLCHAIN=auto
 # Dependencies first, so editing code does not re-download modules.
 COPY go.mod go.sum ./
 RUN go mod download

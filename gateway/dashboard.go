@@ -66,7 +66,7 @@ type entryView struct {
 	Methods   []string      `json:"methods,omitempty"`
 	SourceKey string        `json:"source_key"`
 	Balancer  string        `json:"balancer"`
-	Breaker   string        `json:"breaker"` // "" until circuit breakers report here
+	Breaker   string        `json:"breaker"` // "closed", "half_open" or "open"; "" until breakers are merged
 	Services  []serviceView `json:"services"`
 	Requests  uint64        `json:"requests"`
 	Errors    uint64        `json:"errors"`
