@@ -65,6 +65,7 @@ type serveFlags struct {
 	maxBodyBytes                            int64
 	maxHeaderBytes                          int
 	trustedProxies                          string
+	self                                    selfFlags
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -83,6 +84,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 1<<20, "request header limit in bytes, 431 beyond")
 	fs.Float64Var(&f.panicThreshold, "panic-threshold", gateway.DefaultPanicThreshold, "below this share of passing instances a service routes to all registered ones (0 disables)")
 	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed (default: none)")
+	addSelfFlags(fs, &f.self)
 	return fs
 }
 
@@ -150,7 +152,12 @@ type app struct {
 	stopWatches context.CancelFunc
 	watches     sync.WaitGroup
 	failed      chan error
+	self        *selfRegistration // nil unless -register
+	logger      hclog.Logger
 }
+
+// registerTimeout bounds the self-registration call at start.
+const registerTimeout = 10 * time.Second
 
 func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	client, err := registry.NewClient(f.consul)
@@ -166,7 +173,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		publicLn.Close()
 		return nil, err
 	}
-	a := &app{status: &registry.Status{}, failed: make(chan error, 2),
+	a := &app{status: &registry.Status{}, failed: make(chan error, 2), logger: logger,
 		publicAddr: publicLn.Addr().String(), adminAddr: adminLn.Addr().String()}
 	trusted, err := parseCIDRs(f.trustedProxies)
 	if err != nil {
@@ -174,10 +181,11 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		adminLn.Close()
 		return nil, err
 	}
-	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, TrustedProxies: trusted})
+	metrics := gateway.NewMetrics(gateway.MetricsOptions{LastSync: a.status.LastSuccess})
+	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, TrustedProxies: trusted, Metrics: metrics})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	ctl.SetPanicThreshold(f.panicThreshold)
-	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status}
+	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: metrics.WatchError}
 	kv := registry.NewKV(client, f.prefix, opts, ctl.Notify)
 	a.health = registry.NewHealth(client, opts, ctl.Notify)
 
@@ -191,15 +199,26 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	go func() { a.failed <- a.public.Serve(publicLn) }()
 	go func() { a.failed <- a.admin.Serve(adminLn) }()
 	logger.Info("serving", "listen", a.publicAddr, "admin", a.adminAddr, "kv_prefix", f.prefix)
+	if f.self.register {
+		// Registered only once both listeners serve, so the first health
+		// check the agent runs can already pass.
+		if a.self, err = registerSelf(client, f.self, a.publicAddr, a.adminAddr, logger.Named("self")); err != nil {
+			_ = a.shutdown(time.Second)
+			return nil, err
+		}
+	}
 	return a, nil
 }
 
-// shutdown stops accepting, lets in-flight requests finish within drain,
-// then stops the watches. The watches run until the public side has
+// shutdown deregisters from Consul (with -register), stops accepting, lets
+// in-flight requests finish within drain, then stops the watches. The watches run until the public side has
 // drained, so requests still in flight keep a fresh table.
 func (a *app) shutdown(drain time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
+	// Leave the catalog first, so discovery stops handing out this gateway
+	// before its listeners start refusing connections.
+	a.self.deregister(ctx)
 	err := a.public.Shutdown(ctx)
 	_ = a.admin.Shutdown(ctx)
 	a.stopWatches()

@@ -57,12 +57,26 @@ func routesValidate(files []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func routesPush(args []string, stdout, stderr io.Writer) error {
+// pushFlags are the settings of "routes push".
+type pushFlags struct {
+	key, prefix, consul string
+}
+
+// newPushFlagSet declares the push flags; the compose-file test parses the
+// commands it finds with it.
+func newPushFlagSet(f *pushFlags, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("routes push", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	key := fs.String("key", "", "KV key to write (default: KV prefix + file name)")
-	prefix := fs.String("kv-prefix", "gateway/routes/", "KV prefix used when -key is not given")
-	addr := fs.String("consul", "", "Consul HTTP address (default: CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
+	fs.StringVar(&f.key, "key", "", "KV key to write (default: KV prefix + file name)")
+	fs.StringVar(&f.prefix, "kv-prefix", "gateway/routes/", "KV prefix used when -key is not given")
+	fs.StringVar(&f.consul, "consul", "", "Consul HTTP address (default: CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
+	return fs
+}
+
+func routesPush(args []string, stdout, stderr io.Writer) error {
+	var pf pushFlags
+	fs := newPushFlagSet(&pf, stderr)
+	key, prefix, addr := &pf.key, &pf.prefix, &pf.consul
 	files, err := splitFlags(fs, args)
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ func AdminHandler(g *Gateway, health Health) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", a.serveHealth)
 	mux.HandleFunc("GET /routes", a.serveRoutes)
+	mountOperations(mux, g, health)
 	return mux
 }
 

@@ -49,7 +49,7 @@ func TestRoutesEndpointListsRoutesInstancesAndErrors(t *testing.T) {
 	docs := &fakeDocs{}
 	docs.put("gateway/routes/a.hcl", docA)
 	docs.put("gateway/routes/bad.hcl", "route \"z\" {\n  nonsense = 1\n}\n")
-	insts := &fakeInsts{insts: map[string][]registry.Instance{"svc-a": {{ID: "a1", Address: "10.0.0.1", Port: 9000}}}}
+	insts := &fakeInsts{insts: map[string][]registry.Instance{"svc-a": {{ID: "a1", Address: "10.0.0.1", Port: 9000, Passing: true}}}}
 	c.reload(context.Background(), docs, insts)
 
 	rec := httptest.NewRecorder()

@@ -155,7 +155,7 @@ func TestControllerWatchesExactlyTheServicesOfServedRoutes(t *testing.T) {
 	gw := New(Options{})
 	c := NewController(gw, nil)
 	docs := &fakeDocs{}
-	insts := &fakeInsts{insts: map[string][]registry.Instance{"svc-a": {{ID: "a1", Address: "127.0.0.1", Port: 1}}}}
+	insts := &fakeInsts{insts: map[string][]registry.Instance{"svc-a": {{ID: "a1", Address: "127.0.0.1", Port: 1, Passing: true}}}}
 	docs.put("k1", docA)
 	docs.put("k2", docB)
 	c.reload(context.Background(), docs, insts)

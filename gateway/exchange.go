@@ -21,6 +21,8 @@ type exchange struct {
 	strip    string    // prefix the proxy removes from the path; empty for none
 	status   int
 	bytes    int64
+	metrics  *routeMetrics // the matched route's children; nil until matched
+	reqID    string        // X-Request-Id, set on the response when it starts
 }
 
 type exchangeKey struct{}
@@ -31,19 +33,28 @@ func exchangeFrom(ctx context.Context) *exchange {
 	return ex
 }
 
+// begin records the first status and stamps the request ID on the
+// response. Set (not Add) replaces an X-Request-Id the upstream echoed, so
+// the client sees exactly one.
+func (e *exchange) begin(code int) {
+	if e.status != 0 {
+		return
+	}
+	e.status = code
+	if e.reqID != "" {
+		e.ResponseWriter.Header().Set(headerRequestID, e.reqID)
+	}
+}
+
 // WriteHeader records the status for the access log.
 func (e *exchange) WriteHeader(code int) {
-	if e.status == 0 {
-		e.status = code
-	}
+	e.begin(code)
 	e.ResponseWriter.WriteHeader(code)
 }
 
 // Write records the byte count and the implicit 200.
 func (e *exchange) Write(b []byte) (int, error) {
-	if e.status == 0 {
-		e.status = http.StatusOK
-	}
+	e.begin(http.StatusOK)
 	n, err := e.ResponseWriter.Write(b)
 	e.bytes += int64(n)
 	return n, err
@@ -56,9 +67,7 @@ func (e *exchange) Unwrap() http.ResponseWriter { return e.ResponseWriter }
 // Flush streams partial responses (server-sent events, long polls);
 // ReverseProxy flushes through it.
 func (e *exchange) Flush() {
-	if e.status == 0 {
-		e.status = http.StatusOK
-	}
+	e.begin(http.StatusOK)
 	_ = http.NewResponseController(e.ResponseWriter).Flush()
 }
 
@@ -66,8 +75,6 @@ func (e *exchange) Flush() {
 // looks for it through ResponseController, which calls Unwrap, but older
 // callers type-assert http.Hijacker directly.
 func (e *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	if e.status == 0 {
-		e.status = http.StatusSwitchingProtocols
-	}
+	e.begin(http.StatusSwitchingProtocols)
 	return http.NewResponseController(e.ResponseWriter).Hijack()
 }

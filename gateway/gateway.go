@@ -17,11 +17,13 @@ import (
 
 // Gateway is the public HTTP handler. The zero value is not usable; call New.
 type Gateway struct {
-	table  atomic.Pointer[Table]
-	proxy  *proxy
-	logger hclog.Logger
-	access hclog.Logger
-	now    func() time.Time
+	table   atomic.Pointer[Table]
+	proxy   *proxy
+	logger  hclog.Logger
+	access  hclog.Logger
+	now     func() time.Time
+	newID   func() string
+	metrics *Metrics
 	// maxBody is the request body limit in bytes; zero or less is none.
 	maxBody int64
 }
@@ -44,6 +46,11 @@ type Options struct {
 	// finding a client's IP for rate limiting; nil trusts nobody, so the
 	// client IP is always the connection's peer.
 	TrustedProxies []netip.Prefix
+	// RequestID generates X-Request-Id values for requests that arrive
+	// without a valid one; nil means 16 random bytes in hex.
+	RequestID func() string
+	// Metrics records request and upstream metrics; nil records none.
+	Metrics *Metrics
 }
 
 // New returns a Gateway serving an empty table (404 to everything) until
@@ -53,18 +60,22 @@ func New(opts Options) *Gateway {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	g := &Gateway{logger: logger, now: opts.Now, maxBody: opts.MaxBodyBytes}
+	g := &Gateway{logger: logger, now: opts.Now, newID: opts.RequestID, metrics: opts.Metrics, maxBody: opts.MaxBodyBytes}
 	if g.maxBody == 0 {
 		g.maxBody = DefaultMaxBodyBytes
 	}
 	if g.now == nil {
 		g.now = time.Now
 	}
+	if g.newID == nil {
+		g.newID = newRequestID
+	}
 	if opts.AccessLog {
 		g.access = logger.Named("access")
 	}
 	g.proxy = newProxy(opts.Proxy, logger.Named("proxy"), g.now)
 	g.proxy.env = policyEnv{trusted: opts.TrustedProxies, now: g.now, logger: logger.Named("policy"), getenv: defaultGetenv()}
+	g.proxy.metrics = opts.Metrics
 	g.table.Store(emptyTable())
 	return g
 }
@@ -74,38 +85,51 @@ func (g *Gateway) Table() *Table { return g.table.Load() }
 
 // Publish swaps in t for every request that starts from now on; requests
 // already running finish on the table they loaded.
-func (g *Gateway) Publish(t *Table) { g.table.Store(t) }
+func (g *Gateway) Publish(t *Table) {
+	g.table.Store(t)
+	g.metrics.published(t)
+}
 
-// ServeHTTP loads the table once and serves the request from it.
+// Metrics returns the gateway's metrics; nil when they are off.
+func (g *Gateway) Metrics() *Metrics { return g.metrics }
+
+// ServeHTTP loads the table once and serves the request from it. The
+// request ID is settled first, so every later step (proxy, errors, logs)
+// sees the same one.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := g.table.Load()
 	ex := &exchange{ResponseWriter: w, start: g.now()}
+	ex.reqID = g.requestID(r)
 	r = normalizePath(r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
-	if g.access != nil {
-		defer g.logAccess(ex, r)
-	}
+	defer g.finish(ex, r)
 	if !g.limitBody(ex, r) {
 		return
 	}
 	t.router.ServeHTTP(ex, r)
 }
 
-// logAccess writes the access-log line. It runs deferred so that a
-// response aborted mid-body (ReverseProxy panics with ErrAbortHandler) is
-// logged too.
-func (g *Gateway) logAccess(ex *exchange, r *http.Request) {
+// finish records metrics and writes the access-log line. It runs deferred
+// so that a response aborted mid-body (ReverseProxy panics with
+// ErrAbortHandler) is counted and logged too.
+func (g *Gateway) finish(ex *exchange, r *http.Request) {
 	status := ex.status
 	if status == 0 {
 		status = http.StatusOK
 	}
+	latency := g.now().Sub(ex.start)
+	g.metrics.observe(ex.metrics, r.Method, status, latency)
+	if g.access == nil {
+		return
+	}
 	g.access.Info("request",
+		"request_id", ex.reqID,
 		"method", r.Method,
 		"path", r.URL.Path,
 		"route", ex.route,
 		"upstream", ex.upstream,
 		"status", status,
 		"bytes", ex.bytes,
-		"latency", g.now().Sub(ex.start),
+		"latency", latency,
 		"client_ip", clientIP(r),
 	)
 }

@@ -42,7 +42,7 @@ func instanceOf(t *testing.T, id string, addr net.Addr) registry.Instance {
 		t.Fatal(err)
 	}
 	p, _ := strconv.Atoi(port)
-	return registry.Instance{ID: id, Address: host, Port: p}
+	return registry.Instance{ID: id, Address: host, Port: p, Passing: true}
 }
 
 // fixed serves the same instances for every service key.

@@ -43,8 +43,8 @@ type instanceID struct{ node, id string }
 
 func newInstanceSelector(threshold float64, logger hclog.Logger) *instanceSelector {
 	return &instanceSelector{
-		threshold: threshold,
-		logger:    logger,
+		threshold:  threshold,
+		logger:     logger,
 		lastKnown:  map[registry.ServiceKey][]registry.Instance{},
 		reasons:    map[registry.ServiceKey]string{},
 		everPassed: map[registry.ServiceKey]map[instanceID]bool{},

@@ -41,6 +41,7 @@ type proxy struct {
 	transport       http.RoundTripper // shared by every upstream
 	logger          hclog.Logger
 	env             policyEnv // what route policies need; see policies.go
+	metrics         *Metrics  // nil when metrics are off
 	now             func() time.Time
 	outlierFailures int           // see ProxyOptions
 	outlierEjection time.Duration // see ProxyOptions
@@ -100,6 +101,7 @@ func (p *proxy) handler(rt *Route) http.Handler {
 		ex := exchangeFrom(r.Context())
 		ex.route = name
 		ex.up = rt.up
+		ex.metrics = rt.metrics
 		ex.strip = rt.Config.StripPrefix
 		if timeout > 0 {
 			ctx, cancel := context.WithTimeout(r.Context(), timeout)

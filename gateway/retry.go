@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -40,6 +41,10 @@ func (u *upstream) send(req *http.Request) (*http.Response, error) {
 	for attempt := 1; ; attempt++ {
 		i := u.pick(tried)
 		if i < 0 {
+			if u.metrics != nil {
+				u.noInstance.requests.Inc()
+				u.noInstance.errors.Inc()
+			}
 			return nil, errNoInstance
 		}
 		r := req
@@ -112,6 +117,15 @@ func (u *upstream) to(r *http.Request, i int) (*http.Response, error) {
 	resp, err := u.next.RoundTrip(r)
 	if u.health != nil {
 		u.outliers.record(u.health[i], u.hosts[i], r, resp, err, u.now())
+	}
+	if u.metrics != nil {
+		m := u.metrics[i]
+		m.requests.Inc()
+		// A client that hung up is not the instance's fault; a route
+		// timeout (DeadlineExceeded) is.
+		if err != nil && !errors.Is(r.Context().Err(), context.Canceled) {
+			m.errors.Inc()
+		}
 	}
 	return resp, err
 }

@@ -42,7 +42,8 @@ type Route struct {
 	Panic string
 
 	up      *upstream
-	handler http.Handler // the route's policy chain ending in the proxy
+	handler http.Handler  // the route's policy chain ending in the proxy
+	metrics *routeMetrics // nil when metrics are off
 }
 
 // ConfigError is a rejected route document, as listed by /routes.
@@ -102,7 +103,7 @@ func (b *tableBuilder) build(routes []config.Route, instances func(registry.Serv
 		rc := routes[i]
 		key := registry.ServiceKey{Name: rc.Service, Tag: rc.Tag}
 		insts := instances(key)
-		rt := &Route{Config: rc, Service: key, Instances: insts, up: b.newUpstream(key, rc.Balancer, insts)}
+		rt := &Route{Config: rc, Service: key, Instances: insts, up: b.newUpstream(key, rc.Balancer, insts), metrics: b.proxy.metrics.route(rc.Name)}
 		b.applyPolicies(rt, b.authUpstream(rc.Policy.ForwardAuth, instances))
 		t.routes = append(t.routes, rt)
 	}

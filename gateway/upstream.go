@@ -28,6 +28,11 @@ type upstream struct {
 	health   []*instanceHealth // aligned with hosts; nil: no outlier ejection
 	outliers *outlierTracker
 	now      func() time.Time
+	// metrics are the instances' counters in hosts order, resolved when the
+	// table was built; nil when metrics are off. noInstance counts requests
+	// that found no healthy instance.
+	metrics    []instanceMetrics
+	noInstance instanceMetrics
 }
 
 // RoundTrip sends req to an instance. req.URL.Host is overwritten; the
@@ -70,6 +75,8 @@ func (b *tableBuilder) newUpstream(key registry.ServiceKey, policy string, insts
 	for i, in := range insts {
 		hosts[i] = in.HostPort()
 	}
-	return &upstream{service: key, hosts: hosts, balancer: bal, next: b.proxy.transport,
+	up := &upstream{service: key, hosts: hosts, balancer: bal, next: b.proxy.transport,
 		health: b.outliers.forHosts(key, hosts), outliers: b.outliers, now: b.now}
+	up.metrics, up.noInstance = b.proxy.metrics.upstream(key, hosts)
+	return up
 }

@@ -56,6 +56,11 @@ type Options struct {
 	// report Consul reachability. Nil means outcomes are not reported.
 	Status *Status
 
+	// OnError, when non-nil, is called after every failed call (not after
+	// cancellations at shutdown), so metrics can count watch errors. It
+	// must be cheap and must not block. Nil means nobody counts.
+	OnError func()
+
 	// Now, Rand and Sleep exist so tests can make loops deterministic.
 	// Now is the clock for the rate limiter and Status; nil means time.Now.
 	Now func() time.Time

@@ -88,6 +88,9 @@ func (w *watch[T]) run(ctx context.Context) {
 		if err != nil {
 			failures++
 			w.opts.Status.report(w.id, w.opts.Now(), err)
+			if w.opts.OnError != nil {
+				w.opts.OnError()
+			}
 			delay := w.opts.backoff(failures)
 			w.log.Warn("consul query failed, keeping last snapshot", "error", err, "failures", failures, "retry_in", delay)
 			w.markReady()

@@ -2,7 +2,8 @@
 # The project's one test command (README "Quick start", and .ci/run).
 # Runs go vet and the whole test suite with the race detector. Integration
 # tests start a real Consul agent, so Consul 1.14.8 is put on PATH first
-# (built from source by install-consul.sh on the first run, cached after).
+# (built from source by install-consul.sh on the first run, cached after),
+# and the dashboard test a headless chromium (apt-get installed if missing).
 #
 # Extra arguments are appended to `go test ... ./...`, e.g.:
 #   ./scripts/test.sh -run TestRouter -v
@@ -21,6 +22,16 @@ export GIT_TERMINAL_PROMPT=0
 # environment point them at a real cluster.
 unset CONSUL_HTTP_ADDR CONSUL_HTTP_TOKEN CONSUL_HTTP_TOKEN_FILE CONSUL_CACERT \
       CONSUL_CLIENT_CERT CONSUL_CLIENT_KEY CONSUL_HTTP_SSL CONSUL_NAMESPACE
+
+# The dashboard test drives a real headless browser. Install Debian's
+# chromium only when no chromium is on PATH, so repeat runs stay offline.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  echo "==> installing chromium for the dashboard test"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 
 echo "==> go vet ./..."
 go vet ./...

@@ -9,7 +9,8 @@
 //
 // Usage:
 //
-//	demo-service -name users [-id users-1] [-listen 127.0.0.1:0] [-consul 127.0.0.1:8500] [-register=true]
+//	demo-service -name users [-id users-1] [-listen 127.0.0.1:0] [-advertise ADDR]
+//	             [-consul 127.0.0.1:8500] [-register=true]
 package main
 
 import (
@@ -35,16 +36,32 @@ func main() {
 	os.Exit(run())
 }
 
+// options are the command-line settings.
+type options struct {
+	name, id, listen, advertise, consul string
+	register                            bool
+}
+
+// newFlagSet declares every flag on one set, so the compose-file test can
+// check the commands it names against the real flags.
+func newFlagSet(o *options) *flag.FlagSet {
+	fs := flag.NewFlagSet("demo-service", flag.ContinueOnError)
+	fs.StringVar(&o.name, "name", "", "service to play: users, orders or products (required)")
+	fs.StringVar(&o.id, "id", "", "instance ID, also the Consul service ID (default NAME-PORT)")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:0", "address to serve on; port 0 picks a free port")
+	fs.StringVar(&o.advertise, "advertise", "", "address registered in Consul (default: the -listen host, or this host's name when listening on all interfaces, as in a container)")
+	fs.StringVar(&o.consul, "consul", "", "Consul HTTP address (default CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
+	fs.BoolVar(&o.register, "register", true, "register in Consul on start and deregister on exit")
+	return fs
+}
+
 // run is main with an exit code, so deferred cleanup runs before os.Exit.
 func run() int {
-	var (
-		name     = flag.String("name", "", "service to play: users, orders or products (required)")
-		id       = flag.String("id", "", "instance ID, also the Consul service ID (default NAME-PORT)")
-		listen   = flag.String("listen", "127.0.0.1:0", "address to serve on; port 0 picks a free port")
-		consul   = flag.String("consul", "", "Consul HTTP address (default CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
-		register = flag.Bool("register", true, "register in Consul on start and deregister on exit")
-	)
-	flag.Parse()
+	var o options
+	if err := newFlagSet(&o).Parse(os.Args[1:]); err != nil {
+		return 2
+	}
+	name, id, listen, consul, register := &o.name, &o.id, &o.listen, &o.consul, &o.register
 
 	log := hclog.New(&hclog.LoggerOptions{Name: "demo-" + *name, Level: hclog.Info})
 
@@ -78,7 +95,7 @@ func run() int {
 
 	var agent *api.Agent
 	if *register {
-		agent, err = registerService(*consul, *name, *id, addr)
+		agent, err = registerService(*consul, *name, *id, advertiseHost(o.advertise, addr, os.Hostname), addr.Port)
 		if err != nil {
 			log.Error("consul registration failed", "error", err)
 			shutdown(srv, log)
@@ -115,7 +132,7 @@ func run() int {
 // check interval is short so the demo reacts within a second to a killed
 // instance; DeregisterCriticalServiceAfter cleans up instances that died
 // without deregistering (kill -9), which would otherwise linger as critical.
-func registerService(consulAddr, name, id string, addr *net.TCPAddr) (*api.Agent, error) {
+func registerService(consulAddr, name, id, host string, port int) (*api.Agent, error) {
 	cfg := api.DefaultConfig() // honours CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, TLS env vars
 	if consulAddr != "" {
 		cfg.Address = consulAddr
@@ -124,18 +141,12 @@ func registerService(consulAddr, name, id string, addr *net.TCPAddr) (*api.Agent
 	if err != nil {
 		return nil, err
 	}
-	// Advertise a concrete address: 0.0.0.0 or :: is where we listen, not
-	// where anyone can reach us.
-	host := "127.0.0.1"
-	if addr.IP != nil && !addr.IP.IsUnspecified() {
-		host = addr.IP.String()
-	}
-	hostPort := net.JoinHostPort(host, strconv.Itoa(addr.Port))
+	hostPort := net.JoinHostPort(host, strconv.Itoa(port))
 	reg := &api.AgentServiceRegistration{
 		ID:      id,
 		Name:    name,
 		Address: host,
-		Port:    addr.Port,
+		Port:    port,
 		Check: &api.AgentServiceCheck{
 			CheckID:                        "service:" + id + ":http",
 			Name:                           "HTTP /health",
@@ -150,6 +161,23 @@ func registerService(consulAddr, name, id string, addr *net.TCPAddr) (*api.Agent
 		return nil, err
 	}
 	return agent, nil
+}
+
+// advertiseHost is the address others reach us at: -advertise when given,
+// else the concrete listen IP, else (0.0.0.0 or ::, where we listen but
+// nobody can connect) the host name, which in a container is what other
+// containers resolve.
+func advertiseHost(flagValue string, addr *net.TCPAddr, hostname func() (string, error)) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if addr.IP != nil && !addr.IP.IsUnspecified() {
+		return addr.IP.String()
+	}
+	if h, err := hostname(); err == nil && h != "" {
+		return h
+	}
+	return "127.0.0.1"
 }
 
 // shutdown lets in-flight requests finish, but not forever: a demo that hangs

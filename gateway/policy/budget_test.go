@@ -11,8 +11,8 @@ func TestRetryBudget(t *testing.T) {
 		requests int
 		want     int // retries granted when asking for many
 	}{
-		{0, DefaultMinRetries},  // the floor lets a quiet route retry
-		{10, DefaultMinRetries}, // 20% of 10 is below the floor
+		{0, DefaultMinRetries},   // the floor lets a quiet route retry
+		{10, DefaultMinRetries},  // 20% of 10 is below the floor
 		{100, DefaultMinRetries}, // 20% of 100 is below the floor too
 		{1000, 200},              // 20% of recent requests
 		{5000, 1000},

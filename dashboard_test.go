@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// requireChromium returns the headless browser, skipping the test when it
+// is missing unless CI is set (scripts/test.sh installs it there).
+func requireChromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	const hint = "chromium not on PATH; install it (apt-get install -y chromium) or run ./scripts/test.sh"
+	if _, ci := os.LookupEnv("CI"); ci {
+		t.Fatalf("%s (CI is set, so this is a failure, not a skip)", hint)
+	}
+	t.Skipf("%s (set CI to turn this skip into a failure)", hint)
+	return ""
+}
+
+// runChromium runs one headless chromium command against url with a fresh
+// profile and returns its stdout.
+func runChromium(t *testing.T, bin, url string, extra ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	args := append([]string{
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
+		"--user-data-dir=" + t.TempDir(),
+		// Virtual time lets the page's 1.5 s polls run several times
+		// without the test sleeping.
+		"--virtual-time-budget=5000",
+	}, extra...)
+	args = append(args, url)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chromium %v: %v\n%s", extra, err, stderr.String())
+	}
+	t.Logf("chromium %v took %v", extra, time.Since(start))
+	return stdout.String()
+}
+
+func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
+	chromium := requireChromium(t)
+	client, addr := startConsul(t)
+	var instances []string
+	for _, id := range []string{"users-1", "users-2"} {
+		instances = append(instances, startBackend(t, client, "users", id).srv.Listener.Addr().String())
+	}
+	instances = append(instances, startBackend(t, client, "orders", "orders-1").srv.Listener.Addr().String())
+	putRoute(t, client, "routes.hcl", routeDoc("users", "/api/users", "users")+routeDoc("orders", "/api/orders", "orders")+
+		routeDoc("products", "/api/products", "products"))
+	putRoute(t, client, "team-b.hcl", "route \"search\" {\n  path_prefix = \"/api/search\"\n  service     = \"search\"\n  balancer    = \"fastest\"\n}\n")
+	a := startGateway(t, addr)
+	var configErr string
+	waitFor(t, "routes and the config error loaded", func() bool {
+		tbl := a.gw.Table()
+		if len(tbl.Routes()) != 3 || len(tbl.Errors()) != 1 {
+			return false
+		}
+		configErr = tbl.Errors()[0].Message
+		return true
+	})
+
+	// Traffic while the browser samples, so the rates are real numbers.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			path := []string{"/api/users/1", "/api/orders", "/api/products", "/nowhere"}[i%4]
+			if resp, err := http.Get("http://" + a.publicAddr + path); err == nil {
+				resp.Body.Close()
+			}
+		}
+	})
+	defer func() { close(stop); wg.Wait() }()
+
+	// Rates are taken against the oldest sample of the gateway's window;
+	// take one now and let traffic flow for a while, so the browser's
+	// polls (virtual time runs them milliseconds apart) get real rates.
+	adminGet(t, a, "/api/state")
+	waitFor(t, "traffic on every route", func() bool {
+		for _, rt := range []string{"users", "orders", "products"} {
+			if total, _ := a.gw.Metrics().Counts(rt); total < 10 {
+				return false
+			}
+		}
+		return true
+	})
+
+	url := "http://" + a.adminAddr + "/"
+	dom := runChromium(t, chromium, url, "--dump-dom")
+	wants := []string{"users", "orders", "products", "round_robin", "gateway/routes/team-b.hcl",
+		// The error text as the gateway reported it (line:col included).
+		htmlText(configErr)}
+	wants = append(wants, instances...)
+	for _, w := range wants {
+		if !strings.Contains(dom, w) {
+			t.Errorf("rendered DOM lacks %q", w)
+		}
+	}
+	if !strings.Contains(dom, "no healthy instance") {
+		t.Error("route products (no instances) is not flagged")
+	}
+	if !regexp.MustCompile(`<span class="pill ok" id="consul"[^>]*>ok</span>`).MatchString(dom) {
+		t.Error("Consul state is not shown as ok")
+	}
+	// products has no instance: every request is a 503.
+	if !strings.Contains(dom, `<span class="pill bad">100%</span>`) {
+		t.Error("the products route's 100% error rate is not shown")
+	}
+	if t.Failed() {
+		t.Logf("DOM:\n%s", dom)
+	}
+
+	shot, err := filepath.Abs(filepath.Join("artifacts", "dashboard.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(shot), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Remove(shot)
+	runChromium(t, chromium, url, "--screenshot="+shot, "--window-size=1280,900", "--hide-scrollbars")
+	if st, err := os.Stat(shot); err != nil || st.Size() < 10_000 {
+		t.Fatalf("screenshot %s missing or implausibly small: %v", shot, err)
+	}
+	t.Logf("screenshot: %s", shot)
+}
+
+// htmlText escapes s as --dump-dom serialises text nodes.
+func htmlText(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", "\u00a0", "&nbsp;").Replace(s)
+}

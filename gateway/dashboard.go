@@ -1,0 +1,129 @@
+package gateway
+
+import (
+	_ "embed"
+	"net/http"
+	"time"
+)
+
+// dashboardHTML is the whole dashboard: one page with inline CSS and JS
+// that polls /api/state, so it needs no build step and no external assets
+// (the admin listener is often on a host without internet access).
+//
+//go:embed dashboard/index.html
+var dashboardHTML []byte
+
+// lastSuccesser is implemented by registry.Status; a Health without it
+// shows no last-sync time.
+type lastSuccesser interface {
+	LastSuccess() time.Time
+}
+
+// mountOperations adds the operator views to the admin mux: the dashboard,
+// the JSON it polls, and /metrics when the gateway records metrics.
+func mountOperations(mux *http.ServeMux, g *Gateway, health Health) {
+	if m := g.Metrics(); m != nil {
+		mux.Handle("GET /metrics", m.Handler())
+	}
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		// Everything is inline; forbid anything else, so a route name or
+		// error message that slipped past escaping still cannot load code.
+		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		_, _ = w.Write(dashboardHTML)
+	})
+	rates := &rateWindow{}
+	mux.HandleFunc("GET /api/state", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, buildState(g, health, rates))
+	})
+}
+
+// stateBody is what the dashboard renders. Entries is a generic list so
+// other kinds (aggregates) can join routes without a new page.
+type stateBody struct {
+	Now     time.Time     `json:"now"`
+	Consul  consulView    `json:"consul"`
+	Entries []entryView   `json:"entries"`
+	Errors  []ConfigError `json:"errors"`
+}
+
+type consulView struct {
+	Status string `json:"status"` // ok, degraded or starting, as /health
+	Reason string `json:"reason,omitempty"`
+	// LastSync is when Consul last answered; nil when never or unknown.
+	LastSync *time.Time `json:"last_sync,omitempty"`
+}
+
+// entryView is one row of the dashboard. Requests and Errors (5xx) are
+// cumulative since start; Rate is over the last few seconds, nil until two
+// polls are far enough apart.
+type entryView struct {
+	Kind      string        `json:"kind"` // "route"; aggregates add their own
+	Name      string        `json:"name"`
+	Match     string        `json:"match"`
+	Methods   []string      `json:"methods,omitempty"`
+	SourceKey string        `json:"source_key"`
+	Balancer  string        `json:"balancer"`
+	Breaker   string        `json:"breaker"` // "closed", "half_open" or "open"; "" until breakers are merged
+	Services  []serviceView `json:"services"`
+	Requests  uint64        `json:"requests"`
+	Errors    uint64        `json:"errors"`
+	Rate      *Rate         `json:"rate"`
+}
+
+type serviceView struct {
+	Name      string         `json:"name"`
+	Instances []instanceView `json:"instances"`
+}
+
+func buildState(g *Gateway, health Health, rates *rateWindow) stateBody {
+	t := g.Table()
+	s := stateBody{Now: g.now(), Entries: []entryView{}, Errors: t.Errors()}
+	if s.Errors == nil {
+		s.Errors = []ConfigError{}
+	}
+	switch {
+	case !t.Loaded():
+		s.Consul = consulView{Status: "starting", Reason: "no routing table loaded yet"}
+	case health != nil && health.Err() != nil:
+		s.Consul = consulView{Status: "degraded", Reason: health.Err().Error()}
+	default:
+		s.Consul = consulView{Status: "ok"}
+	}
+	if ls, ok := health.(lastSuccesser); ok {
+		if at := ls.LastSuccess(); !at.IsZero() {
+			s.Consul.LastSync = &at
+		}
+	}
+	for _, rt := range t.Routes() {
+		c := &rt.Config
+		match := c.PathPrefix + "*"
+		if c.Path != "" {
+			match = c.Path
+		}
+		if c.Host != "" {
+			match = c.Host + match
+		}
+		sv := serviceView{Name: rt.Service.String(), Instances: make([]instanceView, len(rt.Instances))}
+		for i, in := range rt.Instances {
+			sv.Instances[i] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port}
+		}
+		total, errs := g.metrics.Counts(c.Name)
+		s.Entries = append(s.Entries, entryView{
+			Kind: "route", Name: c.Name, Match: match, Methods: c.Methods, SourceKey: c.SourceKey,
+			Balancer: c.Balancer, Services: []serviceView{sv}, Requests: total, Errors: errs,
+		})
+	}
+	counts := make(map[string][2]uint64, len(s.Entries))
+	for _, e := range s.Entries {
+		counts[e.Kind+"/"+e.Name] = [2]uint64{e.Requests, e.Errors}
+	}
+	r := rates.observe(s.Now, counts)
+	for i := range s.Entries {
+		e := &s.Entries[i]
+		e.Rate = r[e.Kind+"/"+e.Name]
+	}
+	return s
+}

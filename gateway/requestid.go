@@ -1,0 +1,50 @@
+package gateway
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+)
+
+// headerRequestID carries the request's correlation ID to the upstream and
+// back to the client; the access log records it too.
+const headerRequestID = "X-Request-Id"
+
+// maxRequestIDLen bounds a client-sent ID: it is copied into every log line
+// and upstream request, so an unbounded one would let a client bloat both.
+const maxRequestIDLen = 128
+
+// newRequestID returns 16 random bytes in hex, the default generator.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+// validRequestID accepts what is safe to log and forward: 1 to 128
+// printable ASCII characters (space included). Anything else, such as
+// control characters that would forge log lines, is replaced.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x20 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// requestID returns the client's X-Request-Id when it is valid, otherwise
+// a fresh one, and makes the request carry exactly that ID, so the proxy
+// forwards it (ReverseProxy copies inbound headers to the upstream request).
+func (g *Gateway) requestID(r *http.Request) string {
+	vals := r.Header.Values(headerRequestID)
+	if len(vals) == 1 && validRequestID(vals[0]) {
+		return vals[0]
+	}
+	id := g.newID()
+	r.Header.Set(headerRequestID, id)
+	return id
+}
