@@ -3,6 +3,7 @@ package gateway
 import (
 	_ "embed"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -66,7 +67,7 @@ type entryView struct {
 	Methods   []string      `json:"methods,omitempty"`
 	SourceKey string        `json:"source_key"`
 	Balancer  string        `json:"balancer"`
-	Breaker   string        `json:"breaker"` // "closed", "half_open" or "open"; "" until breakers are merged
+	Breaker   string        `json:"breaker"` // "closed", "half_open" or "open"; "" without a circuit breaker
 	Services  []serviceView `json:"services"`
 	Requests  uint64        `json:"requests"`
 	Errors    uint64        `json:"errors"`
@@ -114,6 +115,7 @@ func buildState(g *Gateway, health Health, rates *rateWindow) stateBody {
 		s.Entries = append(s.Entries, entryView{
 			Kind: "route", Name: c.Name, Match: match, Methods: c.Methods, SourceKey: c.SourceKey,
 			Balancer: c.Balancer, Services: []serviceView{sv}, Requests: total, Errors: errs,
+			Breaker: strings.ReplaceAll(rt.BreakerState(), "-", "_"),
 		})
 	}
 	counts := make(map[string][2]uint64, len(s.Entries))

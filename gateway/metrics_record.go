@@ -131,6 +131,13 @@ func (m *Metrics) published(t *Table) {
 		// Passing, not served: in panic mode the route also uses failing
 		// instances, and the gauge must still show the service is sick.
 		m.healthy.WithLabelValues(s).Set(float64(len(registry.Passing(rt.Instances))))
+		// State changes update the gauge as they happen; publishing sets
+		// it for new breakers and removes it from routes that lost theirs.
+		if st := rt.BreakerState(); st != "" {
+			m.breaker.WithLabelValues(rt.Config.Name).Set(float64(breakerLevel(st)))
+		} else {
+			m.breaker.DeleteLabelValues(rt.Config.Name)
+		}
 		instances[[2]string{s, labelNone}] = true
 		for _, in := range rt.Instances {
 			instances[[2]string{s, in.HostPort()}] = true
@@ -148,6 +155,8 @@ func (m *Metrics) published(t *Table) {
 		if !routes[name] {
 			m.requests.DeletePartialMatch(prometheus.Labels{"route": name})
 			m.latency.DeleteLabelValues(name)
+			m.breaker.DeleteLabelValues(name)
+			m.rateLimited.DeleteLabelValues(name)
 			delete(m.routes, name)
 		}
 	}

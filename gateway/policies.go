@@ -81,6 +81,8 @@ func (b *tableBuilder) applyPolicies(rt *Route, authUp *upstream) {
 			if cb.ServeStale {
 				rb.stale = policy.NewStaleCache(0, 0)
 			}
+			m := b.proxy.metrics
+			rb.cb.SetOnStateChange(func(state string) { m.BreakerState(name, breakerLevel(state)) })
 			return rb
 		}).(*routeBreaker)
 	}
@@ -91,7 +93,9 @@ func (b *tableBuilder) applyPolicies(rt *Route, authUp *upstream) {
 		lim := b.states.get(stateKey{name, "limiter", rl.Fingerprint()}, func() any {
 			return policy.NewLimiter(rl.RequestsPerSecond, rl.Burst, policy.LimiterOptions{Now: env.now})
 		}).(*policy.Limiter)
-		limit = func(next http.Handler) http.Handler { return rateLimited(name, rl, lim, env.trusted, next) }
+		limit = func(next http.Handler) http.Handler {
+			return rateLimited(name, rl, lim, env.trusted, b.proxy.metrics, next)
+		}
 	}
 	if limit != nil && pol.RateLimit.KeyKind == config.RateKeyJWT {
 		h = limit(h)
@@ -172,6 +176,18 @@ func retryAfterSeconds(d time.Duration) string {
 }
 
 func defaultGetenv() func(string) string { return os.Getenv }
+
+// breakerLevel turns a breaker state into the metric's value: 0 closed,
+// 1 half-open, 2 open.
+func breakerLevel(state string) int {
+	switch state {
+	case "open":
+		return 2
+	case "half-open":
+		return 1
+	}
+	return 0
+}
 
 // BreakerState is the route's circuit breaker state ("closed", "open",
 // "half-open"), or "" when the route has none.

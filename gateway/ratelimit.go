@@ -17,7 +17,7 @@ const msgRateLimited = "rate limit exceeded"
 // X-RateLimit-Limit and X-RateLimit-Remaining. A request without the key
 // (no such header, no such claim) is limited by client IP instead, so
 // leaving the key out never bypasses the limit.
-func rateLimited(route string, rl *config.RateLimit, lim *policy.Limiter, trusted []netip.Prefix, next http.Handler) http.Handler {
+func rateLimited(route string, rl *config.RateLimit, lim *policy.Limiter, trusted []netip.Prefix, m *Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := ""
 		switch rl.KeyKind {
@@ -38,6 +38,7 @@ func rateLimited(route string, rl *config.RateLimit, lim *policy.Limiter, truste
 		h.Set("X-RateLimit-Limit", strconv.Itoa(d.Limit))
 		h.Set("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
 		if !d.Allowed {
+			m.RateLimited(route)
 			h.Set("Retry-After", retryAfterSeconds(d.RetryAfter))
 			writeError(w, http.StatusTooManyRequests, msgRateLimited, route)
 			return

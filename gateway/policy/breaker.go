@@ -29,6 +29,7 @@ type Breaker struct {
 	timeout  time.Duration
 	now      func() time.Time
 	openedAt atomic.Int64 // UnixNano of the last transition to open
+	onChange atomic.Pointer[func(string)]
 }
 
 // BreakerWindow is the sliding window over which failures are counted, in
@@ -63,6 +64,9 @@ func NewBreaker(name string, cfg *config.CircuitBreaker, logger hclog.Logger, no
 				b.openedAt.Store(b.now().UnixNano())
 			}
 			logger.Warn("circuit breaker state changed", "breaker", name, "from", from.String(), "to", to.String())
+			if f := b.onChange.Load(); f != nil {
+				(*f)(to.String())
+			}
 		},
 		IsSuccessful: func(err error) bool { return err == nil },
 		// A caller that went away (client disconnect, aggregate cancelled
@@ -70,6 +74,16 @@ func NewBreaker(name string, cfg *config.CircuitBreaker, logger hclog.Logger, no
 		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
 	})
 	return b
+}
+
+// SetOnStateChange registers f to be told each new state ("closed",
+// "half-open", "open"), for metrics; nil removes it.
+func (b *Breaker) SetOnStateChange(f func(state string)) {
+	if f == nil {
+		b.onChange.Store(nil)
+		return
+	}
+	b.onChange.Store(&f)
 }
 
 // Allow asks to make one call. On success, done must be called exactly
