@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -61,7 +62,7 @@ func newProxy(opts ProxyOptions, logger hclog.Logger, now func() time.Time) *pro
 		p.outlierEjection = DefaultOutlierEjection
 	}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:      rewrite,
+		Rewrite:      p.rewrite,
 		Transport:    dispatch{},
 		BufferPool:   bufferPool{},
 		ErrorHandler: p.upstreamError,
@@ -117,7 +118,7 @@ func (p *proxy) handler(rt *Route) http.Handler {
 // Rewrite rather than Director means ReverseProxy strips hop-by-hop and
 // client-sent X-Forwarded-* headers before we set ours, so a client cannot
 // remove or forge what the gateway adds.
-func rewrite(pr *httputil.ProxyRequest) {
+func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	ex := exchangeFrom(pr.In.Context())
 	if ex.strip != "" {
 		pr.Out.URL.Path = stripPrefix(pr.Out.URL.Path, ex.strip)
@@ -128,7 +129,31 @@ func rewrite(pr *httputil.ProxyRequest) {
 	// The original Host header is kept, as Traefik does by default: virtual
 	// hosting upstreams and absolute redirects then keep working.
 	pr.Out.Host = pr.In.Host
+	p.setForwarded(pr)
+}
+
+// setForwarded sets X-Forwarded-For, -Host and -Proto. What a client sends
+// is replaced: anyone can write those headers. Only a peer in the trusted
+// proxy list has its chain extended and its -Host and -Proto kept, since
+// it saw the original client and protocol.
+func (p *proxy) setForwarded(pr *httputil.ProxyRequest) {
 	pr.SetXForwarded()
+	if len(p.env.trusted) == 0 {
+		return
+	}
+	peer, err := netip.ParseAddr(clientIP(pr.In))
+	if err != nil || !isTrusted(peer, p.env.trusted) {
+		return
+	}
+	in := pr.In.Header
+	if prior := in.Values("X-Forwarded-For"); len(prior) > 0 {
+		pr.Out.Header.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+peer.String())
+	}
+	for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
+		if v := in.Get(h); v != "" {
+			pr.Out.Header.Set(h, v)
+		}
+	}
 }
 
 // stripPrefix removes prefix from path, keeping the result absolute.

@@ -1,0 +1,59 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/netip"
+	"testing"
+
+	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/registry"
+)
+
+func TestForwardedHeadersAreReplacedUnlessThePeerIsTrusted(t *testing.T) {
+	_, inst := startUpstream(t, "up", nil)
+	tests := []struct {
+		name    string
+		trusted []netip.Prefix
+		xff     string
+		want    map[string]string
+	}{
+		{"untrusted peer: the client's chain is replaced", nil, "6.6.6.6",
+			map[string]string{"xff": "127.0.0.1", "xfh": "app.example.com", "xfp": "http"}},
+		{"trusted peer: the chain is extended and its host and proto kept", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "203.0.113.9",
+			map[string]string{"xff": "203.0.113.9, 127.0.0.1", "xfh": "public.example.com", "xfp": "https"}},
+		{"trusted peer without a chain starts one", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "",
+			map[string]string{"xff": "127.0.0.1"}},
+		{"a trusted list that does not hold the peer changes nothing", []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, "6.6.6.6",
+			map[string]string{"xff": "127.0.0.1", "xfp": "http"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			gw := New(Options{TrustedProxies: tc.trusted})
+			gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{prefixRoute("r", "/", "up")},
+				fixed(map[string][]registry.Instance{"up": {inst}}), nil))
+			srv := serve(t, gw)
+			req, _ := http.NewRequest("GET", srv.URL+"/", nil)
+			req.Host = "app.example.com"
+			if tc.xff != "" {
+				req.Header.Set("X-Forwarded-For", tc.xff)
+				req.Header.Set("X-Forwarded-Host", "public.example.com")
+				req.Header.Set("X-Forwarded-Proto", "https")
+			}
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var got map[string]string
+			if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range tc.want {
+				if got[k] != v {
+					t.Errorf("upstream saw %s = %q, want %q", k, got[k], v)
+				}
+			}
+		})
+	}
+}
