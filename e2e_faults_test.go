@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -190,5 +191,81 @@ func TestConfigChurnUnderLoad(t *testing.T) {
 	// Bounded, not equal: the runtime and the Consul client keep caches.
 	if after > heap+8<<20 {
 		t.Fatalf("live heap grew from %d KiB to %d KiB over the churn", heap>>10, after>>10)
+	}
+}
+
+// TestSlowUpstreamUnderLoad: an upstream that never answers. The route
+// timeout answers 504 without waiting for it, the breaker opens and then
+// answers at once, every upstream request is cancelled, and once the load
+// stops the gateway's goroutines are back to their baseline.
+func TestSlowUpstreamUnderLoad(t *testing.T) {
+	client, addr := startConsul(t)
+	release := make(chan struct{})
+	var reached, cancelled atomic.Int64
+	startBackendWith(t, client, "stuck", "stuck-1", func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		select {
+		case <-r.Context().Done():
+			cancelled.Add(1)
+		case <-release: // only at the end of the test
+		}
+	})
+	t.Cleanup(func() { close(release) })
+	putRoute(t, client, "stuck.hcl", `route "stuck" {
+  path_prefix = "/api/stuck"
+  service     = "stuck"
+  timeout     = "150ms"
+  circuit_breaker {
+    failure_ratio = 0.5
+    min_requests  = 10
+    open_timeout  = "1m"
+  }
+}
+`)
+	a := startGateway(t, addr)
+	waitFor(t, "route loaded", func() bool { return len(a.gw.Table().Routes()) == 1 })
+	goroutines := settledGoroutines()
+
+	var timeouts, open, other atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			// A client that would wait 30 s: only the gateway can end the
+			// exchange sooner.
+			c := &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second}
+			defer c.CloseIdleConnections()
+			for range 10 {
+				resp, err := c.Get("http://" + a.publicAddr + "/api/stuck")
+				if err != nil {
+					other.Add(1)
+					continue
+				}
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case http.StatusGatewayTimeout:
+					timeouts.Add(1)
+				case http.StatusServiceUnavailable:
+					open.Add(1)
+				default:
+					other.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("80 requests: %d timed out (504), %d refused by the open breaker (503), %d other", timeouts.Load(), open.Load(), other.Load())
+	if other.Load() > 0 || timeouts.Load() < 10 || open.Load() == 0 {
+		t.Fatalf("want only 504s (at least min_requests of them) then 503s from the open breaker")
+	}
+	if got := a.gw.Table().Routes()[0].BreakerState(); got != "open" {
+		t.Fatalf("breaker %q, want open", got)
+	}
+	waitFor(t, "every upstream request cancelled", func() bool { return cancelled.Load() == reached.Load() })
+	if reached.Load() != timeouts.Load() {
+		t.Fatalf("upstream saw %d requests, want one per 504 (%d): an open breaker must not call it", reached.Load(), timeouts.Load())
+	}
+	if after := settledGoroutines(); after > goroutines+2 {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("goroutines: %d before, %d after:\n%s", goroutines, after, buf[:runtime.Stack(buf, true)])
 	}
 }
