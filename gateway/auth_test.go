@@ -161,6 +161,12 @@ route "ed" {
 		{"expired", "/rs", signed(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims("exp", now.Add(-time.Hour).Unix())), "token expired"},
 		{"wrong audience", "/rs", signed(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims("aud", "billing")), "invalid token"},
 		{"unknown kid", "/rs", signed(t, jwt.SigningMethodRS256, "rsa-2", rsaKey2, claims()), "invalid token"},
+		{"not valid yet", "/rs", signed(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims("nbf", now.Add(time.Hour).Unix())), "invalid token"},
+		{"wrong issuer", "/rs", signed(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims("iss", "https://evil.example.com")), "invalid token"},
+		{"no exp claim", "/rs", signed(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, jwt.MapClaims{"sub": "alice", "iss": "https://auth.example.com", "aud": "api"}), "invalid token"},
+		{"garbage", "/rs", "not-a-jwt", "invalid token"},
+		{"garbage with dots", "/rs", "a.b.c", "invalid token"},
+		{"truncated signature", "/rs", signed(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims())[:100], "invalid token"},
 		{"no token", "/rs", "", "missing bearer token"},
 	}
 	for _, tc := range fail {
