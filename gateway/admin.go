@@ -1,0 +1,104 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// Health reports whether the gateway's view of Consul is current. A nil
+// error means every watch's last call succeeded.
+type Health interface {
+	Err() error
+}
+
+// AdminHandler serves the operator endpoints. It must be mounted on its own
+// listener (loopback by default), never on the public one: /routes shows
+// the internal topology. A nil health means Consul is never reported
+// unreachable.
+func AdminHandler(g *Gateway, health Health) http.Handler {
+	a := &admin{g: g, health: health}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", a.serveHealth)
+	mux.HandleFunc("GET /routes", a.serveRoutes)
+	return mux
+}
+
+type admin struct {
+	g      *Gateway
+	health Health
+}
+
+type healthBody struct {
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// serveHealth answers 503 only before the first table: once routes are
+// loaded the gateway can serve, even if Consul is away, so load balancers
+// in front of it must keep sending traffic ("degraded" is still 200).
+func (a *admin) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if !a.g.Table().Loaded() {
+		writeJSON(w, http.StatusServiceUnavailable, healthBody{Status: "starting", Reason: "no routing table loaded yet"})
+		return
+	}
+	if a.health != nil {
+		if err := a.health.Err(); err != nil {
+			writeJSON(w, http.StatusOK, healthBody{Status: "degraded", Reason: err.Error() + "; serving last known routes and instances"})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, healthBody{Status: "ok"})
+}
+
+type routesBody struct {
+	Routes []routeView   `json:"routes"`
+	Errors []ConfigError `json:"errors"`
+}
+
+type routeView struct {
+	Name       string         `json:"name"`
+	SourceKey  string         `json:"source_key"`
+	Host       string         `json:"host,omitempty"`
+	Path       string         `json:"path,omitempty"`
+	PathPrefix string         `json:"path_prefix,omitempty"`
+	Methods    []string       `json:"methods,omitempty"`
+	Service    string         `json:"service"`
+	Tag        string         `json:"tag"`
+	Balancer   string         `json:"balancer"`
+	Instances  []instanceView `json:"instances"`
+}
+
+type instanceView struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+	Port    int    `json:"port"`
+}
+
+func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
+	t := a.g.Table()
+	body := routesBody{Routes: []routeView{}, Errors: t.Errors()}
+	if body.Errors == nil {
+		body.Errors = []ConfigError{}
+	}
+	for _, rt := range t.Routes() {
+		c := &rt.Config
+		v := routeView{
+			Name: c.Name, SourceKey: c.SourceKey, Host: c.Host, Path: c.Path, PathPrefix: c.PathPrefix,
+			Methods: c.Methods, Service: c.Service, Tag: c.Tag, Balancer: c.Balancer,
+			Instances: make([]instanceView, len(rt.Instances)),
+		}
+		for i, in := range rt.Instances {
+			v.Instances[i] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port}
+		}
+		body.Routes = append(body.Routes, v)
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,146 @@
+package config
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+)
+
+// Block types and route attribute names as written in documents.
+const (
+	blockRoute = "route"
+
+	attrPath        = "path"
+	attrPathPrefix  = "path_prefix"
+	attrMethods     = "methods"
+	attrHost        = "host"
+	attrService     = "service"
+	attrTag         = "tag"
+	attrStripPrefix = "strip_prefix"
+	attrBalancer    = "balancer"
+	attrTimeout     = "timeout"
+)
+
+// documentSchema lists what may appear at the top level. A new top-level
+// concept adds a block type here and a case in Parse; HCL itself reports
+// anything not listed, with its position.
+var documentSchema = &hcl.BodySchema{
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: blockRoute, LabelNames: []string{"name"}},
+	},
+}
+
+// routeSchema lists what may appear inside a route block. Nothing is marked
+// Required: HCL would place that error at the closing brace, while
+// validateRoute points at the block header and names the route.
+var routeSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: attrPath},
+		{Name: attrPathPrefix},
+		{Name: attrMethods},
+		{Name: attrHost},
+		{Name: attrService},
+		{Name: attrTag},
+		{Name: attrStripPrefix},
+		{Name: attrBalancer},
+		{Name: attrTimeout},
+	},
+}
+
+// Parse parses and validates one route document. key names the document in
+// every position (it is a Consul KV key or a file name; its extension does
+// not matter, the content is always HCL native syntax). modifyIndex is
+// recorded in the Document; zero is fine for documents not from Consul.
+//
+// A document is all-or-nothing: on any problem Parse returns a nil Document
+// and an Errors holding every problem found, in source order, each with a
+// KEY:LINE:COL position; errors.Is(err, ErrInvalid) holds for it. An empty
+// document is valid and has no routes.
+func Parse(key string, src []byte, modifyIndex uint64) (*Document, error) {
+	p := &problems{key: key}
+	file, diags := hclparse.NewParser().ParseHCL(src, key)
+	if p.diags(diags, hcl.Range{}) {
+		// The recovered syntax tree of a broken file yields confusing
+		// follow-up errors; the syntax errors are what the user must fix.
+		return nil, p.err()
+	}
+	content, diags := file.Body.Content(documentSchema)
+	p.diags(diags, hcl.Range{})
+
+	var routes []*routeSrc
+	for _, b := range content.Blocks {
+		switch b.Type {
+		case blockRoute:
+			routes = append(routes, decodeRoute(p, b))
+		}
+	}
+	validateDocument(p, routes)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+
+	doc := &Document{Key: key, ModifyIndex: modifyIndex, Routes: make([]Route, len(routes))}
+	for i, r := range routes {
+		doc.Routes[i] = r.Route
+	}
+	return doc, nil
+}
+
+// ParseFile reads and parses the route document at path, with path (as
+// given) as its key and a zero ModifyIndex. A read failure is returned
+// wrapped and does not match ErrInvalid; content problems are as for Parse.
+func ParseFile(path string) (*Document, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read route document: %w", err)
+	}
+	return Parse(path, src, 0)
+}
+
+// routeSrc is a decoded, not yet validated route together with the source
+// information validation needs to point at the right place.
+type routeSrc struct {
+	Route
+	block     *hcl.Block
+	attrs     *attrs
+	methodPos []Pos // position of each Methods element
+	// valid is set by validateRoute when neither decoding nor validation
+	// found a problem in this route; only valid routes have a meaningful
+	// MatchKey.
+	valid bool
+	// mark is the problem count before this route was decoded.
+	mark int
+}
+
+// labelPos is where the route's name label starts.
+func (r *routeSrc) labelPos(p *problems) Pos {
+	return p.pos(r.block.LabelRanges[0])
+}
+
+// decodeRoute reads one route block into a routeSrc, recording type and
+// schema problems. Content guarantees exactly one label: blocks with any
+// other count are reported by HCL and never reach here.
+func decodeRoute(p *problems, b *hcl.Block) *routeSrc {
+	r := &routeSrc{block: b, mark: p.mark()}
+	content, diags := b.Body.Content(routeSchema)
+	p.diags(diags, b.DefRange)
+	a := newAttrs(p, content.Attributes)
+	r.attrs = a
+
+	r.Name = b.Labels[0]
+	r.SourceKey = p.key
+	r.Pos = p.pos(b.DefRange)
+
+	r.Path = a.str(attrPath)
+	r.PathPrefix = a.str(attrPathPrefix)
+	r.Methods, r.methodPos = a.strList(attrMethods)
+	r.Host = a.str(attrHost)
+	r.Service = a.str(attrService)
+	r.Tag = a.str(attrTag)
+	r.StripPrefix = a.str(attrStripPrefix)
+	r.Balancer = a.str(attrBalancer)
+	r.Timeout = a.duration(attrTimeout)
+	return r
+}

@@ -1,0 +1,196 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"sort"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/registry"
+)
+
+// Documents is the route-document side of the registry: the latest KV
+// snapshot, ok=false until Consul answered once.
+type Documents interface {
+	Documents() (docs []registry.Document, ok bool)
+}
+
+// Instances is the service side of the registry. Ensure makes the watched
+// set equal to keys and returns once new watches have answered, so a new
+// route is published with its instances already known.
+type Instances interface {
+	Ensure(ctx context.Context, keys []registry.ServiceKey)
+	Instances(key registry.ServiceKey) (insts []registry.Instance, ok bool)
+}
+
+// Controller is the single writer of a Gateway's table: on every change
+// notice it reparses what changed, resolves conflicts between documents,
+// aligns the health watches with the routes and publishes a new table.
+// Running on one goroutine keeps builds ordered and lock-free.
+type Controller struct {
+	gw      *Gateway
+	builder *tableBuilder
+	logger  hclog.Logger
+	wake    chan struct{}
+	keys    map[string]*keyState
+	// published is called after each publish; nil means nobody listens.
+	published func(*Table)
+}
+
+// keyState is what the controller remembers of one KV key.
+type keyState struct {
+	index    uint64           // ModifyIndex of the version parsed last
+	current  *config.Document // that version, nil when it failed to parse
+	parseErr error            // why it failed
+	lastGood *config.Document // the version served most recently, nil if none
+	logged   string           // the last error text logged, so it is logged once
+}
+
+// NewController returns a controller publishing to g. It does nothing
+// until Run.
+func NewController(g *Gateway, logger hclog.Logger) *Controller {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	return &Controller{
+		gw:      g,
+		builder: newTableBuilder(g.proxy),
+		logger:  logger,
+		wake:    make(chan struct{}, 1),
+		keys:    map[string]*keyState{},
+	}
+}
+
+// Notify tells the controller that a source changed. It never blocks:
+// notices that arrive while a rebuild is pending fold into that rebuild,
+// so a burst of health changes costs one table build, not one each.
+func (c *Controller) Notify() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run rebuilds on every notice until ctx is done. It builds once at start
+// in case the sources answered before Run.
+func (c *Controller) Run(ctx context.Context, docs Documents, insts Instances) {
+	c.Notify()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.wake:
+			c.reload(ctx, docs, insts)
+		}
+	}
+}
+
+func (c *Controller) reload(ctx context.Context, docs Documents, insts Instances) {
+	snapshot, ok := docs.Documents()
+	if !ok {
+		// Without a first KV answer we know nothing; keep what we have
+		// (the empty table at start) and wait.
+		return
+	}
+	c.sync(snapshot)
+	routes, errs := c.resolve()
+	insts.Ensure(ctx, serviceKeys(routes))
+	if ctx.Err() != nil {
+		return
+	}
+	t := c.builder.build(routes, func(k registry.ServiceKey) []registry.Instance {
+		in, _ := insts.Instances(k)
+		return in
+	}, errs)
+	c.gw.Publish(t)
+	if c.published != nil {
+		c.published(t)
+	}
+}
+
+// sync reparses the keys whose ModifyIndex moved and forgets deleted ones.
+func (c *Controller) sync(snapshot []registry.Document) {
+	seen := make(map[string]bool, len(snapshot))
+	for _, d := range snapshot {
+		seen[d.Key] = true
+		st := c.keys[d.Key]
+		if st == nil {
+			st = &keyState{}
+			c.keys[d.Key] = st
+		}
+		if st.index == d.ModifyIndex && (st.current != nil || st.parseErr != nil) {
+			continue
+		}
+		st.index = d.ModifyIndex
+		st.current, st.parseErr = config.Parse(d.Key, d.Value, d.ModifyIndex)
+	}
+	for k := range c.keys {
+		if !seen[k] {
+			c.logger.Info("route document removed", "key", k)
+			delete(c.keys, k)
+		}
+	}
+}
+
+// resolve picks the version of each key to serve and collects the errors
+// to show in /routes, logging each new error once.
+func (c *Controller) resolve() ([]config.Route, []ConfigError) {
+	cands := make([]config.Candidate, 0, len(c.keys))
+	for k, st := range c.keys {
+		cands = append(cands, config.Candidate{Key: k, Current: st.current, LastGood: st.lastGood})
+	}
+	accepted, conflicts := config.Resolve(cands)
+
+	names := make([]string, 0, len(c.keys))
+	for k := range c.keys {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var routes []config.Route
+	var errs []ConfigError
+	for _, k := range names {
+		st := c.keys[k]
+		if d := accepted[k]; d != nil {
+			st.lastGood = d
+			routes = append(routes, d.Routes...)
+		}
+		var problem error
+		switch {
+		case st.parseErr != nil:
+			problem = st.parseErr
+		case len(conflicts[k]) > 0:
+			problem = conflicts[k]
+		}
+		if problem == nil {
+			st.logged = ""
+			continue
+		}
+		msg := problem.Error()
+		errs = append(errs, ConfigError{Key: k, Message: msg})
+		if msg != st.logged {
+			st.logged = msg
+			serving := "nothing"
+			if st.lastGood != nil && accepted[k] != nil {
+				serving = "last good version"
+			}
+			c.logger.Error("route document rejected", "key", k, "serving", serving, "error", msg, "invalid", errors.Is(problem, config.ErrInvalid))
+		}
+	}
+	return routes, errs
+}
+
+// serviceKeys lists the distinct health watches the routes need.
+func serviceKeys(routes []config.Route) []registry.ServiceKey {
+	set := make(map[registry.ServiceKey]bool, len(routes))
+	var keys []registry.ServiceKey
+	for _, r := range routes {
+		k := registry.ServiceKey{Name: r.Service, Tag: r.Tag}
+		if !set[k] {
+			set[k] = true
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}

@@ -1,0 +1,204 @@
+package gateway
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gatewayco/gateway/registry"
+)
+
+// fakeDocs and fakeInsts stand in for the registry so the controller's
+// rules can be tested without Consul; the integration tests run the same
+// rules against a real agent.
+type fakeDocs struct {
+	mu   sync.Mutex
+	docs map[string]registry.Document
+	ok   bool
+	idx  uint64
+}
+
+func (f *fakeDocs) put(key, src string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.docs == nil {
+		f.docs = map[string]registry.Document{}
+	}
+	f.idx++
+	f.docs[key] = registry.Document{Key: key, Value: []byte(src), ModifyIndex: f.idx}
+	f.ok = true
+}
+
+func (f *fakeDocs) del(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.docs, key)
+}
+
+func (f *fakeDocs) Documents() ([]registry.Document, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []registry.Document
+	for _, d := range f.docs {
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b registry.Document) int { return strings.Compare(a.Key, b.Key) })
+	return out, f.ok
+}
+
+type fakeInsts struct {
+	mu      sync.Mutex
+	insts   map[string][]registry.Instance
+	ensured []registry.ServiceKey
+}
+
+func (f *fakeInsts) Ensure(ctx context.Context, keys []registry.ServiceKey) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ensured = slices.Clone(keys)
+}
+
+func (f *fakeInsts) Instances(k registry.ServiceKey) ([]registry.Instance, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	in, ok := f.insts[k.Name]
+	return in, ok
+}
+
+func routeNames(t *Table) []string {
+	var names []string
+	for _, r := range t.Routes() {
+		names = append(names, r.Config.Name)
+	}
+	return names
+}
+
+const docA = `route "a" {
+  path_prefix = "/a"
+  service     = "svc-a"
+}
+`
+
+const docB = `route "b" {
+  path_prefix = "/b"
+  service     = "svc-b"
+}
+`
+
+func TestControllerRules(t *testing.T) {
+	type step struct {
+		put, del, src string
+		wantRoutes    []string
+		wantErrKeys   []string
+		wantErrText   string // a substring of the first error, when any
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"bad document keeps its last good version", []step{
+			{put: "k1", src: docA, wantRoutes: []string{"a"}},
+			{put: "k1", src: "route \"a\" {\n  path_prefix = \n}\n", wantRoutes: []string{"a"}, wantErrKeys: []string{"k1"}, wantErrText: "k1:2:"},
+			{put: "k1", src: docB, wantRoutes: []string{"b"}},
+		}},
+		{"new bad key serves nothing while other keys apply", []step{
+			{put: "k1", src: docA, wantRoutes: []string{"a"}},
+			{put: "k2", src: `route "x" { service = "s" }`, wantRoutes: []string{"a"}, wantErrKeys: []string{"k2"}, wantErrText: "k2:1:"},
+			{put: "k3", src: docB, wantRoutes: []string{"a", "b"}, wantErrKeys: []string{"k2"}},
+		}},
+		{"duplicate name in a newer key is rejected", []step{
+			{put: "k1", src: docA, wantRoutes: []string{"a"}},
+			{put: "k2", src: strings.Replace(docB, `"b"`, `"a"`, 1), wantRoutes: []string{"a"}, wantErrKeys: []string{"k2"}, wantErrText: "already defined"},
+		}},
+		{"deleted key removes its routes and its error", []step{
+			{put: "k1", src: docA, wantRoutes: []string{"a"}},
+			{put: "k2", src: "garbage {", wantRoutes: []string{"a"}, wantErrKeys: []string{"k2"}},
+			{del: "k1", wantRoutes: nil, wantErrKeys: []string{"k2"}},
+			{del: "k2", wantRoutes: nil},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			gw := New(Options{})
+			c := NewController(gw, nil)
+			docs, insts := &fakeDocs{}, &fakeInsts{}
+			for i, s := range tc.steps {
+				if s.put != "" {
+					docs.put(s.put, s.src)
+				}
+				if s.del != "" {
+					docs.del(s.del)
+				}
+				c.reload(context.Background(), docs, insts)
+				tab := gw.Table()
+				if got := routeNames(tab); !slices.Equal(got, s.wantRoutes) {
+					t.Fatalf("step %d: routes = %v, want %v", i, got, s.wantRoutes)
+				}
+				var errKeys []string
+				for _, e := range tab.Errors() {
+					errKeys = append(errKeys, e.Key)
+				}
+				if !slices.Equal(errKeys, s.wantErrKeys) {
+					t.Fatalf("step %d: error keys = %v, want %v (%v)", i, errKeys, s.wantErrKeys, tab.Errors())
+				}
+				if s.wantErrText != "" && !strings.Contains(tab.Errors()[0].Message, s.wantErrText) {
+					t.Fatalf("step %d: error %q lacks %q", i, tab.Errors()[0].Message, s.wantErrText)
+				}
+			}
+		})
+	}
+}
+
+func TestControllerWatchesExactlyTheServicesOfServedRoutes(t *testing.T) {
+	gw := New(Options{})
+	c := NewController(gw, nil)
+	docs := &fakeDocs{}
+	insts := &fakeInsts{insts: map[string][]registry.Instance{"svc-a": {{ID: "a1", Address: "127.0.0.1", Port: 1}}}}
+	docs.put("k1", docA)
+	docs.put("k2", docB)
+	c.reload(context.Background(), docs, insts)
+	if want := []registry.ServiceKey{{Name: "svc-a"}, {Name: "svc-b"}}; !slices.Equal(insts.ensured, want) {
+		t.Fatalf("ensured %v, want %v", insts.ensured, want)
+	}
+	if got := gw.Table().Routes()[0].Instances; len(got) != 1 || got[0].ID != "a1" {
+		t.Fatalf("route a instances = %v", got)
+	}
+	docs.del("k2")
+	c.reload(context.Background(), docs, insts)
+	if want := []registry.ServiceKey{{Name: "svc-a"}}; !slices.Equal(insts.ensured, want) {
+		t.Fatalf("after delete ensured %v, want %v", insts.ensured, want)
+	}
+}
+
+func TestControllerWaitsForTheFirstKVAnswer(t *testing.T) {
+	gw := New(Options{})
+	c := NewController(gw, nil)
+	c.reload(context.Background(), &fakeDocs{}, &fakeInsts{})
+	if gw.Table().Loaded() {
+		t.Fatal("table loaded before Consul answered")
+	}
+	docs := &fakeDocs{ok: true}
+	c.reload(context.Background(), docs, &fakeInsts{})
+	if !gw.Table().Loaded() {
+		t.Fatal("an empty but real KV answer must load a (route-less) table")
+	}
+}
+
+func TestControllerRunRebuildsOnNotifyAndStops(t *testing.T) {
+	gw := New(Options{})
+	c := NewController(gw, nil)
+	docs := &fakeDocs{}
+	docs.put("k1", docA)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx, docs, &fakeInsts{}); close(done) }()
+	waitFor(t, func() ([]string, bool) { n := routeNames(gw.Table()); return n, slices.Equal(n, []string{"a"}) })
+	docs.put("k2", docB)
+	c.Notify()
+	c.Notify() // coalesces; must not block
+	waitFor(t, func() ([]string, bool) { n := routeNames(gw.Table()); return n, slices.Equal(n, []string{"a", "b"}) })
+	cancel()
+	<-done
+}

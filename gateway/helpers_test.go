@@ -1,0 +1,116 @@
+package gateway
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/registry"
+)
+
+// upstream is a real HTTP server standing for one service instance. It
+// answers with its name so tests can see which instance served.
+func startUpstream(t *testing.T, name string, h http.HandlerFunc) (*httptest.Server, registry.Instance) {
+	t.Helper()
+	if h == nil {
+		h = func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]string{
+				"instance": name, "path": r.URL.Path, "raw_path": r.URL.RawPath, "host": r.Host,
+				"xff": r.Header.Get("X-Forwarded-For"), "xfh": r.Header.Get("X-Forwarded-Host"),
+				"xfp": r.Header.Get("X-Forwarded-Proto"), "conn_hdr": r.Header.Get("X-Hop"),
+			})
+		}
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv, instanceOf(t, name, srv.Listener.Addr())
+}
+
+func instanceOf(t *testing.T, id string, addr net.Addr) registry.Instance {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := strconv.Atoi(port)
+	return registry.Instance{ID: id, Address: host, Port: p}
+}
+
+// fixed serves the same instances for every service key.
+func fixed(m map[string][]registry.Instance) func(registry.ServiceKey) []registry.Instance {
+	return func(k registry.ServiceKey) []registry.Instance { return m[k.Name] }
+}
+
+func prefixRoute(name, prefix, service string) config.Route {
+	return config.Route{Name: name, PathPrefix: prefix, Service: service, Balancer: "round_robin", SourceKey: "test"}
+}
+
+// get sends a request through h and decodes a JSON answer.
+func get(t *testing.T, client *http.Client, url string) (int, map[string]string) {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var m map[string]string
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatalf("GET %s: status %d, body %q is not a JSON object: %v", url, resp.StatusCode, body, err)
+	}
+	return resp.StatusCode, m
+}
+
+// serve starts the gateway on a real listener, as clients reach it.
+func serve(t *testing.T, gw *Gateway) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(gw)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func decodeJSON(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
+
+// syncBuffer is a log sink the server goroutines and the test can share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor polls cond until it holds or 10 s pass; tests wait on
+// conditions, never on fixed sleeps.
+func waitFor[T any](t *testing.T, cond func() (T, bool)) T {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, ok := cond()
+		if ok {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within 10s; last value: %v", v)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

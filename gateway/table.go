@@ -1,0 +1,171 @@
+package gateway
+
+import (
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/gatewayco/gateway/balancer"
+	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/registry"
+)
+
+// Table is one immutable routing state: the matcher, the routes with the
+// instances they had when the table was built, and the configuration errors
+// of that moment. A new Table is built for every change and swapped in
+// whole; a request loads one Table and uses it to the end, so it never sees
+// half of an update.
+type Table struct {
+	router  http.Handler
+	routes  []*Route
+	errors  []ConfigError
+	loaded  bool
+	builtAt time.Time
+}
+
+// Route is a route of one Table: its validated configuration, the service
+// instances it proxies to, and the per-service balancer that outlives the
+// table.
+type Route struct {
+	// Config is the validated route block.
+	Config config.Route
+	// Service is the health watch the instances come from.
+	Service registry.ServiceKey
+	// Instances is the passing-instance snapshot at build time, never mutated.
+	Instances []registry.Instance
+
+	up *upstream
+}
+
+// ConfigError is a rejected route document, as listed by /routes.
+type ConfigError struct {
+	Key     string `json:"key"`
+	Message string `json:"message"`
+}
+
+// Routes returns the table's routes sorted by name. The slice is shared:
+// do not modify it.
+func (t *Table) Routes() []*Route { return t.routes }
+
+// Errors returns the configuration errors the table was built with.
+func (t *Table) Errors() []ConfigError { return t.errors }
+
+// Loaded reports whether the table came from Consul; only the placeholder
+// table a gateway starts with is not loaded.
+func (t *Table) Loaded() bool { return t.loaded }
+
+// emptyTable answers 404 to everything; a Gateway serves it until the first
+// real table arrives, so the table pointer is never nil.
+func emptyTable() *Table {
+	return &Table{router: http.HandlerFunc(notFound)}
+}
+
+// tableBuilder turns configuration and instance snapshots into Tables. It
+// is used by one goroutine only (the controller), and owns the state that
+// must survive swaps: balancers per service and policy.
+type tableBuilder struct {
+	proxy     *proxy
+	balancers map[balancerKey]balancer.Balancer
+}
+
+type balancerKey struct {
+	service registry.ServiceKey
+	policy  string
+}
+
+func newTableBuilder(p *proxy) *tableBuilder {
+	return &tableBuilder{proxy: p, balancers: map[balancerKey]balancer.Balancer{}}
+}
+
+// build makes a Table from accepted routes. instances returns the current
+// snapshot for a service; errs are listed as they are.
+func (b *tableBuilder) build(routes []config.Route, instances func(registry.ServiceKey) []registry.Instance, errs []ConfigError) *Table {
+	t := &Table{loaded: true, builtAt: time.Now(), errors: errs}
+	used := make(map[balancerKey]balancer.Balancer, len(routes))
+	for i := range routes {
+		rc := routes[i]
+		key := registry.ServiceKey{Name: rc.Service, Tag: rc.Tag}
+		bk := balancerKey{service: key, policy: rc.Balancer}
+		bal := b.balancers[bk]
+		if bal == nil {
+			var err error
+			if bal, err = balancer.New(rc.Balancer); err != nil {
+				// Validation already rejected unknown policies; this is
+				// a programming error, so fail loudly in tests.
+				panic(err)
+			}
+		}
+		used[bk] = bal
+		insts := instances(key)
+		hosts := make([]string, len(insts))
+		for j, in := range insts {
+			hosts[j] = in.HostPort()
+		}
+		up := &upstream{service: key, hosts: hosts, balancer: bal, next: b.proxy.transport}
+		t.routes = append(t.routes, &Route{Config: rc, Service: key, Instances: insts, up: up})
+	}
+	// Balancers of services no route uses any more are dropped, so their
+	// state does not pile up over months of config changes.
+	b.balancers = used
+	sort.Slice(t.routes, func(i, j int) bool { return t.routes[i].Config.Name < t.routes[j].Config.Name })
+	t.router = b.router(t.routes)
+	return t
+}
+
+// router registers the routes in mux in precedence order: mux takes the
+// first match, so the most specific route must come first.
+func (b *tableBuilder) router(routes []*Route) http.Handler {
+	ordered := append([]*Route(nil), routes...)
+	sort.SliceStable(ordered, func(i, j int) bool { return moreSpecific(&ordered[i].Config, &ordered[j].Config) })
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(notFound)
+	r.MethodNotAllowedHandler = http.HandlerFunc(methodNotAllowed)
+	for _, rt := range ordered {
+		mr := r.NewRoute().Name(rt.Config.Name)
+		if rt.Config.Host != "" {
+			mr = mr.Host(rt.Config.Host)
+		}
+		if rt.Config.Path != "" {
+			mr = mr.Path(rt.Config.Path)
+		} else {
+			mr = mr.PathPrefix(rt.Config.PathPrefix)
+		}
+		if len(rt.Config.Methods) > 0 {
+			mr = mr.Methods(rt.Config.Methods...)
+		}
+		mr.Handler(b.proxy.handler(rt))
+	}
+	return r
+}
+
+// moreSpecific orders routes the way Traefik and Fabio users expect: a
+// route bound to a host beats one that is not, an exact path template beats
+// a prefix, a longer prefix beats a shorter one, and a route restricted to
+// methods beats one that takes any method.
+func moreSpecific(a, b *config.Route) bool {
+	if (a.Host != "") != (b.Host != "") {
+		return a.Host != ""
+	}
+	if (a.Path != "") != (b.Path != "") {
+		return a.Path != ""
+	}
+	pa, pb := a.Path+a.PathPrefix, b.Path+b.PathPrefix
+	if len(pa) != len(pb) {
+		return len(pa) > len(pb)
+	}
+	if (len(a.Methods) > 0) != (len(b.Methods) > 0) {
+		return len(a.Methods) > 0
+	}
+	return strings.Compare(a.Name, b.Name) < 0
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, msgNoRoute, "")
+}
+
+func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusMethodNotAllowed, msgMethodNotAllowed, "")
+}
