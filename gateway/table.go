@@ -20,8 +20,9 @@ import (
 // half of an update.
 type Table struct {
 	router  http.Handler
-	routes  []*Route
-	errors  []ConfigError
+	routes     []*Route
+	aggregates []*Aggregate
+	errors     []ConfigError
 	loaded  bool
 	builtAt time.Time
 }
@@ -83,60 +84,91 @@ func newTableBuilder(p *proxy) *tableBuilder {
 // build makes a Table from accepted routes. instances returns the current
 // snapshot for a service; errs are listed as they are.
 func (b *tableBuilder) build(routes []config.Route, instances func(registry.ServiceKey) []registry.Instance, errs []ConfigError) *Table {
+	return b.buildAll(routes, nil, instances, errs)
+}
+
+// buildAll is build with aggregate endpoints as well.
+func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, instances func(registry.ServiceKey) []registry.Instance, errs []ConfigError) *Table {
 	t := &Table{loaded: true, builtAt: time.Now(), errors: errs}
 	used := make(map[balancerKey]balancer.Balancer, len(routes))
 	for i := range routes {
 		rc := routes[i]
 		key := registry.ServiceKey{Name: rc.Service, Tag: rc.Tag}
-		bk := balancerKey{service: key, policy: rc.Balancer}
-		bal := b.balancers[bk]
-		if bal == nil {
-			var err error
-			if bal, err = balancer.New(rc.Balancer); err != nil {
-				// Validation already rejected unknown policies; this is
-				// a programming error, so fail loudly in tests.
-				panic(err)
-			}
-		}
-		used[bk] = bal
 		insts := instances(key)
-		hosts := make([]string, len(insts))
-		for j, in := range insts {
-			hosts[j] = in.HostPort()
-		}
-		up := &upstream{service: key, hosts: hosts, balancer: bal, next: b.proxy.transport}
+		up := b.upstream(key, rc.Balancer, insts, used)
 		t.routes = append(t.routes, &Route{Config: rc, Service: key, Instances: insts, up: up})
+	}
+	for i := range aggs {
+		t.aggregates = append(t.aggregates, b.aggregate(aggs[i], instances, used))
 	}
 	// Balancers of services no route uses any more are dropped, so their
 	// state does not pile up over months of config changes.
 	b.balancers = used
 	sort.Slice(t.routes, func(i, j int) bool { return t.routes[i].Config.Name < t.routes[j].Config.Name })
-	t.router = b.router(t.routes)
+	sort.Slice(t.aggregates, func(i, j int) bool { return t.aggregates[i].Config.Name < t.aggregates[j].Config.Name })
+	t.router = b.router(t.routes, t.aggregates)
 	return t
 }
 
-// router registers the routes in mux in precedence order: mux takes the
-// first match, so the most specific route must come first.
-func (b *tableBuilder) router(routes []*Route) http.Handler {
-	ordered := append([]*Route(nil), routes...)
-	sort.SliceStable(ordered, func(i, j int) bool { return moreSpecific(&ordered[i].Config, &ordered[j].Config) })
+// upstream returns the upstream for a service's instances, reusing the
+// balancer the service had in the previous table; used collects the
+// balancers the new table keeps.
+func (b *tableBuilder) upstream(key registry.ServiceKey, policy string, insts []registry.Instance, used map[balancerKey]balancer.Balancer) *upstream {
+	bk := balancerKey{service: key, policy: policy}
+	bal := used[bk]
+	if bal == nil {
+		bal = b.balancers[bk]
+	}
+	if bal == nil {
+		var err error
+		if bal, err = balancer.New(policy); err != nil {
+			// Validation already rejected unknown policies; this is
+			// a programming error, so fail loudly in tests.
+			panic(err)
+		}
+	}
+	used[bk] = bal
+	hosts := make([]string, len(insts))
+	for j, in := range insts {
+		hosts[j] = in.HostPort()
+	}
+	return &upstream{service: key, hosts: hosts, balancer: bal, next: b.proxy.transport}
+}
+
+// router registers the routes and aggregates in mux in precedence order:
+// mux takes the first match, so the most specific must come first. An
+// aggregate takes part as a route with a path template.
+func (b *tableBuilder) router(routes []*Route, aggs []*Aggregate) http.Handler {
+	type entry struct {
+		match config.Route // matcher fields and name only, for aggregates
+		h     http.Handler
+	}
+	ordered := make([]entry, 0, len(routes)+len(aggs))
+	for _, rt := range routes {
+		ordered = append(ordered, entry{rt.Config, b.proxy.handler(rt)})
+	}
+	for _, ag := range aggs {
+		c := &ag.Config
+		ordered = append(ordered, entry{config.Route{Name: c.Name, Host: c.Host, Path: c.Path, Methods: c.Methods}, ag})
+	}
+	sort.SliceStable(ordered, func(i, j int) bool { return moreSpecific(&ordered[i].match, &ordered[j].match) })
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(notFound)
 	r.MethodNotAllowedHandler = http.HandlerFunc(methodNotAllowed)
-	for _, rt := range ordered {
-		mr := r.NewRoute().Name(rt.Config.Name)
-		if rt.Config.Host != "" {
-			mr = mr.Host(rt.Config.Host)
+	for _, e := range ordered {
+		mr := r.NewRoute().Name(e.match.Name)
+		if e.match.Host != "" {
+			mr = mr.Host(e.match.Host)
 		}
-		if rt.Config.Path != "" {
-			mr = mr.Path(rt.Config.Path)
+		if e.match.Path != "" {
+			mr = mr.Path(e.match.Path)
 		} else {
-			mr = mr.PathPrefix(rt.Config.PathPrefix)
+			mr = mr.PathPrefix(e.match.PathPrefix)
 		}
-		if len(rt.Config.Methods) > 0 {
-			mr = mr.Methods(rt.Config.Methods...)
+		if len(e.match.Methods) > 0 {
+			mr = mr.Methods(e.match.Methods...)
 		}
-		mr.Handler(b.proxy.handler(rt))
+		mr.Handler(e.h)
 	}
 	return r
 }
