@@ -417,6 +417,15 @@ func BenchmarkAggregateMerge(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/3, "ns/call")
 	})
+	b.Run("merge", func(b *testing.B) {
+		b.ReportAllocs()
+		var buf bytes.Buffer
+		for b.Loop() {
+			buf.Reset()
+			mergeResults(&buf, calls, results)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/3, "ns/call")
+	})
 	b.Run("merge-with-one-error", func(b *testing.B) {
 		b.ReportAllocs()
 		failed := slices.Clone(results)

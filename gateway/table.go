@@ -19,12 +19,12 @@ import (
 // whole; a request loads one Table and uses it to the end, so it never sees
 // half of an update.
 type Table struct {
-	router  http.Handler
+	router     http.Handler
 	routes     []*Route
 	aggregates []*Aggregate
 	errors     []ConfigError
-	loaded  bool
-	builtAt time.Time
+	loaded     bool
+	builtAt    time.Time
 }
 
 // Route is a route of one Table: its validated configuration, the service
