@@ -56,6 +56,12 @@ func (d *dashboardUpstreams) handler(service string, id func(*http.Request) stri
 			d.cancelled <- service
 			return
 		case user == "missing" && service == "users":
+			// Fail only once the other two calls reached their upstreams,
+			// so there is something in flight to cancel.
+			deadline := time.Now().Add(10 * time.Second)
+			for d.inflight.Load() < 3 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
 			http.Error(w, `{"error":"no such user"}`, http.StatusNotFound)
 			return
 		case user == "fail" && service == "products":
@@ -245,10 +251,16 @@ func TestAggregateFansOutThroughConsulAndMergesJSON(t *testing.T) {
 
 	// None of the requests so far cancelled anything: every upstream
 	// answered on its own. The next two must cancel their siblings.
-	cancelledSet := func(n int) map[string]bool {
+	cancelledSet := func(t *testing.T, n int) map[string]bool {
+		t.Helper()
 		got := map[string]bool{}
 		for range n {
-			got[<-up.cancelled] = true
+			select {
+			case name := <-up.cancelled:
+				got[name] = true
+			case <-time.After(15 * time.Second):
+				t.Fatalf("only %v saw a cancellation, want %d upstreams", got, n)
+			}
 		}
 		return got
 	}
@@ -260,7 +272,7 @@ func TestAggregateFansOutThroughConsulAndMergesJSON(t *testing.T) {
 		}
 		// orders and products were mid-sleep: without cancellation they
 		// would answer normally and never report.
-		if got := cancelledSet(2); !got["orders"] || !got["products"] {
+		if got := cancelledSet(t, 2); !got["orders"] || !got["products"] {
 			t.Fatalf("cancelled: %v, want orders and products", got)
 		}
 	})
@@ -271,7 +283,7 @@ func TestAggregateFansOutThroughConsulAndMergesJSON(t *testing.T) {
 			t.Fatalf("got %d errors %+v, want timeout_status 408 with user as timeout", d.status, d.errors)
 		}
 		t.Logf("user call timeout 300ms, orders 800ms, aggregate 2s: answered after %v", d.elapsed)
-		if got := cancelledSet(3); !got["users"] || !got["orders"] || !got["products"] {
+		if got := cancelledSet(t, 3); !got["users"] || !got["orders"] || !got["products"] {
 			t.Fatalf("cancelled: %v, want all three", got)
 		}
 	})

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -237,7 +238,9 @@ func (c *AggregateCall) do(ctx context.Context, target string, header http.Heade
 		if !json.Valid(body) {
 			return failure(kindSystem, http.StatusBadGateway, "upstream answered invalid JSON")
 		}
-		return callResult{body: body}
+		// Encoders end bodies with a newline; inside the merged object it
+		// would only be noise.
+		return callResult{body: bytes.TrimSpace(body)}
 	case s >= 400 && s < 500:
 		return failure(kindBusiness, s, "upstream answered "+resp.Status)
 	default:

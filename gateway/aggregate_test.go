@@ -438,3 +438,23 @@ func BenchmarkAggregateMerge(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/3, "ns/call")
 	})
 }
+
+func TestAggregateAndRoutesShareMuxPrecedence(t *testing.T) {
+	verifyNoLeaks(t)
+	_, in := startUpstream(t, "u", nil) // answers {"instance":"u",...}
+	gw := New(Options{})
+	t.Cleanup(func() { gw.proxy.transport.(*http.Transport).CloseIdleConnections() })
+	ag := testAggregate("/api/dash/{id}", config.Call{Name: "c", Service: "u", Path: "/x/{id}"})
+	gw.Publish(newTableBuilder(gw.proxy).buildAll(
+		[]config.Route{prefixRoute("api", "/api", "u")}, []config.Aggregate{ag},
+		fixed(map[string][]registry.Instance{"u": {in}}), nil))
+	srv := serve(t, gw)
+
+	// The aggregate's template is more specific than the route's prefix.
+	if a := getAggregate(t, srv.URL+"/api/dash/1", nil); a.status != 200 || a.body["c"] == nil {
+		t.Fatalf("/api/dash/1: %d %v, want the aggregate", a.status, a.body)
+	}
+	if code, body := get(t, http.DefaultClient, srv.URL+"/api/other"); code != 200 || body["path"] != "/api/other" {
+		t.Fatalf("/api/other: %d %v, want the route", code, body)
+	}
+}
