@@ -137,3 +137,45 @@ route "products" {
 #     }
 #   }
 # }
+# user-dashboard: one request, three services. GET /api/dashboard/42 calls
+# users, orders and products at the same time and answers with one JSON
+# object holding each call's body under the call's name:
+#   {"user": {...}, "orders": {...}, "recommendations": {...}}
+# A failed optional call leaves its member null, is described under
+# "errors" and sets the header X-Gateway-Partial: true; a failed required
+# call fails the whole request. See "Aggregate endpoints" in README.md.
+aggregate "user-dashboard" {
+  # A gorilla/mux path template; its variables ({id}) fill the calls' paths.
+  path    = "/api/dashboard/{id}"
+  methods = ["GET"]
+
+  # Bound on the whole request, every call included. Optional; default: none.
+  timeout = "2s"
+
+  # Status when a required call times out. Optional; default: 504.
+  timeout_status = 504
+
+  # Optional: max_concurrency (default: all calls at once),
+  # max_response_bytes (per call; default: 10 MiB) and forward_headers
+  # (passed to every call besides Authorization, X-Request-Id, traceparent
+  # and tracestate), e.g. forward_headers = ["X-Tenant"].
+
+  call "user" {
+    service  = "users"
+    path     = "/users/{id}"
+    # The response fails if this call fails (404 from users -> 404).
+    required = true
+  }
+  call "orders" {
+    service = "orders"
+    # {var} in the query part is escaped as a query value; {query.NAME}
+    # would insert the client's query parameter NAME.
+    path    = "/orders?user={id}"
+    # Optional per-call bound; must not exceed the aggregate's timeout.
+    timeout = "800ms"
+  }
+  call "recommendations" {
+    service = "products"
+    path    = "/products/recommended?user={id}"
+  }
+}

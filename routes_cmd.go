@@ -49,6 +49,10 @@ func routesValidate(files []string, stdout, stderr io.Writer) error {
 			bad = true
 			continue
 		}
+		if len(doc.Aggregates) > 0 {
+			fmt.Fprintf(stdout, "%s: ok (%d routes, %d aggregates)\n", f, len(doc.Routes), len(doc.Aggregates))
+			continue
+		}
 		fmt.Fprintf(stdout, "%s: ok (%d routes)\n", f, len(doc.Routes))
 	}
 	if bad {

@@ -52,8 +52,9 @@ func (a *admin) serveHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 type routesBody struct {
-	Routes []routeView   `json:"routes"`
-	Errors []ConfigError `json:"errors"`
+	Routes     []routeView     `json:"routes"`
+	Aggregates []aggregateView `json:"aggregates"`
+	Errors     []ConfigError   `json:"errors"`
 }
 
 type routeView struct {
@@ -85,7 +86,7 @@ type instanceView struct {
 
 func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 	t := a.g.Table()
-	body := routesBody{Routes: []routeView{}, Errors: t.Errors()}
+	body := routesBody{Routes: []routeView{}, Aggregates: aggregateViews(t), Errors: t.Errors()}
 	if body.Errors == nil {
 		body.Errors = []ConfigError{}
 	}

@@ -102,8 +102,8 @@ func (c *Controller) reload(ctx context.Context, docs Documents, insts Instances
 		return
 	}
 	c.sync(snapshot)
-	routes, errs := c.resolve()
-	keys := serviceKeys(routes)
+	routes, aggs, errs := c.resolve()
+	keys := serviceKeys(routes, aggs)
 	insts.Ensure(ctx, keys)
 	if ctx.Err() != nil {
 		return
@@ -119,7 +119,7 @@ func (c *Controller) reload(ctx context.Context, docs Documents, insts Instances
 		used[k] = true
 	}
 	c.pick.forget(used)
-	t := c.builder.build(routes, func(k registry.ServiceKey) []registry.Instance { return chosen[k] }, errs)
+	t := c.builder.buildAll(routes, aggs, func(k registry.ServiceKey) []registry.Instance { return chosen[k] }, errs)
 	for _, rt := range t.routes {
 		rt.Panic = panics[rt.Service]
 	}
@@ -155,7 +155,7 @@ func (c *Controller) sync(snapshot []registry.Document) {
 
 // resolve picks the version of each key to serve and collects the errors
 // to show in /routes, logging each new error once.
-func (c *Controller) resolve() ([]config.Route, []ConfigError) {
+func (c *Controller) resolve() ([]config.Route, []config.Aggregate, []ConfigError) {
 	cands := make([]config.Candidate, 0, len(c.keys))
 	for k, st := range c.keys {
 		cands = append(cands, config.Candidate{Key: k, Current: st.current, LastGood: st.lastGood})
@@ -168,12 +168,14 @@ func (c *Controller) resolve() ([]config.Route, []ConfigError) {
 	}
 	sort.Strings(names)
 	var routes []config.Route
+	var aggs []config.Aggregate
 	var errs []ConfigError
 	for _, k := range names {
 		st := c.keys[k]
 		if d := accepted[k]; d != nil {
 			st.lastGood = d
 			routes = append(routes, d.Routes...)
+			aggs = append(aggs, d.Aggregates...)
 		}
 		var problem error
 		switch {
@@ -197,23 +199,30 @@ func (c *Controller) resolve() ([]config.Route, []ConfigError) {
 			c.logger.Error("route document rejected", "key", k, "serving", serving, "error", msg, "invalid", errors.Is(problem, config.ErrInvalid))
 		}
 	}
-	return routes, errs
+	return routes, aggs, errs
 }
 
-// serviceKeys lists the distinct health watches the routes need.
-func serviceKeys(routes []config.Route) []registry.ServiceKey {
+// serviceKeys lists the distinct health watches the routes and every
+// aggregate call need.
+func serviceKeys(routes []config.Route, aggs []config.Aggregate) []registry.ServiceKey {
 	set := make(map[registry.ServiceKey]bool, len(routes))
 	var keys []registry.ServiceKey
-	for _, r := range routes {
-		k := registry.ServiceKey{Name: r.Service, Tag: r.Tag}
+	add := func(k registry.ServiceKey) {
 		if !set[k] {
 			set[k] = true
 			keys = append(keys, k)
 		}
+	}
+	for _, r := range routes {
+		add(registry.ServiceKey{Name: r.Service, Tag: r.Tag})
 		// A forward_auth service is called like a route's: watch it too.
-		if fa := r.Policy.ForwardAuth; fa != nil && !set[authServiceKey(fa)] {
-			set[authServiceKey(fa)] = true
-			keys = append(keys, authServiceKey(fa))
+		if fa := r.Policy.ForwardAuth; fa != nil {
+			add(authServiceKey(fa))
+		}
+	}
+	for _, a := range aggs {
+		for _, c := range a.Calls {
+			add(registry.ServiceKey{Name: c.Service, Tag: c.Tag})
 		}
 	}
 	return keys

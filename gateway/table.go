@@ -19,11 +19,12 @@ import (
 // whole; a request loads one Table and uses it to the end, so it never sees
 // half of an update.
 type Table struct {
-	router  http.Handler
-	routes  []*Route
-	errors  []ConfigError
-	loaded  bool
-	builtAt time.Time
+	router     http.Handler
+	routes     []*Route
+	aggregates []*Aggregate
+	errors     []ConfigError
+	loaded     bool
+	builtAt    time.Time
 }
 
 // Route is a route of one Table: its validated configuration, the service
@@ -98,6 +99,11 @@ func newTableBuilder(p *proxy) *tableBuilder {
 // build makes a Table from accepted routes. instances returns the current
 // snapshot for a service; errs are listed as they are.
 func (b *tableBuilder) build(routes []config.Route, instances func(registry.ServiceKey) []registry.Instance, errs []ConfigError) *Table {
+	return b.buildAll(routes, nil, instances, errs)
+}
+
+// buildAll is build with aggregate endpoints as well.
+func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, instances func(registry.ServiceKey) []registry.Instance, errs []ConfigError) *Table {
 	t := &Table{loaded: true, builtAt: time.Now(), errors: errs}
 	for i := range routes {
 		rc := routes[i]
@@ -107,39 +113,55 @@ func (b *tableBuilder) build(routes []config.Route, instances func(registry.Serv
 		b.applyPolicies(rt, b.authUpstream(rc.Policy.ForwardAuth, instances))
 		t.routes = append(t.routes, rt)
 	}
+	for i := range aggs {
+		t.aggregates = append(t.aggregates, b.aggregate(aggs[i], instances))
+	}
 	b.states.swap()
 	b.outliers.swap()
 	// Balancers of services no route uses any more are dropped, so their
 	// state does not pile up over months of config changes.
 	b.balancers, b.nextBalancers = b.nextBalancers, make(map[balancerKey]balancer.Balancer, len(b.nextBalancers))
 	sort.Slice(t.routes, func(i, j int) bool { return t.routes[i].Config.Name < t.routes[j].Config.Name })
-	t.router = b.router(t.routes)
+	sort.Slice(t.aggregates, func(i, j int) bool { return t.aggregates[i].Config.Name < t.aggregates[j].Config.Name })
+	t.router = b.router(t.routes, t.aggregates)
 	return t
 }
 
-// router registers the routes in mux in precedence order: mux takes the
-// first match, so the most specific route must come first.
-func (b *tableBuilder) router(routes []*Route) http.Handler {
-	ordered := append([]*Route(nil), routes...)
-	sort.SliceStable(ordered, func(i, j int) bool { return moreSpecific(&ordered[i].Config, &ordered[j].Config) })
+// router registers the routes and aggregates in mux in precedence order:
+// mux takes the first match, so the most specific must come first. An
+// aggregate takes part as a route with a path template.
+func (b *tableBuilder) router(routes []*Route, aggs []*Aggregate) http.Handler {
+	type entry struct {
+		match config.Route // matcher fields and name only, for aggregates
+		h     http.Handler
+	}
+	ordered := make([]entry, 0, len(routes)+len(aggs))
+	for _, rt := range routes {
+		ordered = append(ordered, entry{rt.Config, rt.handler})
+	}
+	for _, ag := range aggs {
+		c := &ag.Config
+		ordered = append(ordered, entry{config.Route{Name: c.Name, Host: c.Host, Path: c.Path, Methods: c.Methods}, ag})
+	}
+	sort.SliceStable(ordered, func(i, j int) bool { return moreSpecific(&ordered[i].match, &ordered[j].match) })
 	// Paths arrive clean (normalizePath); mux must not redirect them again.
 	r := mux.NewRouter().SkipClean(true)
 	r.NotFoundHandler = http.HandlerFunc(notFound)
 	r.MethodNotAllowedHandler = http.HandlerFunc(methodNotAllowed)
-	for _, rt := range ordered {
-		mr := r.NewRoute().Name(rt.Config.Name)
-		if rt.Config.Host != "" {
-			mr = mr.Host(rt.Config.Host)
+	for _, e := range ordered {
+		mr := r.NewRoute().Name(e.match.Name)
+		if e.match.Host != "" {
+			mr = mr.Host(e.match.Host)
 		}
-		if rt.Config.Path != "" {
-			mr = mr.Path(rt.Config.Path)
+		if e.match.Path != "" {
+			mr = mr.Path(e.match.Path)
 		} else {
-			mr = mr.PathPrefix(rt.Config.PathPrefix)
+			mr = mr.PathPrefix(e.match.PathPrefix)
 		}
-		if len(rt.Config.Methods) > 0 {
-			mr = mr.Methods(rt.Config.Methods...)
+		if len(e.match.Methods) > 0 {
+			mr = mr.Methods(e.match.Methods...)
 		}
-		mr.Handler(rt.handler)
+		mr.Handler(e.h)
 	}
 	return r
 }

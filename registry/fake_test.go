@@ -26,8 +26,10 @@ type fakeRequest struct {
 	Path  string
 	Index string // "" when the index parameter was absent (index 0)
 	Wait  string // "" when absent
-	Token string
-	At    time.Time
+	// Consistent is true for ?consistent reads.
+	Consistent bool
+	Token      string
+	At         time.Time
 }
 
 // fakeAnswer scripts one response.
@@ -55,11 +57,12 @@ func newFakeConsul(t *testing.T, script func(n int, req fakeRequest) fakeAnswer)
 func (f *fakeConsul) serve(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	req := fakeRequest{
-		Path:  r.URL.Path,
-		Index: q.Get("index"),
-		Wait:  q.Get("wait"),
-		Token: r.Header.Get("X-Consul-Token"),
-		At:    time.Now(),
+		Path:       r.URL.Path,
+		Index:      q.Get("index"),
+		Wait:       q.Get("wait"),
+		Consistent: q.Has("consistent"),
+		Token:      r.Header.Get("X-Consul-Token"),
+		At:         time.Now(),
 	}
 	f.mu.Lock()
 	n := len(f.reqs)

@@ -70,6 +70,15 @@ func (w *watch[T]) run(ctx context.Context) {
 	limiter := rate.NewLimiter(w.opts.RateLimit, w.opts.Burst)
 	var index uint64 // 0 until the first answer: a plain, non-blocking read
 	failures := 0
+	// consistent marks the next read as ?consistent. A Consul server that
+	// just restarted, or just became leader, can serve default reads from a
+	// state store that has not replayed its raft log yet: an old, shorter
+	// answer that would make the gateway drop routes and instances it
+	// still has. A consistent read waits until the leader is ready. It
+	// costs a round trip to the leader, so only the reads that re-sync use
+	// it: the first, the one after a failure, and the one after the index
+	// went backwards. Long polls from a synced index stay default reads.
+	consistent := true
 	for {
 		if err := w.pace(ctx, limiter); err != nil {
 			return
@@ -81,12 +90,13 @@ func (w *watch[T]) run(ctx context.Context) {
 		if failures > 0 {
 			waitIndex = 0
 		}
-		value, meta, err := w.call(ctx, waitIndex)
+		value, meta, err := w.call(ctx, waitIndex, consistent)
 		if ctx.Err() != nil {
 			return // shutting down: not a Consul failure
 		}
 		if err != nil {
 			failures++
+			consistent = true
 			w.opts.Status.report(w.id, w.opts.Now(), err)
 			if w.opts.OnError != nil {
 				w.opts.OnError()
@@ -102,6 +112,14 @@ func (w *watch[T]) run(ctx context.Context) {
 		failures = 0
 		w.opts.Status.report(w.id, w.opts.Now(), nil)
 		next := nextWaitIndex(index, meta.LastIndex)
+		if next == 0 && !consistent {
+			// The index went backwards: this answer may be the stale
+			// state above. Re-read consistently before believing it.
+			w.log.Debug("consul index went backwards; re-reading consistently", "held", index, "got", meta.LastIndex)
+			index, consistent = 0, true
+			continue
+		}
+		consistent = false
 		w.publish(value, index != 0 && next == index)
 		index = next
 		w.markReady()
@@ -120,13 +138,13 @@ func (w *watch[T]) pace(ctx context.Context, limiter *rate.Limiter) error {
 }
 
 // call performs one read bounded by the per-call deadline; index 0 makes it
-// a plain, non-blocking read.
-func (w *watch[T]) call(ctx context.Context, index uint64) (T, *api.QueryMeta, error) {
+// a plain, non-blocking read, consistent a ?consistent one.
+func (w *watch[T]) call(ctx context.Context, index uint64, consistent bool) (T, *api.QueryMeta, error) {
 	timeout := w.opts.callTimeout()
 	callCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	q := &api.QueryOptions{WaitIndex: index}
+	q := &api.QueryOptions{WaitIndex: index, RequireConsistent: consistent}
 	if index > 0 {
 		// Only a query with an index blocks; sending a wait without one
 		// would suggest a blocking read that Consul answers immediately.

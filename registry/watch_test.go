@@ -57,16 +57,18 @@ func TestLoopFollowsIndexRules(t *testing.T) {
 	tests := []struct {
 		name    string
 		answers []fakeAnswer // successive answers; then Consul blocks
-		want    []string     // index parameter of successive requests ("" = absent)
+		// index parameter of successive requests: "" absent, "c" absent
+		// and the read ?consistent
+		want []string
 	}{
-		{"first call is a plain read, then the index is carried", idx(5, 7), []string{"", "5", "7"}},
-		{"index going backwards resets to 0 then carries the new one", idx(10, 4, 4), []string{"", "10", "", "4"}},
-		{"index 0 answered is waited on as 1", idx(0, 0), []string{"", "1", "1"}},
-		{"index falling to 0 resets, then waits on 1", idx(10, 0, 0), []string{"", "10", "", "1"}},
+		{"first call is a consistent plain read, then the index is carried", idx(5, 7), []string{"c", "5", "7"}},
+		{"index going backwards resets to a consistent read, then carries the new one", idx(10, 4, 4), []string{"c", "10", "c", "4"}},
+		{"index 0 answered is waited on as 1", idx(0, 0), []string{"c", "1", "1"}},
+		{"index falling to 0 resets, then waits on 1", idx(10, 0, 0), []string{"c", "10", "c", "1"}},
 		{
-			"a failure is followed by a plain read, then the index again",
+			"a failure is followed by a consistent plain read, then the index again",
 			append(idx(5), fakeAnswer{Status: 500}, fakeAnswer{Index: 5}),
-			[]string{"", "5", "", "5"},
+			[]string{"c", "5", "c", "5"},
 		},
 	}
 	for _, tt := range tests {
@@ -89,7 +91,11 @@ func TestLoopFollowsIndexRules(t *testing.T) {
 			var got []string
 			for i, r := range reqs {
 				if i < len(tt.want) {
-					got = append(got, r.Index)
+					v := r.Index
+					if r.Consistent {
+						v += "c"
+					}
+					got = append(got, v)
 				}
 				if r.Path != "/v1/kv/routes/" {
 					t.Errorf("request %d path = %q", i, r.Path)

@@ -206,6 +206,7 @@ Gateway demo is running. Try:
   curl $PROXY/api/users/42
   curl '$PROXY/api/orders?user=42'
   curl '$PROXY/api/products/recommended?user=42'
+  curl $PROXY/api/dashboard/42    # aggregate: users, orders, products in one
   curl $ADMIN/routes              # routing table and instances
   curl $ADMIN/health
 
@@ -275,7 +276,8 @@ else
 fi
 check "$PROXY/api/orders?user=42" '"user": *"42"' '"orders": *\[ *\{' '"instance": *"orders-'
 check "$PROXY/api/products/recommended?user=42" '"user": *"42"' '"products": *\[ *\{' '"instance": *"products-'
-check "$ADMIN/routes" '"routes": *\[' '"name": *"users"' '"name": *"orders"' '"name": *"products"'
+check "$PROXY/api/dashboard/42" '"user": *\{ *"id": *"42"' '"orders": *\{' '"recommendations": *\{'
+check "$ADMIN/routes" '"routes": *\[' '"name": *"users"' '"name": *"orders"' '"name": *"products"' '"name": *"user-dashboard"'
 check "$ADMIN/health" '"status": *"ok"'
 
 if [ "$failures" -ne 0 ]; then

@@ -78,6 +78,8 @@ type Document struct {
 	ModifyIndex uint64
 	// Routes are the document's routes in source order.
 	Routes []Route
+	// Aggregates are the document's aggregate endpoints in source order.
+	Aggregates []Aggregate
 }
 
 // ErrInvalid marks every error about a document's content, so callers can

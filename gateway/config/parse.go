@@ -29,6 +29,7 @@ const (
 var documentSchema = &hcl.BodySchema{
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: blockRoute, LabelNames: []string{"name"}},
+		{Type: blockAggregate, LabelNames: []string{"name"}},
 	},
 }
 
@@ -76,13 +77,20 @@ func Parse(key string, src []byte, modifyIndex uint64) (*Document, error) {
 	p.diags(diags, hcl.Range{})
 
 	var routes []*routeSrc
+	var aggs []*aggregateSrc
 	for _, b := range content.Blocks {
 		switch b.Type {
 		case blockRoute:
 			routes = append(routes, decodeRoute(p, b))
+		case blockAggregate:
+			aggs = append(aggs, decodeAggregate(p, b))
 		}
 	}
 	validateDocument(p, routes)
+	for _, a := range aggs {
+		validateAggregate(p, a)
+	}
+	validateAggregateNamespace(p, routes, aggs)
 	if err := p.err(); err != nil {
 		return nil, err
 	}
@@ -90,6 +98,9 @@ func Parse(key string, src []byte, modifyIndex uint64) (*Document, error) {
 	doc := &Document{Key: key, ModifyIndex: modifyIndex, Routes: make([]Route, len(routes))}
 	for i, r := range routes {
 		doc.Routes[i] = r.Route
+	}
+	for _, a := range aggs {
+		doc.Aggregates = append(doc.Aggregates, a.Aggregate)
 	}
 	return doc, nil
 }

@@ -19,8 +19,8 @@ type Candidate struct {
 }
 
 // Resolve assembles the serving set from every key's documents, applying the
-// rules that span documents: route names are unique across all keys, and no
-// two routes have the same MatchKey.
+// rules that span documents: route and aggregate names share one namespace
+// unique across all keys, and no two of them have the same MatchKey.
 //
 // Conflicts are settled by age, the older claim winning, so the outcome
 // depends only on the inputs and not on the order in which watches fire:
@@ -97,10 +97,10 @@ func (c Candidate) index() uint64 {
 	return 0
 }
 
-// claim is an accepted route and the key it came from.
+// claim is an accepted route or aggregate and the key it came from.
 type claim struct {
-	key   string
-	route *Route
+	key string
+	m   matcher
 }
 
 // servingSet is what Resolve has accepted so far, indexed by each rule.
@@ -114,34 +114,32 @@ type servingSet struct {
 // older version than the one the user is looking at.
 func (s *servingSet) conflicts(key string, doc *Document, lastGood bool) Errors {
 	var out Errors
-	add := func(r *Route, format string, args ...any) {
+	add := func(m matcher, format string, args ...any) {
 		msg := fmt.Sprintf(format, args...)
 		if lastGood {
 			msg = fmt.Sprintf("last good version (index %d): %s", doc.ModifyIndex, msg)
 		}
-		at := r.Pos
+		at := m.pos
 		at.Key = key
 		out = append(out, &Error{Pos: at, Message: msg})
 	}
-	for i := range doc.Routes {
-		r := &doc.Routes[i]
-		if other, dup := s.names[r.Name]; dup {
-			add(r, "route name %q already defined in %s at %d:%d",
-				r.Name, other.key, other.route.Pos.Line, other.route.Pos.Column)
+	for _, m := range doc.matchers() {
+		if other, dup := s.names[m.name]; dup {
+			add(m, "%s name %q already defined in %s at %d:%d",
+				m.kind, m.name, other.key, other.m.pos.Line, other.m.pos.Column)
 		}
-		if other, dup := s.matchers[r.MatchKey()]; dup {
-			add(r, "route %q matches the same requests as route %q in %s at %d:%d",
-				r.Name, other.route.Name, other.key, other.route.Pos.Line, other.route.Pos.Column)
+		if other, dup := s.matchers[m.key]; dup {
+			add(m, "%s %q matches the same requests as %s %q in %s at %d:%d",
+				m.kind, m.name, other.m.kind, other.m.name, other.key, other.m.pos.Line, other.m.pos.Column)
 		}
 	}
 	return out
 }
 
-// accept records every route of doc as claimed by key.
+// accept records every route and aggregate of doc as claimed by key.
 func (s *servingSet) accept(key string, doc *Document) {
-	for i := range doc.Routes {
-		r := &doc.Routes[i]
-		s.names[r.Name] = claim{key: key, route: r}
-		s.matchers[r.MatchKey()] = claim{key: key, route: r}
+	for _, m := range doc.matchers() {
+		s.names[m.name] = claim{key: key, m: m}
+		s.matchers[m.key] = claim{key: key, m: m}
 	}
 }

@@ -1,0 +1,288 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/gorilla/mux"
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gatewayco/gateway/balancer"
+	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/registry"
+)
+
+// Aggregate is an aggregate endpoint of one Table: a request is answered by
+// calling every call's service concurrently and merging the JSON bodies.
+type Aggregate struct {
+	// Config is the validated aggregate block.
+	Config config.Aggregate
+	// Calls are the upstream calls in declaration order.
+	Calls []*AggregateCall
+
+	logger hclog.Logger
+}
+
+// AggregateCall is one call of an Aggregate with the instances it had when
+// the table was built.
+type AggregateCall struct {
+	// Config is the validated call block.
+	Config config.Call
+	// Service is the health watch the instances come from.
+	Service registry.ServiceKey
+	// Instances is the passing-instance snapshot at build time, never mutated.
+	Instances []registry.Instance
+
+	up    *upstream
+	parts []config.PathPart
+	name  []byte // the call name as a JSON string, member key of the merged body
+}
+
+// Aggregates returns the table's aggregates sorted by name. The slice is
+// shared: do not modify it.
+func (t *Table) Aggregates() []*Aggregate { return t.aggregates }
+
+// Kinds of call failure, as the merged body's "errors" member names them.
+const (
+	kindBusiness = "business" // the upstream answered 4xx
+	kindSystem   = "system"   // 5xx, connection error, no instance, bad or oversized JSON
+	kindTimeout  = "timeout"  // the call's or the aggregate's deadline passed
+)
+
+// callResult is what one call produced: a JSON body, or a failure.
+type callResult struct {
+	body []byte // valid JSON when kind is empty
+	err  callError
+}
+
+// callError is one member of the merged body's "errors" object; a zero
+// Kind means the call succeeded.
+type callError struct {
+	Kind    string `json:"kind"`
+	Status  int    `json:"status"`
+	Message string `json:"message"`
+}
+
+// requiredFailure ends the errgroup on the first failed required call,
+// which cancels the calls still running; call is its index.
+type requiredFailure struct{ call int }
+
+func (requiredFailure) Error() string { return "required call failed" }
+
+// errBadPathValue rejects a value that would change the call's path
+// structure instead of filling one segment.
+var errBadPathValue = errors.New("invalid path value")
+
+// defaultForwardHeaders are passed from the client request to every call;
+// an aggregate's forward_headers adds to them.
+var defaultForwardHeaders = []string{"Authorization", "X-Request-Id", "Traceparent", "Tracestate"}
+
+// ServeHTTP fans the request out to the calls and answers with the merged
+// body, or with the failure of a required call.
+func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	name := ag.Config.Name
+	ex := exchangeFrom(r.Context())
+	if ex != nil {
+		ex.route = name
+	}
+	vars, query := mux.Vars(r), r.URL.Query()
+	targets := make([]string, len(ag.Calls))
+	for i, c := range ag.Calls {
+		t, err := c.target(vars, query)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error(), name)
+			return
+		}
+		targets[i] = t
+	}
+	header := ag.outgoingHeader(r)
+
+	ctx := r.Context()
+	if ag.Config.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ag.Config.Timeout)
+		defer cancel()
+	}
+	// The calls run concurrently; the request's exchange records one
+	// upstream and must not be written by several goroutines.
+	ctx = context.WithValue(ctx, exchangeKey{}, (*exchange)(nil))
+
+	results := make([]callResult, len(ag.Calls))
+	failed := -1 // index of the required call that failed the request
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(ag.Config.MaxConcurrency)
+	for i, c := range ag.Calls {
+		g.Go(func() error {
+			if gctx.Err() != nil {
+				// A required call already failed (or the client left)
+				// while this one waited for a concurrency slot.
+				results[i].err = callError{Kind: kindSystem, Status: http.StatusBadGateway, Message: "cancelled"}
+				return nil
+			}
+			results[i] = c.do(gctx, targets[i], header, ag.Config.MaxResponseBytes)
+			if results[i].err.Kind != "" && c.Config.Required {
+				ag.logger.Debug("required call failed", "aggregate", name, "call", c.Config.Name, "kind", results[i].err.Kind, "message", results[i].err.Message)
+				return requiredFailure{call: i}
+			}
+			return nil
+		})
+	}
+	var rf requiredFailure
+	if err := g.Wait(); errors.As(err, &rf) {
+		failed = rf.call
+	}
+	if r.Context().Err() != nil {
+		// The client went away; nobody reads the answer.
+		if ex != nil {
+			ex.status = statusClientClosed
+		}
+		return
+	}
+	if failed >= 0 {
+		ag.writeRequiredFailure(w, failed, results[failed].err)
+		return
+	}
+	ag.writeMerged(w, results)
+}
+
+// target fills the call's path template. Path values are escaped as one
+// segment and query values as one component, so a value can never add
+// segments, parameters or a fragment.
+func (c *AggregateCall) target(vars map[string]string, query url.Values) (string, error) {
+	var b strings.Builder
+	for _, p := range c.parts {
+		if p.Var == "" {
+			b.WriteString(p.Literal)
+			continue
+		}
+		var v string
+		if q, ok := strings.CutPrefix(p.Var, "query."); ok {
+			v = query.Get(q)
+		} else {
+			v = vars[p.Var]
+		}
+		if p.InQuery {
+			b.WriteString(url.QueryEscape(v))
+			continue
+		}
+		// PathEscape leaves dots alone, and a segment of "." or ".." is
+		// resolved by upstreams to another path.
+		if v == "." || v == ".." {
+			return "", fmt.Errorf("%w: {%s} must not be %q", errBadPathValue, p.Var, v)
+		}
+		b.WriteString(url.PathEscape(v))
+	}
+	return b.String(), nil
+}
+
+// outgoingHeader is the header set every call carries. X-Forwarded-* are
+// the gateway's own, as for routes: a client can neither forge nor remove
+// them.
+func (ag *Aggregate) outgoingHeader(r *http.Request) http.Header {
+	h := make(http.Header, len(defaultForwardHeaders)+len(ag.Config.ForwardHeaders)+3)
+	for _, list := range [][]string{defaultForwardHeaders, ag.Config.ForwardHeaders} {
+		for _, k := range list {
+			if v := r.Header.Values(k); len(v) > 0 {
+				h[k] = append([]string(nil), v...)
+			}
+		}
+	}
+	h.Set("X-Forwarded-For", clientIP(r))
+	h.Set("X-Forwarded-Host", r.Host)
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	}
+	h.Set("X-Forwarded-Proto", proto)
+	return h
+}
+
+// do makes one call and classifies the outcome.
+func (c *AggregateCall) do(ctx context.Context, target string, header http.Header, limit int64) callResult {
+	if c.Config.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.Config.Timeout)
+		defer cancel()
+	}
+	u, err := url.Parse(target)
+	if err != nil {
+		return failure(kindSystem, http.StatusBadGateway, "invalid call target")
+	}
+	u.Scheme = "http"
+	req := (&http.Request{Method: http.MethodGet, URL: u, Header: header.Clone(),
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}).WithContext(ctx)
+	resp, err := c.up.RoundTrip(req)
+	if err != nil {
+		return transportFailure(ctx, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return transportFailure(ctx, err)
+	}
+	if int64(len(body)) > limit {
+		return failure(kindSystem, http.StatusBadGateway, fmt.Sprintf("response larger than %d bytes", limit))
+	}
+	switch s := resp.StatusCode; {
+	case s == http.StatusNoContent:
+		return callResult{body: []byte("null")}
+	case s >= 200 && s < 300:
+		if !json.Valid(body) {
+			return failure(kindSystem, http.StatusBadGateway, "upstream answered invalid JSON")
+		}
+		// Encoders end bodies with a newline; inside the merged object it
+		// would only be noise.
+		return callResult{body: bytes.TrimSpace(body)}
+	case s >= 400 && s < 500:
+		return failure(kindBusiness, s, "upstream answered "+resp.Status)
+	default:
+		return failure(kindSystem, s, "upstream answered "+resp.Status)
+	}
+}
+
+// transportFailure classifies an error from sending or reading: the
+// deadline is a timeout, anything else a system failure.
+func transportFailure(ctx context.Context, err error) callResult {
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return failure(kindTimeout, http.StatusGatewayTimeout, msgUpstreamTimeout)
+	case errors.Is(ctx.Err(), context.Canceled):
+		return failure(kindSystem, http.StatusBadGateway, "cancelled")
+	case errors.Is(err, errNoInstance):
+		return failure(kindSystem, http.StatusServiceUnavailable, msgNoInstance)
+	}
+	return failure(kindSystem, http.StatusBadGateway, msgUpstreamDown)
+}
+
+func failure(kind string, status int, msg string) callResult {
+	return callResult{err: callError{Kind: kind, Status: status, Message: msg}}
+}
+
+// aggregate builds an aggregate's calls. Calls use the service's
+// round-robin balancer, shared with routes to the same service.
+func (b *tableBuilder) aggregate(ac config.Aggregate, instances func(registry.ServiceKey) []registry.Instance) *Aggregate {
+	ag := &Aggregate{Config: ac, logger: b.proxy.logger.Named("aggregate")}
+	for _, cc := range ac.Calls {
+		key := registry.ServiceKey{Name: cc.Service, Tag: cc.Tag}
+		insts := instances(key)
+		parts, err := config.ParseCallPath(cc.Path)
+		if err != nil {
+			// Validation parsed the same template; a programming error.
+			panic(err)
+		}
+		name, _ := json.Marshal(cc.Name)
+		ag.Calls = append(ag.Calls, &AggregateCall{
+			Config: cc, Service: key, Instances: insts, parts: parts, name: name,
+			up: b.newUpstream(key, balancer.RoundRobin, insts),
+		})
+	}
+	return ag
+}

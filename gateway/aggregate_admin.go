@@ -1,0 +1,41 @@
+package gateway
+
+// aggregateView is an aggregate as /routes shows it.
+type aggregateView struct {
+	Name      string     `json:"name"`
+	SourceKey string     `json:"source_key"`
+	Host      string     `json:"host,omitempty"`
+	Path      string     `json:"path"`
+	Methods   []string   `json:"methods,omitempty"`
+	Calls     []callView `json:"calls"`
+}
+
+type callView struct {
+	Name      string         `json:"name"`
+	Service   string         `json:"service"`
+	Tag       string         `json:"tag"`
+	Path      string         `json:"path"`
+	Required  bool           `json:"required"`
+	Instances []instanceView `json:"instances"`
+}
+
+// aggregateViews lists the table's aggregates with each call's instances;
+// never nil, so the JSON shows [] rather than null.
+func aggregateViews(t *Table) []aggregateView {
+	out := make([]aggregateView, 0, len(t.aggregates))
+	for _, ag := range t.aggregates {
+		c := &ag.Config
+		v := aggregateView{Name: c.Name, SourceKey: c.SourceKey, Host: c.Host, Path: c.Path, Methods: c.Methods,
+			Calls: make([]callView, len(ag.Calls))}
+		for i, call := range ag.Calls {
+			cv := callView{Name: call.Config.Name, Service: call.Service.Name, Tag: call.Service.Tag,
+				Path: call.Config.Path, Required: call.Config.Required, Instances: make([]instanceView, len(call.Instances))}
+			for j, in := range call.Instances {
+				cv.Instances[j] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port}
+			}
+			v.Calls[i] = cv
+		}
+		out = append(out, v)
+	}
+	return out
+}

@@ -1,0 +1,311 @@
+package config
+
+import (
+	"net/http"
+	"net/textproto"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Aggregate is one validated `aggregate` block: a request matching Path is
+// answered by calling every Call concurrently and merging their JSON
+// bodies into one object. Fields hold defaults already applied.
+type Aggregate struct {
+	// Name is the block label; routes and aggregates share one namespace.
+	Name string
+	// SourceKey is the KV key (or file name) the aggregate came from.
+	SourceKey string
+	// Pos is where the aggregate block starts.
+	Pos Pos
+
+	// Path is a gorilla/mux path template; its variables fill the calls' paths.
+	Path string
+	// Methods restricts the aggregate to these upper-case methods; empty means any.
+	Methods []string
+	// Host restricts the aggregate to one Host header (a mux host template); empty means any.
+	Host string
+
+	// Timeout bounds the whole request, every call included; zero means none.
+	Timeout time.Duration
+	// TimeoutStatus answers a required call that timed out; defaulted to 504.
+	TimeoutStatus int
+	// MaxConcurrency caps the calls in flight for one request; defaulted to
+	// the number of calls (all at once).
+	MaxConcurrency int
+	// MaxResponseBytes bounds each call's body; a larger body is a system
+	// error. Defaulted to DefaultMaxResponseBytes.
+	MaxResponseBytes int64
+	// ForwardHeaders are passed to every call in addition to the built-in
+	// set (Authorization, X-Request-Id, traceparent, tracestate), in
+	// canonical form; nil means only the built-in set.
+	ForwardHeaders []string
+	// Calls are the upstream calls in declaration order, which is also the
+	// order of the merged body's members; never empty.
+	Calls []Call
+}
+
+// Call is one upstream call of an Aggregate.
+type Call struct {
+	// Name is the block label and the member name in the merged body.
+	Name string
+	// Service is the Consul service called.
+	Service string
+	// Tag filters the service's instances by Consul tag; empty means any.
+	Tag string
+	// Path is the request target (path and optional query) with {var}
+	// placeholders naming aggregate path variables or query.NAME.
+	Path string
+	// Required makes the whole response fail when this call fails.
+	Required bool
+	// Timeout bounds this call alone; zero means only the aggregate's.
+	Timeout time.Duration
+	// Pos is where the call block starts.
+	Pos Pos
+}
+
+// DefaultMaxResponseBytes is the per-call body bound when none is set.
+const DefaultMaxResponseBytes = 10 << 20
+
+// DefaultTimeoutStatus answers a required call that timed out when the
+// aggregate sets no timeout_status.
+const DefaultTimeoutStatus = http.StatusGatewayTimeout
+
+// MatchKey identifies what the aggregate matches, comparable with
+// Route.MatchKey: a route and an aggregate with equal keys conflict.
+func (a *Aggregate) MatchKey() string {
+	return (&Route{Host: a.Host, Path: a.Path, Methods: a.Methods}).MatchKey()
+}
+
+const (
+	blockAggregate = "aggregate"
+	blockCall      = "call"
+
+	attrTimeoutStatus    = "timeout_status"
+	attrMaxConcurrency   = "max_concurrency"
+	attrMaxResponseBytes = "max_response_bytes"
+	attrForwardHeaders   = "forward_headers"
+	attrRequired         = "required"
+)
+
+var aggregateSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: attrPath}, {Name: attrMethods}, {Name: attrHost}, {Name: attrTimeout},
+		{Name: attrTimeoutStatus}, {Name: attrMaxConcurrency}, {Name: attrMaxResponseBytes},
+		{Name: attrForwardHeaders},
+	},
+	Blocks: []hcl.BlockHeaderSchema{{Type: blockCall, LabelNames: []string{"name"}}},
+}
+
+var callSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: attrService}, {Name: attrTag}, {Name: attrPath}, {Name: attrRequired}, {Name: attrTimeout},
+	},
+}
+
+// aggregateSrc is a decoded aggregate with what validation needs to point
+// at the right place.
+type aggregateSrc struct {
+	Aggregate
+	block     *hcl.Block
+	attrs     *attrs
+	methodPos []Pos
+	headerPos []Pos
+	calls     []*callSrc
+	valid     bool
+	mark      int
+}
+
+type callSrc struct {
+	block *hcl.Block
+	attrs *attrs
+}
+
+func decodeAggregate(p *problems, b *hcl.Block) *aggregateSrc {
+	ag := &aggregateSrc{block: b, mark: p.mark()}
+	content, diags := b.Body.Content(aggregateSchema)
+	p.diags(diags, b.DefRange)
+	a := newAttrs(p, content.Attributes)
+	ag.attrs = a
+	ag.Name, ag.SourceKey, ag.Pos = b.Labels[0], p.key, p.pos(b.DefRange)
+	ag.Path = a.str(attrPath)
+	ag.Methods, ag.methodPos = a.strList(attrMethods)
+	ag.Host = a.str(attrHost)
+	ag.Timeout = a.duration(attrTimeout)
+	ag.TimeoutStatus = a.integer(attrTimeoutStatus)
+	ag.MaxConcurrency = a.integer(attrMaxConcurrency)
+	ag.MaxResponseBytes = int64(a.integer(attrMaxResponseBytes))
+	ag.ForwardHeaders, ag.headerPos = a.strList(attrForwardHeaders)
+	for _, cb := range content.Blocks {
+		cc, diags := cb.Body.Content(callSchema)
+		p.diags(diags, cb.DefRange)
+		ca := newAttrs(p, cc.Attributes)
+		ag.Calls = append(ag.Calls, Call{
+			Name: cb.Labels[0], Pos: p.pos(cb.DefRange),
+			Service: ca.str(attrService), Tag: ca.str(attrTag), Path: ca.str(attrPath),
+			Required: ca.boolean(attrRequired), Timeout: ca.duration(attrTimeout),
+		})
+		ag.calls = append(ag.calls, &callSrc{block: cb, attrs: ca})
+	}
+	return ag
+}
+
+// validateAggregate checks one aggregate's own rules and applies defaults.
+func validateAggregate(p *problems, ag *aggregateSrc) {
+	a := ag.attrs
+	if ag.Name == "" {
+		p.addf(p.pos(ag.block.LabelRanges[0]), "aggregate name must not be empty")
+	}
+	var vars map[string]bool
+	switch {
+	case !a.has(attrPath):
+		p.addf(ag.Pos, "aggregate %q: missing required attribute %q", ag.Name, attrPath)
+	case a.ok(attrPath):
+		m := p.mark()
+		checkTemplate(p, a, attrPath, ag.Path, func(rt *mux.Route) *mux.Route { return rt.Path(ag.Path) })
+		if p.clean(m) {
+			vars = templateVars(ag.Path)
+		}
+	}
+	if a.ok(attrHost) {
+		if ag.Host == "" {
+			p.addf(a.pos(attrHost), "host must not be empty (omit it to match any host)")
+		} else if err := muxError(func(rt *mux.Route) *mux.Route { return rt.Host(ag.Host) }); err != nil {
+			p.addf(a.pos(attrHost), "host: invalid template %q: %v", ag.Host, err)
+		} else if vars != nil {
+			for v := range templateVars(ag.Host) {
+				vars[v] = true
+			}
+		}
+	}
+	if a.ok(attrMethods) {
+		ag.Methods = normaliseMethods(p, ag.Methods, ag.methodPos, a.pos(attrMethods))
+	}
+	switch {
+	case !a.has(attrTimeoutStatus):
+		ag.TimeoutStatus = DefaultTimeoutStatus
+	case a.ok(attrTimeoutStatus) && (ag.TimeoutStatus < 400 || ag.TimeoutStatus > 599):
+		p.addf(a.pos(attrTimeoutStatus), "timeout_status must be a 4xx or 5xx status, got %d", ag.TimeoutStatus)
+	}
+	switch {
+	case !a.has(attrMaxConcurrency):
+		ag.MaxConcurrency = len(ag.Calls)
+	case a.ok(attrMaxConcurrency) && ag.MaxConcurrency < 1:
+		p.addf(a.pos(attrMaxConcurrency), "max_concurrency must be at least 1, got %d", ag.MaxConcurrency)
+	}
+	switch {
+	case !a.has(attrMaxResponseBytes):
+		ag.MaxResponseBytes = DefaultMaxResponseBytes
+	case a.ok(attrMaxResponseBytes) && ag.MaxResponseBytes < 1:
+		p.addf(a.pos(attrMaxResponseBytes), "max_response_bytes must be at least 1, got %d", ag.MaxResponseBytes)
+	}
+	for i, h := range ag.ForwardHeaders {
+		if !isToken(h) {
+			p.addf(ag.headerPos[i], "forward_headers: %q is not a valid header name", h)
+			continue
+		}
+		ag.ForwardHeaders[i] = textproto.CanonicalMIMEHeaderKey(h)
+	}
+	if len(ag.Calls) == 0 {
+		p.addf(ag.Pos, "aggregate %q: at least one %q block is required", ag.Name, blockCall)
+	}
+	seen := map[string]Pos{}
+	for i := range ag.Calls {
+		validateCall(p, ag, &ag.Calls[i], ag.calls[i], vars)
+		c := &ag.Calls[i]
+		if first, dup := seen[c.Name]; dup {
+			p.addf(p.pos(ag.calls[i].block.LabelRanges[0]), "call name %q already defined at %d:%d", c.Name, first.Line, first.Column)
+		} else {
+			seen[c.Name] = c.Pos
+		}
+	}
+	ag.valid = p.clean(ag.mark)
+}
+
+// validateCall checks one call. vars are the aggregate's template
+// variables; nil when the aggregate's own templates are broken, in which
+// case placeholders are not checked against them.
+func validateCall(p *problems, ag *aggregateSrc, c *Call, src *callSrc, vars map[string]bool) {
+	a := src.attrs
+	if c.Name == "" {
+		p.addf(p.pos(src.block.LabelRanges[0]), "call name must not be empty")
+	}
+	if c.Name == "errors" {
+		p.addf(p.pos(src.block.LabelRanges[0]), "call name %q is reserved for the merged body's error member", c.Name)
+	}
+	switch {
+	case !a.has(attrService):
+		p.addf(c.Pos, "call %q: missing required attribute %q", c.Name, attrService)
+	case a.ok(attrService) && c.Service == "":
+		p.addf(a.pos(attrService), "service must not be empty")
+	}
+	if a.ok(attrTag) && c.Tag == "" {
+		p.addf(a.pos(attrTag), "tag must not be empty (omit it to use every instance)")
+	}
+	switch {
+	case !a.has(attrPath):
+		p.addf(c.Pos, "call %q: missing required attribute %q", c.Name, attrPath)
+	case a.ok(attrPath):
+		checkCallPath(p, a.pos(attrPath), c.Path, vars)
+	}
+	if a.ok(attrTimeout) && ag.Timeout > 0 && c.Timeout > ag.Timeout {
+		p.addf(a.pos(attrTimeout), "call timeout %v exceeds the aggregate's timeout %v", c.Timeout, ag.Timeout)
+	}
+}
+
+// checkCallPath requires an absolute path whose placeholders are all
+// known, so a typo fails at push time instead of producing "/users/{idd}".
+func checkCallPath(p *problems, at Pos, path string, vars map[string]bool) {
+	if !strings.HasPrefix(path, "/") {
+		p.addf(at, "path must start with \"/\", got %q", path)
+		return
+	}
+	names, err := Placeholders(path)
+	if err != nil {
+		p.addf(at, "path: %v", err)
+		return
+	}
+	for _, n := range names {
+		if q, ok := strings.CutPrefix(n, "query."); ok {
+			if q == "" {
+				p.addf(at, "path: placeholder {%s} names no query parameter", n)
+			}
+			continue
+		}
+		if vars != nil && !vars[n] {
+			known := make([]string, 0, len(vars))
+			for v := range vars {
+				known = append(known, "{"+v+"}")
+			}
+			slices.Sort(known)
+			p.addf(at, "path: {%s} is not a variable of the aggregate's path (have %s; use {query.NAME} for query parameters)",
+				n, strings.Join(append(known, "{query.NAME}"), ", "))
+		}
+	}
+}
+
+// templateVars returns the variable names of a mux template that mux has
+// already accepted: the part of each top-level {...} before any ':'.
+func templateVars(tpl string) map[string]bool {
+	vars := map[string]bool{}
+	depth, start := 0, 0
+	for i := 0; i < len(tpl); i++ {
+		switch tpl[i] {
+		case '{':
+			if depth == 0 {
+				start = i + 1
+			}
+			depth++
+		case '}':
+			depth--
+			if depth == 0 {
+				name, _, _ := strings.Cut(tpl[start:i], ":")
+				vars[name] = true
+			}
+		}
+	}
+	return vars
+}
