@@ -155,6 +155,9 @@ aggregate "user-dashboard" {
   # Status when a required call times out. Optional; default: 504.
   timeout_status = 504
 
+  # Optional: rate_limit, jwt or forward_auth blocks, exactly as on a
+  # route, admit the client request once before any call. A call may carry
+  # retries and a circuit_breaker block, as a route does.
   # Optional: max_concurrency (default: all calls at once),
   # max_response_bytes (per call; default: 10 MiB) and forward_headers
   # (passed to every call besides Authorization, X-Request-Id, traceparent

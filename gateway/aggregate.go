@@ -28,7 +28,11 @@ type Aggregate struct {
 	// Calls are the upstream calls in declaration order.
 	Calls []*AggregateCall
 
-	logger hclog.Logger
+	logger  hclog.Logger
+	metrics *Metrics // nil when metrics are off
+	// handler is the aggregate behind its admission policies (rate limit,
+	// auth); the router serves it.
+	handler http.Handler
 }
 
 // AggregateCall is one call of an Aggregate with the instances it had when
@@ -138,6 +142,13 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var rf requiredFailure
 	if err := g.Wait(); errors.As(err, &rf) {
 		failed = rf.call
+	}
+	for i, c := range ag.Calls {
+		kind := results[i].err.Kind
+		if kind == "" {
+			kind = "ok"
+		}
+		ag.metrics.AggregateCall(name, c.Config.Name, kind)
 	}
 	if r.Context().Err() != nil {
 		// The client went away; nobody reads the answer.
@@ -269,7 +280,7 @@ func failure(kind string, status int, msg string) callResult {
 // aggregate builds an aggregate's calls. Calls use the service's
 // round-robin balancer, shared with routes to the same service.
 func (b *tableBuilder) aggregate(ac config.Aggregate, instances func(registry.ServiceKey) []registry.Instance) *Aggregate {
-	ag := &Aggregate{Config: ac, logger: b.proxy.logger.Named("aggregate")}
+	ag := &Aggregate{Config: ac, logger: b.proxy.logger.Named("aggregate"), metrics: b.proxy.metrics}
 	for _, cc := range ac.Calls {
 		key := registry.ServiceKey{Name: cc.Service, Tag: cc.Tag}
 		insts := instances(key)
@@ -279,10 +290,12 @@ func (b *tableBuilder) aggregate(ac config.Aggregate, instances func(registry.Se
 			panic(err)
 		}
 		name, _ := json.Marshal(cc.Name)
+		up := b.newUpstream(key, balancer.RoundRobin, insts)
+		b.protect(ac.Name+"/"+cc.Name, &cc.Policy, up)
 		ag.Calls = append(ag.Calls, &AggregateCall{
-			Config: cc, Service: key, Instances: insts, parts: parts, name: name,
-			up: b.newUpstream(key, balancer.RoundRobin, insts),
+			Config: cc, Service: key, Instances: insts, parts: parts, name: name, up: up,
 		})
 	}
+	ag.handler = named(ac.Name, b.proxy.metrics.route(ac.Name), b.admission(ac.Name, &ac.Policy, b.authUpstream(ac.Policy.ForwardAuth, instances), ag))
 	return ag
 }

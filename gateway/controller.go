@@ -221,6 +221,9 @@ func serviceKeys(routes []config.Route, aggs []config.Aggregate) []registry.Serv
 		}
 	}
 	for _, a := range aggs {
+		if fa := a.Policy.ForwardAuth; fa != nil {
+			add(authServiceKey(fa))
+		}
 		for _, c := range a.Calls {
 			add(registry.ServiceKey{Name: c.Service, Tag: c.Tag})
 		}

@@ -118,6 +118,20 @@ func buildState(g *Gateway, health Health, rates *rateWindow) stateBody {
 			Breaker: strings.ReplaceAll(rt.BreakerState(), "-", "_"),
 		})
 	}
+	for _, ag := range t.Aggregates() {
+		c := &ag.Config
+		e := entryView{Kind: "aggregate", Name: c.Name, Match: c.Host + c.Path, Methods: c.Methods,
+			SourceKey: c.SourceKey, Balancer: "round_robin"}
+		for _, call := range ag.Calls {
+			sv := serviceView{Name: call.Config.Name + " → " + call.Service.String(), Instances: make([]instanceView, len(call.Instances))}
+			for i, in := range call.Instances {
+				sv.Instances[i] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port}
+			}
+			e.Services = append(e.Services, sv)
+		}
+		e.Requests, e.Errors = g.metrics.Counts(c.Name)
+		s.Entries = append(s.Entries, e)
+	}
 	counts := make(map[string][2]uint64, len(s.Entries))
 	for _, e := range s.Entries {
 		counts[e.Kind+"/"+e.Name] = [2]uint64{e.Requests, e.Errors}

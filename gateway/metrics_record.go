@@ -124,6 +124,9 @@ func (m *Metrics) published(t *Table) {
 	services := make(map[string]bool, len(t.routes))
 	routes := map[string]bool{labelNone: true}
 	instances := map[[2]string]bool{}
+	for _, ag := range t.aggregates {
+		routes[ag.Config.Name] = true
+	}
 	for _, rt := range t.routes {
 		s := rt.Service.String()
 		services[s] = true
@@ -157,6 +160,7 @@ func (m *Metrics) published(t *Table) {
 			m.latency.DeleteLabelValues(name)
 			m.breaker.DeleteLabelValues(name)
 			m.rateLimited.DeleteLabelValues(name)
+			m.aggregateCalls.DeletePartialMatch(prometheus.Labels{"aggregate": name})
 			delete(m.routes, name)
 		}
 	}

@@ -58,24 +58,30 @@ func (s *policyStates) get(k stateKey, mk func() any) any {
 func (s *policyStates) swap() { s.prev, s.next = s.next, nil }
 
 // applyPolicies gives a route its upstream protection and its request
-// chain: rate limit, then auth (jwt or forward_auth), then the proxy. With
-// a rate limit keyed on a JWT claim, auth runs first, so only verified
-// claims become keys. authUp is the forward_auth service's upstream.
+// chain: rate limit, then auth (jwt or forward_auth), then the proxy. authUp
+// is the forward_auth service's upstream.
 func (b *tableBuilder) applyPolicies(rt *Route, authUp *upstream) {
-	pol := &rt.Config.Policy
 	name := rt.Config.Name
+	b.protect(name, &rt.Config.Policy, rt.up)
+	rt.handler = named(name, rt.metrics, b.admission(name, &rt.Config.Policy, authUp, b.proxy.handler(rt)))
+}
+
+// protect gives up the retries and circuit breaker of pol. name keys their
+// state, which outlives table swaps while the policy is unchanged: a
+// route's name, or "aggregate/call" for an aggregate's call.
+func (b *tableBuilder) protect(name string, pol *config.Policy, up *upstream) {
 	env := b.proxy.env
 	if pol.Retries > 0 {
 		budget := b.states.get(stateKey{name, "budget", ""}, func() any {
 			return policy.NewRetryBudget(policy.DefaultRetryRatio, policy.DefaultMinRetries, env.now)
 		}).(*policy.RetryBudget)
-		rt.up.retry = retryPolicy{retries: pol.Retries, nonIdempotent: pol.RetryNonIdempotent, budget: budget}
+		up.retry = retryPolicy{retries: pol.Retries, nonIdempotent: pol.RetryNonIdempotent, budget: budget}
 	}
 	if cb := pol.CircuitBreaker; cb != nil {
-		fp := rt.Service.String() + "\x00" + cb.Fingerprint()
-		rt.up.breaker = b.states.get(stateKey{name, "breaker", fp}, func() any {
+		fp := up.service.String() + "\x00" + cb.Fingerprint()
+		up.breaker = b.states.get(stateKey{name, "breaker", fp}, func() any {
 			rb := &routeBreaker{
-				cb:       policy.NewBreaker(name+"/"+rt.Service.String(), cb, env.logger.Named("breaker"), env.now),
+				cb:       policy.NewBreaker(name+"/"+up.service.String(), cb, env.logger.Named("breaker"), env.now),
 				fallback: cb.Fallback,
 			}
 			if cb.ServeStale {
@@ -86,8 +92,13 @@ func (b *tableBuilder) applyPolicies(rt *Route, authUp *upstream) {
 			return rb
 		}).(*routeBreaker)
 	}
+}
 
-	h := b.proxy.handler(rt)
+// admission wraps h in the rate limit and auth of pol, for a route or an
+// aggregate named name. With a rate limit keyed on a JWT claim, auth runs
+// first, so only verified claims become keys.
+func (b *tableBuilder) admission(name string, pol *config.Policy, authUp *upstream, h http.Handler) http.Handler {
+	env := b.proxy.env
 	var limit func(http.Handler) http.Handler
 	if rl := pol.RateLimit; rl != nil {
 		lim := b.states.get(stateKey{name, "limiter", rl.Fingerprint()}, func() any {
@@ -109,7 +120,7 @@ func (b *tableBuilder) applyPolicies(rt *Route, authUp *upstream) {
 	if limit != nil && pol.RateLimit.KeyKind != config.RateKeyJWT {
 		h = limit(h)
 	}
-	rt.handler = named(name, h)
+	return h
 }
 
 // verifier returns the route's token verifier, kept across swaps with its
@@ -144,10 +155,12 @@ func (b *tableBuilder) verifier(route string, cfg *config.JWT) *policy.Verifier 
 
 // named records the route in the exchange before any policy runs, so a
 // request refused by a policy is logged and answered with its route.
-func named(route string, next http.Handler) http.Handler {
+func named(route string, rm *routeMetrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ex := exchangeFrom(r.Context()); ex != nil {
-			ex.route = route
+			// Set before admission, so a 401 or 429 is counted and
+			// logged under its route, not as unmatched.
+			ex.route, ex.metrics = route, rm
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -141,7 +141,7 @@ func (b *tableBuilder) router(routes []*Route, aggs []*Aggregate) http.Handler {
 	}
 	for _, ag := range aggs {
 		c := &ag.Config
-		ordered = append(ordered, entry{config.Route{Name: c.Name, Host: c.Host, Path: c.Path, Methods: c.Methods}, ag})
+		ordered = append(ordered, entry{config.Route{Name: c.Name, Host: c.Host, Path: c.Path, Methods: c.Methods}, ag.handler})
 	}
 	sort.SliceStable(ordered, func(i, j int) bool { return moreSpecific(&ordered[i].match, &ordered[j].match) })
 	// Paths arrive clean (normalizePath); mux must not redirect them again.

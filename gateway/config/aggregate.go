@@ -43,6 +43,10 @@ type Aggregate struct {
 	// set (Authorization, X-Request-Id, traceparent, tracestate), in
 	// canonical form; nil means only the built-in set.
 	ForwardHeaders []string
+	// Policy holds the aggregate's admission policies: RateLimit, JWT and
+	// ForwardAuth, applied once per client request before any call. Its
+	// upstream fields are unused; each call has its own.
+	Policy Policy
 	// Calls are the upstream calls in declaration order, which is also the
 	// order of the merged body's members; never empty.
 	Calls []Call
@@ -63,6 +67,9 @@ type Call struct {
 	Required bool
 	// Timeout bounds this call alone; zero means only the aggregate's.
 	Timeout time.Duration
+	// Policy holds the call's upstream protection, as a route's: Retries
+	// and CircuitBreaker. Its admission fields are unused.
+	Policy Policy
 	// Pos is where the call block starts.
 	Pos Pos
 }
@@ -106,6 +113,14 @@ var callSchema = &hcl.BodySchema{
 	},
 }
 
+// An aggregate admits requests as a route does; each call protects its
+// service as a route does.
+func init() {
+	aggregateSchema.Blocks = append(aggregateSchema.Blocks, accessPolicyBlocks...)
+	callSchema.Attributes = append(callSchema.Attributes, upstreamPolicyAttrs...)
+	callSchema.Blocks = append(callSchema.Blocks, upstreamPolicyBlocks...)
+}
+
 // aggregateSrc is a decoded aggregate with what validation needs to point
 // at the right place.
 type aggregateSrc struct {
@@ -139,15 +154,21 @@ func decodeAggregate(p *problems, b *hcl.Block) *aggregateSrc {
 	ag.MaxConcurrency = a.integer(attrMaxConcurrency)
 	ag.MaxResponseBytes = int64(a.integer(attrMaxResponseBytes))
 	ag.ForwardHeaders, ag.headerPos = a.strList(attrForwardHeaders)
+	decodeAccessPolicy(p, content.Blocks, &ag.Policy)
 	for _, cb := range content.Blocks {
+		if cb.Type != blockCall {
+			continue
+		}
 		cc, diags := cb.Body.Content(callSchema)
 		p.diags(diags, cb.DefRange)
 		ca := newAttrs(p, cc.Attributes)
-		ag.Calls = append(ag.Calls, Call{
+		call := Call{
 			Name: cb.Labels[0], Pos: p.pos(cb.DefRange),
 			Service: ca.str(attrService), Tag: ca.str(attrTag), Path: ca.str(attrPath),
 			Required: ca.boolean(attrRequired), Timeout: ca.duration(attrTimeout),
-		})
+		}
+		decodeUpstreamPolicy(p, cc.Blocks, ca, &call.Policy)
+		ag.Calls = append(ag.Calls, call)
 		ag.calls = append(ag.calls, &callSrc{block: cb, attrs: ca})
 	}
 	return ag

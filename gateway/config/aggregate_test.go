@@ -10,6 +10,41 @@ import (
 	"github.com/gatewayco/gateway/gateway/config"
 )
 
+func TestParseAggregatePolicies(t *testing.T) {
+	d, err := config.Parse("k", doc(
+		`aggregate "dash" {`,
+		`  path = "/d/{id}"`,
+		`  rate_limit {`,
+		`    requests_per_second = 5`,
+		`  }`,
+		`  jwt {`,
+		`    algorithms = ["HS256"]`,
+		`    secret_env = "S"`,
+		`  }`,
+		`  call "user" {`,
+		`    service = "users"`,
+		`    path    = "/users/{id}"`,
+		`    retries = 2`,
+		`    circuit_breaker {`,
+		`      failure_ratio = 0.5`,
+		`      min_requests  = 5`,
+		`      open_timeout  = "10s"`,
+		`    }`,
+		`  }`,
+		`}`), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ag := d.Aggregates[0]
+	if ag.Policy.RateLimit == nil || ag.Policy.RateLimit.RequestsPerSecond != 5 || ag.Policy.JWT == nil {
+		t.Errorf("aggregate admission policy = %+v", ag.Policy)
+	}
+	c := ag.Calls[0].Policy
+	if c.Retries != 2 || c.CircuitBreaker == nil || c.CircuitBreaker.MinRequests != 5 {
+		t.Errorf("call upstream policy = %+v", c)
+	}
+}
+
 func TestParseAggregateAppliesDefaultsAndKeepsCallOrder(t *testing.T) {
 	src := doc(
 		`aggregate "dash" {`,
@@ -99,8 +134,14 @@ func TestParseAggregateErrors(t *testing.T) {
 			[]string{`k:3:22: forward_headers: "X Bad" is not a valid header name`}},
 		{"required not a bool", aggWith(`  call "c" {`, `    service = "s"`, `    path = "/x"`, `    required = "yes"`, `  }`),
 			[]string{`k:6:16: required must be a bool, got string`}},
-		{"unknown call attribute", aggWith(`  call "c" {`, `    service = "s"`, `    path = "/x"`, `    retries = 2`, `  }`),
-			[]string{`k:6:5: Unsupported argument; An argument named "retries"`}},
+		{"unknown call attribute", aggWith(`  call "c" {`, `    service = "s"`, `    path = "/x"`, `    weight = 2`, `  }`),
+			[]string{`k:6:5: Unsupported argument; An argument named "weight"`}},
+		{"admission blocks belong to the aggregate, not its calls", aggWith(`  call "c" {`, `    service = "s"`, `    path = "/x"`, `    jwt {`, `    }`, `  }`),
+			[]string{`k:6:5: Unsupported block type; Blocks of type "jwt"`}},
+		{"upstream protection belongs to calls, not the aggregate", aggWith(`  retries = 2`, okCall),
+			[]string{`k:3:3: Unsupported argument; An argument named "retries"`}},
+		{"a call's retries are validated like a route's", aggWith(`  call "c" {`, `    service = "s"`, `    path = "/x"`, `    retries = -1`, `  }`),
+			[]string{`k:6:15: retries must be between 0 and`}},
 		{"name shared with a route", doc(
 			`route "a" {`, `  path = "/r"`, `  service = "s"`, `}`,
 			`aggregate "a" {`, `  path = "/d/{id}"`, okCall, `}`),

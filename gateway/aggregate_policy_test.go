@@ -1,0 +1,75 @@
+package gateway
+
+import (
+	"net/http"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/registry"
+)
+
+// TestAggregatePoliciesMetricsAndDashboard: an aggregate admits requests
+// like a route (rate limit), each call is protected like a route (retries
+// to another instance), and both show in metrics and on the dashboard.
+func TestAggregatePoliciesMetricsAndDashboard(t *testing.T) {
+	var deadHits atomic.Int64
+	_, dead := startUpstream(t, "dead", func(w http.ResponseWriter, r *http.Request) {
+		deadHits.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	_, alive := startUpstream(t, "alive", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	})
+	doc, err := config.Parse("k", []byte(`
+aggregate "dash" {
+  path = "/dash/{id}"
+  rate_limit {
+    requests_per_second = 1
+    burst               = 3
+  }
+  call "a" {
+    service = "svc"
+    path    = "/a/{id}"
+    retries = 1
+  }
+}
+`), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMetrics(MetricsOptions{})
+	clk := newTestClock()
+	gw := New(Options{Metrics: m, Now: clk.Now})
+	gw.Publish(newTableBuilder(gw.proxy).buildAll(nil, doc.Aggregates,
+		fixed(map[string][]registry.Instance{"svc": {dead, alive}}), nil))
+	srv := serve(t, gw)
+
+	for range 3 {
+		if r := do(t, "GET", srv.URL+"/dash/7"); r.status != 200 || r.header.Get("X-Gateway-Partial") != "" {
+			t.Fatalf("%d %s: want 200 without partial, the retry reaching the live instance", r.status, r.body)
+		}
+	}
+	if deadHits.Load() == 0 {
+		t.Fatal("the dead instance was never tried; the test proves nothing about retries")
+	}
+	if r := do(t, "GET", srv.URL+"/dash/7"); r.status != http.StatusTooManyRequests {
+		t.Fatalf("4th request: %d, want 429 from the aggregate's rate limit", r.status)
+	}
+	if got := testutil.ToFloat64(m.aggregateCalls.WithLabelValues("dash", "a", "ok")); got != 3 {
+		t.Errorf("aggregate call outcomes ok = %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(m.rateLimited.WithLabelValues("dash")); got != 1 {
+		t.Errorf("rate limited = %v, want 1", got)
+	}
+	if total, _ := m.Counts("dash"); total != 4 {
+		t.Errorf("requests counted under the aggregate = %d, want 4 (429 included)", total)
+	}
+	state := buildState(gw, nil, &rateWindow{})
+	if len(state.Entries) != 1 || state.Entries[0].Kind != "aggregate" || state.Entries[0].Name != "dash" ||
+		len(state.Entries[0].Services) != 1 || len(state.Entries[0].Services[0].Instances) != 2 {
+		t.Fatalf("dashboard entries = %+v", state.Entries)
+	}
+}
