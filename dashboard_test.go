@@ -65,14 +65,19 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 		instances = append(instances, startBackend(t, client, "users", id).srv.Listener.Addr().String())
 	}
 	instances = append(instances, startBackend(t, client, "orders", "orders-1").srv.Listener.Addr().String())
-	putRoute(t, client, "routes.hcl", routeDoc("users", "/api/users", "users")+routeDoc("orders", "/api/orders", "orders")+
-		routeDoc("products", "/api/products", "products"))
+	// The demo's own route document, so the screenshot shows what a
+	// newcomer sees after ./scripts/dev.sh.
+	demo, err := os.ReadFile("routes.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	putRoute(t, client, "routes.hcl", string(demo))
 	putRoute(t, client, "team-b.hcl", "route \"search\" {\n  path_prefix = \"/api/search\"\n  service     = \"search\"\n  balancer    = \"fastest\"\n}\n")
 	a := startGateway(t, addr)
 	var configErr string
 	waitFor(t, "routes and the config error loaded", func() bool {
 		tbl := a.gw.Table()
-		if len(tbl.Routes()) != 3 || len(tbl.Errors()) != 1 {
+		if len(tbl.Routes()) != 3 || len(tbl.Aggregates()) != 1 || len(tbl.Errors()) != 1 {
 			return false
 		}
 		configErr = tbl.Errors()[0].Message
@@ -89,7 +94,7 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
-			path := []string{"/api/users/1", "/api/orders", "/api/products", "/nowhere"}[i%4]
+			path := []string{"/api/users/1", "/api/orders", "/api/products", "/api/dashboard/1", "/nowhere"}[i%5]
 			if resp, err := http.Get("http://" + a.publicAddr + path); err == nil {
 				resp.Body.Close()
 			}
@@ -102,7 +107,7 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 	// polls (virtual time runs them milliseconds apart) get real rates.
 	adminGet(t, a, "/api/state")
 	waitFor(t, "traffic on every route", func() bool {
-		for _, rt := range []string{"users", "orders", "products"} {
+		for _, rt := range []string{"users", "orders", "products", "user-dashboard"} {
 			if total, _ := a.gw.Metrics().Counts(rt); total < 10 {
 				return false
 			}
@@ -112,7 +117,7 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 
 	url := "http://" + a.adminAddr + "/"
 	dom := runChromium(t, chromium, url, "--dump-dom")
-	wants := []string{"users", "orders", "products", "round_robin", "gateway/routes/team-b.hcl",
+	wants := []string{"users", "orders", "products", "user-dashboard", "round_robin", "gateway/routes/team-b.hcl",
 		// The error text as the gateway reported it (line:col included).
 		htmlText(configErr)}
 	wants = append(wants, instances...)

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,5 +92,21 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		if err := run(args, &bytes.Buffer{}, &bytes.Buffer{}); !errors.Is(err, errUsage) {
 			t.Errorf("run(%q) = %v, want a usage error", args, err)
 		}
+	}
+}
+
+// TestAdminListenerDefaultsToLoopback: /routes shows the topology, so out
+// of the box only the gateway's own host may reach it.
+func TestAdminListenerDefaultsToLoopback(t *testing.T) {
+	var f serveFlags
+	if err := newServeFlagSet(&f, io.Discard).Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	host, _, err := net.SplitHostPort(f.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		t.Fatalf("default -admin %q is not a loopback address", f.admin)
 	}
 }

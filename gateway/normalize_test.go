@@ -107,3 +107,40 @@ func BenchmarkNormalizeCleanPath(b *testing.B) {
 		normalizePath(r)
 	}
 }
+
+// TestUncleanPathsCannotDodgeARoutesAuth: the admin route demands a JWT;
+// no spelling of its path through the public route gets in without one.
+func TestUncleanPathsCannotDodgeARoutesAuth(t *testing.T) {
+	t.Setenv("TEST_ADMIN_SECRET", "s3cret")
+	_, pub := startUpstream(t, "public", nil)
+	_, adm := startUpstream(t, "admin", nil)
+	gw := New(Options{})
+	gw.Publish(newTableBuilder(gw.proxy).build(routesFrom(t, `
+route "public" {
+  path_prefix = "/api/public"
+  service     = "public"
+}
+route "admin" {
+  path_prefix = "/api/admin"
+  service     = "admin"
+  jwt {
+    algorithms = ["HS256"]
+    secret_env = "TEST_ADMIN_SECRET"
+  }
+}
+`), fixed(map[string][]registry.Instance{"public": {pub}, "admin": {adm}}), nil))
+	srv := serve(t, gw)
+	for _, target := range []string{
+		"/api/admin/users",
+		"/api/public/../admin/users",
+		"/api/public/%2e%2e/admin/users",
+		"/api/public%2F..%2Fadmin/users",
+		"//api//admin//users",
+		"/api/./admin/users",
+	} {
+		status, body := rawGet(t, srv.Listener.Addr().String(), target)
+		if status != http.StatusUnauthorized {
+			t.Errorf("%s: %d %s; want 401 from the admin route's jwt policy", target, status, body)
+		}
+	}
+}
