@@ -35,7 +35,7 @@ func startUpstream(t *testing.T, name string, h http.HandlerFunc) (*httptest.Ser
 	return srv, instanceOf(t, name, srv.Listener.Addr())
 }
 
-func instanceOf(t *testing.T, id string, addr net.Addr) registry.Instance {
+func instanceOf(t testing.TB, id string, addr net.Addr) registry.Instance {
 	t.Helper()
 	host, port, err := net.SplitHostPort(addr.String())
 	if err != nil {

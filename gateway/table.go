@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gorilla/mux"
-
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/registry"
@@ -127,43 +125,20 @@ func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, 
 	return t
 }
 
-// router registers the routes and aggregates in mux in precedence order:
-// mux takes the first match, so the most specific must come first. An
-// aggregate takes part as a route with a path template.
+// router indexes the routes and aggregates in precedence order (see
+// moreSpecific): the first entry that matches serves. An aggregate takes
+// part as a route with a path template.
 func (b *tableBuilder) router(routes []*Route, aggs []*Aggregate) http.Handler {
-	type entry struct {
-		match config.Route // matcher fields and name only, for aggregates
-		h     http.Handler
-	}
-	ordered := make([]entry, 0, len(routes)+len(aggs))
+	ordered := make([]matchSpec, 0, len(routes)+len(aggs))
 	for _, rt := range routes {
-		ordered = append(ordered, entry{rt.Config, rt.handler})
+		ordered = append(ordered, matchSpec{match: rt.Config, h: rt.handler})
 	}
 	for _, ag := range aggs {
 		c := &ag.Config
-		ordered = append(ordered, entry{config.Route{Name: c.Name, Host: c.Host, Path: c.Path, Methods: c.Methods}, ag.handler})
+		ordered = append(ordered, matchSpec{match: config.Route{Name: c.Name, Host: c.Host, Path: c.Path, Methods: c.Methods}, h: ag.handler, needsVars: true})
 	}
 	sort.SliceStable(ordered, func(i, j int) bool { return moreSpecific(&ordered[i].match, &ordered[j].match) })
-	// Paths arrive clean (normalizePath); mux must not redirect them again.
-	r := mux.NewRouter().SkipClean(true)
-	r.NotFoundHandler = http.HandlerFunc(notFound)
-	r.MethodNotAllowedHandler = http.HandlerFunc(methodNotAllowed)
-	for _, e := range ordered {
-		mr := r.NewRoute().Name(e.match.Name)
-		if e.match.Host != "" {
-			mr = mr.Host(e.match.Host)
-		}
-		if e.match.Path != "" {
-			mr = mr.Path(e.match.Path)
-		} else {
-			mr = mr.PathPrefix(e.match.PathPrefix)
-		}
-		if len(e.match.Methods) > 0 {
-			mr = mr.Methods(e.match.Methods...)
-		}
-		mr.Handler(e.h)
-	}
-	return r
+	return newMatcher(ordered, http.HandlerFunc(notFound), http.HandlerFunc(methodNotAllowed))
 }
 
 // moreSpecific orders routes the way Traefik and Fabio users expect: a
