@@ -24,12 +24,17 @@ type matcher struct {
 	badVerb  http.Handler
 }
 
-// pathIndex splits one host's routes by the first path segment every path
-// they match starts with; wild holds the routes that cannot be pinned to
-// one (a template or a short prefix in the first segment).
+// pathIndex is a trie over literal path segments: an entry sits at the
+// node of the literal segments every path it matches starts with, so a
+// lookup only tries the entries on the request path's own branch, however
+// many routes share a first segment such as /api.
 type pathIndex struct {
-	bySeg map[string][]*matchEntry
-	wild  []*matchEntry
+	root segNode
+}
+
+type segNode struct {
+	children map[string]*segNode
+	entries  []*matchEntry // by rank
 }
 
 // matchEntry is one route or aggregate, ready to match.
@@ -61,22 +66,66 @@ func newMatcher(ordered []matchSpec, notFound, badVerb http.Handler) *matcher {
 				idx = newPathIndex()
 				m.hosts[e.host] = idx
 			}
-			idx.add(e, s.firstSegment())
+			idx.add(e, s.literalSegments())
 		default:
-			m.anyHost.add(e, s.firstSegment())
+			m.anyHost.add(e, s.literalSegments())
 		}
 	}
 	return m
 }
 
-func newPathIndex() *pathIndex { return &pathIndex{bySeg: map[string][]*matchEntry{}} }
+func newPathIndex() *pathIndex { return &pathIndex{} }
 
-func (p *pathIndex) add(e *matchEntry, seg string) {
-	if seg == "" {
-		p.wild = append(p.wild, e)
-		return
+func (p *pathIndex) add(e *matchEntry, segs []string) {
+	n := &p.root
+	for _, s := range segs {
+		if n.children == nil {
+			n.children = map[string]*segNode{}
+		}
+		c := n.children[s]
+		if c == nil {
+			c = &segNode{}
+			n.children[s] = c
+		}
+		n = c
 	}
-	p.bySeg[seg] = append(p.bySeg[seg], e)
+	n.entries = append(n.entries, e)
+}
+
+// maxDepth bounds the candidate lists a lookup keeps on the stack: the
+// root, up to maxDepth-2 segments, and the host templates. Entries are
+// never placed deeper (see literalSegments), so every entry is reachable.
+const maxDepth = 16
+
+// candidates appends to lists the entry lists on path's branch.
+func (p *pathIndex) candidates(path string, lists *[maxDepth][]*matchEntry) int {
+	n := &p.root
+	k := 0
+	if len(n.entries) > 0 {
+		lists[k] = n.entries
+		k++
+	}
+	for rest := path; len(rest) > 1 && n.children != nil && k < maxDepth; {
+		rest = rest[1:]
+		end := strings.IndexByte(rest, '/')
+		seg := rest
+		if end >= 0 {
+			seg = rest[:end]
+		}
+		n = n.children[seg]
+		if n == nil {
+			break
+		}
+		if len(n.entries) > 0 {
+			lists[k] = n.entries
+			k++
+		}
+		if end < 0 {
+			break
+		}
+		rest = rest[end:]
+	}
+	return k
 }
 
 // ServeHTTP serves r with the first matching entry, or answers 405 when
@@ -104,44 +153,50 @@ func (m *matcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (m *matcher) match(r *http.Request) (*matchEntry, bool) {
 	host := hostOnly(r.Host)
 	path := r.URL.Path
-	seg := firstSegment(path)
 	badMethod := false
-	var a, b []*matchEntry
+	// Host-bound entries outrank host-less ones, so the literal host's
+	// branch and the host templates are tried, merged by rank, first.
+	var lists [maxDepth][]*matchEntry
+	k := 0
 	if idx := m.hosts[host]; idx != nil {
-		a, b = idx.bySeg[seg], idx.wild
+		k = idx.candidates(path, &lists)
 	}
-	// Host-bound entries outrank host-less ones, so literal hosts and host
-	// templates are tried, merged by rank, before the rest.
-	if e := pick3(a, b, m.hostPats, r, host, path, &badMethod); e != nil {
+	if len(m.hostPats) > 0 && k < maxDepth {
+		lists[k] = m.hostPats
+		k++
+	}
+	if e := pickFirst(lists[:k], r, path, &badMethod); e != nil {
 		return e, false
 	}
-	if e := pick3(m.anyHost.bySeg[seg], m.anyHost.wild, nil, r, host, path, &badMethod); e != nil {
+	k = m.anyHost.candidates(path, &lists)
+	if e := pickFirst(lists[:k], r, path, &badMethod); e != nil {
 		return e, false
 	}
 	return nil, badMethod
 }
 
-// pick3 walks three rank-sorted lists in merged rank order and returns
-// the first entry that matches.
-func pick3(a, b, c []*matchEntry, r *http.Request, host, path string, badMethod *bool) *matchEntry {
-	for len(a)+len(b)+len(c) > 0 {
-		var e *matchEntry
-		switch {
-		case len(a) > 0 && (len(b) == 0 || a[0].rank < b[0].rank) && (len(c) == 0 || a[0].rank < c[0].rank):
-			e, a = a[0], a[1:]
-		case len(b) > 0 && (len(c) == 0 || b[0].rank < c[0].rank):
-			e, b = b[0], b[1:]
-		default:
-			e, c = c[0], c[1:]
+// pickFirst walks rank-sorted lists in merged rank order and returns the
+// first entry that matches. It consumes the lists.
+func pickFirst(lists [][]*matchEntry, r *http.Request, path string, badMethod *bool) *matchEntry {
+	for {
+		best := -1
+		for i, l := range lists {
+			if len(l) > 0 && (best < 0 || l[0].rank < lists[best][0].rank) {
+				best = i
+			}
 		}
-		if e.matches(r, host, path, badMethod) {
+		if best < 0 {
+			return nil
+		}
+		e := lists[best][0]
+		lists[best] = lists[best][1:]
+		if e.matches(r, path, badMethod) {
 			return e
 		}
 	}
-	return nil
 }
 
-func (e *matchEntry) matches(r *http.Request, host, path string, badMethod *bool) bool {
+func (e *matchEntry) matches(r *http.Request, path string, badMethod *bool) bool {
 	if e.hostRe != nil {
 		var rm mux.RouteMatch
 		if !e.hostRe.Match(r, &rm) {
@@ -188,18 +243,6 @@ func hostOnly(h string) string {
 	return h
 }
 
-// firstSegment is the path's first segment: "api" for "/api/users".
-func firstSegment(path string) string {
-	if len(path) < 2 {
-		return ""
-	}
-	rest := path[1:]
-	if i := strings.IndexByte(rest, '/'); i >= 0 {
-		return rest[:i]
-	}
-	return rest
-}
-
 // matchSpec is what the table builder hands the matcher for one entry.
 type matchSpec struct {
 	match     config.Route // Host, Path or PathPrefix, Methods
@@ -207,30 +250,35 @@ type matchSpec struct {
 	needsVars bool // aggregates read mux.Vars
 }
 
-// firstSegment is the segment every path this entry matches starts with,
-// or "" when that is not fixed.
-func (s matchSpec) firstSegment() string {
-	p := s.match.Path
+// literalSegments are the whole segments every path this entry matches
+// starts with: "/api/users/{id}" gives api, users; the prefix "/api/us"
+// gives only api, since it also matches "/api/usx".
+func (s matchSpec) literalSegments() []string {
+	p, prefix := s.match.Path, false
 	if p == "" {
-		p = s.match.PathPrefix
+		p, prefix = s.match.PathPrefix, true
 	}
-	if len(p) < 2 {
-		return ""
+	var segs []string
+	for rest := p; len(rest) > 1; {
+		rest = rest[1:]
+		end := strings.IndexByte(rest, '/')
+		if end < 0 {
+			if !prefix && !strings.ContainsAny(rest, "{}") {
+				segs = append(segs, rest)
+			}
+			break
+		}
+		seg := rest[:end]
+		if strings.ContainsAny(seg, "{}") {
+			break
+		}
+		segs = append(segs, seg)
+		rest = rest[end:]
 	}
-	rest := p[1:]
-	i := strings.IndexByte(rest, '/')
-	seg := rest
-	if i >= 0 {
-		seg = rest[:i]
-	} else if s.match.Path == "" {
-		// A prefix ending inside its first segment ("/ap") also
-		// matches "/apx": not pinned.
-		return ""
+	if len(segs) > maxDepth-2 {
+		segs = segs[:maxDepth-2]
 	}
-	if strings.ContainsAny(seg, "{}") {
-		return ""
-	}
-	return seg
+	return segs
 }
 
 func (s matchSpec) entry(rank int) *matchEntry {
