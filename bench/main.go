@@ -4,6 +4,7 @@
 //
 //	go run ./bench                   proxy load: gateway vs nginx vs direct
 //	go run ./bench -mode freshness   KV change -> served, health change -> excluded
+//	go run ./bench -mode scale       1,000 services x 3 instances, 1,000 routes
 //
 // It needs consul (scripts/install-consul.sh), nginx, wrk and taskset;
 // bench/run.sh installs them. Results go to stdout and bench/results/.
@@ -23,11 +24,13 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "proxy", "proxy or freshness")
+	mode := flag.String("mode", "proxy", "proxy, freshness or scale")
 	dur := flag.Duration("duration", 10*time.Second, "load duration per target")
 	conns := flag.Int("c", 32, "wrk connections")
 	out := flag.String("out", "bench/results/latest.md", "markdown report (proxy mode)")
 	changes := flag.Int("changes", 100, "changes per freshness measurement")
+	services := flag.Int("services", 1000, "services (and routes) in scale mode")
+	settle := flag.Duration("settle", 70*time.Second, "steady-state window in scale mode: at least one long-poll cycle (60 s + jitter)")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "gateway-bench-")
@@ -43,6 +46,8 @@ func main() {
 		proxyBench(dir, bin, *dur, *conns, *out)
 	case "freshness":
 		freshnessBench(dir, bin, *changes)
+	case "scale":
+		scaleBench(dir, bin, *services, *settle)
 	default:
 		fail("unknown mode %q", *mode)
 	}

@@ -9,6 +9,7 @@ import (
 // waitRoutes polls the admin /routes until n routes each have want
 // instances: the moment the gateway's table is complete.
 func waitRoutes(admin string, n, want int) time.Duration {
+	// Large tables take a while; poll gently so polling is not the load.
 	start := time.Now()
 	for time.Since(start) < 120*time.Second {
 		if routesReady(admin, n, want) {
