@@ -3,11 +3,11 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gatewayco/gateway/gateway/config"
@@ -43,20 +43,44 @@ func (b *routeBreaker) roundTrip(req *http.Request, send func(*http.Request) (*h
 	}
 	resp, err := send(req)
 	done(outcome(req, resp, err))
-	if err == nil && b.stale != nil && req.Method == http.MethodGet && resp.StatusCode == http.StatusOK {
+	if err == nil && b.stale != nil && req.Method == http.MethodGet && resp.StatusCode == http.StatusOK && shareable(req, resp) {
+		h := resp.Header.Clone()
+		h.Del("Set-Cookie")
 		resp.Body = &staleRecorder{rc: resp.Body, cache: b.stale, entry: &policy.StaleEntry{
-			Key: staleKey(req), Status: resp.StatusCode, Header: resp.Header.Clone(),
+			Key: staleKey(req), Status: resp.StatusCode, Header: h,
 		}}
 	}
 	return resp, err
+}
+
+// shareable reports whether an answer may be replayed to other clients
+// while the breaker is open, by the rules a shared HTTP cache follows: not
+// when the request was personal (credentials or cookies) or the response
+// says it is (Set-Cookie, Cache-Control private or no-store, Vary: *).
+func shareable(req *http.Request, resp *http.Response) bool {
+	if req.Header.Get("Authorization") != "" || req.Header.Get("Cookie") != "" {
+		return false
+	}
+	if resp.Header.Get("Set-Cookie") != "" || resp.Header.Get("Vary") == "*" {
+		return false
+	}
+	for _, v := range resp.Header.Values("Cache-Control") {
+		for _, d := range strings.Split(v, ",") {
+			switch strings.ToLower(strings.TrimSpace(d)) {
+			case "private", "no-store":
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // outcome classifies a call for the breaker: 5xx, connection errors and
 // timeouts fail; a caller that went away is excluded; the rest succeed.
 func outcome(req *http.Request, resp *http.Response, err error) error {
 	switch {
-	case err != nil && errors.Is(req.Context().Err(), context.Canceled):
-		return context.Canceled
+	case err != nil && clientFault(req, err):
+		return context.Canceled // excluded: not the upstream's doing
 	case err != nil:
 		return err
 	case resp.StatusCode >= 500:
@@ -66,7 +90,7 @@ func outcome(req *http.Request, resp *http.Response, err error) error {
 }
 
 func (b *routeBreaker) whenOpen(req *http.Request) (*http.Response, error) {
-	if b.stale != nil && req.Method == http.MethodGet {
+	if b.stale != nil && req.Method == http.MethodGet && req.Header.Get("Authorization") == "" && req.Header.Get("Cookie") == "" {
 		if e := b.stale.Get(staleKey(req)); e != nil {
 			h := e.Header.Clone()
 			h.Set(staleHeader, "1")
@@ -83,7 +107,9 @@ func (b *routeBreaker) whenOpen(req *http.Request) (*http.Response, error) {
 	return nil, &errBreakerOpen{retryAfter: b.cb.RetryAfter()}
 }
 
-func staleKey(req *http.Request) string { return req.URL.RequestURI() }
+// staleKey names a cached answer: host and request target, so tenants
+// behind one host-template route never see each other's answers.
+func staleKey(req *http.Request) string { return req.Host + " " + req.URL.RequestURI() }
 
 func synthetic(req *http.Request, status int, h http.Header, body []byte) *http.Response {
 	h.Set("Content-Length", strconv.Itoa(len(body)))

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -136,5 +138,77 @@ func TestOpenBreakerServesStaleGETsElse503WithRetryAfter(t *testing.T) {
 		if ra, _ := strconv.Atoi(r.header.Get("Retry-After")); r.status != 503 || ra < 3500 || ra > 3600 || !strings.Contains(r.body, `"error":"circuit breaker open"`) {
 			t.Fatalf("%s %s while open: %d Retry-After %q %s, want 503 JSON", req.method, req.path, r.status, r.header.Get("Retry-After"), r.body)
 		}
+	}
+}
+
+// TestStaleAnswersAreNeverPersonal: while the breaker is open, an answer
+// that belonged to one user (credentials, cookies, Set-Cookie, private)
+// is never replayed to another, and hosts never share answers.
+func TestStaleAnswersAreNeverPersonal(t *testing.T) {
+	var failing atomic.Bool
+	_, inst := startUpstream(t, "stale-1", func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		switch r.URL.Path {
+		case "/stale/cookie":
+			w.Header().Set("Set-Cookie", "session=alice")
+		case "/stale/private":
+			w.Header().Set("Cache-Control", "private, max-age=60")
+		}
+		fmt.Fprintf(w, `{"for":%q,"host":%q}`, r.Header.Get("Authorization")+r.Header.Get("Cookie"), r.Host)
+	})
+	pg := startPolicyGateway(t, Options{}, breakerDoc, map[string][]registry.Instance{"stale": {inst}})
+	get := func(path string, headers ...string) response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", pg.url+path, nil)
+		for _, h := range headers {
+			k, v, _ := strings.Cut(h, ": ")
+			if k == "Host" {
+				req.Host = v
+				continue
+			}
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return response{status: resp.StatusCode, header: resp.Header, body: string(body)}
+	}
+
+	get("/stale/me", "Authorization: Bearer alice")
+	get("/stale/me-cookie", "Cookie: session=alice")
+	get("/stale/cookie")
+	get("/stale/private")
+	get("/stale/public", "Host: a.example.com")
+	failing.Store(true)
+	for i := 0; i < 20 && pg.route("stale").BreakerState() != "open"; i++ {
+		get(fmt.Sprintf("/stale/fail-%d", i))
+	}
+	if s := pg.route("stale").BreakerState(); s != "open" {
+		t.Fatalf("breaker %s, want open", s)
+	}
+	for _, tc := range []struct {
+		path    string
+		headers []string
+	}{
+		{"/stale/me", []string{"Authorization: Bearer bob"}},
+		{"/stale/me", nil},
+		{"/stale/me-cookie", []string{"Cookie: session=bob"}},
+		{"/stale/me-cookie", nil},
+		{"/stale/cookie", nil},
+		{"/stale/private", nil},
+		{"/stale/public", []string{"Host: b.example.com"}},
+	} {
+		if r := get(tc.path, tc.headers...); r.status != http.StatusServiceUnavailable || r.header.Get("Set-Cookie") != "" {
+			t.Errorf("GET %s %v while open: %d %q %s; want 503, never another user's answer", tc.path, tc.headers, r.status, r.header.Get("Set-Cookie"), r.body)
+		}
+	}
+	if r := get("/stale/public", "Host: a.example.com"); r.status != 200 || r.header.Get(staleHeader) != "1" {
+		t.Errorf("the public answer for its own host: %d %s, want the stale 200", r.status, r.body)
 	}
 }

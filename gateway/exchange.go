@@ -46,8 +46,14 @@ func (e *exchange) begin(code int) {
 	}
 }
 
-// WriteHeader records the status for the access log.
+// WriteHeader records the status for the access log. Informational
+// answers (100 Continue, 103 Early Hints) pass through unrecorded: the
+// final status comes after them, and it is the one logs and metrics need.
 func (e *exchange) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		e.ResponseWriter.WriteHeader(code)
+		return
+	}
 	e.begin(code)
 	e.ResponseWriter.WriteHeader(code)
 }

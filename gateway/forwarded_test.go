@@ -40,6 +40,9 @@ func TestForwardedHeadersAreReplacedUnlessThePeerIsTrusted(t *testing.T) {
 				req.Header.Set("X-Forwarded-Host", "public.example.com")
 				req.Header.Set("X-Forwarded-Proto", "https")
 			}
+			for _, h := range []string{"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl", "X-Real-Ip"} {
+				req.Header.Set(h, "forged")
+			}
 			resp, err := srv.Client().Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -48,6 +51,10 @@ func TestForwardedHeadersAreReplacedUnlessThePeerIsTrusted(t *testing.T) {
 			var got map[string]string
 			if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
 				t.Fatal(err)
+			}
+			forged := got["forged"] != ""
+			if trustedPeer := len(tc.trusted) > 0 && tc.trusted[0].Contains(netip.MustParseAddr("127.0.0.1")); forged != trustedPeer {
+				t.Errorf("other forwarding headers reached the upstream: %v, want %v (only from a trusted proxy)", forged, trustedPeer)
 			}
 			for k, v := range tc.want {
 				if got[k] != v {

@@ -27,6 +27,7 @@ func startUpstream(t *testing.T, name string, h http.HandlerFunc) (*httptest.Ser
 				"instance": name, "path": r.URL.Path, "raw_path": r.URL.RawPath, "host": r.Host,
 				"xff": r.Header.Get("X-Forwarded-For"), "xfh": r.Header.Get("X-Forwarded-Host"),
 				"xfp": r.Header.Get("X-Forwarded-Proto"), "conn_hdr": r.Header.Get("X-Hop"),
+				"forged": r.Header.Get("X-Forwarded-Port") + r.Header.Get("X-Forwarded-Prefix") + r.Header.Get("X-Forwarded-Ssl") + r.Header.Get("X-Real-Ip"),
 			})
 		}
 	}

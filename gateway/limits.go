@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"net/http"
 )
@@ -32,4 +33,12 @@ func (g *Gateway) limitBody(w http.ResponseWriter, r *http.Request) bool {
 func isBodyTooLarge(err error) bool {
 	var mbe *http.MaxBytesError
 	return errors.As(err, &mbe)
+}
+
+// clientFault reports whether a failed exchange was the client's doing: it
+// went away, or its body crossed the limit. Such failures say nothing
+// about the instance, so they must not eject it, open a breaker or count
+// as upstream errors; otherwise any client could take instances out.
+func clientFault(req *http.Request, err error) bool {
+	return errors.Is(req.Context().Err(), context.Canceled) || isBodyTooLarge(err)
 }

@@ -198,8 +198,16 @@ func pickFirst(lists [][]*matchEntry, r *http.Request, path string, badMethod *b
 
 func (e *matchEntry) matches(r *http.Request, path string, badMethod *bool) bool {
 	if e.hostRe != nil {
+		// Host names are case-insensitive (RFC 9110); templates, like
+		// literal hosts, match the lower-cased name.
+		hr := r
+		if lower := strings.ToLower(r.Host); lower != r.Host {
+			cp := *r
+			cp.Host = lower
+			hr = &cp
+		}
 		var rm mux.RouteMatch
-		if !e.hostRe.Match(r, &rm) {
+		if !e.hostRe.Match(hr, &rm) {
 			return false
 		}
 	}
@@ -230,7 +238,10 @@ func (e *matchEntry) matches(r *http.Request, path string, badMethod *bool) bool
 }
 
 // hostOnly lower-cases the Host header and drops its port, as host
-// matching in mux ignores the port when the template has none.
+// matching in mux ignores the port when the template has none. Unlike
+// mux, which compares hosts case-sensitively, the gateway follows RFC 9110:
+// API.Example.com is the route for api.example.com. Write host templates
+// in lower case.
 func hostOnly(h string) string {
 	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
 		h = h[:i]

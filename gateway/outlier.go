@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"context"
-	"errors"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -87,7 +85,7 @@ func (o *outlierTracker) record(h *instanceHealth, host string, req *http.Reques
 	failed := false
 	switch {
 	case err != nil:
-		failed = !errors.Is(req.Context().Err(), context.Canceled)
+		failed = !clientFault(req, err)
 	case resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusGatewayTimeout:
 		failed = true
 	}

@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -132,5 +134,33 @@ func TestOutlierEjectionCanBeTurnedOff(t *testing.T) {
 	// request; with ejection it would stop after DefaultOutlierFailures.
 	if got := attempts.Load(); got <= 2*DefaultOutlierFailures {
 		t.Fatalf("without ejection the bad instance saw only %d of 40 requests", got)
+	}
+}
+
+// TestOversizedBodiesDoNotEjectInstances: a client crossing the body
+// limit gets 413; the instance it was sent to keeps a clean record, so
+// clients cannot take healthy instances out of rotation.
+func TestOversizedBodiesDoNotEjectInstances(t *testing.T) {
+	_, good := startUpstream(t, "good", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	})
+	gw := New(Options{MaxBodyBytes: 1024})
+	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{prefixRoute("api", "/", "svc")},
+		fixed(map[string][]registry.Instance{"svc": {good}}), nil))
+	srv := serve(t, gw)
+	for range 2 * DefaultOutlierFailures {
+		// A reader without a length makes the body chunked, so the limit
+		// is only crossed while the proxy streams it.
+		resp, err := srv.Client().Post(srv.URL+"/upload", "text/plain", io.MultiReader(strings.NewReader(strings.Repeat("x", 64<<10))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("status %d, want 413", resp.StatusCode)
+		}
+	}
+	if gw.Table().Routes()[0].up.isEjected(0, time.Now()) {
+		t.Fatal("oversized client bodies ejected a healthy instance")
 	}
 }

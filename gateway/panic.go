@@ -106,7 +106,7 @@ func (s *instanceSelector) knownGood(key registry.ServiceKey, registered []regis
 // forget drops services no route uses any more, so their memory does not
 // outlive them.
 func (s *instanceSelector) forget(used map[registry.ServiceKey]bool) {
-	for k := range s.lastKnown {
+	for k := range s.everPassed {
 		if !used[k] {
 			delete(s.lastKnown, k)
 			delete(s.reasons, k)

@@ -93,3 +93,14 @@ func TestInstanceSelector(t *testing.T) {
 		})
 	}
 }
+
+func TestInstanceSelectorForgetsUnusedServices(t *testing.T) {
+	s := newInstanceSelector(0.5, hclog.NewNullLogger())
+	a, b := registry.ServiceKey{Name: "a"}, registry.ServiceKey{Name: "b"}
+	s.choose(a, insts("x+"))
+	s.choose(b, insts("y-")) // never passed: no lastKnown, but a record
+	s.forget(map[registry.ServiceKey]bool{})
+	if len(s.everPassed)+len(s.lastKnown)+len(s.reasons) != 0 {
+		t.Fatalf("state left for unused services: %v %v %v", s.everPassed, s.lastKnown, s.reasons)
+	}
+}

@@ -114,10 +114,9 @@ func (p *proxy) handler(rt *Route) http.Handler {
 }
 
 // rewrite shapes the outgoing request; the upstream fills in the instance.
-// Using
-// Rewrite rather than Director means ReverseProxy strips hop-by-hop and
-// client-sent X-Forwarded-* headers before we set ours, so a client cannot
-// remove or forge what the gateway adds.
+// Using Rewrite rather than Director means ReverseProxy strips hop-by-hop
+// headers, and the forwarding headers it knows, before we set ours, so a
+// client cannot remove what the gateway adds; setForwarded drops the rest.
 func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	ex := exchangeFrom(pr.In.Context())
 	if ex.strip != "" {
@@ -133,18 +132,29 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 }
 
 // setForwarded sets X-Forwarded-For, -Host and -Proto. What a client sends
-// is replaced: anyone can write those headers. Only a peer in the trusted
-// proxy list has its chain extended and its -Host and -Proto kept, since
-// it saw the original client and protocol.
+// is not believed: ReverseProxy drops Forwarded and X-Forwarded-For, -Host
+// and -Proto, and this drops every other X-Forwarded-* and X-Real-Ip too
+// (frameworks trust X-Forwarded-Port, -Prefix or -Ssl to build URLs). Only
+// a peer in the trusted proxy list keeps them, has its X-Forwarded-For
+// chain extended and its -Host and -Proto kept, since it saw the original
+// client and protocol.
 func (p *proxy) setForwarded(pr *httputil.ProxyRequest) {
+	trusted := false
+	if len(p.env.trusted) > 0 {
+		peer, err := netip.ParseAddr(clientIP(pr.In))
+		trusted = err == nil && isTrusted(peer, p.env.trusted)
+	}
+	if !trusted {
+		for k := range pr.Out.Header {
+			if strings.HasPrefix(k, "X-Forwarded-") || k == "X-Real-Ip" {
+				delete(pr.Out.Header, k)
+			}
+		}
+		pr.SetXForwarded()
+		return
+	}
 	pr.SetXForwarded()
-	if len(p.env.trusted) == 0 {
-		return
-	}
-	peer, err := netip.ParseAddr(clientIP(pr.In))
-	if err != nil || !isTrusted(peer, p.env.trusted) {
-		return
-	}
+	peer, _ := netip.ParseAddr(clientIP(pr.In))
 	in := pr.In.Header
 	if prior := in.Values("X-Forwarded-For"); len(prior) > 0 {
 		pr.Out.Header.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+peer.String())

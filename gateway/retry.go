@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -123,7 +122,7 @@ func (u *upstream) to(r *http.Request, i int) (*http.Response, error) {
 		m.requests.Inc()
 		// A client that hung up is not the instance's fault; a route
 		// timeout (DeadlineExceeded) is.
-		if err != nil && !errors.Is(r.Context().Err(), context.Canceled) {
+		if err != nil && !clientFault(r, err) {
 			m.errors.Inc()
 		}
 	}

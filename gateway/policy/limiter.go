@@ -22,13 +22,20 @@ import (
 // flood of distinct keys that is the price of bounded memory, and each
 // flooding key still gets only one burst.
 type Limiter struct {
-	limit  rate.Limit
-	burst  int
-	idle   time.Duration
-	now    func() time.Time
-	seed   maphash.Seed
-	shards [limiterShards]limiterShard
+	limit rate.Limit
+	burst int
+	idle  time.Duration
+	now   func() time.Time
+	// Keys are stored as a 128-bit digest under two random seeds, never as
+	// the string itself: a key is client input (a header value of up to
+	// the header limit), and the memory bound must hold per bucket too.
+	seed, seed2 maphash.Seed
+	shards      [limiterShards]limiterShard
 }
+
+// keyDigest identifies a key; a collision between two live keys needs
+// about 2^64 of them.
+type keyDigest [2]uint64
 
 // limiterShards spreads keys over independently locked maps so concurrent
 // requests for different clients rarely contend.
@@ -37,12 +44,12 @@ const limiterShards = 64
 type limiterShard struct {
 	mu      sync.Mutex
 	max     int
-	buckets map[string]*list.Element // of *bucket
-	lru     list.List                // front = most recently used
+	buckets map[keyDigest]*list.Element // of *bucket
+	lru     list.List                   // front = most recently used
 }
 
 type bucket struct {
-	key  string
+	key  keyDigest
 	lim  *rate.Limiter
 	seen time.Time
 }
@@ -59,14 +66,15 @@ type LimiterOptions struct {
 	Now func() time.Time
 }
 
-// DefaultMaxKeys bounds a Limiter's buckets; about 100k keys take roughly
-// 30 MB (see TestLimiterMemoryIsBoundedUnderKeyFlood).
+// DefaultMaxKeys bounds a Limiter's buckets; 100k buckets take about
+// 24 MiB whatever the keys' length (see TestLimiterMemoryIsBoundedUnderKeyFlood
+// and TestLimiterMemoryDoesNotGrowWithKeyLength).
 const DefaultMaxKeys = 100_000
 
 // NewLimiter returns a limiter refilling rps tokens per second into
 // buckets of size burst.
 func NewLimiter(rps float64, burst int, opts LimiterOptions) *Limiter {
-	l := &Limiter{limit: rate.Limit(rps), burst: burst, idle: opts.Idle, now: opts.Now, seed: maphash.MakeSeed()}
+	l := &Limiter{limit: rate.Limit(rps), burst: burst, idle: opts.Idle, now: opts.Now, seed: maphash.MakeSeed(), seed2: maphash.MakeSeed()}
 	if l.now == nil {
 		l.now = time.Now
 	}
@@ -79,7 +87,7 @@ func NewLimiter(rps float64, burst int, opts LimiterOptions) *Limiter {
 	}
 	for i := range l.shards {
 		l.shards[i].max = max(1, maxKeys/limiterShards)
-		l.shards[i].buckets = map[string]*list.Element{}
+		l.shards[i].buckets = map[keyDigest]*list.Element{}
 	}
 	return l
 }
@@ -99,10 +107,11 @@ type Decision struct {
 // Allow takes one token from key's bucket.
 func (l *Limiter) Allow(key string) Decision {
 	now := l.now()
-	s := &l.shards[maphash.String(l.seed, key)%limiterShards]
+	k := keyDigest{maphash.String(l.seed, key), maphash.String(l.seed2, key)}
+	s := &l.shards[k[0]%limiterShards]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b := s.touch(key, now, l)
+	b := s.touch(k, now, l)
 	d := Decision{Limit: l.burst}
 	r := b.lim.ReserveN(now, 1)
 	if delay := r.DelayFrom(now); !r.OK() || delay > 0 {
@@ -120,7 +129,7 @@ func (l *Limiter) Allow(key string) Decision {
 
 // touch returns key's bucket, creating it and evicting idle or least
 // recently used buckets as needed. Called with s.mu held.
-func (s *limiterShard) touch(key string, now time.Time, l *Limiter) *bucket {
+func (s *limiterShard) touch(key keyDigest, now time.Time, l *Limiter) *bucket {
 	if e, ok := s.buckets[key]; ok {
 		b := e.Value.(*bucket)
 		b.seen = now

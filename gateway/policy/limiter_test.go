@@ -3,6 +3,7 @@ package policy
 import (
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -106,6 +107,31 @@ func TestLimiterMemoryIsBoundedUnderKeyFlood(t *testing.T) {
 	}
 	if grown > heapBound {
 		t.Fatalf("heap grew by %d bytes, bound is %d", grown, heapBound)
+	}
+	runtime.KeepAlive(l)
+}
+
+// TestLimiterMemoryDoesNotGrowWithKeyLength: keys are client input (a
+// header value can be as long as the header limit), so a bucket must cost
+// the same whatever the key's length.
+func TestLimiterMemoryDoesNotGrowWithKeyLength(t *testing.T) {
+	clk := newFakeClock()
+	l := NewLimiter(10, 10, LimiterOptions{Now: clk.Now})
+	long := strings.Repeat("k", 512<<10)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range 2000 {
+		l.Allow(long + strconv.Itoa(i))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("2,000 keys of 512 KiB: %d buckets, heap grew %.1f KiB", l.Len(), float64(grown)/1024)
+	// 2,000 small buckets are well under 2 MiB; storing the keys would
+	// take 1 GiB.
+	if grown > 2<<20 {
+		t.Fatalf("heap grew by %d bytes for 2,000 buckets: the keys are being kept", grown)
 	}
 	runtime.KeepAlive(l)
 }
