@@ -39,18 +39,6 @@ func resettingUpstream(t *testing.T) (registry.Instance, *atomic.Int64) {
 	return instanceOf(t, "bad", ln.Addr()), &n
 }
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // TestFailingInstanceIsEjectedRetriedAfterAndForgottenWhenConsulDropsIt:
 // with retries no GET fails; after five consecutive failures the instance
 // gets no traffic until its ejection ends; an instance Consul removed and
@@ -59,7 +47,7 @@ func TestFailingInstanceIsEjectedRetriedAfterAndForgottenWhenConsulDropsIt(t *te
 	_, good1 := startUpstream(t, "good-1", nil)
 	_, good2 := startUpstream(t, "good-2", nil)
 	bad, attempts := resettingUpstream(t)
-	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	clock := newTestClock()
 	gw := New(Options{Now: clock.Now})
 	b := newTableBuilder(gw.proxy)
 	r := prefixRoute("api", "/", "svc")
