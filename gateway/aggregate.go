@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 
@@ -29,7 +30,8 @@ type Aggregate struct {
 	Calls []*AggregateCall
 
 	logger  hclog.Logger
-	metrics *Metrics // nil when metrics are off
+	metrics *Metrics       // nil when metrics are off
+	trusted []netip.Prefix // proxies whose X-Forwarded-* are believed
 	// handler is the aggregate behind its admission policies (rate limit,
 	// auth); the router serves it.
 	handler http.Handler
@@ -206,12 +208,9 @@ func (ag *Aggregate) outgoingHeader(r *http.Request) http.Header {
 			}
 		}
 	}
-	h.Set("X-Forwarded-For", clientIP(r))
-	h.Set("X-Forwarded-Host", r.Host)
-	proto := "http"
-	if r.TLS != nil {
-		proto = "https"
-	}
+	xff, host, proto, _ := forwarded(r, ag.trusted)
+	h.Set("X-Forwarded-For", xff)
+	h.Set("X-Forwarded-Host", host)
 	h.Set("X-Forwarded-Proto", proto)
 	return h
 }
@@ -280,7 +279,7 @@ func failure(kind string, status int, msg string) callResult {
 // aggregate builds an aggregate's calls. Calls use the service's
 // round-robin balancer, shared with routes to the same service.
 func (b *tableBuilder) aggregate(ac config.Aggregate, instances func(registry.ServiceKey) []registry.Instance) *Aggregate {
-	ag := &Aggregate{Config: ac, logger: b.proxy.logger.Named("aggregate"), metrics: b.proxy.metrics}
+	ag := &Aggregate{Config: ac, logger: b.proxy.logger.Named("aggregate"), metrics: b.proxy.metrics, trusted: b.proxy.env.trusted}
 	for _, cc := range ac.Calls {
 		key := registry.ServiceKey{Name: cc.Service, Tag: cc.Tag}
 		insts := instances(key)

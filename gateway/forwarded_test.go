@@ -64,3 +64,44 @@ func TestForwardedHeadersAreReplacedUnlessThePeerIsTrusted(t *testing.T) {
 		})
 	}
 }
+
+// TestAggregateCallsGetTheSameForwardedHeaders: calls follow the proxy's
+// rule, replacing a client's chain and extending a trusted proxy's.
+func TestAggregateCallsGetTheSameForwardedHeaders(t *testing.T) {
+	_, inst := startUpstream(t, "up", nil)
+	doc, err := config.Parse("k", []byte(`
+aggregate "agg" {
+  path = "/agg"
+  call "c" {
+    service = "up"
+    path    = "/x"
+  }
+}
+`), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		trusted []netip.Prefix
+		want    string
+	}{
+		{nil, "127.0.0.1"},
+		{[]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, "203.0.113.9, 127.0.0.1"},
+	} {
+		gw := New(Options{TrustedProxies: tc.trusted})
+		gw.Publish(newTableBuilder(gw.proxy).buildAll(nil, doc.Aggregates, fixed(map[string][]registry.Instance{"up": {inst}}), nil))
+		srv := serve(t, gw)
+		req, _ := http.NewRequest("GET", srv.URL+"/agg", nil)
+		req.Header.Set("X-Forwarded-For", "203.0.113.9")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct{ C map[string]string }
+		err = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if err != nil || got.C["xff"] != tc.want {
+			t.Errorf("trusted %v: call saw X-Forwarded-For %q (err %v), want %q", tc.trusted, got.C["xff"], err, tc.want)
+		}
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -131,39 +130,24 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	p.setForwarded(pr)
 }
 
-// setForwarded sets X-Forwarded-For, -Host and -Proto. What a client sends
-// is not believed: ReverseProxy drops Forwarded and X-Forwarded-For, -Host
-// and -Proto, and this drops every other X-Forwarded-* and X-Real-Ip too
-// (frameworks trust X-Forwarded-Port, -Prefix or -Ssl to build URLs). Only
-// a peer in the trusted proxy list keeps them, has its X-Forwarded-For
-// chain extended and its -Host and -Proto kept, since it saw the original
-// client and protocol.
+// setForwarded sets X-Forwarded-For, -Host and -Proto (see forwarded).
+// ReverseProxy drops Forwarded and the three X-Forwarded-* it knows; this
+// also drops every other X-Forwarded-* and X-Real-Ip a client sent
+// (frameworks trust X-Forwarded-Port, -Prefix or -Ssl to build URLs),
+// unless the peer is a trusted proxy.
 func (p *proxy) setForwarded(pr *httputil.ProxyRequest) {
-	trusted := false
-	if len(p.env.trusted) > 0 {
-		peer, err := netip.ParseAddr(clientIP(pr.In))
-		trusted = err == nil && isTrusted(peer, p.env.trusted)
-	}
+	xff, host, proto, trusted := forwarded(pr.In, p.env.trusted)
 	if !trusted {
 		for k := range pr.Out.Header {
 			if strings.HasPrefix(k, "X-Forwarded-") || k == "X-Real-Ip" {
 				delete(pr.Out.Header, k)
 			}
 		}
-		pr.SetXForwarded()
-		return
 	}
-	pr.SetXForwarded()
-	peer, _ := netip.ParseAddr(clientIP(pr.In))
-	in := pr.In.Header
-	if prior := in.Values("X-Forwarded-For"); len(prior) > 0 {
-		pr.Out.Header.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+peer.String())
-	}
-	for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
-		if v := in.Get(h); v != "" {
-			pr.Out.Header.Set(h, v)
-		}
-	}
+	h := pr.Out.Header
+	h.Set("X-Forwarded-For", xff)
+	h.Set("X-Forwarded-Host", host)
+	h.Set("X-Forwarded-Proto", proto)
 }
 
 // stripPrefix removes prefix from path, keeping the result absolute.
