@@ -29,10 +29,9 @@ type Metrics struct {
 	rejected         prometheus.Gauge
 	watchErrors      prometheus.Counter
 
-	// Collectors for features merged from parallel work (circuit breakers,
-	// rate limiting, aggregates): defined here so dashboards and alerts can
-	// be written against stable names; the lead wires the calls in at merge.
-	breaker        *prometheus.GaugeVec   // route
+	// Policy and aggregate collectors: state changes and refusals record
+	// into them as they happen; a published table sets and prunes them.
+	breaker        *prometheus.GaugeVec   // route, or aggregate/call
 	rateLimited    *prometheus.CounterVec // route
 	aggregateCalls *prometheus.CounterVec // aggregate, call, kind
 
@@ -40,6 +39,7 @@ type Metrics struct {
 	routes    map[string]*routeMetrics // by route name; survives table swaps
 	services  map[string]bool          // services with a healthy gauge set
 	instances map[[2]string]bool       // service, instance with upstream series
+	breakers  map[string]bool          // names with a breaker gauge set
 	none      *routeMetrics            // requests no route matched
 }
 

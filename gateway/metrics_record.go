@@ -124,8 +124,16 @@ func (m *Metrics) published(t *Table) {
 	services := make(map[string]bool, len(t.routes))
 	routes := map[string]bool{labelNone: true}
 	instances := map[[2]string]bool{}
+	breakers := map[string]bool{}
 	for _, ag := range t.aggregates {
 		routes[ag.Config.Name] = true
+		for _, c := range ag.Calls {
+			if c.up.breaker != nil {
+				name := ag.Config.Name + "/" + c.Config.Name
+				breakers[name] = true
+				m.breaker.WithLabelValues(name).Set(float64(breakerLevel(c.up.breaker.cb.State())))
+			}
+		}
 	}
 	for _, rt := range t.routes {
 		s := rt.Service.String()
@@ -135,11 +143,10 @@ func (m *Metrics) published(t *Table) {
 		// instances, and the gauge must still show the service is sick.
 		m.healthy.WithLabelValues(s).Set(float64(len(registry.Passing(rt.Instances))))
 		// State changes update the gauge as they happen; publishing sets
-		// it for new breakers and removes it from routes that lost theirs.
+		// it for new breakers and prunes those gone (below).
 		if st := rt.BreakerState(); st != "" {
+			breakers[rt.Config.Name] = true
 			m.breaker.WithLabelValues(rt.Config.Name).Set(float64(breakerLevel(st)))
-		} else {
-			m.breaker.DeleteLabelValues(rt.Config.Name)
 		}
 		instances[[2]string{s, labelNone}] = true
 		for _, in := range rt.Instances {
@@ -148,6 +155,12 @@ func (m *Metrics) published(t *Table) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	for name := range m.breakers {
+		if !breakers[name] {
+			m.breaker.DeleteLabelValues(name)
+		}
+	}
+	m.breakers = breakers
 	for s := range m.services {
 		if !services[s] {
 			m.healthy.DeleteLabelValues(s)
@@ -158,7 +171,6 @@ func (m *Metrics) published(t *Table) {
 		if !routes[name] {
 			m.requests.DeletePartialMatch(prometheus.Labels{"route": name})
 			m.latency.DeleteLabelValues(name)
-			m.breaker.DeleteLabelValues(name)
 			m.rateLimited.DeleteLabelValues(name)
 			m.aggregateCalls.DeletePartialMatch(prometheus.Labels{"aggregate": name})
 			delete(m.routes, name)
