@@ -192,10 +192,19 @@ func (p *proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 const statusClientClosed = 499
 
 // bufferPool recycles the 32 KiB copy buffers ReverseProxy would otherwise
-// allocate for every response body.
+// allocate for every response body. It pools array pointers: converting
+// the slice back to its array pointer costs nothing, where pooling &slice
+// would allocate a slice header on every Put.
 type bufferPool struct{}
 
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+const copyBufferSize = 32 * 1024
 
-func (bufferPool) Get() []byte  { return *(copyBuffers.Get().(*[]byte)) }
-func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
+var copyBuffers = sync.Pool{New: func() any { return new([copyBufferSize]byte) }}
+
+func (bufferPool) Get() []byte { return copyBuffers.Get().(*[copyBufferSize]byte)[:] }
+
+func (bufferPool) Put(b []byte) {
+	if cap(b) >= copyBufferSize {
+		copyBuffers.Put((*[copyBufferSize]byte)(b[:copyBufferSize]))
+	}
+}
