@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 	"github.com/hashicorp/go-hclog"
@@ -127,10 +128,14 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.SetLimit(ag.Config.MaxConcurrency)
 	for i, c := range ag.Calls {
 		g.Go(func() error {
-			if gctx.Err() != nil {
-				// A required call already failed (or the client left)
-				// while this one waited for a concurrency slot.
-				results[i].err = callError{Kind: kindSystem, Status: http.StatusBadGateway, Message: "cancelled"}
+			if err := gctx.Err(); err != nil {
+				// A required call already failed, the client left or the
+				// deadline passed while this one waited for a slot. A
+				// required call that never ran fails the request too.
+				results[i] = transportFailure(gctx, err)
+				if c.Config.Required {
+					return requiredFailure{call: i}
+				}
 				return nil
 			}
 			results[i] = c.do(gctx, targets[i], header, ag.Config.MaxResponseBytes)
@@ -186,12 +191,22 @@ func (c *AggregateCall) target(vars map[string]string, query url.Values) (string
 			b.WriteString(url.QueryEscape(v))
 			continue
 		}
-		// PathEscape leaves dots alone, and a segment of "." or ".." is
-		// resolved by upstreams to another path.
-		if v == "." || v == ".." {
-			return "", fmt.Errorf("%w: {%s} must not be %q", errBadPathValue, p.Var, v)
+		// A value in the path must stay inside its segment: an empty one
+		// would call the collection ("/users/"), and a slash, even escaped,
+		// is decoded by upstreams that normalise paths (this gateway
+		// included) into another path.
+		if v == "" || strings.Contains(v, "/") {
+			return "", fmt.Errorf("%w: {%s} must be a non-empty value without '/'", errBadPathValue, p.Var)
 		}
 		b.WriteString(url.PathEscape(v))
+	}
+	// PathEscape leaves dots alone, and a "." or ".." segment, even one
+	// built from several values, is resolved by upstreams to another path.
+	path, _, _ := strings.Cut(b.String(), "?")
+	for _, seg := range strings.Split(path, "/") {
+		if seg == "." || seg == ".." {
+			return "", fmt.Errorf("%w: the call path would contain a %q segment", errBadPathValue, seg)
+		}
 	}
 	return b.String(), nil
 }
@@ -245,7 +260,9 @@ func (c *AggregateCall) do(ctx context.Context, target string, header http.Heade
 	case s == http.StatusNoContent:
 		return callResult{body: []byte("null")}
 	case s >= 200 && s < 300:
-		if !json.Valid(body) {
+		// JSON must be UTF-8 (RFC 8259); json.Valid does not check it, and
+		// one bad byte would make the whole merged body unreadable.
+		if !json.Valid(body) || !utf8.Valid(body) {
 			return failure(kindSystem, http.StatusBadGateway, "upstream answered invalid JSON")
 		}
 		// Encoders end bodies with a newline; inside the merged object it

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/goleak"
 
@@ -216,11 +217,13 @@ func TestAggregateEscapesPathAndQueryValues(t *testing.T) {
 		want       []string // request URIs of calls a and b, sorted
 	}{
 		{"plain", "/d/42?ref=x", 200, []string{"/orders?user=42&ref=x", "/users/42/q/x"}},
-		{"slash in a value stays inside one segment", "/d/42?ref=../admin", 200,
-			[]string{"/orders?user=42&ref=..%2Fadmin", "/users/42/q/..%2Fadmin"}},
-		{"query syntax in a path variable stays one value", "/d/1%26admin=true%3Fx", 200,
-			[]string{"/orders?user=1%26admin%3Dtrue%3Fx&ref=", "/users/1&admin=true%3Fx/q/"}},
-		{"missing query value is empty", "/d/7", 200, []string{"/orders?user=7&ref=", "/users/7/q/"}},
+		// Upstreams that normalise paths decode %2F: a slash in a path
+		// value, even escaped, would reach another path.
+		{"slash in a path value is refused", "/d/42?ref=../admin", 400, nil},
+		{"query syntax in a path variable stays one value", "/d/1%26admin=true%3Fx?ref=r", 200,
+			[]string{"/orders?user=1%26admin%3Dtrue%3Fx&ref=r", "/users/1&admin=true%3Fx/q/r"}},
+		// An empty path value would call the collection ("/users/7/q/").
+		{"missing value in the path is refused", "/d/7", 400, nil},
 		{"dot-dot segment is refused", "/d/7?ref=..", 400, nil},
 	}
 	for _, tt := range tests {
@@ -456,5 +459,71 @@ func TestAggregateAndRoutesShareMuxPrecedence(t *testing.T) {
 	}
 	if code, body := get(t, http.DefaultClient, srv.URL+"/api/other"); code != 200 || body["path"] != "/api/other" {
 		t.Fatalf("/api/other: %d %v, want the route", code, body)
+	}
+}
+
+func TestAggregateQueryValuesMayBeEmptyInTheQuery(t *testing.T) {
+	verifyNoLeaks(t)
+	var seen atomic.Value
+	_, in := startUpstream(t, "u", func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(r.RequestURI)
+		_, _ = io.WriteString(w, `{}`)
+	})
+	ag := testAggregate("/d/{id}", config.Call{Name: "b", Service: "u", Path: "/orders?user={id}&ref={query.ref}"})
+	srv := serveAggregate(t, ag, map[string][]registry.Instance{"u": {in}})
+	resp, err := http.Get(srv.URL + "/d/7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || seen.Load() != "/orders?user=7&ref=" {
+		t.Fatalf("%d, upstream saw %v; want 200 and an empty ref", resp.StatusCode, seen.Load())
+	}
+}
+
+// TestAggregateRejectsNonUTF8Bodies: json.Valid accepts invalid UTF-8
+// inside strings; one such body would make the merged answer unreadable.
+func TestAggregateRejectsNonUTF8Bodies(t *testing.T) {
+	verifyNoLeaks(t)
+	_, in := startUpstream(t, "u", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "{\"junk\":\"\xff\xfe\"}")
+	})
+	ag := testAggregate("/d/{id}", config.Call{Name: "b", Service: "u", Path: "/x/{id}"})
+	srv := serveAggregate(t, ag, map[string][]registry.Instance{"u": {in}})
+	resp, err := http.Get(srv.URL + "/d/7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !utf8.Valid(body) || !json.Valid(body) || !strings.Contains(string(body), `"kind":"system"`) {
+		t.Fatalf("merged body %q: want valid UTF-8 JSON with the call as a system error", body)
+	}
+}
+
+// TestAggregateRequiredCallQueuedPastTheDeadlineFailsTheRequest: with a
+// concurrency cap, a required call still waiting for a slot when the
+// deadline passes never ran; the answer is the timeout status, not a 200.
+func TestAggregateRequiredCallQueuedPastTheDeadlineFailsTheRequest(t *testing.T) {
+	verifyNoLeaks(t)
+	_, slow := startUpstream(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	})
+	_, fast := startUpstream(t, "fast", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{}`)
+	})
+	ag := testAggregate("/d/{id}",
+		config.Call{Name: "extras", Service: "slow", Path: "/x/{id}"},
+		config.Call{Name: "user", Service: "fast", Path: "/u/{id}", Required: true})
+	ag.MaxConcurrency = 1
+	ag.Timeout = 100 * time.Millisecond
+	srv := serveAggregate(t, ag, map[string][]registry.Instance{"slow": {slow}, "fast": {fast}})
+	resp, err := http.Get(srv.URL + "/d/7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("status %d, want 504 (the required call never ran before the deadline)", resp.StatusCode)
 	}
 }
