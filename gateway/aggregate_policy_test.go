@@ -73,3 +73,40 @@ aggregate "dash" {
 		t.Fatalf("dashboard entries = %+v", state.Entries)
 	}
 }
+
+// TestAggregateOnlyServicesHaveTheirSeriesPruned: a service only an
+// aggregate calls gets a healthy gauge and upstream series like a route's,
+// and loses them with the aggregate.
+func TestAggregateOnlyServicesHaveTheirSeriesPruned(t *testing.T) {
+	_, up := startUpstream(t, "u", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`{}`)) })
+	doc, err := config.Parse("k", []byte(`
+aggregate "dash" {
+  path = "/dash/{id}"
+  call "a" {
+    service = "only-agg"
+    path    = "/a/{id}"
+  }
+}
+`), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMetrics(MetricsOptions{})
+	gw := New(Options{Metrics: m})
+	b := newTableBuilder(gw.proxy)
+	gw.Publish(b.buildAll(nil, doc.Aggregates, fixed(map[string][]registry.Instance{"only-agg": {up}}), nil))
+	srv := serve(t, gw)
+	if r := do(t, "GET", srv.URL+"/dash/1"); r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if got := testutil.ToFloat64(m.healthy.WithLabelValues("only-agg")); got != 1 {
+		t.Errorf("healthy gauge for an aggregate-only service = %v, want 1", got)
+	}
+	if n := testutil.CollectAndCount(m.upstreamRequests); n == 0 {
+		t.Fatal("no upstream series for the aggregate's call")
+	}
+	gw.Publish(b.buildAll(nil, nil, fixed(nil), nil))
+	if n := testutil.CollectAndCount(m.upstreamRequests) + testutil.CollectAndCount(m.healthy); n != 0 {
+		t.Errorf("%d series left after the aggregate was removed", n)
+	}
+}

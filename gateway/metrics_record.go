@@ -135,22 +135,27 @@ func (m *Metrics) published(t *Table) {
 			}
 		}
 	}
-	for _, rt := range t.routes {
-		s := rt.Service.String()
+	// Every service the table calls (routes, aggregate calls, forward
+	// auth) has a healthy gauge and upstream series; those of services
+	// and instances gone are deleted below.
+	for key, insts := range t.services {
+		s := key.String()
 		services[s] = true
+		// Passing, not served: in panic mode the service also gets
+		// failing instances, and the gauge must still show it is sick.
+		m.healthy.WithLabelValues(s).Set(float64(len(registry.Passing(insts))))
+		instances[[2]string{s, labelNone}] = true
+		for _, in := range insts {
+			instances[[2]string{s, in.HostPort()}] = true
+		}
+	}
+	for _, rt := range t.routes {
 		routes[rt.Config.Name] = true
-		// Passing, not served: in panic mode the route also uses failing
-		// instances, and the gauge must still show the service is sick.
-		m.healthy.WithLabelValues(s).Set(float64(len(registry.Passing(rt.Instances))))
 		// State changes update the gauge as they happen; publishing sets
 		// it for new breakers and prunes those gone (below).
 		if st := rt.BreakerState(); st != "" {
 			breakers[rt.Config.Name] = true
 			m.breaker.WithLabelValues(rt.Config.Name).Set(float64(breakerLevel(st)))
-		}
-		instances[[2]string{s, labelNone}] = true
-		for _, in := range rt.Instances {
-			instances[[2]string{s, in.HostPort()}] = true
 		}
 	}
 	m.mu.Lock()

@@ -23,6 +23,9 @@ type Table struct {
 	errors     []ConfigError
 	loaded     bool
 	builtAt    time.Time
+	// services is what every upstream of the table (routes, aggregate
+	// calls, forward auth) was built with, for metrics.
+	services map[registry.ServiceKey][]registry.Instance
 }
 
 // Route is a route of one Table: its validated configuration, the service
@@ -79,7 +82,10 @@ type tableBuilder struct {
 	nextBalancers map[balancerKey]balancer.Balancer
 	outliers      *outlierTracker
 	now           func() time.Time
-	states        policyStates // per-route policy state, see policies.go
+	// served collects, during one build, each service's instances as its
+	// upstreams got them; the finished table keeps it.
+	served map[registry.ServiceKey][]registry.Instance
+	states policyStates // per-route policy state, see policies.go
 }
 
 type balancerKey struct {
@@ -103,6 +109,7 @@ func (b *tableBuilder) build(routes []config.Route, instances func(registry.Serv
 // buildAll is build with aggregate endpoints as well.
 func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, instances func(registry.ServiceKey) []registry.Instance, errs []ConfigError) *Table {
 	t := &Table{loaded: true, builtAt: time.Now(), errors: errs}
+	b.served = map[registry.ServiceKey][]registry.Instance{}
 	for i := range routes {
 		rc := routes[i]
 		key := registry.ServiceKey{Name: rc.Service, Tag: rc.Tag}
@@ -122,6 +129,7 @@ func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, 
 	sort.Slice(t.routes, func(i, j int) bool { return t.routes[i].Config.Name < t.routes[j].Config.Name })
 	sort.Slice(t.aggregates, func(i, j int) bool { return t.aggregates[i].Config.Name < t.aggregates[j].Config.Name })
 	t.router = b.router(t.routes, t.aggregates)
+	t.services, b.served = b.served, nil
 	return t
 }
 

@@ -71,6 +71,9 @@ func (b *tableBuilder) newUpstream(key registry.ServiceKey, policy string, insts
 		}
 	}
 	b.nextBalancers[bk] = bal
+	if b.served != nil {
+		b.served[key] = insts
+	}
 	hosts := make([]string, len(insts))
 	for i, in := range insts {
 		hosts[i] = in.HostPort()
