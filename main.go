@@ -125,11 +125,14 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	select {
 	case <-ctx.Done():
-		logger.Info("shutting down", "drain_timeout", f.drain)
+		logger.Info("shutting down (a second signal exits at once)", "drain_timeout", f.drain)
 		err = nil
 	case err = <-a.failed:
 		logger.Error("listener failed", "error", err)
 	}
+	// Restore default signal handling: an operator's second Ctrl-C or
+	// SIGTERM must be able to cut a drain short.
+	stop()
 	if serr := a.shutdown(f.drain); err == nil {
 		err = serr
 	}
@@ -214,11 +217,15 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 // in-flight requests finish within drain, then stops the watches. The watches run until the public side has
 // drained, so requests still in flight keep a fresh table.
 func (a *app) shutdown(drain time.Duration) error {
+	// Leave the catalog first, so discovery stops handing out this gateway
+	// before its listeners start refusing connections. It gets its own
+	// short bound: a hung agent must not use up the drain that in-flight
+	// requests are owed.
+	regCtx, regCancel := context.WithTimeout(context.Background(), min(2*time.Second, drain/4))
+	a.self.deregister(regCtx)
+	regCancel()
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	// Leave the catalog first, so discovery stops handing out this gateway
-	// before its listeners start refusing connections.
-	a.self.deregister(ctx)
 	err := a.public.Shutdown(ctx)
 	_ = a.admin.Shutdown(ctx)
 	a.stopWatches()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -22,7 +23,7 @@ var errInvalidDocs = errors.New("route documents are invalid")
 
 // errConflict is returned when the KV key changed between our read and our
 // write (check-and-set failed), so a concurrent push is not overwritten.
-var errConflict = errors.New("the key changed while pushing; read it and push again")
+var errConflict = errors.New("the key changed since the index given (-cas) or while pushing; read it and push again")
 
 func runRoutes(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -64,6 +65,7 @@ func routesValidate(files []string, stdout, stderr io.Writer) error {
 // pushFlags are the settings of "routes push".
 type pushFlags struct {
 	key, prefix, consul string
+	cas                 int64
 }
 
 // newPushFlagSet declares the push flags; the compose-file test parses the
@@ -74,48 +76,66 @@ func newPushFlagSet(f *pushFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.key, "key", "", "KV key to write (default: KV prefix + file name)")
 	fs.StringVar(&f.prefix, "kv-prefix", "gateway/routes/", "KV prefix used when -key is not given")
 	fs.StringVar(&f.consul, "consul", "", "Consul HTTP address (default: CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
+	fs.Int64Var(&f.cas, "cas", -1, "write only if the key's ModifyIndex is still this (0: only if absent); push prints the index to use next time")
 	return fs
 }
 
 func routesPush(args []string, stdout, stderr io.Writer) error {
 	var pf pushFlags
 	fs := newPushFlagSet(&pf, stderr)
-	key, prefix, addr := &pf.key, &pf.prefix, &pf.consul
 	files, err := splitFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(files) != 1 {
-		return usageError("gateway routes push FILE [-key KEY]")
+		return usageError("gateway routes push FILE [-key KEY] [-cas INDEX]")
 	}
 	src, err := os.ReadFile(files[0])
 	if err != nil {
 		return err
 	}
-	k := *key
+	prefix := trimSlash(pf.prefix)
+	k := pf.key
 	if k == "" {
-		k = trimSlash(*prefix) + filepath.Base(files[0])
+		k = prefix + filepath.Base(files[0])
 	}
 	// Validate under the KV key's name, the name the gateway will report.
-	if _, err := config.Parse(k, src, 0); err != nil {
+	doc, err := config.Parse(k, src, 0)
+	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return errInvalidDocs
 	}
-	client, err := registry.NewClient(*addr)
+	client, err := registry.NewClient(pf.consul)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	q := (&api.QueryOptions{}).WithContext(ctx)
-	cur, _, err := client.KV().Get(k, q)
+	others, _, err := client.KV().List(prefix, q)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", k, err)
+		return fmt.Errorf("read %s: %w", prefix, err)
+	}
+	// The document must also fit with the others the gateway serves, by
+	// the same rules: unique names, no two identical matchers. A key
+	// outside the prefix is not served with them.
+	if errs := conflicts(k, doc, others); strings.HasPrefix(k, prefix) && len(errs) > 0 {
+		fmt.Fprintln(stderr, errs)
+		return errInvalidDocs
 	}
 	// CAS index 0 means "only if absent"; otherwise "only if unchanged".
-	var index uint64
-	if cur != nil {
-		index = cur.ModifyIndex
+	// With -cas the index is the one the operator last saw, so a change
+	// made since by someone else is never overwritten; without it, only a
+	// change racing this very push is caught.
+	index := uint64(max(pf.cas, 0))
+	if pf.cas < 0 {
+		cur, _, err := client.KV().Get(k, q)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", k, err)
+		}
+		if cur != nil {
+			index = cur.ModifyIndex
+		}
 	}
 	ok, _, err := client.KV().CAS(&api.KVPair{Key: k, Value: src, ModifyIndex: index}, (&api.WriteOptions{}).WithContext(ctx))
 	if err != nil {
@@ -124,6 +144,33 @@ func routesPush(args []string, stdout, stderr io.Writer) error {
 	if !ok {
 		return errConflict
 	}
-	fmt.Fprintf(stdout, "pushed %s to %s\n", files[0], k)
+	now, _, err := client.KV().Get(k, q)
+	if err != nil || now == nil {
+		fmt.Fprintf(stdout, "pushed %s to %s\n", files[0], k)
+		return nil
+	}
+	fmt.Fprintf(stdout, "pushed %s to %s (index %d; next time: -cas %d)\n", files[0], k, now.ModifyIndex, now.ModifyIndex)
 	return nil
+}
+
+// conflicts checks doc, about to be written at key, against the other
+// documents under the prefix with the gateway's own cross-document rules,
+// treating doc as the newest. Problems of the other documents are theirs
+// and not reported.
+func conflicts(key string, doc *config.Document, pairs api.KVPairs) config.Errors {
+	var newest uint64
+	cands := []config.Candidate{}
+	for _, p := range pairs {
+		if p.Key == key || strings.HasSuffix(p.Key, "/") {
+			continue
+		}
+		newest = max(newest, p.ModifyIndex)
+		if d, err := config.Parse(p.Key, p.Value, p.ModifyIndex); err == nil {
+			cands = append(cands, config.Candidate{Key: p.Key, Current: d, LastGood: d})
+		}
+	}
+	doc.ModifyIndex = newest + 1
+	cands = append(cands, config.Candidate{Key: key, Current: doc})
+	_, errs := config.Resolve(cands)
+	return errs[key]
 }

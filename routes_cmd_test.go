@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -84,6 +85,38 @@ func TestRoutesPushWritesToKVWithCheckAndSet(t *testing.T) {
 	pair, _, _ = client.KV().Get("gateway/routes/users.hcl", nil)
 	if !strings.Contains(string(pair.Value), `"/api/users"`) {
 		t.Fatal("an invalid document overwrote the key")
+	}
+
+	// -cas guards against overwriting a change made since the operator
+	// last read the key: the stale push is refused.
+	seen := pair.ModifyIndex
+	putRoute(t, client, "users.hcl", routeDoc("users", "/api/users", "users")+routeDoc("admin", "/api/admin", "users"))
+	err = run([]string{"routes", "push", "-cas", fmt.Sprint(seen), "-consul", addr, file}, &out, &errb)
+	if !errors.Is(err, errConflict) {
+		t.Fatalf("stale -cas push: %v, want errConflict", err)
+	}
+	pair, _, _ = client.KV().Get("gateway/routes/users.hcl", nil)
+	if !strings.Contains(string(pair.Value), `"admin"`) {
+		t.Fatal("a stale -cas push overwrote a newer change")
+	}
+	out.Reset()
+	if err := run([]string{"routes", "push", "-cas", fmt.Sprint(pair.ModifyIndex), "-consul", addr, file}, &out, &errb); err != nil {
+		t.Fatalf("push with the current index: %v", err)
+	}
+	if !strings.Contains(out.String(), "next time: -cas ") {
+		t.Fatalf("push output %q does not give the next index", out.String())
+	}
+
+	// A document that clashes with another key (a route name taken) is
+	// refused before it is written, as the gateway would reject it.
+	clash := writeFile(t, "other.hcl", routeDoc("users", "/api/other", "other"))
+	errb.Reset()
+	err = run([]string{"routes", "push", "-consul", addr, clash}, &out, &errb)
+	if !errors.Is(err, errInvalidDocs) || !strings.Contains(errb.String(), "already defined") {
+		t.Fatalf("clashing push: %v %q", err, errb.String())
+	}
+	if p, _, _ := client.KV().Get("gateway/routes/other.hcl", nil); p != nil {
+		t.Fatal("a clashing document was written")
 	}
 }
 

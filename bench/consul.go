@@ -26,12 +26,15 @@ log_level = "warn"
 	waitHTTP("http://"+addr+"/v1/status/leader", 200)
 	client, err := api.NewClient(&api.Config{Address: addr})
 	must(err)
-	for {
+	// /v1/status/leader answers 200 with "" until a leader is elected.
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
 		if leader, _ := client.Status().Leader(); leader != "" {
 			return client, addr
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	fail("consul elected no leader within 60 s; see %s/consul.log", dir)
+	return nil, ""
 }
 
 // register puts one instance in Consul; with ttl it gets a TTL check that
