@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,16 +12,7 @@ import (
 )
 
 func TestThreeConsulInstancesShareTrafficExactlyRoundRobin(t *testing.T) {
-	client, addr := startConsul(t)
-	for _, id := range []string{"users-1", "users-2", "users-3"} {
-		startBackend(t, client, "users", id)
-	}
-	putRoute(t, client, "users.hcl", routeDoc("users", "/api/users", "users"))
-	a := startGateway(t, addr)
-	waitFor(t, "route with three instances", func() bool {
-		r := a.gw.Table().Routes()
-		return len(r) == 1 && len(r[0].Instances) == 3
-	})
+	_, a, _ := routedService(t, "users", 3)
 	counts := map[string]int{}
 	for range 30 {
 		code, inst := getInstance(t, a, "/api/users/1")
@@ -37,17 +29,7 @@ func TestThreeConsulInstancesShareTrafficExactlyRoundRobin(t *testing.T) {
 }
 
 func TestCriticalInstanceStopsGettingTraffic(t *testing.T) {
-	client, addr := startConsul(t)
-	var backends []*backend
-	for _, id := range []string{"orders-1", "orders-2", "orders-3"} {
-		backends = append(backends, startBackend(t, client, "orders", id))
-	}
-	putRoute(t, client, "orders.hcl", routeDoc("orders", "/api/orders", "orders"))
-	a := startGateway(t, addr)
-	waitFor(t, "three instances", func() bool {
-		r := a.gw.Table().Routes()
-		return len(r) == 1 && len(r[0].Instances) == 3
-	})
+	client, a, backends := routedService(t, "orders", 3)
 
 	start := time.Now()
 	backends[1].setHealth(t, client, api.HealthCritical)
@@ -193,14 +175,7 @@ func TestDeregisteringEveryInstanceKeepsTheLastKnown(t *testing.T) {
 // TestMostInstancesFailingRoutesToAllRegistered is Envoy's panic mode: with
 // two of three checks failing (below the 50% default), all three serve.
 func TestMostInstancesFailingRoutesToAllRegistered(t *testing.T) {
-	client, addr := startConsul(t)
-	var backends []*backend
-	for _, id := range []string{"orders-1", "orders-2", "orders-3"} {
-		backends = append(backends, startBackend(t, client, "orders", id))
-	}
-	putRoute(t, client, "orders.hcl", routeDoc("orders", "/api/orders", "orders"))
-	a := startGateway(t, addr)
-	waitFor(t, "three instances", func() bool { r := a.gw.Table().Routes(); return len(r) == 1 && len(r[0].Instances) == 3 })
+	client, a, backends := routedService(t, "orders", 3)
 
 	backends[0].setHealth(t, client, api.HealthCritical)
 	waitFor(t, "one excluded", func() bool { return len(a.gw.Table().Routes()[0].Instances) == 2 })
@@ -214,4 +189,23 @@ func TestMostInstancesFailingRoutesToAllRegistered(t *testing.T) {
 		r := a.gw.Table().Routes()[0]
 		return len(r.Instances) == 2 && r.Panic == ""
 	})
+}
+
+// routedService starts Consul, n backends of service name (name-1 ...),
+// a route /api/NAME to them and the gateway, and waits until the route has
+// all n instances.
+func routedService(t *testing.T, name string, n int) (*api.Client, *app, []*backend) {
+	t.Helper()
+	client, addr := startConsul(t)
+	var backends []*backend
+	for i := range n {
+		backends = append(backends, startBackend(t, client, name, fmt.Sprintf("%s-%d", name, i+1)))
+	}
+	putRoute(t, client, name+".hcl", routeDoc(name, "/api/"+name, name))
+	a := startGateway(t, addr)
+	waitFor(t, fmt.Sprintf("%d instances", n), func() bool {
+		r := a.gw.Table().Routes()
+		return len(r) == 1 && len(r[0].Instances) == n
+	})
+	return client, a, backends
 }
