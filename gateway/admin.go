@@ -3,6 +3,9 @@ package gateway
 import (
 	"encoding/json"
 	"net/http"
+	"time"
+
+	"github.com/gatewayco/gateway/registry"
 )
 
 // Health reports whether the gateway's view of Consul is current. A nil
@@ -86,25 +89,32 @@ type instanceView struct {
 
 func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 	t := a.g.Table()
-	body := routesBody{Routes: []routeView{}, Aggregates: aggregateViews(t), Errors: t.Errors()}
+	now := a.g.now()
+	body := routesBody{Routes: []routeView{}, Aggregates: aggregateViews(t, now), Errors: t.Errors()}
 	if body.Errors == nil {
 		body.Errors = []ConfigError{}
 	}
-	now := a.g.now()
 	for _, rt := range t.Routes() {
 		c := &rt.Config
 		v := routeView{
 			Name: c.Name, SourceKey: c.SourceKey, Host: c.Host, Path: c.Path, PathPrefix: c.PathPrefix,
 			Methods: c.Methods, Service: c.Service, Tag: c.Tag, Balancer: c.Balancer,
-			Instances: make([]instanceView, len(rt.Instances)), Panic: rt.Panic,
-		}
-		for i, in := range rt.Instances {
-			v.Instances[i] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port, Passing: in.Passing, Ejected: rt.up.isEjected(i, now)}
+			Instances: instanceViews(rt.Instances, rt.up, now), Panic: rt.Panic,
 		}
 		v.CircuitBreaker = rt.BreakerState()
 		body.Routes = append(body.Routes, v)
 	}
 	writeJSON(w, http.StatusOK, body)
+}
+
+// instanceViews shows an upstream's instances as every view lists them:
+// Consul's verdict (passing) beside the gateway's own (ejected).
+func instanceViews(insts []registry.Instance, up *upstream, now time.Time) []instanceView {
+	out := make([]instanceView, len(insts))
+	for i, in := range insts {
+		out[i] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port, Passing: in.Passing, Ejected: up.isEjected(i, now)}
+	}
+	return out
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

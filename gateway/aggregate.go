@@ -45,8 +45,11 @@ type AggregateCall struct {
 	Config config.Call
 	// Service is the health watch the instances come from.
 	Service registry.ServiceKey
-	// Instances is the passing-instance snapshot at build time, never mutated.
+	// Instances is the snapshot the call is sent to, never mutated: the
+	// passing instances, unless Panic says otherwise.
 	Instances []registry.Instance
+	// Panic is why Instances is not the passing set; empty normally.
+	Panic string
 
 	up    *upstream
 	parts []config.PathPart
@@ -96,10 +99,7 @@ var defaultForwardHeaders = []string{"Authorization", "X-Request-Id", "Tracepare
 // body, or with the failure of a required call.
 func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := ag.Config.Name
-	ex := exchangeFrom(r.Context())
-	if ex != nil {
-		ex.route = name
-	}
+	ex := exchangeFrom(r.Context()) // route and metrics were set by named()
 	vars, query := mux.Vars(r), r.URL.Query()
 	targets := make([]string, len(ag.Calls))
 	for i, c := range ag.Calls {
@@ -295,7 +295,7 @@ func failure(kind string, status int, msg string) callResult {
 
 // aggregate builds an aggregate's calls. Calls use the service's
 // round-robin balancer, shared with routes to the same service.
-func (b *tableBuilder) aggregate(ac config.Aggregate, instances func(registry.ServiceKey) []registry.Instance) *Aggregate {
+func (b *tableBuilder) aggregate(ac config.Aggregate, instances func(registry.ServiceKey) []registry.Instance, panics map[registry.ServiceKey]string) *Aggregate {
 	ag := &Aggregate{Config: ac, logger: b.proxy.logger.Named("aggregate"), metrics: b.proxy.metrics, trusted: b.proxy.env.trusted}
 	for _, cc := range ac.Calls {
 		key := registry.ServiceKey{Name: cc.Service, Tag: cc.Tag}
@@ -309,7 +309,7 @@ func (b *tableBuilder) aggregate(ac config.Aggregate, instances func(registry.Se
 		up := b.newUpstream(key, balancer.RoundRobin, insts)
 		b.protect(ac.Name+"/"+cc.Name, &cc.Policy, up)
 		ag.Calls = append(ag.Calls, &AggregateCall{
-			Config: cc, Service: key, Instances: insts, parts: parts, name: name, up: up,
+			Config: cc, Service: key, Instances: insts, Panic: panics[key], parts: parts, name: name, up: up,
 		})
 	}
 	ag.handler = named(ac.Name, b.proxy.metrics.route(ac.Name), b.admission(ac.Name, &ac.Policy, b.authUpstream(ac.Policy.ForwardAuth, instances), ag))

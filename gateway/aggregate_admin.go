@@ -1,5 +1,7 @@
 package gateway
 
+import "time"
+
 // aggregateView is an aggregate as /routes shows it.
 type aggregateView struct {
 	Name      string     `json:"name"`
@@ -17,11 +19,12 @@ type callView struct {
 	Path      string         `json:"path"`
 	Required  bool           `json:"required"`
 	Instances []instanceView `json:"instances"`
+	Panic     string         `json:"panic,omitempty"`
 }
 
 // aggregateViews lists the table's aggregates with each call's instances;
 // never nil, so the JSON shows [] rather than null.
-func aggregateViews(t *Table) []aggregateView {
+func aggregateViews(t *Table, now time.Time) []aggregateView {
 	out := make([]aggregateView, 0, len(t.aggregates))
 	for _, ag := range t.aggregates {
 		c := &ag.Config
@@ -29,10 +32,8 @@ func aggregateViews(t *Table) []aggregateView {
 			Calls: make([]callView, len(ag.Calls))}
 		for i, call := range ag.Calls {
 			cv := callView{Name: call.Config.Name, Service: call.Service.Name, Tag: call.Service.Tag,
-				Path: call.Config.Path, Required: call.Config.Required, Instances: make([]instanceView, len(call.Instances))}
-			for j, in := range call.Instances {
-				cv.Instances[j] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port}
-			}
+				Path: call.Config.Path, Required: call.Config.Required, Instances: instanceViews(call.Instances, call.up, now),
+				Panic: call.Panic}
 			v.Calls[i] = cv
 		}
 		out = append(out, v)

@@ -44,7 +44,7 @@ aggregate "dash" {
 	clk := newTestClock()
 	gw := New(Options{Metrics: m, Now: clk.Now})
 	gw.Publish(newTableBuilder(gw.proxy).buildAll(nil, doc.Aggregates,
-		fixed(map[string][]registry.Instance{"svc": {dead, alive}}), nil))
+		fixed(map[string][]registry.Instance{"svc": {dead, alive}}), nil, nil))
 	srv := serve(t, gw)
 
 	for range 3 {
@@ -94,7 +94,7 @@ aggregate "dash" {
 	m := NewMetrics(MetricsOptions{})
 	gw := New(Options{Metrics: m})
 	b := newTableBuilder(gw.proxy)
-	gw.Publish(b.buildAll(nil, doc.Aggregates, fixed(map[string][]registry.Instance{"only-agg": {up}}), nil))
+	gw.Publish(b.buildAll(nil, doc.Aggregates, fixed(map[string][]registry.Instance{"only-agg": {up}}), nil, nil))
 	srv := serve(t, gw)
 	if r := do(t, "GET", srv.URL+"/dash/1"); r.status != 200 {
 		t.Fatalf("%d %s", r.status, r.body)
@@ -105,7 +105,7 @@ aggregate "dash" {
 	if n := testutil.CollectAndCount(m.upstreamRequests); n == 0 {
 		t.Fatal("no upstream series for the aggregate's call")
 	}
-	gw.Publish(b.buildAll(nil, nil, fixed(nil), nil))
+	gw.Publish(b.buildAll(nil, nil, fixed(nil), nil, nil))
 	if n := testutil.CollectAndCount(m.upstreamRequests) + testutil.CollectAndCount(m.healthy); n != 0 {
 		t.Errorf("%d series left after the aggregate was removed", n)
 	}

@@ -44,7 +44,7 @@ func serveAggregate(t *testing.T, ag config.Aggregate, insts map[string][]regist
 	gw := New(Options{})
 	// Registered before serve, so it runs after the server closed.
 	t.Cleanup(func() { gw.proxy.transport.(*http.Transport).CloseIdleConnections() })
-	gw.Publish(newTableBuilder(gw.proxy).buildAll(nil, []config.Aggregate{ag}, fixed(insts), nil))
+	gw.Publish(newTableBuilder(gw.proxy).buildAll(nil, []config.Aggregate{ag}, fixed(insts), nil, nil))
 	return serve(t, gw)
 }
 
@@ -450,7 +450,7 @@ func TestAggregateAndRoutesShareMuxPrecedence(t *testing.T) {
 	ag := testAggregate("/api/dash/{id}", config.Call{Name: "c", Service: "u", Path: "/x/{id}"})
 	gw.Publish(newTableBuilder(gw.proxy).buildAll(
 		[]config.Route{prefixRoute("api", "/api", "u")}, []config.Aggregate{ag},
-		fixed(map[string][]registry.Instance{"u": {in}}), nil))
+		fixed(map[string][]registry.Instance{"u": {in}}), nil, nil))
 	srv := serve(t, gw)
 
 	// The aggregate's template is more specific than the route's prefix.

@@ -119,10 +119,7 @@ func (c *Controller) reload(ctx context.Context, docs Documents, insts Instances
 		used[k] = true
 	}
 	c.pick.forget(used)
-	t := c.builder.buildAll(routes, aggs, func(k registry.ServiceKey) []registry.Instance { return chosen[k] }, errs)
-	for _, rt := range t.routes {
-		rt.Panic = panics[rt.Service]
-	}
+	t := c.builder.buildAll(routes, aggs, func(k registry.ServiceKey) []registry.Instance { return chosen[k] }, panics, errs)
 	c.gw.Publish(t)
 	if c.published != nil {
 		c.published(t)

@@ -107,10 +107,7 @@ func buildState(g *Gateway, health Health, rates *rateWindow) stateBody {
 		if c.Host != "" {
 			match = c.Host + match
 		}
-		sv := serviceView{Name: rt.Service.String(), Instances: make([]instanceView, len(rt.Instances))}
-		for i, in := range rt.Instances {
-			sv.Instances[i] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port}
-		}
+		sv := serviceView{Name: rt.Service.String(), Instances: instanceViews(rt.Instances, rt.up, s.Now)}
 		total, errs := g.metrics.Counts(c.Name)
 		s.Entries = append(s.Entries, entryView{
 			Kind: "route", Name: c.Name, Match: match, Methods: c.Methods, SourceKey: c.SourceKey,
@@ -123,10 +120,7 @@ func buildState(g *Gateway, health Health, rates *rateWindow) stateBody {
 		e := entryView{Kind: "aggregate", Name: c.Name, Match: c.Host + c.Path, Methods: c.Methods,
 			SourceKey: c.SourceKey, Balancer: "round_robin"}
 		for _, call := range ag.Calls {
-			sv := serviceView{Name: call.Config.Name + " → " + call.Service.String(), Instances: make([]instanceView, len(call.Instances))}
-			for i, in := range call.Instances {
-				sv.Instances[i] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port}
-			}
+			sv := serviceView{Name: call.Config.Name + " → " + call.Service.String(), Instances: instanceViews(call.Instances, call.up, s.Now)}
 			e.Services = append(e.Services, sv)
 		}
 		e.Requests, e.Errors = g.metrics.Counts(c.Name)

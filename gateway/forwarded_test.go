@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/registry"
+	"github.com/hashicorp/go-hclog"
 )
 
 func TestForwardedHeadersAreReplacedUnlessThePeerIsTrusted(t *testing.T) {
@@ -89,7 +91,7 @@ aggregate "agg" {
 		{[]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, "203.0.113.9, 127.0.0.1"},
 	} {
 		gw := New(Options{TrustedProxies: tc.trusted})
-		gw.Publish(newTableBuilder(gw.proxy).buildAll(nil, doc.Aggregates, fixed(map[string][]registry.Instance{"up": {inst}}), nil))
+		gw.Publish(newTableBuilder(gw.proxy).buildAll(nil, doc.Aggregates, fixed(map[string][]registry.Instance{"up": {inst}}), nil, nil))
 		srv := serve(t, gw)
 		req, _ := http.NewRequest("GET", srv.URL+"/agg", nil)
 		req.Header.Set("X-Forwarded-For", "203.0.113.9")
@@ -103,5 +105,28 @@ aggregate "agg" {
 		if err != nil || got.C["xff"] != tc.want {
 			t.Errorf("trusted %v: call saw X-Forwarded-For %q (err %v), want %q", tc.trusted, got.C["xff"], err, tc.want)
 		}
+	}
+}
+
+// TestAccessLogShowsTheClientBehindATrustedProxy: behind a trusted load
+// balancer the log names the client, not the balancer.
+func TestAccessLogShowsTheClientBehindATrustedProxy(t *testing.T) {
+	_, inst := startUpstream(t, "up", nil)
+	var buf syncBuffer
+	gw := New(Options{AccessLog: true, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		Logger: hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info})})
+	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{prefixRoute("r", "/", "up")},
+		fixed(map[string][]registry.Instance{"up": {inst}}), nil))
+	srv := serve(t, gw)
+	req, _ := http.NewRequest("GET", srv.URL+"/", nil)
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	line := waitFor(t, func() (string, bool) { s := buf.String(); return s, strings.Contains(s, "client_ip=") })
+	if !strings.Contains(line, "client_ip=203.0.113.9") {
+		t.Fatalf("access log %q; want the client behind the trusted proxy", line)
 	}
 }

@@ -130,12 +130,13 @@ func (g *Gateway) finish(ex *exchange, r *http.Request) {
 		"status", status,
 		"bytes", ex.bytes,
 		"latency", latency,
-		"client_ip", clientIP(r),
+		"client_ip", clientAddr(r, g.proxy.env.trusted),
 	)
 }
 
-// clientIP is the peer address of the connection. X-Forwarded-For is not
-// believed here: any client can send it.
+// clientIP is the peer address of the connection, ignoring
+// X-Forwarded-For, which any client can send; clientAddr believes it from
+// trusted proxies.
 func clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

@@ -47,7 +47,6 @@ func routesFrom(t *testing.T, src string) []config.Route {
 type policyGateway struct {
 	gw    *Gateway
 	b     *tableBuilder
-	srv   *http.Server
 	url   string
 	insts map[string][]registry.Instance
 }

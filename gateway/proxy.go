@@ -95,13 +95,11 @@ func newTransport(opts ProxyOptions) *http.Transport {
 // hand over to the shared ReverseProxy, whose transport sends it to the
 // route's upstream.
 func (p *proxy) handler(rt *Route) http.Handler {
-	name := rt.Config.Name
 	timeout := rt.Config.Timeout
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// named() already set the route and its metrics.
 		ex := exchangeFrom(r.Context())
-		ex.route = name
 		ex.up = rt.up
-		ex.metrics = rt.metrics
 		ex.strip = rt.Config.StripPrefix
 		if timeout > 0 {
 			ctx, cancel := context.WithTimeout(r.Context(), timeout)

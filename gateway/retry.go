@@ -36,7 +36,8 @@ func (u *upstream) send(req *http.Request) (*http.Response, error) {
 	if u.retry.budget != nil {
 		u.retry.budget.Request()
 	}
-	var tried []int
+	var triedBuf [4]int // room for the usual attempts without allocating
+	tried := triedBuf[:0]
 	for attempt := 1; ; attempt++ {
 		i := u.pick(tried)
 		if i < 0 {

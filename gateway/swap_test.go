@@ -16,11 +16,7 @@ import (
 // and the route set, yet every request must succeed, because a request
 // finishes on the table it loaded.
 func TestTableSwapsUnderLoadLoseNoRequest(t *testing.T) {
-	var insts []registry.Instance
-	for _, name := range []string{"a", "b", "c"} {
-		_, in := startUpstream(t, name, nil)
-		insts = append(insts, in)
-	}
+	insts := startUpstreams(t, "a", "b", "c")
 	gw := New(Options{})
 	b := newTableBuilder(gw.proxy)
 	// Two shapes of table that both serve /api: the instance set and an
@@ -85,11 +81,7 @@ func TestTableSwapsUnderLoadLoseNoRequest(t *testing.T) {
 // TestBalancerStateOutlivesTableRebuilds checks that a rebuild (as on every
 // health change) does not restart round-robin at the first instance.
 func TestBalancerStateOutlivesTableRebuilds(t *testing.T) {
-	var insts []registry.Instance
-	for _, name := range []string{"a", "b", "c"} {
-		_, in := startUpstream(t, name, nil)
-		insts = append(insts, in)
-	}
+	insts := startUpstreams(t, "a", "b", "c")
 	gw := New(Options{})
 	b := newTableBuilder(gw.proxy)
 	routes := []config.Route{prefixRoute("api", "/api", "svc")}
@@ -107,4 +99,15 @@ func TestBalancerStateOutlivesTableRebuilds(t *testing.T) {
 			t.Fatalf("instances across rebuilds = %v, want %v", seq, want)
 		}
 	}
+}
+
+// startUpstreams starts one echoing upstream per name.
+func startUpstreams(t *testing.T, names ...string) []registry.Instance {
+	t.Helper()
+	var insts []registry.Instance
+	for _, name := range names {
+		_, in := startUpstream(t, name, nil)
+		insts = append(insts, in)
+	}
+	return insts
 }

@@ -103,23 +103,26 @@ func newTableBuilder(p *proxy) *tableBuilder {
 // build makes a Table from accepted routes. instances returns the current
 // snapshot for a service; errs are listed as they are.
 func (b *tableBuilder) build(routes []config.Route, instances func(registry.ServiceKey) []registry.Instance, errs []ConfigError) *Table {
-	return b.buildAll(routes, nil, instances, errs)
+	return b.buildAll(routes, nil, instances, nil, errs)
 }
 
 // buildAll is build with aggregate endpoints as well.
-func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, instances func(registry.ServiceKey) []registry.Instance, errs []ConfigError) *Table {
+// panics gives, per service, why its instances are not simply the passing
+// ones (see instanceSelector); nil means no service is in panic.
+func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, instances func(registry.ServiceKey) []registry.Instance, panics map[registry.ServiceKey]string, errs []ConfigError) *Table {
 	t := &Table{loaded: true, builtAt: time.Now(), errors: errs}
 	b.served = map[registry.ServiceKey][]registry.Instance{}
 	for i := range routes {
 		rc := routes[i]
 		key := registry.ServiceKey{Name: rc.Service, Tag: rc.Tag}
 		insts := instances(key)
-		rt := &Route{Config: rc, Service: key, Instances: insts, up: b.newUpstream(key, rc.Balancer, insts), metrics: b.proxy.metrics.route(rc.Name)}
+		rt := &Route{Config: rc, Service: key, Instances: insts, Panic: panics[key],
+			up: b.newUpstream(key, rc.Balancer, insts), metrics: b.proxy.metrics.route(rc.Name)}
 		b.applyPolicies(rt, b.authUpstream(rc.Policy.ForwardAuth, instances))
 		t.routes = append(t.routes, rt)
 	}
 	for i := range aggs {
-		t.aggregates = append(t.aggregates, b.aggregate(aggs[i], instances))
+		t.aggregates = append(t.aggregates, b.aggregate(aggs[i], instances, panics))
 	}
 	b.states.swap()
 	b.outliers.swap()
