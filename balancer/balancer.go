@@ -1,7 +1,9 @@
-// Package balancer chooses one endpoint out of a service's current snapshot.
-// A Balancer holds only per-service selection state (such as a round-robin
-// counter); the endpoints themselves come with each call, so the state
-// survives every snapshot swap.
+// Package balancer chooses one instance of a service for one request. A
+// Balancer holds only per-service selection state (such as a round-robin
+// counter); what it chooses from comes with each call as a Pool, so the
+// state survives every snapshot swap, and the caller decides which
+// instances may take the request (outlier ejection, instances a retry
+// already tried) without the balancer having to guess.
 package balancer
 
 import (
@@ -10,10 +12,27 @@ import (
 	"sync/atomic"
 )
 
-// Balancer picks the index of one endpoint out of n. It returns -1 when n is
-// zero. Implementations are safe for concurrent use and never allocate.
+// Pool is the balancer's view of one service for one pick: how many
+// instances there are, which of them may take this request, and what a
+// load-aware policy needs to weigh them. Implementations must be cheap:
+// a pick may call Available for every instance.
+type Pool interface {
+	// Len is the number of instances, available or not.
+	Len() int
+	// Available reports whether instance i may take this request: it is
+	// neither ejected nor already tried by an earlier attempt.
+	Available(i int) bool
+	// Weight is instance i's relative share; a value below 1 counts as 1.
+	Weight(i int) int
+	// InFlight is how many requests instance i is serving now.
+	InFlight(i int) int64
+}
+
+// Balancer picks an available instance of a pool, or returns -1 when none
+// is available. Implementations are safe for concurrent use and never
+// allocate.
 type Balancer interface {
-	Pick(n int) int
+	Pick(p Pool) int
 }
 
 // Names of the built-in policies as they appear in route documents.
@@ -40,27 +59,70 @@ func New(name string) (Balancer, error) {
 	return nil, fmt.Errorf("%w %q (want one of %v)", ErrUnknown, name, Names)
 }
 
-// roundRobin walks the endpoints in order with one atomic counter, so a
-// sequence of k*n picks hits every endpoint exactly k times, lock-free.
+// roundRobin walks the instances in order with one atomic counter, so k*n
+// picks over n available instances hit each exactly k times, lock-free.
+// An unavailable instance is skipped by advancing the counter past it
+// (Caddy's rule), not by handing its turn to the next instance: walking
+// forward from the counter would give the neighbour of an ejected
+// instance a double share.
 type roundRobin struct {
 	next atomic.Uint64
 }
 
-func (b *roundRobin) Pick(n int) int {
-	if n <= 0 {
-		return -1
+func (b *roundRobin) Pick(p Pool) int {
+	n := p.Len()
+	for range n {
+		i := int((b.next.Add(1) - 1) % uint64(n))
+		if p.Available(i) {
+			return i
+		}
 	}
-	return int((b.next.Add(1) - 1) % uint64(n))
+	return -1
 }
 
-// random picks uniformly; intN is injectable so tests are deterministic.
+// random picks among the available instances in proportion to their
+// weights; intN is injectable so tests are deterministic.
 type random struct {
 	intN func(int) int
 }
 
-func (b *random) Pick(n int) int {
-	if n <= 0 {
+func (b *random) Pick(p Pool) int {
+	n := p.Len()
+	total := 0
+	for i := range n {
+		if p.Available(i) {
+			total += weight(p, i)
+		}
+	}
+	if total == 0 {
 		return -1
 	}
-	return b.intN(n)
+	r := b.intN(total)
+	for i := range n {
+		if !p.Available(i) {
+			continue
+		}
+		if r -= weight(p, i); r < 0 {
+			return i
+		}
+	}
+	return -1 // unreachable while Available is stable during the pick
 }
+
+func weight(p Pool, i int) int { return max(p.Weight(i), 1) }
+
+// Uniform is a Pool of n instances that are all available, of equal
+// weight and idle: what a caller without per-instance state offers.
+type Uniform int
+
+// Len implements Pool.
+func (u Uniform) Len() int { return int(u) }
+
+// Available implements Pool.
+func (Uniform) Available(int) bool { return true }
+
+// Weight implements Pool.
+func (Uniform) Weight(int) int { return 1 }
+
+// InFlight implements Pool.
+func (Uniform) InFlight(int) int64 { return 0 }

@@ -19,7 +19,7 @@ func TestRoundRobinIsExactlyEvenUnderConcurrency(t *testing.T) {
 			counts[w] = make([]int, n)
 			wg.Go(func() {
 				for range perWorker {
-					counts[w][b.Pick(n)]++
+					counts[w][b.Pick(Uniform(n))]++
 				}
 			})
 		}
@@ -45,7 +45,7 @@ func TestRoundRobinCyclesInOrder(t *testing.T) {
 	b, _ := New("")
 	var got []int
 	for range 7 {
-		got = append(got, b.Pick(3))
+		got = append(got, b.Pick(Uniform(3)))
 	}
 	want := []int{0, 1, 2, 0, 1, 2, 0}
 	for i := range want {
@@ -60,12 +60,12 @@ func TestRoundRobinStateSurvivesSnapshotChange(t *testing.T) {
 	// snapshot shrinks and grows again the sequence continues instead of
 	// restarting at the first endpoint.
 	b, _ := New(RoundRobin)
-	b.Pick(3)
-	b.Pick(3)
-	if got := b.Pick(2); got != 0 { // counter 2 % 2
+	b.Pick(Uniform(3))
+	b.Pick(Uniform(3))
+	if got := b.Pick(Uniform(2)); got != 0 { // counter 2 % 2
 		t.Fatalf("pick after shrink = %d, want 0", got)
 	}
-	if got := b.Pick(3); got != 0 { // counter 3 % 3
+	if got := b.Pick(Uniform(3)); got != 0 { // counter 3 % 3
 		t.Fatalf("pick after grow = %d, want 0", got)
 	}
 }
@@ -75,7 +75,7 @@ func TestRandomUsesInjectedSource(t *testing.T) {
 	i := 0
 	b := &random{intN: func(n int) int { v := seq[i%len(seq)] % n; i++; return v }}
 	for _, want := range seq {
-		if got := b.Pick(3); got != want {
+		if got := b.Pick(Uniform(3)); got != want {
 			t.Fatalf("Pick = %d, want %d", got, want)
 		}
 	}
@@ -85,7 +85,7 @@ func TestRandomCoversEveryEndpoint(t *testing.T) {
 	b, _ := New(Random)
 	seen := make([]int, 4)
 	for range 4000 {
-		seen[b.Pick(4)]++
+		seen[b.Pick(Uniform(4))]++
 	}
 	for i, c := range seen {
 		// Expected 1000 each; 700 is more than 10 standard deviations away.
@@ -98,8 +98,11 @@ func TestRandomCoversEveryEndpoint(t *testing.T) {
 func TestPickWithNoEndpoints(t *testing.T) {
 	for _, name := range Names {
 		b, _ := New(name)
-		if got := b.Pick(0); got != -1 {
-			t.Errorf("%s: Pick(0) = %d, want -1", name, got)
+		if got := b.Pick(Uniform(0)); got != -1 {
+			t.Errorf("%s: Pick(empty) = %d, want -1", name, got)
+		}
+		if got := b.Pick(masked{n: 3, off: map[int]bool{0: true, 1: true, 2: true}}); got != -1 {
+			t.Errorf("%s: Pick(none available) = %d, want -1", name, got)
 		}
 	}
 }
@@ -117,9 +120,77 @@ func BenchmarkPick(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					bal.Pick(3)
+					bal.Pick(Uniform(3))
 				}
 			})
 		})
+	}
+}
+
+// masked is a pool of n equal instances with some unavailable.
+type masked struct {
+	n   int
+	off map[int]bool
+	w   []int
+}
+
+func (m masked) Len() int             { return m.n }
+func (m masked) Available(i int) bool { return !m.off[i] }
+func (m masked) InFlight(int) int64   { return 0 }
+func (m masked) Weight(i int) int {
+	if m.w == nil {
+		return 1
+	}
+	return m.w[i]
+}
+
+// TestUnavailableInstanceSharesEvenly is the case that motivated the pool
+// view: five instances, one out (ejected, or tried by this request's
+// earlier attempt); each of the four others must get a quarter, not the
+// neighbour of the missing one a double share.
+func TestUnavailableInstanceSharesEvenly(t *testing.T) {
+	for _, name := range Names {
+		for _, why := range []string{"ejected", "already tried"} {
+			t.Run(name+"/"+why, func(t *testing.T) {
+				b, _ := New(name)
+				pool := masked{n: 5, off: map[int]bool{1: true}}
+				const picks = 4000
+				counts := make([]int, 5)
+				for range picks {
+					i := b.Pick(pool)
+					if i < 0 {
+						t.Fatal("no pick with four instances available")
+					}
+					counts[i]++
+				}
+				if counts[1] != 0 {
+					t.Fatalf("unavailable instance picked %d times", counts[1])
+				}
+				for i, c := range counts {
+					if i == 1 {
+						continue
+					}
+					if share := float64(c) / picks; share < 0.22 || share > 0.28 {
+						t.Errorf("instance %d got %.1f%% (%d of %d), want 25 ± 3%%; all: %v", i, share*100, c, picks, counts)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestRandomHonoursWeights(t *testing.T) {
+	b, _ := New(Random)
+	pool := masked{n: 3, off: map[int]bool{}, w: []int{1, 3, 0}}
+	counts := make([]int, 3)
+	const picks = 5000
+	for range picks {
+		counts[b.Pick(pool)]++
+	}
+	// Shares 1:3:1 (a weight below 1 counts as 1): 20%, 60%, 20%.
+	for i, want := range []float64{0.2, 0.6, 0.2} {
+		if got := float64(counts[i]) / picks; got < want-0.03 || got > want+0.03 {
+			t.Errorf("instance %d got %.1f%%, want %.0f ± 3%%", i, got*100, want*100)
+		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/gatewayco/gateway/gateway/policy"
 )
@@ -73,39 +72,46 @@ func (u *upstream) send(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// pick asks the balancer for an instance, moving on past instances tried
-// already (a retry never lands on the instance that just failed) and past
-// ejected ones. An ejected instance is still used when nothing else is
-// left: trying it beats refusing the request.
+// pick asks the balancer for an instance among those the pool view calls
+// available: not tried by an earlier attempt of this request (a retry
+// never lands on the instance that just failed) and not ejected. An
+// ejected instance is still used when nothing else is left: trying it
+// beats refusing the request.
 func (u *upstream) pick(tried []int) int {
-	n := len(u.hosts)
-	start := u.balancer.Pick(n)
-	if start < 0 {
+	if len(u.hosts) == 0 {
 		return -1
 	}
-	var now time.Time
+	view := &poolView{u: u, tried: tried}
 	if u.health != nil {
-		now = u.now()
+		view.now = u.now().UnixNano()
 	}
-	fallback := -1
-	for k := range n {
-		i := (start + k) % n
-		if slices.Contains(tried, i) {
-			continue
-		}
-		if u.health != nil && u.health[i].ejected(now) {
-			if fallback < 0 {
-				fallback = i
-			}
-			continue
-		}
+	if i := u.balancer.Pick(view); i >= 0 {
 		return i
 	}
-	if fallback >= 0 {
-		return fallback
-	}
-	return start
+	view.keepEjected = true
+	return u.balancer.Pick(view)
 }
+
+// poolView is the balancer's view of an upstream for one pick.
+type poolView struct {
+	u           *upstream
+	tried       []int
+	now         int64 // unix nanoseconds, for ejection; zero without outlier ejection
+	keepEjected bool  // last resort: ejected instances count as available
+}
+
+func (p *poolView) Len() int { return len(p.u.hosts) }
+
+func (p *poolView) Available(i int) bool {
+	if slices.Contains(p.tried, i) {
+		return false
+	}
+	return p.keepEjected || p.u.health == nil || p.now >= p.u.health[i].ejectedUntil.Load()
+}
+
+func (p *poolView) Weight(int) int { return 1 }
+
+func (p *poolView) InFlight(int) int64 { return 0 }
 
 // to sends r to instance i.
 func (u *upstream) to(r *http.Request, i int) (*http.Response, error) {
