@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/consul/api"
-
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/registry"
 )
@@ -111,10 +109,9 @@ func routesPush(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	q := (&api.QueryOptions{}).WithContext(ctx)
-	others, _, err := client.KV().List(prefix, q)
+	others, err := registry.ListDocuments(ctx, client, prefix)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", prefix, err)
+		return err
 	}
 	// The document must also fit with the others the gateway serves, by
 	// the same rules: unique names, no two identical matchers. A key
@@ -129,27 +126,25 @@ func routesPush(args []string, stdout, stderr io.Writer) error {
 	// change racing this very push is caught.
 	index := uint64(max(pf.cas, 0))
 	if pf.cas < 0 {
-		cur, _, err := client.KV().Get(k, q)
+		cur, found, err := registry.GetDocument(ctx, client, k)
 		if err != nil {
-			return fmt.Errorf("read %s: %w", k, err)
+			return err
 		}
-		if cur != nil {
+		if found {
 			index = cur.ModifyIndex
 		}
 	}
-	ok, _, err := client.KV().CAS(&api.KVPair{Key: k, Value: src, ModifyIndex: index}, (&api.WriteOptions{}).WithContext(ctx))
-	if err != nil {
-		return fmt.Errorf("write %s: %w", k, err)
-	}
-	if !ok {
+	next, err := registry.PutDocument(ctx, client, k, src, index)
+	switch {
+	case errors.Is(err, registry.ErrChanged):
 		return errConflict
-	}
-	now, _, err := client.KV().Get(k, q)
-	if err != nil || now == nil {
+	case err != nil:
+		return err
+	case next == 0:
 		fmt.Fprintf(stdout, "pushed %s to %s\n", files[0], k)
 		return nil
 	}
-	fmt.Fprintf(stdout, "pushed %s to %s (index %d; next time: -cas %d)\n", files[0], k, now.ModifyIndex, now.ModifyIndex)
+	fmt.Fprintf(stdout, "pushed %s to %s (index %d; next time: -cas %d)\n", files[0], k, next, next)
 	return nil
 }
 
@@ -157,7 +152,7 @@ func routesPush(args []string, stdout, stderr io.Writer) error {
 // documents under the prefix with the gateway's own cross-document rules,
 // treating doc as the newest. Problems of the other documents are theirs
 // and not reported.
-func conflicts(key string, doc *config.Document, pairs api.KVPairs) config.Errors {
+func conflicts(key string, doc *config.Document, pairs []registry.Document) config.Errors {
 	var newest uint64
 	cands := []config.Candidate{}
 	for _, p := range pairs {
