@@ -242,6 +242,10 @@ func TestDuplicateCredentialsAreRefusedBeforeAnyUpstream(t *testing.T) {
 			t.Errorf("%s: %d %v, want 400 multiple credentials", tc.name, code, body)
 		}
 	}
+	// Two tokens in one header value are not one token: verification fails.
+	if code, body := call(t, a, "/jwt/x", good+", "+strings.TrimPrefix(forged, "Authorization: ")); code != http.StatusUnauthorized {
+		t.Errorf("two tokens in one header: %d %v, want 401", code, body)
+	}
 	if n := rig.echoHits.Load() - echoBefore; n != 0 {
 		t.Errorf("%d requests with two credentials reached the upstream", n)
 	}
