@@ -60,14 +60,8 @@ func jwtAuthenticated(route string, cfg *config.JWT, v *policy.Verifier, next ht
 			return
 		}
 		claims, err := v.Verify(r.Context(), r.Header.Get("Authorization"))
-		ex := exchangeFrom(r.Context())
-		for claim, h := range cfg.ForwardClaims {
-			if err != nil {
-				break
-			}
-			if c, ok := claims[claim]; ok {
-				err = ex.setUpstreamHeader(h, claimString(c))
-			}
+		if err == nil {
+			err = forwardClaims(exchangeFrom(r.Context()), cfg.ForwardClaims, claims)
 		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
@@ -76,6 +70,19 @@ func jwtAuthenticated(route string, cfg *config.JWT, v *policy.Verifier, next ht
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), claimsKey{}, claims)))
 	})
+}
+
+// forwardClaims records the claims named in forward (claim → header) for
+// the upstream request; errHeaderValue when one cannot be a header value.
+func forwardClaims(ex *exchange, forward map[string]string, claims jwt.MapClaims) error {
+	for claim, h := range forward {
+		if c, ok := claims[claim]; ok {
+			if err := ex.setUpstreamHeader(h, claimString(c)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // claimString renders a claim for a header: strings as they are, anything
