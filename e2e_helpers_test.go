@@ -38,13 +38,20 @@ func consulClient(t *testing.T, addr string) *api.Client {
 // startGateway runs the gateway as main does, on loopback ports.
 func startGateway(t *testing.T, consulAddr string, extra ...string) *app {
 	t.Helper()
+	return startGatewayLogged(t, consulAddr, hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}}), extra...)
+}
+
+// startGatewayLogged is startGateway logging to logger, for tests that
+// read the gateway's log.
+func startGatewayLogged(t *testing.T, consulAddr string, logger hclog.Logger, extra ...string) *app {
+	t.Helper()
 	// Parse real flags, so tests run with the binary's defaults.
 	var f serveFlags
 	fs := newServeFlagSet(&f, io.Discard)
 	if err := fs.Parse(append([]string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-consul", consulAddr, "-access-log=false"}, extra...)); err != nil {
 		t.Fatal(err)
 	}
-	a, err := startApp(f, hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}}))
+	a, err := startApp(f, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

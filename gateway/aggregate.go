@@ -223,6 +223,11 @@ func (ag *Aggregate) outgoingHeader(r *http.Request) http.Header {
 			}
 		}
 	}
+	if ex := exchangeFrom(r.Context()); ex != nil {
+		// The request ID and what auth verified reach every call, as
+		// they reach a route's upstream.
+		ex.applyUpstreamHeaders(h)
+	}
 	xff, host, proto, _ := forwarded(r, ag.trusted)
 	h.Set("X-Forwarded-For", xff)
 	h.Set("X-Forwarded-Host", host)

@@ -10,12 +10,16 @@ import (
 	"strconv"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/policy"
 )
 
-const msgAuthUnavailable = "auth service unavailable"
+const (
+	msgAuthUnavailable     = "auth service unavailable"
+	msgMultipleCredentials = "multiple credentials"
+)
 
 type claimsKey struct{}
 
@@ -25,27 +29,60 @@ func claimsFrom(ctx context.Context) jwt.MapClaims {
 	return c
 }
 
-// jwtAuthenticated lets through only requests with a valid bearer token.
-// Client-sent copies of the forward_claims headers are always removed, so
-// an upstream can trust them.
+// oneCredential refuses a request carrying more than one Authorization
+// header with 400: auth would verify one of them and the upstream might
+// use another, so it must never see a token nobody checked. challenge,
+// when set, is sent as WWW-Authenticate.
+func oneCredential(w http.ResponseWriter, r *http.Request, route, challenge string) bool {
+	if len(r.Header.Values("Authorization")) <= 1 {
+		return true
+	}
+	if challenge != "" {
+		w.Header().Set("WWW-Authenticate", challenge)
+	}
+	writeError(w, http.StatusBadRequest, msgMultipleCredentials, route)
+	return false
+}
+
+// jwtAuthenticated lets through only requests with exactly one valid
+// bearer token. Client-sent copies of the forward_claims headers are
+// always removed, so an upstream can trust them; the verified values are
+// recorded in the exchange and set on the upstream request by the proxy.
+// A claim that cannot be a header value (a control character) makes the
+// token invalid: forwarding it is impossible, and dropping it would hand
+// the upstream a partial identity.
 func jwtAuthenticated(route string, cfg *config.JWT, v *policy.Verifier, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for _, h := range cfg.ForwardClaims {
 			r.Header.Del(h)
 		}
+		if !oneCredential(w, r, route, `Bearer error="invalid_request"`) {
+			return
+		}
 		claims, err := v.Verify(r.Context(), r.Header.Get("Authorization"))
+		if err == nil {
+			err = forwardClaims(exchangeFrom(r.Context()), cfg.ForwardClaims, claims)
+		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, policy.Reason(err), route)
 			return
 		}
-		for claim, h := range cfg.ForwardClaims {
-			if v, ok := claims[claim]; ok {
-				r.Header.Set(h, claimString(v))
-			}
-		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), claimsKey{}, claims)))
 	})
+}
+
+// forwardClaims records the claims named in forward (claim → header) for
+// the upstream request; errHeaderValue when one cannot be a header value.
+func forwardClaims(ex *exchange, forward map[string]string, claims jwt.MapClaims) error {
+	for claim, h := range forward {
+		if c, ok := claims[claim]; ok {
+			if err := ex.setUpstreamHeader(h, claimString(c)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // claimString renders a claim for a header: strings as they are, anything
@@ -71,13 +108,19 @@ var hopHeaders = []string{
 // forwardAuthenticated asks the auth service about each request: GET
 // cfg.Path with the client's headers and X-Forwarded-Method/-Uri/-Host/
 // -Proto/-For. A 2xx lets the request through with cfg.CopyHeaders copied
-// from the answer; any other answer is returned to the client as is. No
-// answer at all (no instance, connection error, timeout) is 503: auth
-// fails closed.
-func forwardAuthenticated(route string, cfg *config.ForwardAuth, up *upstream, trusted []netip.Prefix, next http.Handler) http.Handler {
+// from the answer (recorded in the exchange, set on the upstream request
+// by the proxy); any other answer is returned to the client as is. No
+// answer at all (no instance, connection error, timeout), or a 2xx whose
+// copy_headers value is not a valid header value, is 503: auth fails
+// closed. A request with two Authorization headers is refused with 400
+// before the auth service is asked.
+func forwardAuthenticated(route string, cfg *config.ForwardAuth, up *upstream, trusted []netip.Prefix, logger hclog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for _, h := range cfg.CopyHeaders {
 			r.Header.Del(h)
+		}
+		if !oneCredential(w, r, route, "") {
+			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), cfg.Timeout)
 		defer cancel()
@@ -111,9 +154,14 @@ func forwardAuthenticated(route string, cfg *config.ForwardAuth, up *upstream, t
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+			ex := exchangeFrom(r.Context())
 			for _, h := range cfg.CopyHeaders {
 				if vs := resp.Header.Values(h); len(vs) > 0 {
-					r.Header[h] = vs
+					if err := ex.setUpstreamHeader(h, vs...); err != nil {
+						logger.Warn("auth service answered a header that cannot be forwarded; refusing the request", "route", route, "service", cfg.Service, "error", err)
+						writeError(w, http.StatusServiceUnavailable, msgAuthUnavailable, route)
+						return
+					}
 				}
 			}
 			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)

@@ -3,6 +3,8 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"time"
@@ -23,6 +25,56 @@ type exchange struct {
 	bytes    int64
 	metrics  *routeMetrics // the matched route's children; nil until matched
 	reqID    string        // X-Request-Id, set on the response when it starts
+	// upHeader holds the headers auth set for the upstream (verified
+	// claims, forward_auth copies); nil when none. They are applied to the
+	// outgoing request, never to the inbound one, so a client naming them
+	// in Connection cannot have ReverseProxy strip them.
+	upHeader http.Header
+}
+
+// errHeaderValue rejects a value the gateway would set on an upstream
+// request but that is not a valid HTTP field value; sent, the transport
+// would fail it and count the failure against the upstream.
+var errHeaderValue = errors.New("invalid header value")
+
+// setUpstreamHeader records values for the upstream request's header name
+// (in canonical form), replacing any earlier ones.
+func (e *exchange) setUpstreamHeader(name string, values ...string) error {
+	for _, v := range values {
+		if !validHeaderValue(v) {
+			return fmt.Errorf("%w for %s", errHeaderValue, name)
+		}
+	}
+	if e.upHeader == nil {
+		e.upHeader = make(http.Header, 2)
+	}
+	e.upHeader[name] = values
+	return nil
+}
+
+// applyUpstreamHeaders sets the gateway's own headers on an outgoing
+// request's h: the request ID and what auth recorded. Callers apply them
+// last, after hop-by-hop removal, so what the gateway says is what the
+// upstream gets.
+func (e *exchange) applyUpstreamHeaders(h http.Header) {
+	for k, vs := range e.upHeader {
+		h[k] = vs
+	}
+	if e.reqID != "" {
+		h.Set(headerRequestID, e.reqID)
+	}
+}
+
+// validHeaderValue is httpguts.ValidHeaderFieldValue, which net/http's
+// transport applies: no control characters (CR, LF, NUL, DEL and the
+// rest) other than horizontal tab. Bytes from 0x80 up are allowed.
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; (b < ' ' && b != '\t') || b == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 type exchangeKey struct{}

@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -124,7 +126,7 @@ func (g *Gateway) finish(ex *exchange, r *http.Request) {
 	g.access.Info("request",
 		"request_id", ex.reqID,
 		"method", r.Method,
-		"path", r.URL.Path,
+		"path", logValue(r.URL.Path),
 		"route", ex.route,
 		"upstream", ex.upstream,
 		"status", status,
@@ -132,6 +134,22 @@ func (g *Gateway) finish(ex *exchange, r *http.Request) {
 		"latency", latency,
 		"client_ip", clientAddr(r, g.proxy.env.trusted),
 	)
+}
+
+// logValue keeps a client-chosen string on its own log line, in both log
+// formats. hclog's text format writes a value holding a newline as an
+// indented block of further lines, so a path such as /a%0A... could forge
+// entries, and it prints control bytes, invalid UTF-8 and backslashes in
+// ways that can be mistaken for other values. Such a string is logged
+// Go-quoted instead (hclog.Quote: `"/a\n..."` in text, the plain string in
+// JSON, which escapes it itself); everything else is logged as it is.
+func logValue(s string) any {
+	for _, c := range s {
+		if c == utf8.RuneError || c == '\\' || c == '"' || !unicode.IsPrint(c) {
+			return hclog.Quote(s)
+		}
+	}
+	return s
 }
 
 // clientIP is the peer address of the connection, ignoring

@@ -95,8 +95,8 @@ func (b *tableBuilder) protect(name string, pol *config.Policy, up *upstream) {
 }
 
 // admission wraps h in the rate limit and auth of pol, for a route or an
-// aggregate named name. With a rate limit keyed on a JWT claim, auth runs
-// first, so only verified claims become keys.
+// aggregate named name. With a rate limit keyed on a JWT claim or on a
+// header auth set, auth runs first, so only verified values become keys.
 func (b *tableBuilder) admission(name string, pol *config.Policy, authUp *upstream, h http.Handler) http.Handler {
 	env := b.proxy.env
 	var limit func(http.Handler) http.Handler
@@ -108,16 +108,17 @@ func (b *tableBuilder) admission(name string, pol *config.Policy, authUp *upstre
 			return rateLimited(name, rl, lim, env.trusted, b.proxy.metrics, next)
 		}
 	}
-	if limit != nil && pol.RateLimit.KeyKind == config.RateKeyJWT {
+	verifiedKey := limit != nil && (pol.RateLimit.KeyKind == config.RateKeyJWT || pol.RateLimit.KeyKind == config.RateKeyAuthHeader)
+	if verifiedKey {
 		h = limit(h)
 	}
 	switch {
 	case pol.JWT != nil:
 		h = jwtAuthenticated(name, pol.JWT, b.verifier(name, pol.JWT), h)
 	case pol.ForwardAuth != nil:
-		h = forwardAuthenticated(name, pol.ForwardAuth, authUp, env.trusted, h)
+		h = forwardAuthenticated(name, pol.ForwardAuth, authUp, env.trusted, env.logger.Named("forward_auth"), h)
 	}
-	if limit != nil && pol.RateLimit.KeyKind != config.RateKeyJWT {
+	if limit != nil && !verifiedKey {
 		h = limit(h)
 	}
 	return h
@@ -126,14 +127,24 @@ func (b *tableBuilder) admission(name string, pol *config.Policy, authUp *upstre
 // verifier returns the route's token verifier, kept across swaps with its
 // key cache. Secrets and key files are read once, when the jwt block first
 // appears (or changes); one that cannot be read leaves the route failing
-// every request with 401, which the log explains.
+// every request with 401, which the log explains. Every route naming the
+// same jwks_url shares one key set, so the refresh rate limit holds per
+// URL, not per route.
 func (b *tableBuilder) verifier(route string, cfg *config.JWT) *policy.Verifier {
 	env := b.proxy.env
+	var jwks *policy.JWKS
+	if cfg.JWKSURL != "" {
+		// Asked for on every build, so the set lives as long as any route
+		// uses it, whether or not its verifier is rebuilt.
+		jwks = b.states.get(stateKey{"", "jwks", cfg.JWKSURL}, func() any {
+			return policy.NewJWKS(cfg.JWKSURL, policy.JWKSOptions{Client: env.jwksClient, Now: env.now, Logger: env.logger.Named("jwks")})
+		}).(*policy.JWKS)
+	}
 	return b.states.get(stateKey{route, "jwt", cfg.Fingerprint()}, func() any {
 		var keys policy.KeySource
 		switch {
-		case cfg.JWKSURL != "":
-			keys = policy.NewJWKS(cfg.JWKSURL, policy.JWKSOptions{Client: env.jwksClient, Now: env.now, Logger: env.logger.Named("jwks")})
+		case jwks != nil:
+			keys = jwks
 		case cfg.PublicKeyFile != "":
 			k, err := policy.LoadPublicKey(cfg.PublicKeyFile)
 			if err != nil {

@@ -114,6 +114,8 @@ func (p *proxy) handler(rt *Route) http.Handler {
 // Using Rewrite rather than Director means ReverseProxy strips hop-by-hop
 // headers, and the forwarding headers it knows, before we set ours, so a
 // client cannot remove what the gateway adds; setForwarded drops the rest.
+// The gateway's own headers (request ID, verified claims, forward_auth
+// copies) live in the exchange and are applied last, for the same reason.
 func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	ex := exchangeFrom(pr.In.Context())
 	if ex.strip != "" {
@@ -126,6 +128,7 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	// hosting upstreams and absolute redirects then keep working.
 	pr.Out.Host = pr.In.Host
 	p.setForwarded(pr)
+	ex.applyUpstreamHeaders(pr.Out.Header)
 }
 
 // setForwarded sets X-Forwarded-For, -Host and -Proto (see forwarded).

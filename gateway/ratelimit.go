@@ -16,7 +16,8 @@ const msgRateLimited = "rate limit exceeded"
 // without one it answers 429 with Retry-After. Every answer carries
 // X-RateLimit-Limit and X-RateLimit-Remaining. A request without the key
 // (no such header, no such claim) is limited by client IP instead, so
-// leaving the key out never bypasses the limit.
+// leaving the key out never bypasses the limit. JWT and auth-header keys
+// are read from what auth verified, so their limiter runs after auth.
 func rateLimited(route string, rl *config.RateLimit, lim *policy.Limiter, trusted []netip.Prefix, m *Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := ""
@@ -28,6 +29,12 @@ func rateLimited(route string, rl *config.RateLimit, lim *policy.Limiter, truste
 		case config.RateKeyJWT:
 			if v, ok := claimsFrom(r.Context())[rl.KeyName]; ok {
 				key = "j:" + claimString(v)
+			}
+		case config.RateKeyAuthHeader:
+			if ex := exchangeFrom(r.Context()); ex != nil {
+				if v := ex.upHeader.Get(rl.KeyName); v != "" {
+					key = "a:" + v
+				}
 			}
 		}
 		if key == "" {

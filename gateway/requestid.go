@@ -37,8 +37,9 @@ func validRequestID(id string) bool {
 }
 
 // requestID returns the client's X-Request-Id when it is valid, otherwise
-// a fresh one, and makes the request carry exactly that ID, so the proxy
-// forwards it (ReverseProxy copies inbound headers to the upstream request).
+// a fresh one, and makes the request carry exactly that ID. The proxy sets
+// it on the upstream request again from the exchange, after hop-by-hop
+// removal, so naming it in Connection cannot drop it.
 func (g *Gateway) requestID(r *http.Request) string {
 	vals := r.Header.Values(headerRequestID)
 	if len(vals) == 1 && validRequestID(vals[0]) {

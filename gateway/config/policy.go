@@ -29,11 +29,18 @@ type Policy struct {
 	RetryNonIdempotent bool
 }
 
-// Rate-limit key kinds, as written before the colon in `key`.
+// Rate-limit key kinds, as written before the colon in `key`. A header
+// key is whatever the client sends, so a client changing it per request
+// is a new client each time; the JWT and auth-header keys are values the
+// route's auth verified, and their limiter runs after auth.
 const (
 	RateKeyIP     = "ip"
 	RateKeyHeader = "header"
 	RateKeyJWT    = "jwt"
+	// RateKeyAuthHeader keys on a header the route's auth policy set: a
+	// forward_claims header of jwt or a copy_headers header of
+	// forward_auth, never the client's copy.
+	RateKeyAuthHeader = "auth_header"
 )
 
 // RateLimit is a token bucket per client key.
@@ -43,9 +50,9 @@ type RateLimit struct {
 	// Burst is the bucket size; always at least 1.
 	Burst int
 	// Key is how clients are told apart, as written: "ip",
-	// "header:NAME" or "jwt:CLAIM".
+	// "header:NAME", "jwt:CLAIM" or "auth_header:NAME".
 	Key string
-	// KeyKind is RateKeyIP, RateKeyHeader or RateKeyJWT.
+	// KeyKind is RateKeyIP, RateKeyHeader, RateKeyJWT or RateKeyAuthHeader.
 	KeyKind string
 	// KeyName is the header name (canonical form) or claim name; empty for
 	// "ip".

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"math"
 	"net/textproto"
 	"net/url"
@@ -113,6 +114,49 @@ func decodeAccessPolicy(p *problems, blocks hcl.Blocks, pol *Policy) {
 	if rl := pol.RateLimit; rl != nil && rl.KeyKind == RateKeyJWT && jb == nil {
 		p.addf(keyPos, "rate_limit key %q needs a jwt block: only verified claims are used as keys", rl.Key)
 	}
+	if rl := pol.RateLimit; rl != nil && rl.KeyKind == RateKeyAuthHeader && rl.KeyName != "" && !authSets(pol, rl.KeyName) {
+		p.addf(keyPos, "rate_limit key %q needs a jwt forward_claims or forward_auth copy_headers entry for %s: only headers the route's auth sets are verified", rl.Key, rl.KeyName)
+	}
+}
+
+// authSets reports whether the route's auth policy sets header h (in
+// canonical form) on the upstream request.
+func authSets(pol *Policy, h string) bool {
+	if pol.JWT != nil {
+		for _, v := range pol.JWT.ForwardClaims {
+			if v == h {
+				return true
+			}
+		}
+	}
+	return pol.ForwardAuth != nil && slices.Contains(pol.ForwardAuth.CopyHeaders, h)
+}
+
+// gatewayHeaders are the headers auth may not set for the upstream: the
+// connection's own (hop-by-hop, framing, Host) and those the gateway fills
+// itself (forwarding headers, the request ID). Auth headers are applied
+// last, so one of these would replace the gateway's value or reintroduce a
+// hop-by-hop header after ReverseProxy removed them.
+var gatewayHeaders = []string{
+	"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Host", "Content-Length",
+	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Request-Id",
+}
+
+// authHeaderName canonicalises a header an auth policy sets, reporting
+// names that are not tokens or that the gateway owns; what names the
+// header in the message, e.g. `copy_headers`.
+func authHeaderName(p *problems, pos Pos, what, h string) (string, bool) {
+	if !isToken(h) {
+		p.addf(pos, "%s: %q is not a valid header name", what, h)
+		return "", false
+	}
+	c := textproto.CanonicalMIMEHeaderKey(h)
+	if slices.Contains(gatewayHeaders, c) {
+		p.addf(pos, "%s: %q is set by the gateway or the connection, not by auth", what, c)
+		return "", false
+	}
+	return c, true
 }
 
 // decodeUpstreamPolicy reads circuit_breaker out of blocks and retries and
@@ -156,8 +200,10 @@ func decodeRateLimit(p *problems, b *hcl.Block) (*RateLimit, Pos) {
 		rl.KeyName = textproto.CanonicalMIMEHeaderKey(name)
 	case kind == RateKeyJWT && name != "":
 		rl.KeyName = name
+	case kind == RateKeyAuthHeader && isToken(name):
+		rl.KeyName = textproto.CanonicalMIMEHeaderKey(name)
 	default:
-		p.addf(a.pos("key"), `rate_limit key %q: want "ip", "header:NAME" or "jwt:CLAIM"`, rl.Key)
+		p.addf(a.pos("key"), `rate_limit key %q: want "ip", "header:NAME", "jwt:CLAIM" or "auth_header:NAME"`, rl.Key)
 	}
 	return rl, a.pos("key")
 }
@@ -223,7 +269,7 @@ func decodeJWT(p *problems, b *hcl.Block) *JWT {
 	}
 	if a.ok("jwks_url") && j.JWKSURL != "" {
 		if u, err := url.Parse(j.JWKSURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			p.addf(a.pos("jwks_url"), "jwks_url must be an absolute http or https URL, got %q", j.JWKSURL)
+			p.addf(a.pos("jwks_url"), "jwks_url must be an absolute http or https URL, got %q", RedactURL(j.JWKSURL))
 		}
 	}
 	for _, n := range []string{"issuer", "audience"} {
@@ -234,11 +280,9 @@ func decodeJWT(p *problems, b *hcl.Block) *JWT {
 	if claims := a.strMap("forward_claims"); claims != nil {
 		j.ForwardClaims = make(map[string]string, len(claims))
 		for claim, h := range claims {
-			if !isToken(h) {
-				p.addf(a.pos("forward_claims"), "forward_claims[%q]: %q is not a valid header name", claim, h)
-				continue
+			if c, ok := authHeaderName(p, a.pos("forward_claims"), fmt.Sprintf("forward_claims[%q]", claim), h); ok {
+				j.ForwardClaims[claim] = c
 			}
-			j.ForwardClaims[claim] = textproto.CanonicalMIMEHeaderKey(h)
 		}
 	}
 	return j
@@ -261,11 +305,9 @@ func decodeForwardAuth(p *problems, b *hcl.Block) *ForwardAuth {
 	}
 	hdrs, pos := a.strList("copy_headers")
 	for i, h := range hdrs {
-		if !isToken(h) {
-			p.addf(pos[i], "copy_headers: %q is not a valid header name", h)
-			continue
+		if c, ok := authHeaderName(p, pos[i], "copy_headers", h); ok {
+			f.CopyHeaders = append(f.CopyHeaders, c)
 		}
-		f.CopyHeaders = append(f.CopyHeaders, textproto.CanonicalMIMEHeaderKey(h))
 	}
 	if !a.has("timeout") {
 		f.Timeout = DefaultForwardAuthTimeout
@@ -305,4 +347,28 @@ func decodeBreaker(p *problems, b *hcl.Block) *CircuitBreaker {
 		}
 	}
 	return c
+}
+
+// RedactURL is raw with the password of its userinfo replaced by "xxxxx",
+// as url.URL.Redacted does, for every message that quotes a configured
+// URL (validation errors, logs). A URL that does not parse is redacted
+// too: everything between "//" and the last "@" of the authority.
+func RedactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	_, rest, ok := strings.Cut(raw, "//")
+	if !ok {
+		return raw
+	}
+	start := len(raw) - len(rest)
+	end := len(rest)
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		end = i
+	}
+	at := strings.LastIndex(rest[:end], "@")
+	if at < 0 {
+		return raw
+	}
+	return raw[:start] + "xxxxx" + rest[at:]
 }

@@ -18,15 +18,18 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/gatewayco/gateway/gateway/config"
 )
 
 // JWKS is a cached JSON Web Key Set. Keys are fetched on first use and
 // again when a token names an unknown kid, at most once per MinInterval
 // (so a flood of tokens with made-up kids cannot turn into a flood of
-// fetches), with concurrent misses sharing one fetch. A failed fetch keeps
-// the keys already known.
+// fetches), with concurrent misses sharing one fetch. A token with a known
+// kid never waits for a fetch. A failed fetch keeps the keys already known.
 type JWKS struct {
 	url         string
+	shown       string // url with its password redacted, for logs and errors
 	client      *http.Client
 	minInterval time.Duration
 	now         func() time.Time
@@ -55,8 +58,10 @@ type JWKSOptions struct {
 	Logger hclog.Logger
 }
 
-// DefaultJWKSMinInterval spaces JWKS refreshes.
-const DefaultJWKSMinInterval = time.Minute
+// DefaultJWKSMinInterval spaces JWKS refreshes: a key the issuer has just
+// published is accepted within 10 s, and a flood of tokens with unknown
+// kids costs at most 6 fetches a minute.
+const DefaultJWKSMinInterval = 10 * time.Second
 
 // maxJWKSBytes bounds a fetched key set; real ones are a few KiB.
 const maxJWKSBytes = 1 << 20
@@ -64,7 +69,7 @@ const maxJWKSBytes = 1 << 20
 // NewJWKS returns a cache for the key set at url. Nothing is fetched until
 // the first Key.
 func NewJWKS(url string, opts JWKSOptions) *JWKS {
-	j := &JWKS{url: url, client: opts.Client, minInterval: opts.MinInterval, now: opts.Now, logger: opts.Logger}
+	j := &JWKS{url: url, shown: config.RedactURL(url), client: opts.Client, minInterval: opts.MinInterval, now: opts.Now, logger: opts.Logger}
 	if j.client == nil {
 		j.client = &http.Client{Timeout: 5 * time.Second}
 	}
@@ -139,13 +144,13 @@ func (j *JWKS) refreshDue() bool {
 func (j *JWKS) fetch(ctx context.Context) error {
 	keys, err := j.get(ctx)
 	if err != nil {
-		j.logger.Warn("JWKS refresh failed; keeping the keys already known", "url", j.url, "error", err)
+		j.logger.Warn("JWKS refresh failed; keeping the keys already known", "url", j.shown, "error", err)
 		return err
 	}
 	j.mu.Lock()
 	j.keys = keys
 	j.mu.Unlock()
-	j.logger.Debug("JWKS refreshed", "url", j.url, "keys", len(keys))
+	j.logger.Debug("JWKS refreshed", "url", j.shown, "keys", len(keys))
 	return nil
 }
 
@@ -163,7 +168,7 @@ func (j *JWKS) get(ctx context.Context) (map[string]jwk, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%w: %s answered %s", errJWKS, j.url, resp.Status)
+		return nil, fmt.Errorf("%w: %s answered %s", errJWKS, j.shown, resp.Status)
 	}
 	var set struct {
 		Keys []rawJWK `json:"keys"`
@@ -178,13 +183,13 @@ func (j *JWKS) get(ctx context.Context) (map[string]jwk, error) {
 		}
 		k, err := rk.publicKey()
 		if err != nil {
-			j.logger.Warn("skipping unusable JWKS key", "url", j.url, "kid", rk.Kid, "error", err)
+			j.logger.Warn("skipping unusable JWKS key", "url", j.shown, "kid", rk.Kid, "error", err)
 			continue
 		}
 		keys[rk.Kid] = jwk{key: k, alg: rk.Alg}
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("%w: %s holds no usable signing key", errJWKS, j.url)
+		return nil, fmt.Errorf("%w: %s holds no usable signing key", errJWKS, j.shown)
 	}
 	return keys, nil
 }

@@ -1,0 +1,62 @@
+package gateway
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatewayco/gateway/registry"
+)
+
+// forgingAuth answers every request to the auth instance at host itself,
+// with a 200 whose X-User-Id is value; other requests go to next.
+type forgingAuth struct {
+	host, value string
+	next        http.RoundTripper
+}
+
+func (f forgingAuth) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host != f.host {
+		return f.next.RoundTrip(r)
+	}
+	return &http.Response{StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"X-User-Id": {f.value}}, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
+}
+
+// TestForwardAuthHeaderThatCannotBeSentIsRefusedByTheGateway: net/http's
+// own client never lets such a value through, but any transport might; a
+// copy_headers value with a control character is the auth answer's fault,
+// answered 503 like no answer, and never reaches (or counts against) the
+// route's upstream.
+func TestForwardAuthHeaderThatCannotBeSentIsRefusedByTheGateway(t *testing.T) {
+	hits, inst := countingUpstream(t, "api-1")
+	auth := registry.Instance{ID: "auth-1", Address: "127.0.0.1", Port: 1}
+	doc := `
+route "api" {
+  path_prefix = "/api"
+  service     = "api"
+  forward_auth {
+    service      = "auth"
+    path         = "/verify"
+    copy_headers = ["X-User-Id"]
+  }
+}`
+	for _, value := range []string{"u-1\r\nX-Admin: 1", "u\x00", "u\x7f"} {
+		opts := Options{Proxy: ProxyOptions{Transport: forgingAuth{host: auth.HostPort(), value: value, next: newTransport(ProxyOptions{})}}}
+		pg := startPolicyGateway(t, opts, doc, map[string][]registry.Instance{"api": {inst}, "auth": {auth}})
+		for range DefaultOutlierFailures + 1 {
+			r := do(t, "GET", pg.url+"/api/x")
+			if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, msgAuthUnavailable) {
+				t.Errorf("auth answered X-User-Id %q: %d %s, want 503 %s", value, r.status, r.body, msgAuthUnavailable)
+			}
+		}
+		if pg.route("api").up.isEjected(0, time.Now()) {
+			t.Errorf("auth answered X-User-Id %q: the route's instance was ejected", value)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("%d requests with an unsendable header reached the upstream", n)
+	}
+}
