@@ -23,6 +23,7 @@ type exchange struct {
 	bytes    int64
 	metrics  *routeMetrics // the matched route's children; nil until matched
 	reqID    string        // X-Request-Id, set on the response when it starts
+	body     clientBody    // the request body's guard, when there is a body
 }
 
 type exchangeKey struct{}
