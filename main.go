@@ -61,6 +61,8 @@ type serveFlags struct {
 	listen, admin, prefix, consul, logLevel string
 	logJSON, accessLog                      bool
 	drain, readHeaderTimeout                time.Duration
+	idleTimeout, bodyReadTimeout            time.Duration
+	maxConns                                int
 	panicThreshold                          float64
 	maxBodyBytes                            int64
 	maxHeaderBytes                          int
@@ -80,6 +82,9 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&f.accessLog, "access-log", true, "log one line per request")
 	fs.DurationVar(&f.drain, "drain-timeout", 15*time.Second, "how long in-flight requests may run after SIGTERM")
 	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send its request headers (cuts off slowloris clients)")
+	fs.DurationVar(&f.bodyReadTimeout, "body-read-timeout", gateway.DefaultBodyReadTimeout, "longest pause allowed while a client sends its request body, 408 beyond")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive client connection stays open")
+	fs.IntVar(&f.maxConns, "max-conns", gateway.DefaultMaxConns, "most client connections open at once; more wait to be accepted (0: no limit)")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "request body limit in bytes, 413 beyond (negative: no limit)")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 1<<20, "request header limit in bytes, 431 beyond")
 	fs.Float64Var(&f.panicThreshold, "panic-threshold", gateway.DefaultPanicThreshold, "below this share of passing instances a service routes to all registered ones (0 disables)")
@@ -108,6 +113,12 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	if f.panicThreshold < 0 || f.panicThreshold > 1 {
 		return fmt.Errorf("%w: -panic-threshold must be between 0 and 1", errUsage)
+	}
+	if f.bodyReadTimeout <= 0 || f.idleTimeout <= 0 {
+		return fmt.Errorf("%w: -body-read-timeout and -idle-timeout must be positive", errUsage)
+	}
+	if f.maxConns < 0 {
+		return fmt.Errorf("%w: -max-conns must not be negative", errUsage)
 	}
 	if hclog.LevelFromString(f.logLevel) == hclog.NoLevel {
 		return fmt.Errorf("%w: unknown log level %q", errUsage, f.logLevel)
@@ -185,7 +196,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		return nil, err
 	}
 	metrics := gateway.NewMetrics(gateway.MetricsOptions{LastSync: a.status.LastSuccess})
-	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, TrustedProxies: trusted, Metrics: metrics})
+	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout, TrustedProxies: trusted, Metrics: metrics})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	ctl.SetPanicThreshold(f.panicThreshold)
 	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: metrics.WatchError}
@@ -199,7 +210,9 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 
 	a.public = newServer(a.gw, logger, f)
 	a.admin = newServer(gateway.AdminHandler(a.gw, a.status), logger, f)
-	go func() { a.failed <- a.public.Serve(publicLn) }()
+	// Only the public side is limited: the admin listener stays reachable
+	// for /health and /metrics when clients fill every slot.
+	go func() { a.failed <- a.public.Serve(gateway.LimitListener(publicLn, f.maxConns, metrics)) }()
 	go func() { a.failed <- a.admin.Serve(adminLn) }()
 	logger.Info("serving", "listen", a.publicAddr, "admin", a.adminAddr, "kv_prefix", f.prefix)
 	if f.self.register {
@@ -239,12 +252,14 @@ func (a *app) shutdown(drain time.Duration) error {
 
 // newServer sets the timeouts a public server needs: without
 // ReadHeaderTimeout a client that trickles headers holds a connection
-// forever.
+// forever, without IdleTimeout an idle keep-alive one. The body has its
+// own, per-read bound (-body-read-timeout, see gateway.Options), so there
+// is no ReadTimeout: that would cut off a large upload that keeps moving.
 func newServer(h http.Handler, logger hclog.Logger, f serveFlags) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: f.readHeaderTimeout,
-		IdleTimeout:       120 * time.Second,
+		IdleTimeout:       f.idleTimeout,
 		MaxHeaderBytes:    f.maxHeaderBytes,
 		ErrorLog:          logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}

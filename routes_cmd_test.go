@@ -121,7 +121,8 @@ func TestRoutesPushWritesToKVWithCheckAndSet(t *testing.T) {
 }
 
 func TestServeRejectsBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"-log-level", "loud"}, {"extra"}, {"routes"}, {"routes", "frobnicate"}} {
+	for _, args := range [][]string{{"-log-level", "loud"}, {"extra"}, {"routes"}, {"routes", "frobnicate"},
+		{"-max-conns", "-1"}, {"-idle-timeout", "0"}, {"-body-read-timeout", "0"}} {
 		if err := run(args, &bytes.Buffer{}, &bytes.Buffer{}); !errors.Is(err, errUsage) {
 			t.Errorf("run(%q) = %v, want a usage error", args, err)
 		}

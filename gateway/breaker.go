@@ -76,7 +76,8 @@ func shareable(req *http.Request, resp *http.Response) bool {
 }
 
 // outcome classifies a call for the breaker: 5xx, connection errors and
-// timeouts fail; a caller that went away is excluded; the rest succeed.
+// timeouts fail; a client's fault (it went away, or its body broke, see
+// classify) is excluded; the rest succeed.
 func outcome(req *http.Request, resp *http.Response, err error) error {
 	switch {
 	case err != nil && clientFault(req, err):

@@ -25,6 +25,7 @@ type exchange struct {
 	bytes    int64
 	metrics  *routeMetrics // the matched route's children; nil until matched
 	reqID    string        // X-Request-Id, set on the response when it starts
+	body     clientBody    // the request body's guard, when there is a body
 	// upHeader holds the headers auth set for the upstream (verified
 	// claims, forward_auth copies); nil when none. They are applied to the
 	// outgoing request, never to the inbound one, so a client naming them

@@ -28,6 +28,8 @@ type Gateway struct {
 	metrics *Metrics
 	// maxBody is the request body limit in bytes; zero or less is none.
 	maxBody int64
+	// bodyTimeout bounds each pause in a request body; zero or less is none.
+	bodyTimeout time.Duration
 }
 
 // Options configure a Gateway. The zero value is usable.
@@ -44,6 +46,10 @@ type Options struct {
 	// MaxBodyBytes bounds request bodies (413 beyond); zero means
 	// DefaultMaxBodyBytes, negative means no limit.
 	MaxBodyBytes int64
+	// BodyReadTimeout is how long a client may pause while sending its
+	// request body (408 beyond); zero means DefaultBodyReadTimeout,
+	// negative means no bound.
+	BodyReadTimeout time.Duration
 	// TrustedProxies are the peers whose X-Forwarded-For is believed when
 	// finding a client's IP for rate limiting; nil trusts nobody, so the
 	// client IP is always the connection's peer.
@@ -65,6 +71,9 @@ func New(opts Options) *Gateway {
 	g := &Gateway{logger: logger, now: opts.Now, newID: opts.RequestID, metrics: opts.Metrics, maxBody: opts.MaxBodyBytes}
 	if g.maxBody == 0 {
 		g.maxBody = DefaultMaxBodyBytes
+	}
+	if g.bodyTimeout = opts.BodyReadTimeout; g.bodyTimeout == 0 {
+		g.bodyTimeout = DefaultBodyReadTimeout
 	}
 	if g.now == nil {
 		g.now = time.Now

@@ -79,8 +79,9 @@ func (o *outlierTracker) swap() {
 
 // record counts one exchange with an instance. Only failures that say
 // "this instance cannot serve" count: no connection, a reset, a timeout,
-// or 502/503/504. A client that went away or a cancelled aggregate call
-// says nothing about the instance.
+// or 502/503/504. A client's fault (see classify: it went away, or its
+// body broke or stalled) or a cancelled aggregate call says nothing about
+// the instance.
 func (o *outlierTracker) record(h *instanceHealth, host string, req *http.Request, resp *http.Response, err error, now time.Time) {
 	failed := false
 	switch {

@@ -105,6 +105,7 @@ func (p *proxy) handler(rt *Route) http.Handler {
 			ctx, cancel := context.WithTimeout(r.Context(), timeout)
 			defer cancel()
 			r = r.WithContext(ctx)
+			ex.body.bound(ctx)
 		}
 		p.rp.ServeHTTP(w, r)
 	})
@@ -164,21 +165,23 @@ func stripPrefix(path, prefix string) string {
 }
 
 // upstreamError maps a failed exchange to the gateway's JSON errors: a
-// route timeout is 504, anything else from the upstream side is 502.
+// fault of the client's body is its 4xx, a route timeout is 504, anything
+// else from the upstream side is 502. classify decides whose fault it
+// was, as it does for ejection, breakers and retries.
 func (p *proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	ex := exchangeFrom(r.Context())
 	var open *errBreakerOpen
-	switch {
+	switch f := classify(r, err); {
 	case errors.As(err, &open):
 		w.Header().Set("Retry-After", retryAfterSeconds(open.retryAfter))
 		writeError(w, http.StatusServiceUnavailable, msgBreakerOpen, ex.route)
 	case errors.Is(err, errNoInstance):
 		writeError(w, http.StatusServiceUnavailable, msgNoInstance, ex.route)
-	case isBodyTooLarge(err):
-		writeError(w, http.StatusRequestEntityTooLarge, msgBodyTooLarge, ex.route)
+	case f.inBody():
+		p.bodyFaultAnswer(w, r, ex, f, err)
 	case errors.Is(r.Context().Err(), context.DeadlineExceeded):
 		writeError(w, http.StatusGatewayTimeout, msgUpstreamTimeout, ex.route)
-	case errors.Is(r.Context().Err(), context.Canceled):
+	case f == faultClientGone:
 		// The client went away; nobody reads the answer, but the access
 		// log shows nginx's 499 so it is not counted as an upstream fault.
 		ex.status = statusClientClosed

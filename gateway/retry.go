@@ -29,8 +29,16 @@ const maxReplayBody = 1 << 20
 // the route timeout bounds them together.
 func (u *upstream) send(req *http.Request) (*http.Response, error) {
 	tries := 1
-	if u.retry.retries > 0 && u.retryable(req) {
-		tries += u.retry.retries
+	if u.retry.retries > 0 {
+		ok, err := u.retryable(req)
+		if err != nil {
+			// The client's body broke while it was buffered: no
+			// instance has seen the request, and none is blamed.
+			return nil, err
+		}
+		if ok {
+			tries += u.retry.retries
+		}
 	}
 	if u.retry.budget != nil {
 		u.retry.budget.Request()
@@ -138,33 +146,37 @@ func (u *upstream) to(r *http.Request, i int) (*http.Response, error) {
 
 // retryable reports whether req may be sent twice: GET, HEAD, OPTIONS and
 // TRACE always, PUT and DELETE when the route allows it, POST and PATCH
-// never. A body must be replayable; a small one is buffered for that.
-func (u *upstream) retryable(req *http.Request) bool {
+// never. A body must be replayable; a small one is buffered for that, and
+// an error reading it (the client's fault) is returned.
+func (u *upstream) retryable(req *http.Request) (bool, error) {
 	switch req.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
 	case http.MethodPut, http.MethodDelete:
 		if !u.retry.nonIdempotent {
-			return false
+			return false, nil
 		}
 	default:
-		return false
+		return false, nil
 	}
 	if req.Body == nil || req.Body == http.NoBody || req.GetBody != nil {
-		return true
+		return true, nil
 	}
 	if req.ContentLength < 0 || req.ContentLength > maxReplayBody {
-		return false
+		return false, nil
 	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, maxReplayBody+1))
 	req.Body.Close()
+	if err != nil {
+		return false, err
+	}
 	req.Body = io.NopCloser(bytes.NewReader(body))
-	if err != nil || int64(len(body)) != req.ContentLength {
-		// Sent once as read; the upstream sees a short body and the
-		// error surfaces there rather than being retried.
-		return false
+	if int64(len(body)) != req.ContentLength {
+		// Cannot happen with a server request, whose body ends at its
+		// Content-Length or fails; sent once as read otherwise.
+		return false, nil
 	}
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	return true
+	return true, nil
 }
 
 // isDialError reports whether err is a failure to connect, as opposed to
@@ -175,11 +187,12 @@ func isDialError(err error) bool {
 }
 
 // retryWorthy: a connection error while the request's context is still
-// live (the route timeout or the client ending it is final), or a status
-// meaning "this instance cannot serve now".
+// live (the route timeout or the client ending it is final) and that was
+// not the client's fault (another instance would fail the same way), or
+// a status meaning "this instance cannot serve now".
 func retryWorthy(req *http.Request, resp *http.Response, err error) bool {
 	if err != nil {
-		return req.Context().Err() == nil
+		return req.Context().Err() == nil && !clientFault(req, err)
 	}
 	switch resp.StatusCode {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:

@@ -1,0 +1,124 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/gatewayco/gateway/registry"
+)
+
+// TestClassifyIsOneVerdictForEveryConsumer: each kind of failed exchange
+// gets one verdict, and the breaker, outlier ejection, retries and the
+// proxy's answer all follow it.
+func TestClassifyIsOneVerdictForEveryConsumer(t *testing.T) {
+	refused := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
+	timeout := &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	cases := []struct {
+		name     string
+		recorded error // what the exchange's body recorded; nil: nothing
+		err      error // what the transport returned
+		want     fault
+		status   int
+	}{
+		{"upstream reset", nil, refused, faultUpstream, http.StatusBadGateway},
+		{"malformed chunked", nil, &clientBodyError{errors.New("invalid byte in chunk length")}, faultBodyMalformed, http.StatusBadRequest},
+		{"short body", nil, &clientBodyError{io.ErrUnexpectedEOF}, faultBodyMalformed, http.StatusBadRequest},
+		{"body too large", nil, &clientBodyError{&http.MaxBytesError{Limit: 1}}, faultBodyTooLarge, http.StatusRequestEntityTooLarge},
+		{"stalled body", nil, &clientBodyError{timeout}, faultBodyTimeout, http.StatusRequestTimeout},
+		// The transport reports the route deadline, not the body read it
+		// cut off; the exchange's record still names the client.
+		{"body cut off by the route timeout", &clientBodyError{timeout}, context.DeadlineExceeded, faultBodyTimeout, http.StatusRequestTimeout},
+		{"body broken, reported as a broken connection", &clientBodyError{io.ErrUnexpectedEOF}, refused, faultBodyMalformed, http.StatusBadRequest},
+	}
+	p := newProxy(ProxyOptions{}, hclog.NewNullLogger(), time.Now)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ex := &exchange{route: "r"}
+			if c.recorded != nil {
+				ex.body.failed.Store(c.recorded.(*clientBodyError))
+			}
+			req := httptest.NewRequest("GET", "/", nil).WithContext(context.WithValue(context.Background(), exchangeKey{}, ex))
+			if got := classify(req, c.err); got != c.want {
+				t.Fatalf("classify = %d, want %d", got, c.want)
+			}
+			upstreamFault := c.want == faultUpstream
+			if got := outcome(req, nil, c.err); errors.Is(got, context.Canceled) == upstreamFault {
+				t.Errorf("breaker outcome %v: excluded = %v, want %v", got, !upstreamFault, !upstreamFault)
+			}
+			if got := retryWorthy(req, nil, c.err); got != upstreamFault {
+				t.Errorf("retryWorthy = %v, want %v", got, upstreamFault)
+			}
+			o := newOutlierTracker(1, time.Minute, hclog.NewNullLogger())
+			h := &instanceHealth{}
+			o.record(h, "i", req, nil, c.err, time.Now())
+			if got := h.ejected(time.Now()); got != upstreamFault {
+				t.Errorf("ejected after one failure = %v, want %v", got, upstreamFault)
+			}
+			rec := httptest.NewRecorder()
+			ex.ResponseWriter = rec
+			p.upstreamError(rec, req, c.err)
+			if rec.Code != c.status {
+				t.Errorf("answer %d, want %d", rec.Code, c.status)
+			}
+		})
+	}
+}
+
+// TestBrokenBodyOnRetriedRouteReachesNoInstance: a route that buffers
+// bodies for replay finds the body broken before any instance is called,
+// answers 400, and neither calls nor blames any instance.
+func TestBrokenBodyOnRetriedRouteReachesNoInstance(t *testing.T) {
+	var calls atomic.Int64
+	_, in := startUpstream(t, "put-1", func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+	})
+	pg := startPolicyGateway(t, Options{}, `
+route "put" {
+  path_prefix = "/put"
+  service     = "api"
+  retries     = 1
+  retry_non_idempotent = true
+}
+`, map[string][]registry.Instance{"api": {in}})
+	addr := strings.TrimPrefix(pg.url, "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second)) // a guard against hanging
+	fmt.Fprintf(conn, "PUT /put/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\n0123456789")
+	_ = conn.(*net.TCPConn).CloseWrite()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("short body on a retried route: %s, want 400", resp.Status)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("upstream called %d times for broken bodies, want 0", n)
+	}
+	// A good request still goes through.
+	req, _ := http.NewRequest("PUT", pg.url+"/put/x", strings.NewReader("ok"))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	resp.Body.Close()
+}

@@ -1,0 +1,138 @@
+package gateway
+
+import (
+	"errors"
+	"net"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// DefaultMaxConns bounds concurrent client connections unless configured
+// otherwise. Each proxied request holds a second descriptor towards its
+// upstream, so 10,000 stays well inside the descriptor limit of a
+// container (Go raises the soft limit to the hard one, commonly 1,048,576)
+// while being far more than one replica serves at a healthy load.
+const DefaultMaxConns = 10000
+
+// LimitListener returns ln serving at most max client connections at once
+// (max <= 0: no limit). At the limit it stops accepting until a connection
+// closes, as nginx does once worker_connections are in use: clients wait
+// in the kernel's accept backlog instead of being accepted and dropped,
+// and the gateway never runs out of descriptors for its upstreams. The
+// open connections, and each time the limit stopped accepting, are
+// recorded in m (nil records nothing). Hijacked connections (protocol
+// upgrades) count until they close.
+func LimitListener(ln net.Listener, max int, m *Metrics) net.Listener {
+	l := &limitListener{Listener: ln, done: make(chan struct{})}
+	if max > 0 {
+		l.slots = make(chan struct{}, max)
+	}
+	if m != nil {
+		l.open, l.full = m.connectionMetrics()
+	}
+	return l
+}
+
+type limitListener struct {
+	net.Listener
+	slots     chan struct{} // one per open connection; nil: no limit
+	done      chan struct{} // closed by Close, ending a wait for a slot
+	closeOnce sync.Once
+	open      prometheus.Gauge   // nil without metrics
+	full      prometheus.Counter // nil without metrics
+}
+
+// Accept takes a slot before accepting, so a connection beyond the limit
+// stays in the backlog rather than being accepted only to wait.
+func (l *limitListener) Accept() (net.Conn, error) {
+	if l.slots != nil {
+		select {
+		case l.slots <- struct{}{}:
+		default:
+			if l.full != nil {
+				l.full.Inc()
+			}
+			select {
+			case l.slots <- struct{}{}:
+			case <-l.done:
+				return nil, net.ErrClosed
+			}
+		}
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		l.release()
+		return nil, err
+	}
+	if l.open != nil {
+		l.open.Inc()
+	}
+	return &limitedConn{Conn: c, l: l}, nil
+}
+
+func (l *limitListener) release() {
+	if l.slots != nil {
+		<-l.slots
+	}
+}
+
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+// limitedConn gives its slot back when closed, once.
+type limitedConn struct {
+	net.Conn
+	l    *limitListener
+	once sync.Once
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		if c.l.open != nil {
+			c.l.open.Dec()
+		}
+		c.l.release()
+	})
+	return err
+}
+
+// CloseWrite keeps the server's graceful close (half-close, then wait for
+// the client) working through the wrapper.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// connectionMetrics registers the connection collectors on first use; a
+// second listener shares them.
+func (m *Metrics) connectionMetrics() (prometheus.Gauge, prometheus.Counter) {
+	open := register(m.reg, prometheus.Collector(prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "gateway_connections_open",
+		Help: "Client connections open on the public listener.",
+	}))).(prometheus.Gauge)
+	full := register(m.reg, prometheus.Collector(prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gateway_connections_limit_reached_total",
+		Help: "Times the public listener stopped accepting because -max-conns client connections were open.",
+	}))).(prometheus.Counter)
+	return open, full
+}
+
+// register registers c, or returns the collector already registered
+// under its name.
+func register(reg *prometheus.Registry, c prometheus.Collector) prometheus.Collector {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			return are.ExistingCollector
+		}
+		// Only a programming error (a clashing name) gets here.
+		panic(err)
+	}
+	return c
+}
