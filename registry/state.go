@@ -116,6 +116,12 @@ type State struct {
 	mu      sync.Mutex
 	pending map[string]stateOp // by routes key: the latest wish wins
 	wake    chan struct{}
+	// refused remembers, by routes key, the change Consul refused for good
+	// (a 4xx such as 403 or 413, or an entry over MaxStateValueBytes): its
+	// SourceIndex for a record, 0 for a forget. The controller asks again
+	// on every rebuild while the stored state lags; asking Consul again
+	// would only log the same refusal each time.
+	refused map[string]uint64
 
 	// beforeCAS, when set by tests, runs between each read and its
 	// check-and-set, to interleave a competing writer.
@@ -142,6 +148,7 @@ func NewState(client *api.Client, routesPrefix, statePrefix string, opts Options
 		kv: client.KV(), routes: routesPrefix, prefix: statePrefix, opts: opts, notify: notify,
 		log:     opts.Logger.Named("state").With("prefix", statePrefix),
 		pending: map[string]stateOp{},
+		refused: map[string]uint64{},
 		wake:    make(chan struct{}, 1),
 	}
 	fetch := func(q *api.QueryOptions) (map[string]StoredVersion, *api.QueryMeta, error) {
@@ -208,12 +215,44 @@ func (s *State) Forget(key string) { s.enqueue(key, stateOp{}) }
 
 func (s *State) enqueue(key string, op stateOp) {
 	s.mu.Lock()
+	if index, ok := s.refused[key]; ok {
+		if index == op.index() {
+			s.mu.Unlock()
+			return
+		}
+		delete(s.refused, key)
+	}
 	s.pending[key] = op
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// index identifies the change for refused.
+func (op stateOp) index() uint64 {
+	if op.record == nil {
+		return 0
+	}
+	return op.record.SourceIndex
+}
+
+// refuse remembers a change Consul will not take.
+func (s *State) refuse(key string, op stateOp) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refused[key] = op.index()
+}
+
+// permanent reports whether err means Consul will refuse the same write
+// again (a client error: no permission, value too large, ...).
+func permanent(err error) bool {
+	var status api.StatusError
+	if errors.As(err, &status) {
+		return status.Code >= 400 && status.Code < 500 && status.Code != 429
+	}
+	return errors.Is(err, ErrStateEntry)
 }
 
 // take removes and returns one pending change.
@@ -266,9 +305,14 @@ func (s *State) write(ctx context.Context) {
 		if err == nil {
 			continue
 		}
+		if permanent(err) {
+			s.refuse(key, op)
+			s.log.Error("consul refused the last good version entry; not retried for this version", "key", key, "forget", op.record == nil, "error", err)
+			continue
+		}
 		op.failures++
-		if op.failures >= maxWriteFailures || errors.Is(err, ErrStateEntry) {
-			s.log.Error("last good version not stored; asked again on the next change", "key", key, "error", err)
+		if op.failures >= maxWriteFailures {
+			s.log.Error("last good version entry not written; asked again on the next change", "key", key, "forget", op.record == nil, "error", err)
 			continue
 		}
 		delay := s.opts.backoff(op.failures)

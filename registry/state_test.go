@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -357,4 +358,38 @@ func TestStateRunLoadsRecordsAndForgets(t *testing.T) {
 		_, a := got["routes/team/a.hcl"]
 		return got["routes/b.hcl"].SourceIndex == 100 && !a
 	})
+}
+
+// TestStateDoesNotRetryWhatConsulRefuses: an entry over Consul's value
+// limit (512 KiB by default) is refused with 413; the same version is not
+// sent again however often the controller asks, a newer one is.
+func TestStateDoesNotRetryWhatConsulRefuses(t *testing.T) {
+	verifyNoLeaks(t)
+	srv := startConsul(t)
+	client := testClient(t, srv.HTTPAddr)
+	var logs logBuffer
+	s := NewState(client, "routes/", "state/", Options{Logger: newTestLogger(&logs)}, nil)
+	var tries atomic.Int64
+	s.beforeCAS = func() { tries.Add(1) }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	big := version("big", 5)
+	big.Source = make([]byte, 600<<10)
+	s.Record(big)
+	waitFor(t, 10*time.Second, "the refusal logged", func() bool { return strings.Contains(logs.String(), "consul refused") })
+	if n := tries.Load(); n != 1 {
+		t.Fatalf("%d attempts; a 4xx must not be retried", n)
+	}
+	s.Record(big)
+	s.mu.Lock()
+	_, queued := s.pending["routes/big"]
+	s.mu.Unlock()
+	if queued {
+		t.Fatal("the refused version was queued again")
+	}
+	s.Record(version("big", 6))
+	waitFor(t, 10*time.Second, "the newer version stored", func() bool { return storedIndex(t, client, "big") == 6 })
 }
