@@ -142,11 +142,9 @@ func (l *lastGoods) fallback(key string, st *keyState) *config.Document {
 		return mem
 	}
 	if sv.SourceIndex == st.index {
-		// The stored version is the current one, parsed already; if it
-		// failed here, parsing its copy would fail the same way.
-		if st.current != nil {
-			return st.current
-		}
+		// The stored version is the current one, which Resolve tries
+		// first anyway (and if it failed to parse here, its copy would
+		// fail the same way): it is no fallback.
 		return mem
 	}
 	if p, ok := l.parsed[key]; ok && p.stateIndex == sv.StateIndex {

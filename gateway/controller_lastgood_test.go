@@ -224,3 +224,25 @@ func TestControllerDropsLastGoodOfARecreatedKey(t *testing.T) {
 		t.Fatalf("routes = %v; a re-created key must not bring back the removed one's version", got)
 	}
 }
+
+// A replica that stored the current version (it saw no conflict) must not
+// take away this replica's older fallback when the current one conflicts
+// here.
+func TestControllerStoredCurrentVersionIsNoFallback(t *testing.T) {
+	store := &fakeStore{loaded: true, ok: true}
+	c, gw, _ := lastGoodController(store, acceptedAt)
+	docs := &fakeDocs{}
+	docs.setDoc("k1", docA, 5, 5)
+	docs.setDoc("k0", docB, 6, 6)
+	c.reload(context.Background(), docs, &fakeInsts{})
+	// k1 now also defines "b", taken by the older k0: rejected here.
+	docs.setDoc("k1", docA+strings.Replace(docB, "/b", "/b2", 1), 7, 5)
+	store.store("k1", docA+strings.Replace(docB, "/b", "/b2", 1), 7, acceptedAt)
+	c.reload(context.Background(), docs, &fakeInsts{})
+	if got := routeNames(gw.Table()); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("routes = %v, want k1 falling back to its version 5 beside k0", got)
+	}
+	if e := gw.Table().Errors(); len(e) != 1 || e[0].Key != "k1" || e[0].Serving != servingLastGood || e[0].LastGoodIndex != 5 {
+		t.Fatalf("errors = %+v, want k1 serving last good 5", e)
+	}
+}
