@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 )
@@ -104,12 +105,12 @@ func TestReplicasAgreeOnLastGoodVersion(t *testing.T) {
 			t.Logf("first two serve %+v\nthe third serves %+v", want, got)
 		}
 	})
-	waitFor(t, "the third replica serves what the first two serve", func() bool {
+	took := waitFor(t, "the third replica serves what the first two serve", func() bool {
 		var ok bool
 		got, ok = viewOf(third, "/api/users/1")
 		return ok && reflect.DeepEqual(got, want)
 	})
-	t.Logf("all three: %+v", got)
+	t.Logf("third replica agreed %v after it logged its addresses; all three: %+v", took.Round(time.Millisecond), got)
 
 	// The version they agree on is the one kept in Consul.
 	p, _, err := client.KV().Get("gateway/state/lastgood/users.hcl", nil)
