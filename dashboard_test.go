@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 
 	"net/http"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatewayco/gateway/gateway"
 )
 
 // requireChromium returns the headless browser, skipping the test when it
@@ -73,14 +76,20 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 	}
 	putRoute(t, client, "routes.hcl", string(demo))
 	putRoute(t, client, "team-b.hcl", "route \"search\" {\n  path_prefix = \"/api/search\"\n  service     = \"search\"\n  balancer    = \"fastest\"\n}\n")
+	putRoute(t, client, "legacy.hcl", routeDoc("legacy", "/api/legacy", "orders"))
 	a := startGateway(t, addr)
+	waitFor(t, "the legacy route", func() bool { return len(a.gw.Table().Routes()) == 4 })
+	// A bad write to legacy.hcl: it keeps serving its last good version.
+	putRoute(t, client, "legacy.hcl", "route \"legacy\" {\n  path_prefix = \n}\n")
 	var configErr string
-	waitFor(t, "routes and the config error loaded", func() bool {
+	var lastGood gateway.ConfigError
+	waitFor(t, "routes and the config errors loaded", func() bool {
 		tbl := a.gw.Table()
-		if len(tbl.Routes()) != 3 || len(tbl.Aggregates()) != 1 || len(tbl.Errors()) != 1 {
+		if len(tbl.Routes()) != 4 || len(tbl.Aggregates()) != 1 || len(tbl.Errors()) != 2 {
 			return false
 		}
-		configErr = tbl.Errors()[0].Message
+		// Sorted by key: legacy.hcl, then team-b.hcl.
+		lastGood, configErr = tbl.Errors()[0], tbl.Errors()[1].Message
 		return true
 	})
 
@@ -125,6 +134,13 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 		if !strings.Contains(dom, w) {
 			t.Errorf("rendered DOM lacks %q", w)
 		}
+	}
+	since := lastGood.LastGoodSince.UTC().Format("2006-01-02 15:04:05 UTC")
+	if want := htmlText(fmt.Sprintf("Serving last good version from %s (index %d), newer version rejected:", since, lastGood.LastGoodIndex)); lastGood.Serving != "last_good" || !strings.Contains(dom, want) || !strings.Contains(dom, htmlText(lastGood.Message)) {
+		t.Errorf("legacy.hcl (%+v): the DOM lacks %q and its error", lastGood, want)
+	}
+	if !strings.Contains(dom, "Serving nothing for this key") {
+		t.Error("team-b.hcl is not shown as serving nothing")
 	}
 	if !strings.Contains(dom, "no healthy instance") {
 		t.Error("route products (no instances) is not flagged")

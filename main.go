@@ -59,6 +59,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 // check every flag the docs and compose file mention exists.
 type serveFlags struct {
 	listen, admin, prefix, consul, logLevel string
+	statePrefix                             string
 	logJSON, accessLog                      bool
 	drain, readHeaderTimeout                time.Duration
 	idleTimeout, bodyReadTimeout            time.Duration
@@ -76,6 +77,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.listen, "listen", ":8080", "public listener address")
 	fs.StringVar(&f.admin, "admin", "127.0.0.1:8081", "admin listener address (/health, /routes); keep it private")
 	fs.StringVar(&f.prefix, "kv-prefix", "gateway/routes/", "Consul KV prefix holding route documents")
+	fs.StringVar(&f.statePrefix, "state-prefix", "", "Consul KV prefix where gateways share each route document's last good version (default: state/lastgood/ beside -kv-prefix)")
 	fs.StringVar(&f.consul, "consul", "", "Consul HTTP address (default: CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log as JSON lines")
@@ -125,6 +127,9 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	if _, err := parseCIDRs(f.trustedProxies); err != nil {
 		return fmt.Errorf("%w: -trusted-proxies: %w", errUsage, err)
+	}
+	if _, err := registry.StatePrefix(f.prefix, f.statePrefix); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	logger := newLogger(f.logLevel, f.logJSON, stderr)
 
@@ -178,6 +183,10 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consul client: %w", err)
 	}
+	statePrefix, err := registry.StatePrefix(f.prefix, f.statePrefix)
+	if err != nil {
+		return nil, err
+	}
 	publicLn, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return nil, err
@@ -202,10 +211,13 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: metrics.WatchError}
 	kv := registry.NewKV(client, f.prefix, opts, ctl.Notify)
 	a.health = registry.NewHealth(client, opts, ctl.Notify)
+	state := registry.NewState(client, f.prefix, statePrefix, opts, ctl.Notify)
+	ctl.SetLastGoodStore(state)
 
 	var watchCtx context.Context
 	watchCtx, a.stopWatches = context.WithCancel(context.Background())
 	a.watches.Go(func() { kv.Run(watchCtx) })
+	a.watches.Go(func() { state.Run(watchCtx) })
 	a.watches.Go(func() { ctl.Run(watchCtx, kv, a.health) })
 
 	a.public = newServer(a.gw, logger, f)
@@ -214,7 +226,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	// for /health and /metrics when clients fill every slot.
 	go func() { a.failed <- a.public.Serve(gateway.LimitListener(publicLn, f.maxConns, metrics)) }()
 	go func() { a.failed <- a.admin.Serve(adminLn) }()
-	logger.Info("serving", "listen", a.publicAddr, "admin", a.adminAddr, "kv_prefix", f.prefix)
+	logger.Info("serving", "listen", a.publicAddr, "admin", a.adminAddr, "kv_prefix", f.prefix, "state_prefix", statePrefix)
 	if f.self.register {
 		// Registered only once both listeners serve, so the first health
 		// check the agent runs can already pass.

@@ -122,7 +122,10 @@ func TestRoutesPushWritesToKVWithCheckAndSet(t *testing.T) {
 
 func TestServeRejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{{"-log-level", "loud"}, {"extra"}, {"routes"}, {"routes", "frobnicate"},
-		{"-max-conns", "-1"}, {"-idle-timeout", "0"}, {"-body-read-timeout", "0"}} {
+		{"-max-conns", "-1"}, {"-idle-timeout", "0"}, {"-body-read-timeout", "0"},
+		// The last-good state must not sit inside the routes prefix, nor
+		// the other way round.
+		{"-kv-prefix", "gateway/state/"}, {"-state-prefix", "gateway/routes/lastgood/"}} {
 		if err := run(args, &bytes.Buffer{}, &bytes.Buffer{}); !errors.Is(err, errUsage) {
 			t.Errorf("run(%q) = %v, want a usage error", args, err)
 		}

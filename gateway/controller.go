@@ -36,6 +36,9 @@ type Controller struct {
 	wake    chan struct{}
 	keys    map[string]*keyState
 	pick    *instanceSelector
+	// lastGood shares each key's last good version with other replicas
+	// (controller_lastgood.go).
+	lastGood *lastGoods
 	// published is called after each publish; nil means nobody listens.
 	published func(*Table)
 }
@@ -56,12 +59,13 @@ func NewController(g *Gateway, logger hclog.Logger) *Controller {
 		logger = hclog.NewNullLogger()
 	}
 	return &Controller{
-		gw:      g,
-		builder: newTableBuilder(g.proxy),
-		logger:  logger,
-		wake:    make(chan struct{}, 1),
-		keys:    map[string]*keyState{},
-		pick:    newInstanceSelector(DefaultPanicThreshold, logger.Named("instances")),
+		gw:       g,
+		builder:  newTableBuilder(g.proxy),
+		logger:   logger,
+		wake:     make(chan struct{}, 1),
+		keys:     map[string]*keyState{},
+		pick:     newInstanceSelector(DefaultPanicThreshold, logger.Named("instances")),
+		lastGood: newLastGoods(g.now, logger.Named("lastgood")),
 	}
 }
 
@@ -101,7 +105,11 @@ func (c *Controller) reload(ctx context.Context, docs Documents, insts Instances
 		// (the empty table at start) and wait.
 		return
 	}
+	if !c.lastGood.ready() {
+		return
+	}
 	c.sync(snapshot)
+	c.lastGood.sync(snapshot, c.keys)
 	routes, aggs, errs := c.resolve()
 	keys := serviceKeys(routes, aggs)
 	insts.Ensure(ctx, keys)
@@ -155,7 +163,7 @@ func (c *Controller) sync(snapshot []registry.Document) {
 func (c *Controller) resolve() ([]config.Route, []config.Aggregate, []ConfigError) {
 	cands := make([]config.Candidate, 0, len(c.keys))
 	for k, st := range c.keys {
-		cands = append(cands, config.Candidate{Key: k, Current: st.current, LastGood: st.lastGood})
+		cands = append(cands, config.Candidate{Key: k, Current: st.current, LastGood: c.lastGood.fallback(k, st)})
 	}
 	accepted, conflicts := config.Resolve(cands)
 
@@ -171,6 +179,7 @@ func (c *Controller) resolve() ([]config.Route, []config.Aggregate, []ConfigErro
 		st := c.keys[k]
 		if d := accepted[k]; d != nil {
 			st.lastGood = d
+			c.lastGood.accepted(k, d)
 			routes = append(routes, d.Routes...)
 			aggs = append(aggs, d.Aggregates...)
 		}
@@ -186,7 +195,7 @@ func (c *Controller) resolve() ([]config.Route, []config.Aggregate, []ConfigErro
 			continue
 		}
 		msg := problem.Error()
-		errs = append(errs, ConfigError{Key: k, Message: msg})
+		errs = append(errs, c.lastGood.configError(k, accepted[k], msg))
 		if msg != st.logged {
 			st.logged = msg
 			serving := "nothing"

@@ -52,6 +52,11 @@ type Route struct {
 type ConfigError struct {
 	Key     string `json:"key"`
 	Message string `json:"message"`
+	// Serving is what the key serves meanwhile: "last_good" (an older
+	// version, LastGoodIndex, accepted at LastGoodSince) or "nothing".
+	Serving       string    `json:"serving,omitempty"`
+	LastGoodIndex uint64    `json:"last_good_index,omitempty"`
+	LastGoodSince time.Time `json:"last_good_since,omitzero"`
 }
 
 // Routes returns the table's routes sorted by name. The slice is shared:

@@ -52,7 +52,7 @@ func toDocuments(pairs api.KVPairs) []Document {
 		if p == nil || strings.HasSuffix(p.Key, "/") {
 			continue
 		}
-		docs = append(docs, Document{Key: p.Key, Value: p.Value, ModifyIndex: p.ModifyIndex})
+		docs = append(docs, Document{Key: p.Key, Value: p.Value, ModifyIndex: p.ModifyIndex, CreateIndex: p.CreateIndex})
 	}
 	slices.SortFunc(docs, func(a, b Document) int { return strings.Compare(a.Key, b.Key) })
 	return docs

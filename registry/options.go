@@ -131,6 +131,17 @@ func (o Options) backoff(failures int) time.Duration {
 	return half + time.Duration(o.Rand()*float64(step-half))
 }
 
+// pace takes one token from limiter, sleeping through o.Sleep so that
+// tests control time.
+func (o Options) pace(ctx context.Context, limiter *rate.Limiter) error {
+	now := o.Now()
+	delay := limiter.ReserveN(now, 1).DelayFrom(now)
+	if delay <= 0 {
+		return ctx.Err()
+	}
+	return o.Sleep(ctx, delay)
+}
+
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()

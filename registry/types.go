@@ -75,4 +75,8 @@ type Document struct {
 	Key         string
 	Value       []byte
 	ModifyIndex uint64
+	// CreateIndex is the index at which the key was (re)created: a version
+	// older than it belongs to a key that was deleted since. Zero means
+	// unknown.
+	CreateIndex uint64
 }

@@ -129,12 +129,7 @@ func (w *watch[T]) run(ctx context.Context) {
 // pace takes one token from the limiter, sleeping through opts.Sleep so that
 // tests control time.
 func (w *watch[T]) pace(ctx context.Context, limiter *rate.Limiter) error {
-	now := w.opts.Now()
-	delay := limiter.ReserveN(now, 1).DelayFrom(now)
-	if delay <= 0 {
-		return ctx.Err()
-	}
-	return w.opts.Sleep(ctx, delay)
+	return w.opts.pace(ctx, limiter)
 }
 
 // call performs one read bounded by the per-call deadline; index 0 makes it
