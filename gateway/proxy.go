@@ -100,7 +100,7 @@ func (p *proxy) handler(rt *Route) http.Handler {
 		// named() already set the route and its metrics.
 		ex := exchangeFrom(r.Context())
 		ex.up = rt.up
-		ex.strip = rt.Config.StripPrefix
+		ex.strip = stripSpelling(rt, r.URL.Path)
 		if timeout > 0 {
 			ctx, cancel := context.WithTimeout(r.Context(), timeout)
 			defer cancel()
@@ -122,8 +122,11 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 			pr.Out.URL.RawPath = stripPrefix(pr.Out.URL.RawPath, ex.strip)
 		}
 	}
-	// The original Host header is kept, as Traefik does by default: virtual
-	// hosting upstreams and absolute redirects then keep working.
+	// The client's Host header is kept, as Traefik does by default: virtual
+	// hosting upstreams and absolute redirects then keep working. It is the
+	// canonical spelling the request was routed on, never empty (see
+	// normalizeRequest): an empty Host would make the transport send the
+	// instance's address instead.
 	pr.Out.Host = pr.In.Host
 	p.setForwarded(pr)
 }
