@@ -223,7 +223,8 @@ func (ag *Aggregate) outgoingHeader(r *http.Request) http.Header {
 			}
 		}
 	}
-	xff, host, proto, _ := forwarded(r, ag.trusted)
+	xff, host, proto, trusted := forwarded(r, ag.trusted)
+	dropSpoofable(h, trusted)
 	h.Set("X-Forwarded-For", xff)
 	h.Set("X-Forwarded-Host", host)
 	h.Set("X-Forwarded-Proto", proto)

@@ -133,18 +133,13 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 
 // setForwarded sets X-Forwarded-For, -Host and -Proto (see forwarded).
 // ReverseProxy drops Forwarded and the three X-Forwarded-* it knows; this
-// also drops every other X-Forwarded-* and X-Real-Ip a client sent
-// (frameworks trust X-Forwarded-Port, -Prefix or -Ssl to build URLs),
-// unless the peer is a trusted proxy.
+// also drops every other X-Forwarded-* and client-address header a client
+// sent (frameworks trust X-Forwarded-Port, -Prefix or -Ssl to build URLs,
+// X-Real-Ip or True-Client-Ip as the client), unless the peer is a
+// trusted proxy, and rewrite headers from anyone (see dropSpoofable).
 func (p *proxy) setForwarded(pr *httputil.ProxyRequest) {
 	xff, host, proto, trusted := forwarded(pr.In, p.env.trusted)
-	if !trusted {
-		for k := range pr.Out.Header {
-			if strings.HasPrefix(k, "X-Forwarded-") || k == "X-Real-Ip" {
-				delete(pr.Out.Header, k)
-			}
-		}
-	}
+	dropSpoofable(pr.Out.Header, trusted)
 	h := pr.Out.Header
 	h.Set("X-Forwarded-For", xff)
 	h.Set("X-Forwarded-Host", host)
