@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -224,4 +225,29 @@ func (l *load) waitProgress(t *testing.T, n int64) {
 	t.Helper()
 	base := l.ok.Load() + l.failed.Load()
 	waitFor(t, "load progress", func() bool { return l.ok.Load()+l.failed.Load() >= base+n })
+}
+
+// rawRequest sends req to the gateway's public listener byte for byte
+// (Go's client would canonicalise the Host, the path or a missing Host)
+// and returns the status and the JSON body's "instance" and "error".
+func rawRequest(t *testing.T, a *app, req string) (status int, instance, errMsg string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", a.publicAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("%q: %v", req, err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	instance, _ = body["instance"].(string)
+	errMsg, _ = body["error"].(string)
+	return resp.StatusCode, instance, errMsg
 }

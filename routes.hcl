@@ -72,8 +72,13 @@ route "products" {
 #   path = "/v1/users/{id}"
 #
 #   # Only requests whose Host header is this name (a mux host template) match.
-#   # Optional; default: "" (any host).
+#   # Optional; default: "" (any host). Case, a trailing dot and the default
+#   # port do not matter: API.Example.com.:80 is this host too.
 #   host = "api.example.com"
+#
+#   # Match the path in any case (/V1/Users/42 too), for upstreams that treat
+#   # paths case-insensitively. Optional; default: false (paths match exactly).
+#   case_insensitive = true
 #
 #   methods  = ["GET", "POST"]
 #   service  = "users"

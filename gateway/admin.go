@@ -75,6 +75,8 @@ type routeView struct {
 	// CircuitBreaker is the breaker's state ("closed", "open",
 	// "half-open"); omitted for routes without one.
 	CircuitBreaker string `json:"circuit_breaker,omitempty"`
+	// CaseInsensitive is set when the path matches in any case.
+	CaseInsensitive bool `json:"case_insensitive,omitempty"`
 }
 
 type instanceView struct {
@@ -102,6 +104,7 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 			Instances: instanceViews(rt.Instances, rt.up, now), Panic: rt.Panic,
 		}
 		v.CircuitBreaker = rt.BreakerState()
+		v.CaseInsensitive = c.CaseInsensitive
 		body.Routes = append(body.Routes, v)
 	}
 	writeJSON(w, http.StatusOK, body)

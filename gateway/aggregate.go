@@ -223,12 +223,14 @@ func (ag *Aggregate) outgoingHeader(r *http.Request) http.Header {
 			}
 		}
 	}
+	xff, host, proto, trusted := forwarded(r, ag.trusted)
+	dropSpoofable(h, trusted)
 	if ex := exchangeFrom(r.Context()); ex != nil {
 		// The request ID and what auth verified reach every call, as
-		// they reach a route's upstream.
+		// they reach a route's upstream; set after the spoofable headers
+		// are dropped, so the gateway's own values always arrive.
 		ex.applyUpstreamHeaders(h)
 	}
-	xff, host, proto, _ := forwarded(r, ag.trusted)
 	h.Set("X-Forwarded-For", xff)
 	h.Set("X-Forwarded-Host", host)
 	h.Set("X-Forwarded-Proto", proto)

@@ -133,6 +133,7 @@ func forwardAuthenticated(route string, cfg *config.ForwardAuth, up *upstream, t
 		for _, h := range hopHeaders {
 			areq.Header.Del(h)
 		}
+		dropSpoofable(areq.Header, trustedPeer(r, trusted))
 		areq.Host = r.Host
 		proto := "http"
 		if r.TLS != nil {

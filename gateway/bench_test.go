@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,6 +59,41 @@ func BenchmarkRouteMatch(b *testing.B) {
 			want := t.routes[slices.IndexFunc(t.routes, func(r *Route) bool { return r.Config.Name == last.Name })].handler
 			if e, _ := m.match(req); e == nil || fmt.Sprint(e.h) != fmt.Sprint(want) {
 				b.Fatalf("request for %s matched %v", last.Name, e)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				m.match(req)
+			}
+		})
+	}
+}
+
+// BenchmarkRouteMatchCaseInsensitive is BenchmarkRouteMatch with every
+// route case_insensitive and the request path in upper case, so the path
+// is folded (one allocation) and the folded trie walked.
+func BenchmarkRouteMatchCaseInsensitive(b *testing.B) {
+	for _, n := range []int{10, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			gw := New(Options{})
+			routes := benchRoutes(n)
+			for i := range routes {
+				routes[i].CaseInsensitive = true
+			}
+			t := newTableBuilder(gw.proxy).build(routes, noInstances, nil)
+			last := routes[n-1]
+			path := strings.ToUpper(last.PathPrefix + "x")
+			if last.Path != "" {
+				path = fmt.Sprintf("/API/S%d/ITEMS/7", n-1)
+			}
+			req := httptest.NewRequest("GET", path, nil)
+			req.Host = "any"
+			if last.Host != "" {
+				req.Host = last.Host
+			}
+			m := t.router.(*matcher)
+			if e, _ := m.match(req); e == nil {
+				b.Fatalf("request for %s matched nothing", last.Name)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -111,8 +111,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := g.table.Load()
 	ex := &exchange{ResponseWriter: w, start: g.now()}
 	ex.reqID = g.requestID(r)
-	r = normalizePath(r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
+	r, bad := normalizeRequest(r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
 	defer g.finish(ex, r)
+	if bad != "" {
+		writeError(ex, http.StatusBadRequest, bad, "")
+		return
+	}
 	if !g.limitBody(ex, r) {
 		return
 	}

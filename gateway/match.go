@@ -15,11 +15,16 @@ import (
 // 10,000 routes costs about what one of 10 does. Templates keep mux's
 // semantics, because their regexps are mux's own; only a route with a
 // host template is tried linearly (rare in practice). Matching a request
-// allocates nothing, except building path variables for an aggregate.
+// allocates nothing, except building path variables for an aggregate and
+// folding a path that is not lower-case ASCII when some route is
+// case-insensitive.
 type matcher struct {
-	hosts    map[string]*pathIndex // literal hosts, lower case, without port
+	hosts    map[string]*pathIndex // literal hosts, canonical, without port
 	hostPats []*matchEntry         // routes with a host template, by rank
 	anyHost  *pathIndex            // routes without a host
+	// fold is set when some entry is case-insensitive: only then is the
+	// request path folded, so tables without such routes pay nothing.
+	fold     bool
 	notFound http.Handler
 	badVerb  http.Handler
 }
@@ -30,6 +35,9 @@ type matcher struct {
 // many routes share a first segment such as /api.
 type pathIndex struct {
 	root segNode
+	// folded indexes the case-insensitive entries by folded segments; a
+	// lookup walks it with the folded request path.
+	folded segNode
 }
 
 type segNode struct {
@@ -39,7 +47,8 @@ type segNode struct {
 
 // matchEntry is one route or aggregate, ready to match.
 type matchEntry struct {
-	rank    int // position in precedence order: lower wins
+	rank    int  // position in precedence order: lower wins
+	fold    bool // case-insensitive path: literal folded, re with (?i)
 	host    string
 	hostRe  *mux.Route // host template, matched through mux
 	literal string     // path or prefix without variables
@@ -57,6 +66,7 @@ func newMatcher(ordered []matchSpec, notFound, badVerb http.Handler) *matcher {
 	m := &matcher{hosts: map[string]*pathIndex{}, anyHost: newPathIndex(), notFound: notFound, badVerb: badVerb}
 	for i, s := range ordered {
 		e := s.entry(i)
+		m.fold = m.fold || e.fold
 		switch {
 		case e.hostRe != nil:
 			m.hostPats = append(m.hostPats, e)
@@ -78,7 +88,13 @@ func newPathIndex() *pathIndex { return &pathIndex{} }
 
 func (p *pathIndex) add(e *matchEntry, segs []string) {
 	n := &p.root
+	if e.fold {
+		n = &p.folded
+	}
 	for _, s := range segs {
+		if e.fold {
+			s = config.FoldCase(s)
+		}
 		if n.children == nil {
 			n.children = map[string]*segNode{}
 		}
@@ -93,19 +109,30 @@ func (p *pathIndex) add(e *matchEntry, segs []string) {
 }
 
 // maxDepth bounds the candidate lists a lookup keeps on the stack: the
-// root, up to maxDepth-2 segments, and the host templates. Entries are
-// never placed deeper (see literalSegments), so every entry is reachable.
+// root, up to maxDepth-2 segments, and the host templates; twice as many
+// less one when some entry is case-insensitive (both tries of an index).
+// Entries are never placed deeper (see literalSegments), so every entry is
+// reachable.
 const maxDepth = 16
 
-// candidates appends to lists the entry lists on path's branch.
-func (p *pathIndex) candidates(path string, lists *[maxDepth][]*matchEntry) int {
-	n := &p.root
-	k := 0
-	if len(n.entries) > 0 {
+// candidates stores in lists, from index k on, the entry lists on the
+// branches of path (and of folded, its folded form, in the folded trie) and
+// returns the new count.
+func (p *pathIndex) candidates(path, folded string, lists [][]*matchEntry, k int) int {
+	k = walk(&p.root, path, lists, k)
+	if folded != "" && (p.folded.children != nil || len(p.folded.entries) > 0) {
+		k = walk(&p.folded, folded, lists, k)
+	}
+	return k
+}
+
+// walk stores in lists the entry lists of the nodes on path's branch.
+func walk(n *segNode, path string, lists [][]*matchEntry, k int) int {
+	if len(n.entries) > 0 && k < len(lists) {
 		lists[k] = n.entries
 		k++
 	}
-	for rest := path; len(rest) > 1 && n.children != nil && k < maxDepth; {
+	for rest := path; len(rest) > 1 && n.children != nil && k < len(lists); {
 		rest = rest[1:]
 		end := strings.IndexByte(rest, '/')
 		seg := rest
@@ -149,27 +176,38 @@ func (m *matcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // match returns the entry serving r, or nil and whether some entry
-// matched everything but the method.
+// matched everything but the method. r.Host must be canonical (see
+// canonicalHost), as Gateway.ServeHTTP makes it.
 func (m *matcher) match(r *http.Request) (*matchEntry, bool) {
+	if m.fold {
+		var lists [2 * maxDepth][]*matchEntry
+		return m.matchIn(r, config.FoldCase(r.URL.Path), lists[:])
+	}
+	var lists [maxDepth][]*matchEntry
+	return m.matchIn(r, "", lists[:])
+}
+
+// matchIn is match with folded, the folded path ("" when no entry is
+// case-insensitive), and room on the caller's stack for candidate lists.
+func (m *matcher) matchIn(r *http.Request, folded string, lists [][]*matchEntry) (*matchEntry, bool) {
 	host := hostOnly(r.Host)
 	path := r.URL.Path
 	badMethod := false
 	// Host-bound entries outrank host-less ones, so the literal host's
 	// branch and the host templates are tried, merged by rank, first.
-	var lists [maxDepth][]*matchEntry
 	k := 0
 	if idx := m.hosts[host]; idx != nil {
-		k = idx.candidates(path, &lists)
+		k = idx.candidates(path, folded, lists, 0)
 	}
-	if len(m.hostPats) > 0 && k < maxDepth {
+	if len(m.hostPats) > 0 && k < len(lists) {
 		lists[k] = m.hostPats
 		k++
 	}
-	if e := pickFirst(lists[:k], r, path, &badMethod); e != nil {
+	if e := pickFirst(lists[:k], r, path, folded, &badMethod); e != nil {
 		return e, false
 	}
-	k = m.anyHost.candidates(path, &lists)
-	if e := pickFirst(lists[:k], r, path, &badMethod); e != nil {
+	k = m.anyHost.candidates(path, folded, lists, 0)
+	if e := pickFirst(lists[:k], r, path, folded, &badMethod); e != nil {
 		return e, false
 	}
 	return nil, badMethod
@@ -177,7 +215,7 @@ func (m *matcher) match(r *http.Request) (*matchEntry, bool) {
 
 // pickFirst walks rank-sorted lists in merged rank order and returns the
 // first entry that matches. It consumes the lists.
-func pickFirst(lists [][]*matchEntry, r *http.Request, path string, badMethod *bool) *matchEntry {
+func pickFirst(lists [][]*matchEntry, r *http.Request, path, folded string, badMethod *bool) *matchEntry {
 	for {
 		best := -1
 		for i, l := range lists {
@@ -190,26 +228,26 @@ func pickFirst(lists [][]*matchEntry, r *http.Request, path string, badMethod *b
 		}
 		e := lists[best][0]
 		lists[best] = lists[best][1:]
-		if e.matches(r, path, badMethod) {
+		if e.matches(r, path, folded, badMethod) {
 			return e
 		}
 	}
 }
 
-func (e *matchEntry) matches(r *http.Request, path string, badMethod *bool) bool {
+func (e *matchEntry) matches(r *http.Request, path, folded string, badMethod *bool) bool {
 	if e.hostRe != nil {
-		// Host names are case-insensitive (RFC 9110); templates, like
-		// literal hosts, match the lower-cased name.
-		hr := r
-		if lower := strings.ToLower(r.Host); lower != r.Host {
-			cp := *r
-			cp.Host = lower
-			hr = &cp
-		}
+		// r.Host is canonical, so in lower case: templates, like literal
+		// hosts, match names case-insensitively (RFC 9110).
 		var rm mux.RouteMatch
-		if !e.hostRe.Match(hr, &rm) {
+		if !e.hostRe.Match(r, &rm) {
 			return false
 		}
+	}
+	if e.fold && e.re == nil {
+		// The literal is folded too; a template's regexp is compiled
+		// case-insensitive and reads the path as sent, so its variables'
+		// patterns keep their meaning.
+		path = folded
 	}
 	switch {
 	case e.re != nil:
@@ -237,19 +275,14 @@ func (e *matchEntry) matches(r *http.Request, path string, badMethod *bool) bool
 	return false
 }
 
-// hostOnly lower-cases the Host header and drops its port, as host
-// matching in mux ignores the port when the template has none. Unlike
-// mux, which compares hosts case-sensitively, the gateway follows RFC 9110:
-// API.Example.com is the route for api.example.com. Write host templates
-// in lower case.
+// hostOnly drops the port of a canonical Host, as host matching in mux
+// ignores the port when the template has none. Canonical hosts are in
+// lower case: unlike mux, which compares hosts case-sensitively, the
+// gateway follows RFC 9110, so API.Example.com is the route for
+// api.example.com. Write host templates in lower case.
 func hostOnly(h string) string {
 	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
 		h = h[:i]
-	}
-	for i := 0; i < len(h); i++ {
-		if 'A' <= h[i] && h[i] <= 'Z' {
-			return strings.ToLower(h)
-		}
 	}
 	return h
 }
@@ -294,7 +327,7 @@ func (s matchSpec) literalSegments() []string {
 
 func (s matchSpec) entry(rank int) *matchEntry {
 	c := &s.match
-	e := &matchEntry{rank: rank, methods: c.Methods, h: s.h, prefix: c.Path == ""}
+	e := &matchEntry{rank: rank, methods: c.Methods, h: s.h, prefix: c.Path == "", fold: c.CaseInsensitive}
 	tpl := c.Path
 	if e.prefix {
 		tpl = c.PathPrefix
@@ -307,21 +340,28 @@ func (s matchSpec) entry(rank int) *matchEntry {
 			r.Path(tpl)
 		}
 		if src, err := r.GetPathRegexp(); err == nil {
+			if e.fold {
+				src = "(?i)" + src
+			}
 			e.re = regexp.MustCompile(src)
 		}
 	}
 	e.literal = tpl
+	if e.fold {
+		e.literal = config.FoldCase(tpl)
+	}
+	host := routeHost(c.Host)
 	switch {
-	case strings.ContainsAny(c.Host, "{:"):
+	case strings.ContainsAny(host, "{:"):
 		// Templates, and hosts with a port, keep mux's exact rules.
-		e.hostRe = mux.NewRouter().NewRoute().Host(c.Host)
-	case c.Host != "":
-		e.host = strings.ToLower(c.Host)
+		e.hostRe = mux.NewRouter().NewRoute().Host(host)
+	case host != "":
+		e.host = host
 	}
 	if s.needsVars {
 		v := mux.NewRouter().NewRoute()
-		if c.Host != "" {
-			v = v.Host(c.Host)
+		if host != "" {
+			v = v.Host(host)
 		}
 		if e.prefix {
 			v = v.PathPrefix(tpl)
@@ -331,4 +371,18 @@ func (s matchSpec) entry(rank int) *matchEntry {
 		e.vars = v
 	}
 	return e
+}
+
+// stripSpelling is the strip_prefix to remove from path: the route's own,
+// or, on a case-insensitive route, the client's spelling of it, since the
+// route matched the path whatever its case.
+func stripSpelling(rt *Route, path string) string {
+	p := rt.Config.StripPrefix
+	if p == "" || !rt.Config.CaseInsensitive {
+		return p
+	}
+	if rest, ok := config.CutPrefixFold(path, p); ok {
+		return path[:len(path)-len(rest)]
+	}
+	return p
 }

@@ -105,11 +105,13 @@ func TestMatcherAgreesWithMux(t *testing.T) {
 		m := newMatcher(specs, rankHandler(-1), rankHandler(-2))
 		for range 200 {
 			req := httptest.NewRequest([]string{"GET", "POST", "PUT", "DELETE"}[rng.IntN(4)], randPath(false), nil)
-			req.Host = []string{"a.example.com", "b.example.com", "x.c.example.com", "other.com", "a.example.com:8080", "A.Example.COM", "X.C.example.com"}[rng.IntN(7)]
+			req.Host = []string{"a.example.com", "b.example.com", "x.c.example.com", "other.com", "a.example.com:8080", "A.Example.COM", "X.C.example.com", "a.example.com.:80", "B.EXAMPLE.COM."}[rng.IntN(9)]
 			// Hosts are case-insensitive here, case-sensitive in mux: the
-			// reference sees the lower-cased name.
+			// reference sees the lower-cased name without dot or port 80,
+			// the matcher the canonical host the gateway hands it.
 			refReq := req.Clone(req.Context())
-			refReq.Host = strings.ToLower(req.Host)
+			refReq.Host = strings.TrimSuffix(strings.TrimSuffix(strings.ToLower(req.Host), ":80"), ".")
+			req.Host, _ = canonicalHost(req.Host, false)
 			want, got := httptest.NewRecorder(), httptest.NewRecorder()
 			ref.ServeHTTP(want, refReq)
 			m.ServeHTTP(got, req)

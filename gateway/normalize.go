@@ -6,6 +6,88 @@ import (
 	"strings"
 )
 
+// Messages of the 400s normalizeRequest answers.
+const (
+	msgMissingHost = "missing Host header"
+	msgBadPathChar = "path contains a semicolon or a backslash"
+)
+
+// normalizeRequest brings r into the one spelling the gateway routes on,
+// applies policies to and forwards, so that no other spelling of the same
+// request can reach another route: the canonical host (canonicalHost) and
+// the clean path (normalizePath). It returns the message of a 400 instead
+// when the request has no host, or a path that upstream frameworks would
+// resolve to another path than the gateway sees: ";" starts path
+// parameters that Tomcat, Jetty and Spring strip before resolving, so
+// /public/..;/admin is /admin to them and /admin;x is /admin, and IIS reads
+// "\" as "/". Both are checked after percent-decoding, so %3B and %5C are
+// refused too. r must be the gateway's own shallow copy: its Host is set.
+func normalizeRequest(r *http.Request) (*http.Request, string) {
+	host, ok := canonicalHost(r.Host, r.TLS != nil)
+	if !ok {
+		return r, msgMissingHost
+	}
+	r.Host = host
+	if strings.ContainsAny(r.URL.Path, `;\`) {
+		return r, msgBadPathChar
+	}
+	return normalizePath(r), ""
+}
+
+// canonicalHost is the one spelling of a Host header that every spelling
+// of the same host shares: lower case (host names are case-insensitive),
+// without the trailing dots of a fully qualified name, and without the
+// default port of the scheme the request came in on (":80" over plain
+// HTTP, ":443" over TLS) or an empty port. Another port is kept: it names
+// another origin, even though host matching ignores it. ok is false when
+// nothing is left of the name, as for a request without Host (HTTP/1.0
+// allows one). Hosts already canonical are returned without allocating.
+func canonicalHost(h string, tls bool) (host string, ok bool) {
+	name, port, hasPort := h, "", false
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
+		name, port, hasPort = h[:i], h[i+1:], true
+	}
+	trimmed := strings.TrimRight(name, ".")
+	if trimmed == "" {
+		return "", false
+	}
+	def := "80"
+	if tls {
+		def = "443"
+	}
+	dropPort := hasPort && (port == "" || strings.TrimLeft(port, "0") == def)
+	if trimmed == name && !dropPort && !hasUpper(h) {
+		return h, true
+	}
+	host = strings.ToLower(trimmed)
+	if hasPort && !dropPort {
+		host += ":" + port
+	}
+	return host, true
+}
+
+// routeHost is a route's host as requests are matched against it: a
+// literal host canonical as for requests, with either default port
+// dropped (a route cannot tell which scheme will reach it); a template as
+// written, less a trailing dot.
+func routeHost(h string) string {
+	if strings.Contains(h, "{") {
+		return strings.TrimSuffix(h, ".")
+	}
+	h, _ = canonicalHost(h, false)
+	h, _ = canonicalHost(h, true)
+	return h
+}
+
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
 // normalizePath makes the path the gateway routes on the same path the
 // upstream receives, so no spelling of a path can reach a route, or slip
 // past a route's policies, that its clean form would not:

@@ -100,7 +100,7 @@ func (p *proxy) handler(rt *Route) http.Handler {
 		// named() already set the route and its metrics.
 		ex := exchangeFrom(r.Context())
 		ex.up = rt.up
-		ex.strip = rt.Config.StripPrefix
+		ex.strip = stripSpelling(rt, r.URL.Path)
 		if timeout > 0 {
 			ctx, cancel := context.WithTimeout(r.Context(), timeout)
 			defer cancel()
@@ -125,8 +125,11 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 			pr.Out.URL.RawPath = stripPrefix(pr.Out.URL.RawPath, ex.strip)
 		}
 	}
-	// The original Host header is kept, as Traefik does by default: virtual
-	// hosting upstreams and absolute redirects then keep working.
+	// The client's Host header is kept, as Traefik does by default: virtual
+	// hosting upstreams and absolute redirects then keep working. It is the
+	// canonical spelling the request was routed on, never empty (see
+	// normalizeRequest): an empty Host would make the transport send the
+	// instance's address instead.
 	pr.Out.Host = pr.In.Host
 	p.setForwarded(pr)
 	ex.applyUpstreamHeaders(pr.Out.Header)
@@ -134,18 +137,13 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 
 // setForwarded sets X-Forwarded-For, -Host and -Proto (see forwarded).
 // ReverseProxy drops Forwarded and the three X-Forwarded-* it knows; this
-// also drops every other X-Forwarded-* and X-Real-Ip a client sent
-// (frameworks trust X-Forwarded-Port, -Prefix or -Ssl to build URLs),
-// unless the peer is a trusted proxy.
+// also drops every other X-Forwarded-* and client-address header a client
+// sent (frameworks trust X-Forwarded-Port, -Prefix or -Ssl to build URLs,
+// X-Real-Ip or True-Client-Ip as the client), unless the peer is a
+// trusted proxy, and rewrite headers from anyone (see dropSpoofable).
 func (p *proxy) setForwarded(pr *httputil.ProxyRequest) {
 	xff, host, proto, trusted := forwarded(pr.In, p.env.trusted)
-	if !trusted {
-		for k := range pr.Out.Header {
-			if strings.HasPrefix(k, "X-Forwarded-") || k == "X-Real-Ip" {
-				delete(pr.Out.Header, k)
-			}
-		}
-	}
+	dropSpoofable(pr.Out.Header, trusted)
 	h := pr.Out.Header
 	h.Set("X-Forwarded-For", xff)
 	h.Set("X-Forwarded-Host", host)

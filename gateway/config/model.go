@@ -43,6 +43,11 @@ type Route struct {
 	Methods []string
 	// Host restricts the route to one Host header (a mux host template); empty means any.
 	Host string
+	// CaseInsensitive matches Path or PathPrefix against the request path
+	// with case folded (see FoldCase), for upstreams that treat /Admin and
+	// /admin as one resource: otherwise another route could reach it past
+	// this route's policies under a different spelling.
+	CaseInsensitive bool
 
 	// Service is the Consul service name the route proxies to.
 	Service string
@@ -63,11 +68,18 @@ type Route struct {
 // MatchKey identifies what a route matches; two routes with equal MatchKeys
 // are ambiguous and rejected. Methods are compared as a set, since
 // ["GET", "POST"] and ["POST", "GET"] match the same requests. Templates are
-// compared as written, so "/u/{id}" and "/u/{name}" are not caught.
+// compared as written, so "/u/{id}" and "/u/{name}" are not caught; a
+// case-insensitive route's are compared folded, so two such routes whose
+// paths differ only in case clash, as does one with a case-sensitive route
+// spelled in the folded form.
 func (r *Route) MatchKey() string {
 	methods := slices.Clone(r.Methods)
 	slices.Sort(methods)
-	return strings.Join([]string{r.Host, r.Path, r.PathPrefix, strings.Join(methods, ",")}, "\x00")
+	path, prefix := r.Path, r.PathPrefix
+	if r.CaseInsensitive {
+		path, prefix = FoldCase(path), FoldCase(prefix)
+	}
+	return strings.Join([]string{r.Host, path, prefix, strings.Join(methods, ",")}, "\x00")
 }
 
 // Document is one parsed and validated route document.

@@ -16,6 +16,7 @@ const (
 	attrPathPrefix  = "path_prefix"
 	attrMethods     = "methods"
 	attrHost        = "host"
+	attrCaseFold    = "case_insensitive"
 	attrService     = "service"
 	attrTag         = "tag"
 	attrStripPrefix = "strip_prefix"
@@ -42,6 +43,7 @@ var routeSchema = &hcl.BodySchema{
 		{Name: attrPathPrefix},
 		{Name: attrMethods},
 		{Name: attrHost},
+		{Name: attrCaseFold},
 		{Name: attrService},
 		{Name: attrTag},
 		{Name: attrStripPrefix},
@@ -154,6 +156,7 @@ func decodeRoute(p *problems, b *hcl.Block) *routeSrc {
 	r.PathPrefix = a.str(attrPathPrefix)
 	r.Methods, r.methodPos = a.strList(attrMethods)
 	r.Host = a.str(attrHost)
+	r.CaseInsensitive = a.boolean(attrCaseFold)
 	r.Service = a.str(attrService)
 	r.Tag = a.str(attrTag)
 	r.StripPrefix = a.str(attrStripPrefix)

@@ -116,6 +116,9 @@ func TestParseErrors(t *testing.T) {
 		{"numeric timeout", routeWith(`  path = "/x"`, `  service = "s"`, `  timeout = 5`),
 			[]string{`k:4:13: timeout must be a string, got number`}},
 
+		{"non-boolean case_insensitive", routeWith(`  path = "/x"`, `  service = "s"`, `  case_insensitive = "yes"`),
+			[]string{`k:4:22: case_insensitive must be a bool, got string`}},
+
 		// Rules spanning routes of one document.
 		{"duplicate route name", doc(
 			`route "r" {`, `  path = "/a"`, `  service = "s"`, `}`,
@@ -124,6 +127,10 @@ func TestParseErrors(t *testing.T) {
 		{"identical matchers", doc(
 			`route "a" {`, `  path = "/x"`, `  methods = ["get", "POST"]`, `  service = "s"`, `}`,
 			`route "b" {`, `  path = "/x"`, `  methods = ["POST", "GET"]`, `  service = "t"`, `}`),
+			[]string{`k:6:1: route "b" matches the same requests as route "a" at 1:1`}},
+		{"case-insensitive matchers differing in case", doc(
+			`route "a" {`, `  path_prefix = "/Admin/"`, `  case_insensitive = true`, `  service = "s"`, `}`,
+			`route "b" {`, `  path_prefix = "/ADMIN/"`, `  case_insensitive = true`, `  service = "t"`, `}`),
 			[]string{`k:6:1: route "b" matches the same requests as route "a" at 1:1`}},
 
 		// Every problem is reported, in source order.
