@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gatewayco/gateway/gateway"
+	"github.com/gatewayco/gateway/internal/testkit"
 )
 
 // requireChromium returns the headless browser, skipping the test when it
@@ -78,12 +79,12 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 	putRoute(t, client, "team-b.hcl", "route \"search\" {\n  path_prefix = \"/api/search\"\n  service     = \"search\"\n  balancer    = \"fastest\"\n}\n")
 	putRoute(t, client, "legacy.hcl", routeDoc("legacy", "/api/legacy", "orders"))
 	a := startGateway(t, addr)
-	waitFor(t, "the legacy route", func() bool { return len(a.gw.Table().Routes()) == 4 })
+	testkit.WaitFor(t, "the legacy route", func() bool { return len(a.gw.Table().Routes()) == 4 })
 	// A bad write to legacy.hcl: it keeps serving its last good version.
 	putRoute(t, client, "legacy.hcl", "route \"legacy\" {\n  path_prefix = \n}\n")
 	var configErr string
 	var lastGood gateway.ConfigError
-	waitFor(t, "routes and the config errors loaded", func() bool {
+	testkit.WaitFor(t, "routes and the config errors loaded", func() bool {
 		tbl := a.gw.Table()
 		if len(tbl.Routes()) != 4 || len(tbl.Aggregates()) != 1 || len(tbl.Errors()) != 2 {
 			return false
@@ -115,7 +116,7 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 	// take one now and let traffic flow for a while, so the browser's
 	// polls (virtual time runs them milliseconds apart) get real rates.
 	adminGet(t, a, "/api/state")
-	waitFor(t, "traffic on every route", func() bool {
+	testkit.WaitFor(t, "traffic on every route", func() bool {
 		for _, rt := range []string{"users", "orders", "products", "user-dashboard"} {
 			if total, _ := a.gw.Metrics().Counts(rt); total < 10 {
 				return false

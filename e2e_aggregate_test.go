@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayco/gateway/internal/testkit"
 	"go.uber.org/goleak"
 )
 
@@ -155,7 +156,7 @@ func TestAggregateFansOutThroughConsulAndMergesJSON(t *testing.T) {
 	startBackendWith(t, client, "products", "products-1", up.handler("products", queryID))
 	putRoute(t, client, "dashboard.hcl", dashboardDoc)
 	a := startGateway(t, addr)
-	waitFor(t, "aggregates with every call's instance", func() bool {
+	testkit.WaitFor(t, "aggregates with every call's instance", func() bool {
 		for _, ag := range a.gw.Table().Aggregates() {
 			for _, c := range ag.Calls {
 				if len(c.Instances) != 1 {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/hashicorp/consul/api"
 )
@@ -392,7 +393,7 @@ func TestAccessLogIsOneLinePerRequestWhateverThePathHolds(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			var buf logSink
 			a := startGatewayLogged(t, addr, newLogger("info", mode.json, &buf), "-access-log=true")
-			waitFor(t, "route served", func() bool { c, _ := getInstance(t, a, "/log/ready"); return c == 200 })
+			testkit.WaitFor(t, "route served", func() bool { c, _ := getInstance(t, a, "/log/ready"); return c == 200 })
 			accessLines := func() (entries []string, stray []string) {
 				for _, l := range strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n") {
 					if mode.json {
@@ -477,14 +478,14 @@ route "bad" {
 	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": "x"})
 	tok.Header["kid"] = "k1"
 	unsigned, _ := tok.SigningString()
-	waitFor(t, "the JWKS fetch was tried", func() bool {
+	testkit.WaitFor(t, "the JWKS fetch was tried", func() bool {
 		code, _ := call(t, a, "/keys/x", "Authorization: Bearer "+unsigned+".c2ln")
 		return code == http.StatusUnauthorized && sawAuth.Load() != nil
 	})
 	if got := sawAuth.Load(); got != "gwuser:"+pw {
 		t.Errorf("JWKS server saw credentials %q; the URL's userinfo must still be used", got)
 	}
-	waitFor(t, "the bad document reported", func() bool {
+	testkit.WaitFor(t, "the bad document reported", func() bool {
 		_, routes := adminGet(t, a, "/routes")
 		return len(routes["errors"].([]any)) > 0
 	})

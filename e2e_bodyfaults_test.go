@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gatewayco/gateway/internal/testkit"
 )
 
 // bodyFault is a request whose body the client gets wrong. No HTTP client
@@ -132,7 +134,7 @@ func TestClientBodyFaultsAreNotUpstreamFailures(t *testing.T) {
 }
 `)
 	a := startGateway(t, addr)
-	waitFor(t, "route served", func() bool { code, _ := getInstance(t, a, "/api/body"); return code == 200 })
+	testkit.WaitFor(t, "route served", func() bool { code, _ := getInstance(t, a, "/api/body"); return code == 200 })
 
 	faults := []bodyFault{malformedChunked("/api/body"), shortBody("/api/body"), stalledBody("/api/body")}
 	const n = 50
@@ -185,7 +187,7 @@ route "untimed" {
 }
 `)
 	a := startGateway(t, addr, "-body-read-timeout", "300ms")
-	waitFor(t, "routes loaded", func() bool { return len(a.gw.Table().Routes()) == 2 })
+	testkit.WaitFor(t, "routes loaded", func() bool { return len(a.gw.Table().Routes()) == 2 })
 	goroutines := settledGoroutines()
 
 	cases := []struct {
@@ -203,7 +205,7 @@ route "untimed" {
 			t.Logf("answered 408 after %v", time.Since(start).Round(time.Millisecond))
 		})
 	}
-	waitFor(t, "every upstream request cancelled", func() bool { return cancelled.Load() == reached.Load() })
+	testkit.WaitFor(t, "every upstream request cancelled", func() bool { return cancelled.Load() == reached.Load() })
 	if reached.Load() != int64(len(cases)) {
 		t.Fatalf("upstream saw %d requests, want %d", reached.Load(), len(cases))
 	}
@@ -249,7 +251,7 @@ func TestConnectionLimits(t *testing.T) {
 
 	t.Run("max conns", func(t *testing.T) {
 		a := startGateway(t, addr, "-max-conns", "2")
-		waitFor(t, "route loaded", func() bool { return len(a.gw.Table().Routes()) == 1 })
+		testkit.WaitFor(t, "route loaded", func() bool { return len(a.gw.Table().Routes()) == 1 })
 		var conns []net.Conn
 		for i := range 2 {
 			conn, br := dial(t, a)
@@ -258,7 +260,7 @@ func TestConnectionLimits(t *testing.T) {
 			}
 			conns = append(conns, conn)
 		}
-		waitFor(t, "the limit reported", func() bool {
+		testkit.WaitFor(t, "the limit reported", func() bool {
 			fams := scrape(t, a)
 			return sample(fams, "gateway_connections_open") == 2 && sample(fams, "gateway_connections_limit_reached_total") >= 1
 		})
@@ -286,12 +288,12 @@ func TestConnectionLimits(t *testing.T) {
 		if err := <-answered; err != nil {
 			t.Fatalf("third connection after one closed: %v", err)
 		}
-		waitFor(t, "open connections back to 2", func() bool { return sample(scrape(t, a), "gateway_connections_open") == 2 })
+		testkit.WaitFor(t, "open connections back to 2", func() bool { return sample(scrape(t, a), "gateway_connections_open") == 2 })
 	})
 
 	t.Run("idle timeout", func(t *testing.T) {
 		a := startGateway(t, addr, "-idle-timeout", "300ms")
-		waitFor(t, "route loaded", func() bool { return len(a.gw.Table().Routes()) == 1 })
+		testkit.WaitFor(t, "route loaded", func() bool { return len(a.gw.Table().Routes()) == 1 })
 		conn, br := dial(t, a)
 		if resp, err := get(t, conn, br); err != nil || resp.StatusCode != 200 {
 			t.Fatalf("%v %v", resp, err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatewayco/gateway/internal/consultest"
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -76,20 +77,20 @@ func TestConsulOutageUnderLoadLosesNoRequest(t *testing.T) {
 	putRoute(t, client, "users.hcl", routeDoc("users", "/api/users", "users"))
 	counter, proxied := startConsulCounter(t, agent.HTTPAddr)
 	a := startGateway(t, proxied)
-	waitFor(t, "route served", func() bool { code, _ := getInstance(t, a, "/api/users"); return code == 200 })
+	testkit.WaitFor(t, "route served", func() bool { code, _ := getInstance(t, a, "/api/users"); return code == 200 })
 
 	l := startLoad(t, "http://"+a.publicAddr+"/api/users", 8)
 	l.waitProgress(t, 200)
 
 	agent.Stop(t)
 	down := time.Now()
-	waitFor(t, "/health degraded", func() bool {
+	testkit.WaitFor(t, "/health degraded", func() bool {
 		code, body := adminGet(t, a, "/health")
 		return code == 200 && body["status"] == "degraded"
 	})
 	l.waitProgress(t, 500) // traffic keeps flowing while Consul is away
 	// The outage lasts long enough for the backoff to grow several steps.
-	waitFor(t, "a 2 s outage", func() bool { return time.Since(down) > 2*time.Second })
+	testkit.WaitFor(t, "a 2 s outage", func() bool { return time.Since(down) > 2*time.Second })
 	// Count until the restart begins: once Consul answers again a success
 	// resets the backoff, and those calls are not a hot loop.
 	restarting := time.Now()
@@ -108,9 +109,9 @@ func TestConsulOutageUnderLoadLosesNoRequest(t *testing.T) {
 
 	client = consulClient(t, agent.HTTPAddr)
 	putRoute(t, client, "more.hcl", routeDoc("more", "/api/more", "users"))
-	waitFor(t, "change after return served", func() bool { code, _ := getInstance(t, a, "/api/more"); return code == 200 })
+	testkit.WaitFor(t, "change after return served", func() bool { code, _ := getInstance(t, a, "/api/more"); return code == 200 })
 	t.Logf("Consul back -> KV change served: %v", time.Since(up).Round(time.Millisecond))
-	waitFor(t, "/health ok", func() bool { _, body := adminGet(t, a, "/health"); return body["status"] == "ok" })
+	testkit.WaitFor(t, "/health ok", func() bool { _, body := adminGet(t, a, "/health"); return body["status"] == "ok" })
 	t.Logf("%d requests served through the outage, none failed", l.finish(t))
 }
 
@@ -144,7 +145,7 @@ func TestConfigChurnUnderLoad(t *testing.T) {
 	startBackend(t, client, "users", "users-1")
 	putRoute(t, client, "users.hcl", routeDoc("users", "/api/users", "users"))
 	a := startGateway(t, addr)
-	waitFor(t, "route served", func() bool { code, _ := getInstance(t, a, "/api/users"); return code == 200 })
+	testkit.WaitFor(t, "route served", func() bool { code, _ := getInstance(t, a, "/api/users"); return code == 200 })
 	// The baseline is taken after the same load has run once, so pooled
 	// keep-alive connections to the upstream count on both sides.
 	warm := startLoad(t, "http://"+a.publicAddr+"/api/users", 8)
@@ -160,7 +161,7 @@ func TestConfigChurnUnderLoad(t *testing.T) {
 		if i%2 == 0 {
 			name := fmt.Sprintf("churn-%d", i)
 			putRoute(t, client, "churn.hcl", routeDoc(name, "/churn/"+name, "users"))
-			waitFor(t, name+" served", func() bool {
+			testkit.WaitFor(t, name+" served", func() bool {
 				for _, r := range a.gw.Table().Routes() {
 					if r.Config.Name == name {
 						return len(a.gw.Table().Errors()) == 0
@@ -174,7 +175,7 @@ func TestConfigChurnUnderLoad(t *testing.T) {
 		// told apart from the previous one's.
 		bad := fmt.Sprintf("bad-%d", i)
 		putRoute(t, client, "churn.hcl", fmt.Sprintf("route \"churn\" {\n  path_prefix = \"/churn\"\n  service = \"users\"\n  balancer = %q\n}\n", bad))
-		waitFor(t, bad+" reported", func() bool {
+		testkit.WaitFor(t, bad+" reported", func() bool {
 			errs := a.gw.Table().Errors()
 			return len(errs) == 1 && errs[0].Key == "gateway/routes/churn.hcl" && strings.Contains(errs[0].Message, bad)
 		})
@@ -224,7 +225,7 @@ func TestSlowUpstreamUnderLoad(t *testing.T) {
 }
 `)
 	a := startGateway(t, addr)
-	waitFor(t, "route loaded", func() bool { return len(a.gw.Table().Routes()) == 1 })
+	testkit.WaitFor(t, "route loaded", func() bool { return len(a.gw.Table().Routes()) == 1 })
 	goroutines := settledGoroutines()
 
 	var timeouts, open, other atomic.Int64
@@ -261,7 +262,7 @@ func TestSlowUpstreamUnderLoad(t *testing.T) {
 	if got := a.gw.Table().Routes()[0].BreakerState(); got != "open" {
 		t.Fatalf("breaker %q, want open", got)
 	}
-	waitFor(t, "every upstream request cancelled", func() bool { return cancelled.Load() == reached.Load() })
+	testkit.WaitFor(t, "every upstream request cancelled", func() bool { return cancelled.Load() == reached.Load() })
 	if reached.Load() != timeouts.Load() {
 		t.Fatalf("upstream saw %d requests, want one per 504 (%d): an open breaker must not call it", reached.Load(), timeouts.Load())
 	}

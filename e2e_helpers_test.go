@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatewayco/gateway/internal/consultest"
+	"github.com/gatewayco/gateway/internal/testkit"
 )
 
 // startConsul starts a real dev-mode agent for one test.
@@ -61,7 +62,7 @@ func startGatewayLogged(t *testing.T, consulAddr string, logger hclog.Logger, ex
 			t.Errorf("shutdown: %v", err)
 		}
 	})
-	waitFor(t, "gateway /health answers 200", func() bool {
+	testkit.WaitFor(t, "gateway /health answers 200", func() bool {
 		code, _ := adminGet(t, a, "/health")
 		return code == 200
 	})
@@ -150,20 +151,6 @@ func adminGet(t *testing.T, a *app, path string) (int, map[string]any) {
 	return resp.StatusCode, body
 }
 
-// waitFor polls cond every millisecond (the resolution of the delays we
-// report) until it holds, failing after 15 s; it returns how long it took.
-func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > 15*time.Second {
-			t.Fatalf("timed out waiting for: %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 func routeDoc(name, prefix, service string) string {
 	return fmt.Sprintf("route %q {\n  path_prefix = %q\n  service     = %q\n}\n", name, prefix, service)
 }
@@ -224,7 +211,7 @@ func (l *load) finish(t *testing.T) int64 {
 func (l *load) waitProgress(t *testing.T, n int64) {
 	t.Helper()
 	base := l.ok.Load() + l.failed.Load()
-	waitFor(t, "load progress", func() bool { return l.ok.Load()+l.failed.Load() >= base+n })
+	testkit.WaitFor(t, "load progress", func() bool { return l.ok.Load()+l.failed.Load() >= base+n })
 }
 
 // rawRequest sends req to the gateway's public listener byte for byte

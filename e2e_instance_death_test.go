@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -88,7 +89,7 @@ func TestKilledInstanceUnderLoadLosesNoGET(t *testing.T) {
 }
 `)
 	a := startGateway(t, addr)
-	waitFor(t, "three passing instances", func() bool {
+	testkit.WaitFor(t, "three passing instances", func() bool {
 		r := a.gw.Table().Routes()
 		return len(r) == 1 && len(r[0].Instances) == 3 && len(registry.Passing(r[0].Instances)) == 3 && r[0].Panic == ""
 	})
@@ -101,18 +102,18 @@ func TestKilledInstanceUnderLoadLosesNoGET(t *testing.T) {
 	}
 	_ = victim.cmd.Wait()
 	killed := time.Now()
-	waitFor(t, "victim ejected", func() bool { _, _, ejected := instanceState(t, a, victim.id); return ejected })
+	testkit.WaitFor(t, "victim ejected", func() bool { _, _, ejected := instanceState(t, a, victim.id); return ejected })
 	_, stillPassing, _ := instanceState(t, a, victim.id)
 	t.Logf("killed -> ejected by the gateway: %v, while Consul still listed it passing: %v", time.Since(killed).Round(time.Millisecond), stillPassing)
-	waitFor(t, "Consul's check noticed", func() bool { listed, passing, _ := instanceState(t, a, victim.id); return !listed || !passing })
+	testkit.WaitFor(t, "Consul's check noticed", func() bool { listed, passing, _ := instanceState(t, a, victim.id); return !listed || !passing })
 	t.Logf("killed -> Consul's check noticed: %v", time.Since(killed).Round(time.Millisecond))
 	l.waitProgress(t, 300)
 
 	back := startDemo(t, bin, addr, victim.id, victim.listen)
-	waitFor(t, "victim back in rotation", func() bool {
+	testkit.WaitFor(t, "victim back in rotation", func() bool {
 		listed, passing, ejected := instanceState(t, a, back.id)
 		return listed && passing && !ejected
 	})
-	waitFor(t, "victim serving again", func() bool { _, inst := getInstance(t, a, "/api/users/7"); return inst == back.id })
+	testkit.WaitFor(t, "victim serving again", func() bool { _, inst := getInstance(t, a, "/api/users/7"); return inst == back.id })
 	t.Logf("%d GETs through the kill and the restart, none failed", l.finish(t))
 }

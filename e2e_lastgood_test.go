@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -73,7 +74,7 @@ func TestReplicasAgreeOnLastGoodVersion(t *testing.T) {
 	first := startGatewayProcess(t, bin, args...)
 	second := startGatewayProcess(t, bin, args...)
 	for _, g := range []*gatewayProcess{first, second} {
-		waitFor(t, "the good version served", func() bool {
+		testkit.WaitFor(t, "the good version served", func() bool {
 			v, ok := viewOf(g, "/api/users/1")
 			return ok && len(v.Routes) == 1 && v.Status == 200
 		})
@@ -82,7 +83,7 @@ func TestReplicasAgreeOnLastGoodVersion(t *testing.T) {
 	const bad = "route \"users\" {\n  path_prefix = \n}\n"
 	putRoute(t, client, "users.hcl", bad)
 	var want lastGoodView
-	waitFor(t, "both replicas report the bad write and keep the old version, alike", func() bool {
+	testkit.WaitFor(t, "both replicas report the bad write and keep the old version, alike", func() bool {
 		a, ok1 := viewOf(first, "/api/users/1")
 		b, ok2 := viewOf(second, "/api/users/1")
 		if !ok1 || !ok2 || len(a.Errors) != 1 || !reflect.DeepEqual(a, b) {
@@ -105,7 +106,7 @@ func TestReplicasAgreeOnLastGoodVersion(t *testing.T) {
 			t.Logf("first two serve %+v\nthe third serves %+v", want, got)
 		}
 	})
-	took := waitFor(t, "the third replica serves what the first two serve", func() bool {
+	took := testkit.WaitFor(t, "the third replica serves what the first two serve", func() bool {
 		var ok bool
 		got, ok = viewOf(third, "/api/users/1")
 		return ok && reflect.DeepEqual(got, want)
@@ -129,7 +130,7 @@ func TestReplicasAgreeOnLastGoodVersion(t *testing.T) {
 	if _, err := client.KV().Delete("gateway/routes/users.hcl", nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the stored last good version deleted with the key", func() bool {
+	testkit.WaitFor(t, "the stored last good version deleted with the key", func() bool {
 		p, _, err := client.KV().Get("gateway/state/lastgood/users.hcl", nil)
 		return err == nil && p == nil
 	})
@@ -138,7 +139,7 @@ func TestReplicasAgreeOnLastGoodVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, g := range []*gatewayProcess{first, second, third} {
-		waitFor(t, "the re-created bad key serves nothing", func() bool {
+		testkit.WaitFor(t, "the re-created bad key serves nothing", func() bool {
 			v, ok := viewOf(g, "/api/users/1")
 			return ok && len(v.Routes) == 0 && len(v.Errors) == 1 && v.Errors[0].Serving == "nothing" && v.Status == 404
 		})

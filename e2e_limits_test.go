@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gatewayco/gateway/internal/testkit"
 )
 
 // TestClientLimits covers what a misbehaving client can send: oversized
@@ -25,7 +27,7 @@ func TestClientLimits(t *testing.T) {
 	})
 	putRoute(t, client, "upload.hcl", routeDoc("upload", "/upload", "upload"))
 	a := startGateway(t, addr, "-max-body-bytes", "1024", "-max-header-bytes", "4096", "-read-header-timeout", "300ms")
-	waitFor(t, "route", func() bool { code, _ := getInstance(t, a, "/upload"); return code == 200 })
+	testkit.WaitFor(t, "route", func() bool { code, _ := getInstance(t, a, "/upload"); return code == 200 })
 	url := "http://" + a.publicAddr + "/upload"
 
 	t.Run("body within the limit passes", func(t *testing.T) {

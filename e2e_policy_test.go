@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -102,7 +103,7 @@ func TestPoliciesFromKVDocumentRateLimitForwardAuthAndBreaker(t *testing.T) {
 	})
 	putRoute(t, client, "policies.hcl", policyDoc(2, ""))
 	a := startGateway(t, addr)
-	waitFor(t, "routes with instances of api, auth and flaky", func() bool {
+	testkit.WaitFor(t, "routes with instances of api, auth and flaky", func() bool {
 		// The first table already has every instance (the controller
 		// waits for new watches), so /flaky answers the upstream's 500.
 		code, body := send(t, a, "/flaky", "")
@@ -123,14 +124,14 @@ func TestPoliciesFromKVDocumentRateLimitForwardAuthAndBreaker(t *testing.T) {
 	// An unrelated change to the document: the api policy is unchanged, so
 	// its buckets carry over and the client is still limited.
 	putRoute(t, client, "policies.hcl", policyDoc(2, "route \"more\" {\n  path_prefix = \"/more\"\n  service = \"api\"\n}\n"))
-	waitFor(t, "new route served", func() bool { code, _ := send(t, a, "/more", ""); return code == 200 })
+	testkit.WaitFor(t, "new route served", func() bool { code, _ := send(t, a, "/more", ""); return code == 200 })
 	if code, _ := send(t, a, "/api/x", "Bearer ok"); code != http.StatusTooManyRequests {
 		t.Fatalf("after a swap with the same policy: %d, want 429 (limiter state kept)", code)
 	}
 
 	// Changing the policy takes effect on the next swap with fresh buckets.
 	putRoute(t, client, "policies.hcl", policyDoc(5, ""))
-	waitFor(t, "changed rate limit served", func() bool { code, _ := send(t, a, "/api/x", "Bearer ok"); return code == 200 })
+	testkit.WaitFor(t, "changed rate limit served", func() bool { code, _ := send(t, a, "/api/x", "Bearer ok"); return code == 200 })
 
 	// The breaker: 3 failures trip it; then the fallback answers and
 	// /routes shows it open.

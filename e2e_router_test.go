@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/gatewayco/gateway/internal/testkit"
 )
 
 // TestRoutingSpellingsThroughConsul routes from a KV document through a
@@ -44,7 +46,7 @@ route "any" {
 }
 `)
 	a := startGateway(t, addr)
-	waitFor(t, "the document's routes served", func() bool {
+	testkit.WaitFor(t, "the document's routes served", func() bool {
 		code, inst := getInstance(t, a, "/x")
 		return code == 200 && inst == "catchall-1"
 	})

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatewayco/gateway/internal/testkit"
 )
 
 // TestSIGTERMUnderLoadCompletesEveryAcceptedRequest sends SIGTERM to the
@@ -31,7 +33,7 @@ func TestSIGTERMUnderLoadCompletesEveryAcceptedRequest(t *testing.T) {
 	p := startGatewayProcess(t, bin, "-consul", addr, "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0",
 		"-log-json", "-access-log=false", "-drain-timeout", "20s")
 	url := "http://" + p.publicAddr + "/api/slowish"
-	waitFor(t, "route served", func() bool {
+	testkit.WaitFor(t, "route served", func() bool {
 		resp, err := http.Get(url)
 		if err != nil {
 			return false
@@ -70,8 +72,8 @@ func TestSIGTERMUnderLoadCompletesEveryAcceptedRequest(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "load flowing", func() bool { return ok.Load() >= 100 })
-	waitFor(t, "requests in flight upstream", func() bool { return inFlight.Load() >= 2 })
+	testkit.WaitFor(t, "load flowing", func() bool { return ok.Load() >= 100 })
+	testkit.WaitFor(t, "requests in flight upstream", func() bool { return inFlight.Load() >= 2 })
 	maxInFlightAtSignal.Store(inFlight.Load())
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/gatewayco/gateway/internal/consultest"
+	"github.com/gatewayco/gateway/internal/testkit"
 )
 
 func TestThreeConsulInstancesShareTrafficExactlyRoundRobin(t *testing.T) {
@@ -33,7 +34,7 @@ func TestCriticalInstanceStopsGettingTraffic(t *testing.T) {
 
 	start := time.Now()
 	backends[1].setHealth(t, client, api.HealthCritical)
-	waitFor(t, "orders-2 excluded", func() bool {
+	testkit.WaitFor(t, "orders-2 excluded", func() bool {
 		for _, in := range a.gw.Table().Routes()[0].Instances {
 			if in.ID == "orders-2" {
 				return false
@@ -49,7 +50,7 @@ func TestCriticalInstanceStopsGettingTraffic(t *testing.T) {
 		}
 	}
 	backends[1].setHealth(t, client, api.HealthPassing)
-	waitFor(t, "orders-2 back", func() bool { return len(a.gw.Table().Routes()[0].Instances) == 3 })
+	testkit.WaitFor(t, "orders-2 back", func() bool { return len(a.gw.Table().Routes()[0].Instances) == 3 })
 }
 
 func TestKVPutServesNewRouteAndKVDeleteRemovesIt(t *testing.T) {
@@ -61,7 +62,7 @@ func TestKVPutServesNewRouteAndKVDeleteRemovesIt(t *testing.T) {
 	}
 	start := time.Now()
 	putRoute(t, client, "products.hcl", routeDoc("products", "/api/products", "products"))
-	waitFor(t, "new route served", func() bool {
+	testkit.WaitFor(t, "new route served", func() bool {
 		code, inst := getInstance(t, a, "/api/products/7")
 		return code == 200 && inst == "products-1"
 	})
@@ -71,7 +72,7 @@ func TestKVPutServesNewRouteAndKVDeleteRemovesIt(t *testing.T) {
 	if _, err := client.KV().Delete("gateway/routes/products.hcl", nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "route removed", func() bool { code, _ := getInstance(t, a, "/api/products/7"); return code == 404 })
+	testkit.WaitFor(t, "route removed", func() bool { code, _ := getInstance(t, a, "/api/products/7"); return code == 404 })
 	t.Logf("KV delete -> route gone: %v", time.Since(start))
 }
 
@@ -80,11 +81,11 @@ func TestBadDocumentKeepsLastGoodVersionAndShowsItsError(t *testing.T) {
 	startBackend(t, client, "users", "users-1")
 	putRoute(t, client, "users.hcl", routeDoc("users", "/api/users", "users"))
 	a := startGateway(t, addr)
-	waitFor(t, "route served", func() bool { code, _ := getInstance(t, a, "/api/users"); return code == 200 })
+	testkit.WaitFor(t, "route served", func() bool { code, _ := getInstance(t, a, "/api/users"); return code == 200 })
 
 	putRoute(t, client, "users.hcl", "route \"users\" {\n  path_prefix = \"/api/users\"\n  service = \"users\"\n  balancer = \"fastest\"\n}\n")
 	var msg string
-	waitFor(t, "error listed in /routes", func() bool {
+	testkit.WaitFor(t, "error listed in /routes", func() bool {
 		_, body := adminGet(t, a, "/routes")
 		errs, _ := body["errors"].([]any)
 		if len(errs) != 1 {
@@ -109,10 +110,10 @@ func TestGatewayKeepsServingThroughConsulOutage(t *testing.T) {
 	startBackend(t, client, "users", "users-1")
 	putRoute(t, client, "users.hcl", routeDoc("users", "/api/users", "users"))
 	a := startGateway(t, agent.HTTPAddr)
-	waitFor(t, "route served", func() bool { code, _ := getInstance(t, a, "/api/users"); return code == 200 })
+	testkit.WaitFor(t, "route served", func() bool { code, _ := getInstance(t, a, "/api/users"); return code == 200 })
 
 	agent.Stop(t)
-	waitFor(t, "/health degraded", func() bool {
+	testkit.WaitFor(t, "/health degraded", func() bool {
 		code, body := adminGet(t, a, "/health")
 		return code == 200 && body["status"] == "degraded"
 	})
@@ -126,9 +127,9 @@ func TestGatewayKeepsServingThroughConsulOutage(t *testing.T) {
 	client = consulClient(t, agent.HTTPAddr)
 	start := time.Now()
 	putRoute(t, client, "more.hcl", routeDoc("more", "/api/more", "users"))
-	waitFor(t, "change after restart served", func() bool { code, _ := getInstance(t, a, "/api/more"); return code == 200 })
+	testkit.WaitFor(t, "change after restart served", func() bool { code, _ := getInstance(t, a, "/api/more"); return code == 200 })
 	t.Logf("Consul back -> KV change served: %v", time.Since(start))
-	waitFor(t, "/health ok again", func() bool {
+	testkit.WaitFor(t, "/health ok again", func() bool {
 		_, body := adminGet(t, a, "/health")
 		return body["status"] == "ok"
 	})
@@ -145,7 +146,7 @@ func TestDeregisteringEveryInstanceKeepsTheLastKnown(t *testing.T) {
 	}
 	putRoute(t, client, "users.hcl", routeDoc("users", "/api/users", "users"))
 	a := startGateway(t, addr)
-	waitFor(t, "two instances", func() bool { r := a.gw.Table().Routes(); return len(r) == 1 && len(r[0].Instances) == 2 })
+	testkit.WaitFor(t, "two instances", func() bool { r := a.gw.Table().Routes(); return len(r) == 1 && len(r[0].Instances) == 2 })
 
 	for _, b := range backends {
 		if err := client.Agent().ServiceDeregister(b.id); err != nil {
@@ -153,7 +154,7 @@ func TestDeregisteringEveryInstanceKeepsTheLastKnown(t *testing.T) {
 		}
 	}
 	var reason string
-	waitFor(t, "panic reason in /routes", func() bool {
+	testkit.WaitFor(t, "panic reason in /routes", func() bool {
 		_, body := adminGet(t, a, "/routes")
 		routes, _ := body["routes"].([]any)
 		if len(routes) != 1 {
@@ -178,14 +179,14 @@ func TestMostInstancesFailingRoutesToAllRegistered(t *testing.T) {
 	client, a, backends := routedService(t, "orders", 3)
 
 	backends[0].setHealth(t, client, api.HealthCritical)
-	waitFor(t, "one excluded", func() bool { return len(a.gw.Table().Routes()[0].Instances) == 2 })
+	testkit.WaitFor(t, "one excluded", func() bool { return len(a.gw.Table().Routes()[0].Instances) == 2 })
 	backends[1].setHealth(t, client, api.HealthCritical)
-	waitFor(t, "panic: all three again", func() bool {
+	testkit.WaitFor(t, "panic: all three again", func() bool {
 		r := a.gw.Table().Routes()[0]
 		return len(r.Instances) == 3 && r.Panic != ""
 	})
 	backends[0].setHealth(t, client, api.HealthPassing)
-	waitFor(t, "panic over", func() bool {
+	testkit.WaitFor(t, "panic over", func() bool {
 		r := a.gw.Table().Routes()[0]
 		return len(r.Instances) == 2 && r.Panic == ""
 	})
@@ -203,7 +204,7 @@ func routedService(t *testing.T, name string, n int) (*api.Client, *app, []*back
 	}
 	putRoute(t, client, name+".hcl", routeDoc(name, "/api/"+name, name))
 	a := startGateway(t, addr)
-	waitFor(t, fmt.Sprintf("%d instances", n), func() bool {
+	testkit.WaitFor(t, fmt.Sprintf("%d instances", n), func() bool {
 		r := a.gw.Table().Routes()
 		return len(r) == 1 && len(r[0].Instances) == n
 	})

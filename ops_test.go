@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/gatewayco/gateway/internal/consultest"
+	"github.com/gatewayco/gateway/internal/testkit"
 )
 
 // scrape fetches the admin /metrics page and parses it as Prometheus does.
@@ -73,7 +74,7 @@ func TestMetricsEndpointSeriesMoveWithTraffic(t *testing.T) {
 	putRoute(t, client, "users.hcl", routeDoc("users", "/api/users", "users"))
 	putRoute(t, client, "bad.hcl", "route \"broken\" {\n  path_prefix = 42\n}\n")
 	a := startGateway(t, agent.HTTPAddr)
-	waitFor(t, "route served", func() bool { code, _ := getInstance(t, a, "/api/users"); return code == 200 })
+	testkit.WaitFor(t, "route served", func() bool { code, _ := getInstance(t, a, "/api/users"); return code == 200 })
 
 	before := scrape(t, a)
 	const n = 7
@@ -136,13 +137,13 @@ func TestMetricsEndpointSeriesMoveWithTraffic(t *testing.T) {
 
 	// A health change moves the healthy-instances gauge.
 	b.setHealth(t, client, api.HealthCritical)
-	waitFor(t, "healthy instances drop to 0", func() bool {
+	testkit.WaitFor(t, "healthy instances drop to 0", func() bool {
 		return sample(scrape(t, a), "gateway_service_healthy_instances", "service=users") == 0
 	})
 
 	// Consul going away is counted as watch errors.
 	agent.Stop(t)
-	waitFor(t, "watch errors counted", func() bool {
+	testkit.WaitFor(t, "watch errors counted", func() bool {
 		return sample(scrape(t, a), "gateway_consul_watch_errors_total") > 0
 	})
 }
@@ -163,7 +164,7 @@ func TestRegisterFlagRegistersWithPassingCheckAndDeregistersOnShutdown(t *testin
 		}
 	})
 	var entry *api.ServiceEntry
-	waitFor(t, "edge-gw passing in consul", func() bool {
+	testkit.WaitFor(t, "edge-gw passing in consul", func() bool {
 		entries, _, err := client.Health().Service("edge-gw", "", true, nil)
 		if err != nil || len(entries) != 1 {
 			return false

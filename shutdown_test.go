@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -127,7 +128,7 @@ func TestSIGTERMDrainsInFlightRequestDeregistersAndExitsZero(t *testing.T) {
 
 	gw := startGatewayProcess(t, bin, "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-consul", consulAddr,
 		"-log-json", "-register", "-drain-timeout", "20s")
-	waitFor(t, "route with its instance", func() bool {
+	testkit.WaitFor(t, "route with its instance", func() bool {
 		resp, err := http.Get("http://" + gw.admin + "/routes")
 		if err != nil {
 			return false
@@ -140,7 +141,7 @@ func TestSIGTERMDrainsInFlightRequestDeregistersAndExitsZero(t *testing.T) {
 		s, _, err := client.Catalog().Service("gateway", "", nil)
 		return err == nil && len(s) == 1
 	}
-	waitFor(t, "gateway registered", registered)
+	testkit.WaitFor(t, "gateway registered", registered)
 
 	type result struct {
 		code int
@@ -163,7 +164,7 @@ func TestSIGTERMDrainsInFlightRequestDeregistersAndExitsZero(t *testing.T) {
 	if err := gw.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "new connections refused", func() bool {
+	testkit.WaitFor(t, "new connections refused", func() bool {
 		c, err := net.DialTimeout("tcp", gw.publicAddr, time.Second)
 		if err == nil {
 			c.Close()
@@ -171,7 +172,7 @@ func TestSIGTERMDrainsInFlightRequestDeregistersAndExitsZero(t *testing.T) {
 		}
 		return errors.Is(err, syscall.ECONNREFUSED)
 	})
-	waitFor(t, "gateway deregistered while the request drains", func() bool { return !registered() })
+	testkit.WaitFor(t, "gateway deregistered while the request drains", func() bool { return !registered() })
 	select {
 	case r := <-done:
 		t.Fatalf("request finished before the upstream answered: %+v", r)

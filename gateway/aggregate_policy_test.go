@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -41,7 +42,7 @@ aggregate "dash" {
 		t.Fatal(err)
 	}
 	m := NewMetrics(MetricsOptions{})
-	clk := newTestClock()
+	clk := testkit.NewClock()
 	gw := New(Options{Metrics: m, Now: clk.Now})
 	gw.Publish(newTableBuilder(gw.proxy).buildAll(nil, doc.Aggregates,
 		fixed(map[string][]registry.Instance{"svc": {dead, alive}}), nil, nil))

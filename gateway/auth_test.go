@@ -24,6 +24,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -56,19 +57,6 @@ func pemOf(t *testing.T, pub any) (string, []byte) {
 
 func b64u(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
-func signed(t *testing.T, m jwt.SigningMethod, kid string, key any, claims jwt.MapClaims) string {
-	t.Helper()
-	tok := jwt.NewWithClaims(m, claims)
-	if kid != "" {
-		tok.Header["kid"] = kid
-	}
-	s, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 func TestJWTRoutesAdmitEachAlgorithmFamilyAndRejectForgeriesBeforeTheUpstream(t *testing.T) {
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	rsaKey2, _ := rsa.GenerateKey(rand.Reader, 2048)
@@ -93,7 +81,7 @@ func TestJWTRoutesAdmitEachAlgorithmFamilyAndRejectForgeriesBeforeTheUpstream(t 
 	t.Setenv("TEST_JWT_SECRET", string(secret))
 
 	hits, inst := countingUpstream(t, "api-1")
-	clk := newTestClock()
+	clk := testkit.NewClock()
 	doc := fmt.Sprintf(`
 route "rs" {
   path_prefix = "/rs"
@@ -136,10 +124,10 @@ route "ed" {
 	}
 	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, claims()).SignedString(jwt.UnsafeAllowNoneSignatureType)
 	pass := []struct{ name, path, token string }{
-		{"RS256 via JWKS", "/rs", signed(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims())},
-		{"ES256 via JWKS", "/rs", signed(t, jwt.SigningMethodES256, "ec-1", ecKey, claims())},
-		{"HS256 via secret_env", "/hs", signed(t, jwt.SigningMethodHS256, "", secret, claims())},
-		{"EdDSA via PEM", "/ed", signed(t, jwt.SigningMethodEdDSA, "", edKey, claims())},
+		{"RS256 via JWKS", "/rs", testkit.SignJWT(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims())},
+		{"ES256 via JWKS", "/rs", testkit.SignJWT(t, jwt.SigningMethodES256, "ec-1", ecKey, claims())},
+		{"HS256 via secret_env", "/hs", testkit.SignJWT(t, jwt.SigningMethodHS256, "", secret, claims())},
+		{"EdDSA via PEM", "/ed", testkit.SignJWT(t, jwt.SigningMethodEdDSA, "", edKey, claims())},
 	}
 	for _, tc := range pass {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,16 +145,16 @@ route "ed" {
 	fail := []struct{ name, path, token, reason string }{
 		{"alg none", "/rs", none, "invalid token"},
 		{"alg none on the HS route", "/hs", none, "invalid token"},
-		{"HS256 signed with the RSA public key", "/rs", signed(t, jwt.SigningMethodHS256, "rsa-1", rsaPEM, claims()), "invalid token"},
-		{"expired", "/rs", signed(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims("exp", now.Add(-time.Hour).Unix())), "token expired"},
-		{"wrong audience", "/rs", signed(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims("aud", "billing")), "invalid token"},
-		{"unknown kid", "/rs", signed(t, jwt.SigningMethodRS256, "rsa-2", rsaKey2, claims()), "invalid token"},
-		{"not valid yet", "/rs", signed(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims("nbf", now.Add(time.Hour).Unix())), "invalid token"},
-		{"wrong issuer", "/rs", signed(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims("iss", "https://evil.example.com")), "invalid token"},
-		{"no exp claim", "/rs", signed(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, jwt.MapClaims{"sub": "alice", "iss": "https://auth.example.com", "aud": "api"}), "invalid token"},
+		{"HS256 signed with the RSA public key", "/rs", testkit.SignJWT(t, jwt.SigningMethodHS256, "rsa-1", rsaPEM, claims()), "invalid token"},
+		{"expired", "/rs", testkit.SignJWT(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims("exp", now.Add(-time.Hour).Unix())), "token expired"},
+		{"wrong audience", "/rs", testkit.SignJWT(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims("aud", "billing")), "invalid token"},
+		{"unknown kid", "/rs", testkit.SignJWT(t, jwt.SigningMethodRS256, "rsa-2", rsaKey2, claims()), "invalid token"},
+		{"not valid yet", "/rs", testkit.SignJWT(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims("nbf", now.Add(time.Hour).Unix())), "invalid token"},
+		{"wrong issuer", "/rs", testkit.SignJWT(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims("iss", "https://evil.example.com")), "invalid token"},
+		{"no exp claim", "/rs", testkit.SignJWT(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, jwt.MapClaims{"sub": "alice", "iss": "https://auth.example.com", "aud": "api"}), "invalid token"},
 		{"garbage", "/rs", "not-a-jwt", "invalid token"},
 		{"garbage with dots", "/rs", "a.b.c", "invalid token"},
-		{"truncated signature", "/rs", signed(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims())[:100], "invalid token"},
+		{"truncated signature", "/rs", testkit.SignJWT(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims())[:100], "invalid token"},
 		{"no token", "/rs", "", "missing bearer token"},
 	}
 	for _, tc := range fail {
@@ -188,7 +176,7 @@ route "ed" {
 	jwks = []map[string]string{rsaJWK("rsa-2", &rsaKey2.PublicKey)}
 	jwksMu.Unlock()
 	clk.Advance(time.Minute)
-	rotated := signed(t, jwt.SigningMethodRS256, "rsa-2", rsaKey2, claims("exp", clk.Now().Add(time.Hour).Unix()))
+	rotated := testkit.SignJWT(t, jwt.SigningMethodRS256, "rsa-2", rsaKey2, claims("exp", clk.Now().Add(time.Hour).Unix()))
 	if r := do(t, "GET", pg.url+"/rs", "Authorization: Bearer "+rotated); r.status != 200 {
 		t.Fatalf("token of the rotated key: %d %s", r.status, r.body)
 	}

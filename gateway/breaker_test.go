@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -60,7 +61,7 @@ route "stale" {
 
 func waitState(t *testing.T, pg *policyGateway, route, want string) {
 	t.Helper()
-	waitFor(t, func() (string, bool) { s := pg.route(route).BreakerState(); return s, s == want })
+	testkit.WaitValue(t, "the breaker state", func() (string, bool) { s := pg.route(route).BreakerState(); return s, s == want })
 }
 
 func TestBreakerOpensOnRatioServesFallbackHalfOpensAndCloses(t *testing.T) {

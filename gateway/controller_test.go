@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -194,11 +195,11 @@ func TestControllerRunRebuildsOnNotifyAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx, docs, &fakeInsts{}); close(done) }()
-	waitFor(t, func() ([]string, bool) { n := routeNames(gw.Table()); return n, slices.Equal(n, []string{"a"}) })
+	testkit.WaitValue(t, "the published routes", func() ([]string, bool) { n := routeNames(gw.Table()); return n, slices.Equal(n, []string{"a"}) })
 	docs.put("k2", docB)
 	c.Notify()
 	c.Notify() // coalesces; must not block
-	waitFor(t, func() ([]string, bool) { n := routeNames(gw.Table()); return n, slices.Equal(n, []string{"a", "b"}) })
+	testkit.WaitValue(t, "the published routes", func() ([]string, bool) { n := routeNames(gw.Table()); return n, slices.Equal(n, []string{"a", "b"}) })
 	cancel()
 	<-done
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -38,7 +39,7 @@ func TestInformationalAnswersAreNotTheFinalStatus(t *testing.T) {
 	if resp.StatusCode != 500 || resp.Header.Get("X-Request-Id") == "" {
 		t.Fatalf("final answer %d with X-Request-Id %q; want 500 with an id", resp.StatusCode, resp.Header.Get("X-Request-Id"))
 	}
-	line := waitFor(t, func() (string, bool) { s := buf.String(); return s, strings.Contains(s, "status=") })
+	line := testkit.WaitValue(t, "the access-log line", func() (string, bool) { s := buf.String(); return s, strings.Contains(s, "status=") })
 	if !strings.Contains(line, "status=500") {
 		t.Fatalf("access log %q; want status=500", line)
 	}

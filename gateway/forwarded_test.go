@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 	"github.com/hashicorp/go-hclog"
 )
@@ -125,7 +126,7 @@ func TestAccessLogShowsTheClientBehindATrustedProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	line := waitFor(t, func() (string, bool) { s := buf.String(); return s, strings.Contains(s, "client_ip=") })
+	line := testkit.WaitValue(t, "the access-log line", func() (string, bool) { s := buf.String(); return s, strings.Contains(s, "client_ip=") })
 	if !strings.Contains(line, "client_ip=203.0.113.9") {
 		t.Fatalf("access log %q; want the client behind the trusted proxy", line)
 	}

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/registry"
@@ -97,21 +96,4 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-// waitFor polls cond until it holds or 10 s pass; tests wait on
-// conditions, never on fixed sleeps.
-func waitFor[T any](t *testing.T, cond func() (T, bool)) T {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		v, ok := cond()
-		if ok {
-			return v
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within 10s; last value: %v", v)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

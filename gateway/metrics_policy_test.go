@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -16,7 +17,7 @@ func TestPolicyMetricsMoveWithTraffic(t *testing.T) {
 		w.WriteHeader(http.StatusInternalServerError)
 	})
 	m := NewMetrics(MetricsOptions{})
-	clk := newTestClock()
+	clk := testkit.NewClock()
 	pg := startPolicyGateway(t, Options{Metrics: m, Now: clk.Now}, `
 route "limited" {
   path_prefix = "/limited"

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -47,7 +48,7 @@ func TestFailingInstanceIsEjectedRetriedAfterAndForgottenWhenConsulDropsIt(t *te
 	_, good1 := startUpstream(t, "good-1", nil)
 	_, good2 := startUpstream(t, "good-2", nil)
 	bad, attempts := resettingUpstream(t)
-	clock := newTestClock()
+	clock := testkit.NewClock()
 	gw := New(Options{Now: clock.Now})
 	b := newTableBuilder(gw.proxy)
 	r := prefixRoute("api", "/", "svc")

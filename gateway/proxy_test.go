@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -190,7 +191,7 @@ func TestAccessLogRecordsRouteUpstreamAndClientGone(t *testing.T) {
 	if _, err := srv.Client().Do(req); err == nil {
 		t.Fatal("request succeeded; want the client's cancellation")
 	}
-	line := waitFor(t, func() (string, bool) {
+	line := testkit.WaitValue(t, "the access-log line", func() (string, bool) {
 		s := buf.String()
 		return s, strings.Contains(s, "status=")
 	})

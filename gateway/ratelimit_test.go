@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -35,7 +36,7 @@ func limitedDocWith(rps string) string { return strings.Replace(limitedDoc, "%s"
 
 func TestRateLimitBurstThen429ThenRecovery(t *testing.T) {
 	_, inst := startUpstream(t, "api-1", nil)
-	clk := newTestClock()
+	clk := testkit.NewClock()
 	pg := startPolicyGateway(t, Options{Now: clk.Now}, limitedDocWith("1"), map[string][]registry.Instance{"api": {inst}})
 
 	for i, wantRemaining := range []string{"1", "0"} {
@@ -71,7 +72,7 @@ func TestRateLimitBurstThen429ThenRecovery(t *testing.T) {
 // table as every health or KV change does.
 func TestRateLimiterStateSurvivesSwapOnlyWhilePolicyUnchanged(t *testing.T) {
 	_, inst := startUpstream(t, "api-1", nil)
-	clk := newTestClock()
+	clk := testkit.NewClock()
 	insts := map[string][]registry.Instance{"api": {inst}}
 	pg := startPolicyGateway(t, Options{Now: clk.Now}, limitedDocWith("1"), insts)
 	for range 2 {

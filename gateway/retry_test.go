@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatewayco/gateway/gateway/policy"
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -130,7 +131,7 @@ func TestRetryBudgetCapsRetriesAgainstAFailingService(t *testing.T) {
 	_, a := startUpstream(t, "a", h)
 	_, b := startUpstream(t, "b", h)
 	_, c := startUpstream(t, "c", h)
-	clk := newTestClock()
+	clk := testkit.NewClock()
 	pg := startPolicyGateway(t, Options{Now: clk.Now}, retryDoc, map[string][]registry.Instance{"api": {a, b, c}})
 	// Enough requests that 20% of them is above the floor of retries.
 	const requests = 1000

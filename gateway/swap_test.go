@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -67,7 +68,7 @@ func TestTableSwapsUnderLoadLoseNoRequest(t *testing.T) {
 		// before the first request: wait for progress every few swaps.
 		if i%10 == 0 {
 			before := ok.Load()
-			waitFor(t, func() (int64, bool) { n := ok.Load(); return n, n > before })
+			testkit.WaitValue(t, "requests served after the swap", func() (int64, bool) { n := ok.Load(); return n, n > before })
 		}
 	}
 	stop.Store(true)

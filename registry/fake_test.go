@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatewayco/gateway/internal/testkit"
 )
 
 // fakeConsul is a scripted stand-in for the two Consul endpoints the watches
@@ -115,6 +117,6 @@ func (f *fakeConsul) count() int {
 // waitRequests waits until the fake has seen at least n requests.
 func (f *fakeConsul) waitRequests(t *testing.T, n int) []fakeRequest {
 	t.Helper()
-	waitFor(t, 10*time.Second, strconv.Itoa(n)+" requests", func() bool { return f.count() >= n })
+	testkit.WaitWithin(t, 10*time.Second, strconv.Itoa(n)+" requests", func() bool { return f.count() >= n })
 	return f.requests()
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -71,7 +72,7 @@ func TestHealthWatchReportsOnlyPassingInstances(t *testing.T) {
 	for _, id := range []string{"web-1", "web-2", "web-3"} {
 		setTTL(id, api.HealthPassing)
 	}
-	waitFor(t, 5*time.Second, "three passing instances", func() bool {
+	testkit.WaitWithin(t, 5*time.Second, "three passing instances", func() bool {
 		return slices.Equal(instanceIDs(h, all), []string{"web-1", "web-2", "web-3"}) &&
 			slices.Equal(instanceIDs(h, v1), []string{"web-1", "web-2"})
 	})
@@ -85,7 +86,7 @@ func TestHealthWatchReportsOnlyPassingInstances(t *testing.T) {
 
 	setTTL("web-2", api.HealthCritical)
 	// A blocking query wakes on the change, so this is fast, not a poll.
-	waitFor(t, 2*time.Second, "web-2 to disappear", func() bool {
+	testkit.WaitWithin(t, 2*time.Second, "web-2 to disappear", func() bool {
 		return slices.Equal(instanceIDs(h, all), []string{"web-1", "web-3"}) &&
 			slices.Equal(instanceIDs(h, v1), []string{"web-1"})
 	})
@@ -99,7 +100,7 @@ func TestEnsureStartsAndStopsWatches(t *testing.T) {
 		register(t, client, &api.AgentServiceRegistration{ID: name + "-1", Name: name, Port: 80})
 	}
 	// Registration is synced to the catalog asynchronously.
-	waitFor(t, 5*time.Second, "services in the catalog", func() bool {
+	testkit.WaitWithin(t, 5*time.Second, "services in the catalog", func() bool {
 		svcs, _, err := client.Catalog().Services(nil)
 		return err == nil && len(svcs) == 4 // with "consul"
 	})

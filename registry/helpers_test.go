@@ -48,18 +48,6 @@ func testClient(t *testing.T, addr string) *api.Client {
 	return client
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // counter is a notify func that counts calls.
 type counter struct{ n atomic.Int64 }
 

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -35,7 +36,7 @@ func TestKVWatchSeesPutAndDelete(t *testing.T) {
 	kv := NewKV(client, "routes/", Options{}, notes.notify)
 	stop := runKV(t, kv)
 
-	waitFor(t, 5*time.Second, "the first (empty) snapshot", func() bool { return docKeys(kv) != nil })
+	testkit.WaitWithin(t, 5*time.Second, "the first (empty) snapshot", func() bool { return docKeys(kv) != nil })
 	if keys := docKeys(kv); len(keys) != 0 {
 		t.Fatalf("initial keys = %q, want none", keys)
 	}
@@ -47,7 +48,7 @@ func TestKVWatchSeesPutAndDelete(t *testing.T) {
 	put("routes/b", "B")
 	put("routes/a", "A")
 	want := []string{"routes/a", "routes/b"}
-	waitFor(t, 5*time.Second, "routes/a and routes/b", func() bool { return slices.Equal(docKeys(kv), want) })
+	testkit.WaitWithin(t, 5*time.Second, "routes/a and routes/b", func() bool { return slices.Equal(docKeys(kv), want) })
 	docs, _ := kv.Documents()
 	if string(docs[0].Value) != "A" || docs[0].ModifyIndex == 0 {
 		t.Errorf("routes/a = %+v", docs[0])
@@ -56,14 +57,14 @@ func TestKVWatchSeesPutAndDelete(t *testing.T) {
 	if _, err := client.KV().Delete("routes/a", nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "routes/a to be gone", func() bool { return slices.Equal(docKeys(kv), []string{"routes/b"}) })
+	testkit.WaitWithin(t, 5*time.Second, "routes/a to be gone", func() bool { return slices.Equal(docKeys(kv), []string{"routes/b"}) })
 
 	// Writes outside the prefix may wake the query (shared index) but must
 	// not be reported as changes.
 	before := notes.count()
 	put("other/y", "outside")
 	put("routes/c", "C")
-	waitFor(t, 5*time.Second, "routes/c", func() bool { return len(docKeys(kv)) == 2 })
+	testkit.WaitWithin(t, 5*time.Second, "routes/c", func() bool { return len(docKeys(kv)) == 2 })
 	if got := notes.count() - before; got != 1 {
 		t.Errorf("notify called %d times for one change under the prefix", got)
 	}

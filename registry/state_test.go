@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -336,7 +337,7 @@ func TestStateRunLoadsRecordsAndForgets(t *testing.T) {
 		}
 	}()
 
-	waitFor(t, 5*time.Second, "the first read", func() bool { _, ok := s.Stored(); return ok && s.Loaded() })
+	testkit.WaitWithin(t, 5*time.Second, "the first read", func() bool { _, ok := s.Stored(); return ok && s.Loaded() })
 	got, _ := s.Stored()
 	if a := got["routes/team/a.hcl"]; a.Err != nil || a.SourceIndex != 4 || string(a.Source) != "version 4" {
 		t.Errorf("routes/team/a.hcl = %+v", a)
@@ -353,7 +354,7 @@ func TestStateRunLoadsRecordsAndForgets(t *testing.T) {
 	}
 	s.Record(version("b.hcl", 100))
 	s.Forget("routes/team/a.hcl") // its routes key does not exist
-	waitFor(t, 10*time.Second, "b.hcl recorded and team/a.hcl forgotten", func() bool {
+	testkit.WaitWithin(t, 10*time.Second, "b.hcl recorded and team/a.hcl forgotten", func() bool {
 		got, _ := s.Stored()
 		_, a := got["routes/team/a.hcl"]
 		return got["routes/b.hcl"].SourceIndex == 100 && !a
@@ -379,7 +380,7 @@ func TestStateDoesNotRetryWhatConsulRefuses(t *testing.T) {
 	big := version("big", 5)
 	big.Source = make([]byte, 600<<10)
 	s.Record(big)
-	waitFor(t, 10*time.Second, "the refusal logged", func() bool { return strings.Contains(logs.String(), "consul refused") })
+	testkit.WaitWithin(t, 10*time.Second, "the refusal logged", func() bool { return strings.Contains(logs.String(), "consul refused") })
 	if n := tries.Load(); n != 1 {
 		t.Fatalf("%d attempts; a 4xx must not be retried", n)
 	}
@@ -391,5 +392,5 @@ func TestStateDoesNotRetryWhatConsulRefuses(t *testing.T) {
 		t.Fatal("the refused version was queued again")
 	}
 	s.Record(version("big", 6))
-	waitFor(t, 10*time.Second, "the newer version stored", func() bool { return storedIndex(t, client, "big") == 6 })
+	testkit.WaitWithin(t, 10*time.Second, "the newer version stored", func() bool { return storedIndex(t, client, "big") == 6 })
 }

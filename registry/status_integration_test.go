@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatewayco/gateway/internal/consultest"
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -33,7 +34,7 @@ func TestStatusDegradedWhenConsulStopsAndRecovers(t *testing.T) {
 	defer h.Stop()
 	web := ServiceKey{Name: "web"}
 	h.Ensure(context.Background(), []ServiceKey{web})
-	waitFor(t, 10*time.Second, "both watches healthy", func() bool {
+	testkit.WaitWithin(t, 10*time.Second, "both watches healthy", func() bool {
 		return status.Err() == nil && slices.Equal(docKeys(kv), []string{"routes/a"}) &&
 			slices.Equal(instanceIDs(h, web), []string{"web-1"})
 	})
@@ -43,7 +44,7 @@ func TestStatusDegradedWhenConsulStopsAndRecovers(t *testing.T) {
 	}
 
 	agent.Stop(t)
-	waitFor(t, 10*time.Second, "degraded status", func() bool { return status.Err() != nil })
+	testkit.WaitWithin(t, 10*time.Second, "degraded status", func() bool { return status.Err() != nil })
 	if err := status.Err(); !errors.Is(err, ErrUnreachable) {
 		t.Errorf("Err() = %v, want ErrUnreachable", err)
 	}
@@ -57,12 +58,12 @@ func TestStatusDegradedWhenConsulStopsAndRecovers(t *testing.T) {
 	}
 
 	agent.Restart(t)
-	waitFor(t, 15*time.Second, "recovered status", func() bool { return status.Err() == nil })
+	testkit.WaitWithin(t, 15*time.Second, "recovered status", func() bool { return status.Err() == nil })
 	if !status.LastSuccess().After(healthyAt) {
 		t.Errorf("LastSuccess did not advance: %v", status.LastSuccess())
 	}
 	put("routes/b") // the watch is live again, not just answering stale data
-	waitFor(t, 10*time.Second, "a write after the restart", func() bool {
+	testkit.WaitWithin(t, 10*time.Second, "a write after the restart", func() bool {
 		return slices.Equal(docKeys(kv), []string{"routes/a", "routes/b"})
 	})
 }

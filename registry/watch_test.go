@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/hashicorp/consul/api"
 	"golang.org/x/time/rate"
 )
@@ -127,7 +128,7 @@ func TestLoopRecoversFromHungConnection(t *testing.T) {
 	kv := NewKV(testClient(t, fake.URL), "routes/", opts, nil)
 	runKV(t, kv)
 
-	waitFor(t, 5*time.Second, "documents after the hung call", func() bool {
+	testkit.WaitWithin(t, 5*time.Second, "documents after the hung call", func() bool {
 		_, ok := kv.Documents()
 		return ok
 	})

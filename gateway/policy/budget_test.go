@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/gatewayco/gateway/internal/testkit"
 )
 
 func TestRetryBudget(t *testing.T) {
@@ -19,7 +21,7 @@ func TestRetryBudget(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprint(tc.requests), func(t *testing.T) {
-			clk := newFakeClock()
+			clk := testkit.NewClock()
 			b := NewRetryBudget(DefaultRetryRatio, DefaultMinRetries, clk.Now)
 			for range tc.requests {
 				b.Request()

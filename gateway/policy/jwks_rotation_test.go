@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -20,7 +21,7 @@ import (
 // fetched the set, and clients present the new kid every 100 ms.
 func TestJWKSAcceptsAJustPublishedKeyWithinTenSeconds(t *testing.T) {
 	k := testKeys()
-	clk := newFakeClock()
+	clk := testkit.NewClock()
 	srv := startJWKS(t, jwkOf("old", &k.rsa.PublicKey))
 	set := NewJWKS(srv.URL, JWKSOptions{Now: clk.Now})
 	ctx := context.Background()
@@ -65,7 +66,7 @@ func TestJWKSAcceptsAJustPublishedKeyWithinTenSeconds(t *testing.T) {
 // a fetch hangs, requests with a known kid are answered without waiting.
 func TestJWKSFloodOfUnknownKidsCostsAFewFetchesAMinute(t *testing.T) {
 	k := testKeys()
-	clk := newFakeClock()
+	clk := testkit.NewClock()
 	srv := startJWKS(t, jwkOf("good", &k.rsa.PublicKey))
 	set := NewJWKS(srv.URL, JWKSOptions{Now: clk.Now})
 	ctx := context.Background()

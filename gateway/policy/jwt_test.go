@@ -25,6 +25,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/internal/testkit"
 )
 
 // testKeys are one key pair per algorithm family, made once per test run
@@ -90,19 +91,6 @@ func (s *jwksServer) set(fail bool, keys ...map[string]string) {
 	s.mu.Unlock()
 }
 
-func sign(t *testing.T, m jwt.SigningMethod, kid string, key any, claims jwt.MapClaims) string {
-	t.Helper()
-	tok := jwt.NewWithClaims(m, claims)
-	if kid != "" {
-		tok.Header["kid"] = kid
-	}
-	s, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 func pemFile(t *testing.T, pub any) string {
 	t.Helper()
 	der, err := x509.MarshalPKIXPublicKey(pub)
@@ -118,7 +106,7 @@ func pemFile(t *testing.T, pub any) string {
 
 func TestVerifierAcceptsEachAlgorithmFamilyAndRejectsForgeries(t *testing.T) {
 	k := testKeys()
-	clk := newFakeClock()
+	clk := testkit.NewClock()
 	now := clk.Now()
 	good := func() jwt.MapClaims {
 		return jwt.MapClaims{"sub": "alice", "iss": "https://auth", "aud": "api", "exp": now.Add(time.Hour).Unix()}
@@ -158,26 +146,26 @@ func TestVerifierAcceptsEachAlgorithmFamilyAndRejectsForgeries(t *testing.T) {
 		token  string
 		reason string // empty: must pass
 	}{
-		{"HS256 with the secret", hs, sign(t, jwt.SigningMethodHS256, "", secret, good()), ""},
-		{"RS256 from JWKS", asym, sign(t, jwt.SigningMethodRS256, "rsa-1", k.rsa, good()), ""},
-		{"ES256 from JWKS", asym, sign(t, jwt.SigningMethodES256, "ec-1", k.ec, good()), ""},
-		{"EdDSA from PEM file", ed, sign(t, jwt.SigningMethodEdDSA, "", k.ed, good()), ""},
-		{"nbf within leeway", hs, sign(t, jwt.SigningMethodHS256, "", secret, with("nbf", now.Add(10*time.Second).Unix())), ""},
+		{"HS256 with the secret", hs, testkit.SignJWT(t, jwt.SigningMethodHS256, "", secret, good()), ""},
+		{"RS256 from JWKS", asym, testkit.SignJWT(t, jwt.SigningMethodRS256, "rsa-1", k.rsa, good()), ""},
+		{"ES256 from JWKS", asym, testkit.SignJWT(t, jwt.SigningMethodES256, "ec-1", k.ec, good()), ""},
+		{"EdDSA from PEM file", ed, testkit.SignJWT(t, jwt.SigningMethodEdDSA, "", k.ed, good()), ""},
+		{"nbf within leeway", hs, testkit.SignJWT(t, jwt.SigningMethodHS256, "", secret, with("nbf", now.Add(10*time.Second).Unix())), ""},
 
 		{"alg none", asym, noneTok, "invalid token"},
 		{"alg none on HS route", hs, noneTok, "invalid token"},
-		{"HS256 signed with the RSA public key", asym, sign(t, jwt.SigningMethodHS256, "rsa-1", rsaPEM, good()), "invalid token"},
-		{"RS256 kid used as ES256", asym, sign(t, jwt.SigningMethodES256, "rsa-1", k.ec, good()), "invalid token"},
-		{"expired", asym, sign(t, jwt.SigningMethodRS256, "rsa-1", k.rsa, with("exp", now.Add(-time.Minute).Unix())), "token expired"},
-		{"no exp", asym, sign(t, jwt.SigningMethodRS256, "rsa-1", k.rsa, with("exp", nil)), "invalid token"},
-		{"nbf in the future", asym, sign(t, jwt.SigningMethodRS256, "rsa-1", k.rsa, with("nbf", now.Add(time.Hour).Unix())), "invalid token"},
-		{"wrong audience", asym, sign(t, jwt.SigningMethodRS256, "rsa-1", k.rsa, with("aud", "other")), "invalid token"},
-		{"wrong issuer", asym, sign(t, jwt.SigningMethodRS256, "rsa-1", k.rsa, with("iss", "https://evil")), "invalid token"},
-		{"unknown kid", asym, sign(t, jwt.SigningMethodRS256, "rsa-9", k.rsa2, good()), "invalid token"},
-		{"other RSA key, known kid", asym, sign(t, jwt.SigningMethodRS256, "rsa-1", k.rsa2, good()), "invalid token"},
-		{"wrong secret", hs, sign(t, jwt.SigningMethodHS256, "", []byte("not the secret, not the secret!!"), good()), "invalid token"},
+		{"HS256 signed with the RSA public key", asym, testkit.SignJWT(t, jwt.SigningMethodHS256, "rsa-1", rsaPEM, good()), "invalid token"},
+		{"RS256 kid used as ES256", asym, testkit.SignJWT(t, jwt.SigningMethodES256, "rsa-1", k.ec, good()), "invalid token"},
+		{"expired", asym, testkit.SignJWT(t, jwt.SigningMethodRS256, "rsa-1", k.rsa, with("exp", now.Add(-time.Minute).Unix())), "token expired"},
+		{"no exp", asym, testkit.SignJWT(t, jwt.SigningMethodRS256, "rsa-1", k.rsa, with("exp", nil)), "invalid token"},
+		{"nbf in the future", asym, testkit.SignJWT(t, jwt.SigningMethodRS256, "rsa-1", k.rsa, with("nbf", now.Add(time.Hour).Unix())), "invalid token"},
+		{"wrong audience", asym, testkit.SignJWT(t, jwt.SigningMethodRS256, "rsa-1", k.rsa, with("aud", "other")), "invalid token"},
+		{"wrong issuer", asym, testkit.SignJWT(t, jwt.SigningMethodRS256, "rsa-1", k.rsa, with("iss", "https://evil")), "invalid token"},
+		{"unknown kid", asym, testkit.SignJWT(t, jwt.SigningMethodRS256, "rsa-9", k.rsa2, good()), "invalid token"},
+		{"other RSA key, known kid", asym, testkit.SignJWT(t, jwt.SigningMethodRS256, "rsa-1", k.rsa2, good()), "invalid token"},
+		{"wrong secret", hs, testkit.SignJWT(t, jwt.SigningMethodHS256, "", []byte("not the secret, not the secret!!"), good()), "invalid token"},
 		{"garbage", hs, "abc.def.ghi", "invalid token"},
-		{"no secret configured", verifier{hs.cfg, StaticKey{}}, sign(t, jwt.SigningMethodHS256, "", secret, good()), "invalid token"},
+		{"no secret configured", verifier{hs.cfg, StaticKey{}}, testkit.SignJWT(t, jwt.SigningMethodHS256, "", secret, good()), "invalid token"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -206,14 +194,14 @@ func TestVerifierAcceptsEachAlgorithmFamilyAndRejectsForgeries(t *testing.T) {
 
 func TestJWKSRotationRefreshesOnUnknownKidAtMostOncePerInterval(t *testing.T) {
 	k := testKeys()
-	clk := newFakeClock()
+	clk := testkit.NewClock()
 	srv := startJWKS(t, jwkOf("old", &k.rsa.PublicKey))
 	set := NewJWKS(srv.URL, JWKSOptions{Now: clk.Now, MinInterval: time.Minute})
 	cfg := &config.JWT{Algorithms: []string{"RS256"}}
 	v := NewVerifier(cfg, set, clk.Now)
 	claims := func() jwt.MapClaims { return jwt.MapClaims{"sub": "a", "exp": clk.Now().Add(time.Hour).Unix()} }
 	verify := func(kid string, key *rsa.PrivateKey) error {
-		_, err := v.Verify(context.Background(), "Bearer "+sign(t, jwt.SigningMethodRS256, kid, key, claims()))
+		_, err := v.Verify(context.Background(), "Bearer "+testkit.SignJWT(t, jwt.SigningMethodRS256, kid, key, claims()))
 		return err
 	}
 	if err := verify("old", k.rsa); err != nil {

@@ -4,33 +4,14 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatewayco/gateway/internal/testkit"
 )
 
-// fakeClock is a manually advanced clock shared by concurrent readers.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Unix(1_700_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func TestLimiterBurstThenDenyThenRecover(t *testing.T) {
-	clk := newFakeClock()
+	clk := testkit.NewClock()
 	l := NewLimiter(2, 3, LimiterOptions{Now: clk.Now})
 	for i := range 3 {
 		d := l.Allow("a")
@@ -55,7 +36,7 @@ func TestLimiterBurstThenDenyThenRecover(t *testing.T) {
 }
 
 func TestLimiterEvictsIdleBuckets(t *testing.T) {
-	clk := newFakeClock()
+	clk := testkit.NewClock()
 	l := NewLimiter(1, 1, LimiterOptions{Now: clk.Now, Idle: time.Minute})
 	for i := range 1000 {
 		l.Allow(strconv.Itoa(i))
@@ -83,7 +64,7 @@ func TestLimiterMemoryIsBoundedUnderKeyFlood(t *testing.T) {
 	// Documented bound: 100k buckets in at most 64 MiB of heap (measured
 	// about 30 MB, i.e. ~300 bytes per bucket with its key and LRU entry).
 	const heapBound = 64 << 20
-	clk := newFakeClock()
+	clk := testkit.NewClock()
 	l := NewLimiter(10, 10, LimiterOptions{Now: clk.Now, MaxKeys: maxKeys})
 
 	var before, after runtime.MemStats
@@ -115,7 +96,7 @@ func TestLimiterMemoryIsBoundedUnderKeyFlood(t *testing.T) {
 // header value can be as long as the header limit), so a bucket must cost
 // the same whatever the key's length.
 func TestLimiterMemoryDoesNotGrowWithKeyLength(t *testing.T) {
-	clk := newFakeClock()
+	clk := testkit.NewClock()
 	l := NewLimiter(10, 10, LimiterOptions{Now: clk.Now})
 	long := strings.Repeat("k", 512<<10)
 	var before, after runtime.MemStats
