@@ -63,6 +63,7 @@ type serveFlags struct {
 	drain, readHeaderTimeout                time.Duration
 	panicThreshold                          float64
 	maxBodyBytes                            int64
+	aggregateMaxBytes                       int64
 	maxHeaderBytes                          int
 	trustedProxies                          string
 	self                                    selfFlags
@@ -81,6 +82,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&f.drain, "drain-timeout", 15*time.Second, "how long in-flight requests may run after SIGTERM")
 	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send its request headers (cuts off slowloris clients)")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "request body limit in bytes, 413 beyond (negative: no limit)")
+	fs.Int64Var(&f.aggregateMaxBytes, "aggregate-max-bytes", gateway.DefaultAggregateMaxBytes, "bytes all aggregate requests together may buffer at once, 503 beyond (negative: no limit)")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 1<<20, "request header limit in bytes, 431 beyond")
 	fs.Float64Var(&f.panicThreshold, "panic-threshold", gateway.DefaultPanicThreshold, "opt-in panic mode: below this share of passing known-good instances a service routes to all of them (0, the default, disables; instances in maintenance never get traffic)")
 	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed (default: none)")
@@ -185,7 +187,8 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		return nil, err
 	}
 	metrics := gateway.NewMetrics(gateway.MetricsOptions{LastSync: a.status.LastSuccess})
-	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, TrustedProxies: trusted, Metrics: metrics})
+	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, TrustedProxies: trusted, Metrics: metrics,
+		AggregateMaxBytes: f.aggregateMaxBytes})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	ctl.SetPanicThreshold(f.panicThreshold)
 	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: metrics.WatchError}
