@@ -173,10 +173,10 @@ func TestDeregisteringEveryInstanceKeepsTheLastKnown(t *testing.T) {
 	}
 }
 
-// TestMostInstancesFailingRoutesToAllRegistered is Envoy's panic mode: with
-// two of three checks failing (below the 50% default), all three serve.
+// TestMostInstancesFailingRoutesToAllRegistered is Envoy's panic mode,
+// opted into: with two of three checks failing (below 50%), all three serve.
 func TestMostInstancesFailingRoutesToAllRegistered(t *testing.T) {
-	client, a, backends := routedService(t, "orders", 3)
+	client, a, backends := routedService(t, "orders", 3, "-panic-threshold", "0.5")
 
 	backends[0].setHealth(t, client, api.HealthCritical)
 	testkit.WaitFor(t, "one excluded", func() bool { return len(a.gw.Table().Routes()[0].Instances) == 2 })
@@ -193,9 +193,9 @@ func TestMostInstancesFailingRoutesToAllRegistered(t *testing.T) {
 }
 
 // routedService starts Consul, n backends of service name (name-1 ...),
-// a route /api/NAME to them and the gateway, and waits until the route has
-// all n instances.
-func routedService(t *testing.T, name string, n int) (*api.Client, *app, []*backend) {
+// a route /api/NAME to them and the gateway (with the extra flags), and
+// waits until the route has all n instances.
+func routedService(t *testing.T, name string, n int, extra ...string) (*api.Client, *app, []*backend) {
 	t.Helper()
 	client, addr := startConsul(t)
 	var backends []*backend
@@ -203,7 +203,7 @@ func routedService(t *testing.T, name string, n int) (*api.Client, *app, []*back
 		backends = append(backends, startBackend(t, client, name, fmt.Sprintf("%s-%d", name, i+1)))
 	}
 	putRoute(t, client, name+".hcl", routeDoc(name, "/api/"+name, name))
-	a := startGateway(t, addr)
+	a := startGateway(t, addr, extra...)
 	testkit.WaitFor(t, fmt.Sprintf("%d instances", n), func() bool {
 		r := a.gw.Table().Routes()
 		return len(r) == 1 && len(r[0].Instances) == n

@@ -66,6 +66,7 @@ type serveFlags struct {
 	maxConns                                int
 	panicThreshold                          float64
 	maxBodyBytes                            int64
+	aggregateMaxBytes                       int64
 	maxHeaderBytes                          int
 	trustedProxies                          string
 	self                                    selfFlags
@@ -88,8 +89,9 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive client connection stays open")
 	fs.IntVar(&f.maxConns, "max-conns", gateway.DefaultMaxConns, "most client connections open at once; more wait to be accepted (0: no limit)")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "request body limit in bytes, 413 beyond (negative: no limit)")
+	fs.Int64Var(&f.aggregateMaxBytes, "aggregate-max-bytes", gateway.DefaultAggregateMaxBytes, "bytes all aggregate requests together may buffer at once, 503 beyond (negative: no limit)")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 1<<20, "request header limit in bytes, 431 beyond")
-	fs.Float64Var(&f.panicThreshold, "panic-threshold", gateway.DefaultPanicThreshold, "below this share of passing instances a service routes to all registered ones (0 disables)")
+	fs.Float64Var(&f.panicThreshold, "panic-threshold", gateway.DefaultPanicThreshold, "opt-in panic mode: below this share of passing known-good instances a service routes to all of them (0, the default, disables; instances in maintenance never get traffic)")
 	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed (default: none)")
 	addSelfFlags(fs, &f.self)
 	return fs
@@ -205,7 +207,8 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		return nil, err
 	}
 	metrics := gateway.NewMetrics(gateway.MetricsOptions{LastSync: a.status.LastSuccess})
-	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout, TrustedProxies: trusted, Metrics: metrics})
+	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
+		TrustedProxies: trusted, Metrics: metrics, AggregateMaxBytes: f.aggregateMaxBytes})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	ctl.SetPanicThreshold(f.panicThreshold)
 	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: metrics.WatchError}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -31,8 +30,9 @@ type Aggregate struct {
 	Calls []*AggregateCall
 
 	logger  hclog.Logger
-	metrics *Metrics       // nil when metrics are off
-	trusted []netip.Prefix // proxies whose X-Forwarded-* are believed
+	metrics *Metrics         // nil when metrics are off
+	trusted []netip.Prefix   // proxies whose X-Forwarded-* are believed
+	budget  *aggregateBudget // gateway-wide bound on buffered bodies
 	// handler is the aggregate behind its admission policies (rate limit,
 	// auth); the router serves it.
 	handler http.Handler
@@ -65,12 +65,18 @@ const (
 	kindBusiness = "business" // the upstream answered 4xx
 	kindSystem   = "system"   // 5xx, connection error, no instance, bad or oversized JSON
 	kindTimeout  = "timeout"  // the call's or the aggregate's deadline passed
+	// kindMemory labels, in metrics only, a call whose body the gateway's
+	// aggregate budget refused; the client sees a 503 for the request.
+	kindMemory = "memory"
 )
 
 // callResult is what one call produced: a JSON body, or a failure.
 type callResult struct {
 	body []byte // valid JSON when kind is empty
 	err  callError
+	// memory is set when the gateway-wide budget refused the body: the
+	// whole request then answers 503, whatever the call's required flag.
+	memory bool
 }
 
 // callError is one member of the merged body's "errors" object; a zero
@@ -96,7 +102,8 @@ var errBadPathValue = errors.New("invalid path value")
 var defaultForwardHeaders = []string{"Authorization", "X-Request-Id", "Traceparent", "Tracestate"}
 
 // ServeHTTP fans the request out to the calls and answers with the merged
-// body, or with the failure of a required call.
+// body, or with the failure of a required call, or 503 when the bodies
+// would take more memory than the gateway-wide budget has left.
 func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := ag.Config.Name
 	ex := exchangeFrom(r.Context()) // route and metrics were set by named()
@@ -122,6 +129,9 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// upstream and must not be written by several goroutines.
 	ctx = context.WithValue(ctx, exchangeKey{}, (*exchange)(nil))
 
+	// Everything the calls buffer is held until the answer is written.
+	hold := ag.budget.hold()
+	defer hold.close()
 	results := make([]callResult, len(ag.Calls))
 	failed := -1 // index of the required call that failed the request
 	g, gctx := errgroup.WithContext(ctx)
@@ -138,7 +148,12 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				}
 				return nil
 			}
-			results[i] = c.do(gctx, targets[i], header, ag.Config.MaxResponseBytes)
+			results[i] = c.do(gctx, targets[i], header, ag.Config.MaxResponseBytes, hold)
+			if results[i].memory {
+				// Stop the other calls at once: their bodies could not
+				// be merged into an answer anyway.
+				return errAggregateMemory
+			}
 			if results[i].err.Kind != "" && c.Config.Required {
 				ag.logger.Debug("required call failed", "aggregate", name, "call", c.Config.Name, "kind", results[i].err.Kind, "message", results[i].err.Message)
 				return requiredFailure{call: i}
@@ -147,12 +162,16 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	var rf requiredFailure
-	if err := g.Wait(); errors.As(err, &rf) {
+	err := g.Wait()
+	if errors.As(err, &rf) {
 		failed = rf.call
 	}
 	for i, c := range ag.Calls {
 		kind := results[i].err.Kind
-		if kind == "" {
+		switch {
+		case results[i].memory:
+			kind = kindMemory
+		case kind == "":
 			kind = "ok"
 		}
 		ag.metrics.AggregateCall(name, c.Config.Name, kind)
@@ -164,11 +183,21 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if failed >= 0 {
+	switch {
+	case errors.Is(err, errAggregateMemory):
+		ag.writeMemoryLimit(w)
+	case failed >= 0:
 		ag.writeRequiredFailure(w, failed, results[failed].err)
-		return
+	default:
+		ag.writeMerged(w, results, hold)
 	}
-	ag.writeMerged(w, results)
+}
+
+// writeMemoryLimit answers a request the aggregate budget refused: 503
+// with Retry-After, as for any overload of the gateway itself.
+func (ag *Aggregate) writeMemoryLimit(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", aggregateMemoryRetryAfter)
+	writeError(w, http.StatusServiceUnavailable, msgAggregateMemory, ag.Config.Name)
 }
 
 // target fills the call's path template. Path values are escaped as one
@@ -237,8 +266,9 @@ func (ag *Aggregate) outgoingHeader(r *http.Request) http.Header {
 	return h
 }
 
-// do makes one call and classifies the outcome.
-func (c *AggregateCall) do(ctx context.Context, target string, header http.Header, limit int64) callResult {
+// do makes one call and classifies the outcome. A successful body stays
+// reserved in hold; any other is given back at once.
+func (c *AggregateCall) do(ctx context.Context, target string, header http.Header, limit int64, hold *aggregateHold) callResult {
 	if c.Config.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.Config.Timeout)
@@ -256,13 +286,19 @@ func (c *AggregateCall) do(ctx context.Context, target string, header http.Heade
 		return transportFailure(ctx, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
+	body, held, err := readBody(resp.Body, resp.ContentLength, limit, hold)
+	switch {
+	case errors.Is(err, errAggregateMemory), errors.Is(err, errResponseTooLarge):
+		return bodyFailure(err, limit)
+	case err != nil:
 		return transportFailure(ctx, err)
 	}
-	if int64(len(body)) > limit {
-		return failure(kindSystem, http.StatusBadGateway, fmt.Sprintf("response larger than %d bytes", limit))
-	}
+	kept := false
+	defer func() {
+		if !kept {
+			hold.give(held)
+		}
+	}()
 	switch s := resp.StatusCode; {
 	case s == http.StatusNoContent:
 		return callResult{body: []byte("null")}
@@ -272,6 +308,7 @@ func (c *AggregateCall) do(ctx context.Context, target string, header http.Heade
 		if !json.Valid(body) || !utf8.Valid(body) {
 			return failure(kindSystem, http.StatusBadGateway, "upstream answered invalid JSON")
 		}
+		kept = true
 		// Encoders end bodies with a newline; inside the merged object it
 		// would only be noise.
 		return callResult{body: bytes.TrimSpace(body)}
@@ -303,7 +340,7 @@ func failure(kind string, status int, msg string) callResult {
 // aggregate builds an aggregate's calls. Calls use the service's
 // round-robin balancer, shared with routes to the same service.
 func (b *tableBuilder) aggregate(ac config.Aggregate, instances func(registry.ServiceKey) []registry.Instance, panics map[registry.ServiceKey]string) *Aggregate {
-	ag := &Aggregate{Config: ac, logger: b.proxy.logger.Named("aggregate"), metrics: b.proxy.metrics, trusted: b.proxy.env.trusted}
+	ag := &Aggregate{Config: ac, logger: b.proxy.logger.Named("aggregate"), metrics: b.proxy.metrics, trusted: b.proxy.env.trusted, budget: b.proxy.aggBudget}
 	for _, cc := range ac.Calls {
 		key := registry.ServiceKey{Name: cc.Service, Tag: cc.Tag}
 		insts := instances(key)

@@ -70,8 +70,8 @@ func NewController(g *Gateway, logger hclog.Logger) *Controller {
 }
 
 // SetPanicThreshold sets the share of passing instances below which a
-// service routes to all its registered instances (see instanceSelector);
-// zero turns panic mode off. Call it before Run.
+// service routes to all its known-good instances (see instanceSelector);
+// zero, the default, turns panic mode off. Call it before Run.
 func (c *Controller) SetPanicThreshold(threshold float64) { c.pick.threshold = threshold }
 
 // Notify tells the controller that a source changed. It never blocks:

@@ -59,6 +59,10 @@ type Options struct {
 	RequestID func() string
 	// Metrics records request and upstream metrics; nil records none.
 	Metrics *Metrics
+	// AggregateMaxBytes bounds the bytes all aggregate requests together
+	// buffer at once (503 beyond); zero means DefaultAggregateMaxBytes,
+	// negative means no limit.
+	AggregateMaxBytes int64
 }
 
 // New returns a Gateway serving an empty table (404 to everything) until
@@ -87,6 +91,8 @@ func New(opts Options) *Gateway {
 	g.proxy = newProxy(opts.Proxy, logger.Named("proxy"), g.now)
 	g.proxy.env = policyEnv{trusted: opts.TrustedProxies, now: g.now, logger: logger.Named("policy"), getenv: defaultGetenv()}
 	g.proxy.metrics = opts.Metrics
+	g.proxy.aggBudget = newAggregateBudget(opts.AggregateMaxBytes)
+	opts.Metrics.registerAggregateBudget(g.proxy.aggBudget)
 	g.table.Store(emptyTable())
 	return g
 }

@@ -8,34 +8,48 @@ import (
 	"github.com/gatewayco/gateway/registry"
 )
 
-// DefaultPanicThreshold is Envoy's default: when fewer than half of a
-// service's registered instances pass their checks, trust the checks less
-// than the registrations and route to every registered instance.
-const DefaultPanicThreshold = 0.5
+// DefaultPanicThreshold is zero: panic mode is off unless asked for, so
+// by default an instance whose check is critical gets no traffic, as
+// Consul DNS, Fabio and Traefik do. Envoy's 0.5 is the usual opt-in value.
+const DefaultPanicThreshold = 0.0
+
+// minPanicInstances is the fewest known-good instances panic mode applies
+// to: with one, "most checks failing" cannot tell a shared dependency of
+// the checks from that instance being down, and the check is the only
+// evidence there is.
+const minPanicInstances = 2
 
 // instanceSelector decides which instances of a service get traffic. The
 // normal answer is "the passing ones". Two situations override it, because
 // answering 503 to every request is worse than trying:
 //
-//   - panic: fewer than threshold × the known-good instances pass (a
-//     shared dependency of the health checks is down, say): route to all
-//     of them, as Envoy's panic mode does. Known-good means registered
-//     and seen passing at least once: an instance that registers before
-//     it is ready starts critical in Consul and must never get traffic
-//     before its first passing check, panic or not;
+//   - panic (opt-in, threshold above zero): fewer than threshold × the
+//     known-good instances pass (a shared dependency of the health checks
+//     is down, say): route to all of them, as Envoy's panic mode does.
+//     Known-good means registered, not in maintenance and seen passing at
+//     least once since it was last in maintenance: an instance that
+//     registers before it is ready starts critical in Consul and must
+//     never get traffic before its first passing check, panic or not. A
+//     service needs at least minPanicInstances known-good instances to
+//     panic;
 //   - an empty list after a non-empty one (every instance deregistered at
 //     once, usually by mistake: a bad deploy, an agent wiped): keep the
-//     last instances that served, until any instance is registered again.
+//     instances the last non-empty list served, until any instance is
+//     registered again. If that list served none (every instance in
+//     maintenance or critical), nothing is kept.
 //
-// A threshold of zero turns panic mode off; the empty-list rule stays. It
-// is used by the controller's goroutine only.
+// Neither ever sends traffic to an instance in service or node
+// maintenance: that is an operator's explicit "no traffic here", not a
+// health check that might be wrong. It is used by the controller's
+// goroutine only.
 type instanceSelector struct {
 	threshold float64
 	logger    hclog.Logger
 	lastKnown map[registry.ServiceKey][]registry.Instance
 	reasons   map[registry.ServiceKey]string // current panic reason per service
 	// everPassed holds, per service, the instances seen passing at least
-	// once and still registered, keyed by node and ID.
+	// once and still registered and out of maintenance, keyed by node and
+	// ID.
 	everPassed map[registry.ServiceKey]map[instanceID]bool
 }
 
@@ -59,17 +73,20 @@ func (s *instanceSelector) choose(key registry.ServiceKey, registered []registry
 	passing := registry.Passing(registered)
 	known := s.knownGood(key, registered)
 	switch {
-	case len(registered) == 0 && len(s.lastKnown[key]) > 0:
+	case len(registered) == 0:
+		// Only a truly empty answer: instances in maintenance are listed,
+		// so draining every one of them never lands here.
 		serve = s.lastKnown[key]
-		reason = fmt.Sprintf("Consul lists no instances; serving the %d last known", len(serve))
-	case len(known) > 0 && float64(len(passing)) < s.threshold*float64(len(known)):
+		if len(serve) > 0 {
+			reason = fmt.Sprintf("Consul lists no instances; serving the %d last known", len(serve))
+		}
+	case s.threshold > 0 && len(known) >= minPanicInstances && float64(len(passing)) < s.threshold*float64(len(known)):
 		serve = known
 		reason = fmt.Sprintf("only %d of %d known-good instances passing, below the panic threshold of %.0f%%; routing to all of them", len(passing), len(known), s.threshold*100)
+		s.lastKnown[key] = serve
 	default:
 		serve = passing
-		if len(passing) > 0 {
-			s.lastKnown[key] = passing
-		}
+		s.lastKnown[key] = serve
 	}
 	if reason != s.reasons[key] {
 		if reason != "" {
@@ -87,12 +104,17 @@ func (s *instanceSelector) choose(key registry.ServiceKey, registered []registry
 }
 
 // knownGood updates the record of instances seen passing and returns the
-// registered ones in it, in registration order.
+// registered ones in it, in registration order. An instance in
+// maintenance is dropped from the record: when it comes back it may be a
+// new deployment, and must pass again before panic mode may pick it.
 func (s *instanceSelector) knownGood(key registry.ServiceKey, registered []registry.Instance) []registry.Instance {
 	prev := s.everPassed[key]
 	next := make(map[instanceID]bool, len(registered))
 	var known []registry.Instance
 	for _, in := range registered {
+		if in.Maintenance {
+			continue
+		}
 		id := instanceID{in.Node, in.ID}
 		if in.Passing || prev[id] {
 			next[id] = true

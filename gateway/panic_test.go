@@ -11,10 +11,12 @@ import (
 )
 
 func insts(spec string) []registry.Instance {
-	// "a+ b- c+": instance ids with + for passing and - for failing.
+	// "a+ b- c~": instance ids with + for passing, - for failing and ~
+	// for in maintenance (which Consul reports as a critical check).
 	var out []registry.Instance
 	for _, f := range strings.Fields(spec) {
-		out = append(out, registry.Instance{ID: f[:len(f)-1], Passing: f[len(f)-1] == '+'})
+		mark := f[len(f)-1]
+		out = append(out, registry.Instance{ID: f[:len(f)-1], Passing: mark == '+', Maintenance: mark == '~'})
 	}
 	return out
 }
@@ -70,9 +72,45 @@ func TestInstanceSelector(t *testing.T) {
 			{"c+", "c", ""},
 		}},
 		{"threshold zero disables panic but not the empty-list rule", 0, []step{
+			{"a+ b+ c+", "a b c", ""},
+			{"a+ b- c-", "a", ""},
+			{"", "a", "no instances"},
+		}},
+		{"failing instances deregistered afterwards get no traffic", 0, []step{
 			{"a+ b+", "a b", ""},
 			{"a- b-", "", ""},
-			{"", "a b", "no instances"},
+			{"", "", ""},
+		}},
+		{"maintenance is never panic-eligible", 0.5, []step{
+			{"a+ b+ c+", "a b c", ""},
+			{"a~ b~ c+", "c", ""},
+			{"a~ b~ c-", "", ""}, // c alone is not enough to panic
+			{"a~ b~ c+", "c", ""},
+		}},
+		{"draining every instance serves none, nor after deregistering", 0.5, []step{
+			{"a+ b+ c+", "a b c", ""},
+			{"a~ b~ c~", "", ""},
+			{"", "", ""},
+		}},
+		{"back from maintenance, an instance must pass again", 0.5, []step{
+			{"a+ b+ c+", "a b c", ""},
+			{"a~ b+ c+", "b c", ""},
+			{"a- b- c-", "b c", "only 0 of 2"}, // a is not known-good yet
+			{"a+ b- c-", "a b c", "only 1 of 3"},
+		}},
+		{"a single instance never panics", 0.5, []step{
+			{"a+", "a", ""},
+			{"a-", "", ""},
+			{"a- b-", "", ""}, // b never passed
+		}},
+		{"two known-good can panic", 0.5, []step{
+			{"a+ b+", "a b", ""},
+			{"a- b-", "a b", "only 0 of 2"},
+		}},
+		{"the default threshold is off", DefaultPanicThreshold, []step{
+			{"a+ b+ c+", "a b c", ""},
+			{"a- b- c+", "c", ""},
+			{"a- b- c-", "", ""},
 		}},
 		{"a service never seen with instances stays empty", 0.5, []step{
 			{"", "", ""},

@@ -45,6 +45,9 @@ type proxy struct {
 	now             func() time.Time
 	outlierFailures int           // see ProxyOptions
 	outlierEjection time.Duration // see ProxyOptions
+
+	// aggBudget bounds what every aggregate buffers; see aggregate_budget.go.
+	aggBudget *aggregateBudget
 }
 
 func newProxy(opts ProxyOptions, logger hclog.Logger, now func() time.Time) *proxy {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/consul/api"
@@ -11,7 +12,7 @@ import (
 
 // Health keeps one blocking health query per ServiceKey, returning every
 // registered instance with whether its checks all pass (use Passing to
-// filter). It is safe for concurrent use.
+// filter) and whether it is in maintenance mode. It is safe for concurrent use.
 type Health struct {
 	client *api.Client
 	opts   Options // with defaults applied
@@ -162,7 +163,8 @@ func toInstances(entries []*api.ServiceEntry) []Instance {
 			Tags:    e.Service.Tags,
 			// Consul's own passing filter: every node and service check
 			// passing; warning counts as not passing, as it does there.
-			Passing: e.Checks.AggregatedStatus() == api.HealthPassing,
+			Passing:     e.Checks.AggregatedStatus() == api.HealthPassing,
+			Maintenance: inMaintenance(e.Checks),
 		}
 		if e.Node != nil {
 			inst.Node = e.Node.Node
@@ -178,9 +180,23 @@ func toInstances(entries []*api.ServiceEntry) []Instance {
 	return out
 }
 
+// inMaintenance reports whether checks hold one of the checks Consul adds
+// for maintenance mode: "_node_maintenance" on the node, or
+// "_service_maintenance:<service ID>" on the service. Both are critical,
+// so only their IDs tell maintenance from a failing health check.
+func inMaintenance(checks api.HealthChecks) bool {
+	for _, c := range checks {
+		if c != nil && (c.CheckID == api.NodeMaint || strings.HasPrefix(c.CheckID, api.ServiceMaintPrefix)) {
+			return true
+		}
+	}
+	return false
+}
+
 func equalInstances(a, b []Instance) bool {
 	return slices.EqualFunc(a, b, func(x, y Instance) bool {
 		return x.ID == y.ID && x.Node == y.Node && x.Address == y.Address &&
-			x.Port == y.Port && x.Passing == y.Passing && slices.Equal(x.Tags, y.Tags)
+			x.Port == y.Port && x.Passing == y.Passing && x.Maintenance == y.Maintenance &&
+			slices.Equal(x.Tags, y.Tags)
 	})
 }

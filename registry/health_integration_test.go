@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"slices"
 	"strings"
@@ -143,4 +144,46 @@ func TestEnsureStartsAndStopsWatches(t *testing.T) {
 	if n := runningWatches() - base; n != 0 {
 		t.Errorf("after Stop: %d watch goroutines", n)
 	}
+}
+
+// TestHealthWatchReportsMaintenance: Consul represents maintenance mode as
+// a critical check, indistinguishable by status from a failing health
+// check; the watch must tell them apart, for the service and for the node.
+func TestHealthWatchReportsMaintenance(t *testing.T) {
+	verifyNoLeaks(t)
+	srv := startConsul(t)
+	client := testClient(t, srv.HTTPAddr)
+	for _, id := range []string{"m-1", "m-2"} {
+		register(t, client, &api.AgentServiceRegistration{ID: id, Name: "m", Port: 80})
+	}
+	h := NewHealth(client, Options{}, nil)
+	defer h.Stop()
+	key := ServiceKey{Name: "m"}
+	h.Ensure(context.Background(), []ServiceKey{key})
+	// maint lists each instance as "id:maintenance/passing".
+	maint := func() string {
+		insts, _ := h.Instances(key)
+		var s []string
+		for _, i := range insts {
+			s = append(s, fmt.Sprintf("%s:%t/%t", i.ID, i.Maintenance, i.Passing))
+		}
+		return strings.Join(s, " ")
+	}
+	testkit.WaitWithin(t, 5*time.Second, "two passing instances", func() bool { return maint() == "m-1:false/true m-2:false/true" })
+
+	if err := client.Agent().EnableServiceMaintenance("m-1", "deploy"); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitWithin(t, 5*time.Second, "m-1 in service maintenance", func() bool { return maint() == "m-1:true/false m-2:false/true" })
+	if err := client.Agent().EnableNodeMaintenance("node work"); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitWithin(t, 5*time.Second, "both in node maintenance", func() bool { return maint() == "m-1:true/false m-2:true/false" })
+	if err := client.Agent().DisableNodeMaintenance(); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Agent().DisableServiceMaintenance("m-1"); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitWithin(t, 5*time.Second, "maintenance over", func() bool { return maint() == "m-1:false/true m-2:false/true" })
 }

@@ -124,3 +124,24 @@ func TestEqualInstancesComparesTags(t *testing.T) {
 		t.Error("equalInstances is wrong")
 	}
 }
+
+// TestToInstancesMarksMaintenance: only the check IDs Consul gives
+// maintenance mode mark an instance, not any critical check.
+func TestToInstancesMarksMaintenance(t *testing.T) {
+	node := &api.Node{Node: "n1", Address: "10.0.0.1"}
+	critical := func(id string) *api.HealthCheck { return &api.HealthCheck{CheckID: id, Status: api.HealthCritical} }
+	entries := []*api.ServiceEntry{
+		{Node: node, Service: &api.AgentService{ID: "a"}, Checks: api.HealthChecks{critical("service:a")}},
+		{Node: node, Service: &api.AgentService{ID: "b"}, Checks: api.HealthChecks{critical(api.ServiceMaintPrefix + "b")}},
+		{Node: node, Service: &api.AgentService{ID: "c"}, Checks: api.HealthChecks{critical(api.NodeMaint), {CheckID: "service:c", Status: api.HealthPassing}}},
+	}
+	got := toInstances(entries)
+	for i, want := range []bool{false, true, true} {
+		if got[i].Maintenance != want || got[i].Passing {
+			t.Errorf("%s: maintenance %t passing %t, want maintenance %t, not passing", got[i].ID, got[i].Maintenance, got[i].Passing, want)
+		}
+	}
+	if equalInstances(got[:1], []Instance{{ID: "a", Node: "n1", Address: "10.0.0.1", Maintenance: true}}) {
+		t.Error("equalInstances ignores Maintenance: a change into maintenance would not be published")
+	}
+}

@@ -26,6 +26,11 @@ type Instance struct {
 	// Passing is true when every node and service check of the instance
 	// passes: Consul's definition of a healthy instance.
 	Passing bool
+	// Maintenance is true while the instance's service or its node is in
+	// maintenance mode (`consul maint -enable`): an operator's explicit
+	// "send no traffic here", which no fallback may override. Such an
+	// instance is never Passing either.
+	Maintenance bool
 }
 
 // Passing returns the instances whose checks all pass, in order. It

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/gatewayco/gateway/internal/testkit"
+	"github.com/gatewayco/gateway/registry"
+)
+
+// settled waits until a's health watch of service has seen cond hold, then
+// until a table built after that is serving: it writes a marker route and
+// waits for it, and the controller reads the latest health snapshot on
+// every build. Checks of the table after settled see the change or none.
+func settled(t *testing.T, client *api.Client, a *app, service string, cond func([]registry.Instance) bool) {
+	t.Helper()
+	testkit.WaitFor(t, "health watch of "+service+" sees the change", func() bool {
+		in, ok := a.health.Instances(registry.ServiceKey{Name: service})
+		return ok && cond(in)
+	})
+	n := len(a.gw.Table().Routes())
+	name := fmt.Sprintf("marker-%d", n)
+	putRoute(t, client, name+".hcl", routeDoc(name, "/"+name, service))
+	testkit.WaitFor(t, "a table built after the change", func() bool { return len(a.gw.Table().Routes()) == n+1 })
+}
+
+// passingCount is a settled condition: exactly n instances pass.
+func passingCount(n int) func([]registry.Instance) bool {
+	return func(in []registry.Instance) bool { return len(registry.Passing(in)) == n }
+}
+
+// trafficTo sends n requests to path and counts the answering instances;
+// gateway errors count under their status and error, as "503 no healthy
+// instance".
+func trafficTo(t *testing.T, a *app, path string, n int) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for range n {
+		resp, err := http.Get("http://" + a.publicAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Instance, Error string }
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			got[body.Instance]++
+		} else {
+			got[fmt.Sprintf("%d %s", resp.StatusCode, body.Error)]++
+		}
+	}
+	return got
+}
+
+// TestServiceMaintenanceGetsNoTrafficWhateverThePanicThreshold: draining
+// two of three instances for a deploy with `consul maint` must not trip
+// panic mode and send traffic back to them.
+func TestServiceMaintenanceGetsNoTrafficWhateverThePanicThreshold(t *testing.T) {
+	client, a, _ := routedService(t, "orders", 3, "-panic-threshold", "0.5")
+	for _, id := range []string{"orders-1", "orders-2"} {
+		if err := client.Agent().EnableServiceMaintenance(id, "deploy"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settled(t, client, a, "orders", passingCount(1))
+	if got := trafficTo(t, a, "/api/orders", 30); got["orders-3"] != 30 {
+		t.Fatalf("with orders-1 and -2 in maintenance, 30 requests went to %v; want all to orders-3", got)
+	}
+	for _, r := range a.gw.Table().Routes() {
+		if r.Panic != "" {
+			t.Errorf("route %s: panic reason %q with one of one known-good instance passing", r.Config.Name, r.Panic)
+		}
+	}
+
+	// Out of maintenance, each is back once it passes.
+	for _, id := range []string{"orders-1", "orders-2"} {
+		if err := client.Agent().DisableServiceMaintenance(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settled(t, client, a, "orders", passingCount(3))
+	if got := trafficTo(t, a, "/api/orders", 30); got["orders-1"] != 10 || got["orders-2"] != 10 || got["orders-3"] != 10 {
+		t.Fatalf("after maintenance, 30 requests went to %v; want 10 each", got)
+	}
+}
+
+// TestNodeMaintenanceAnswersNoHealthyInstance: with the node in
+// maintenance every instance on it is drained; the gateway answers 503
+// rather than fall back to them, panic threshold or not.
+func TestNodeMaintenanceAnswersNoHealthyInstance(t *testing.T) {
+	client, a, _ := routedService(t, "orders", 3, "-panic-threshold", "0.5")
+	if err := client.Agent().EnableNodeMaintenance("hardware"); err != nil {
+		t.Fatal(err)
+	}
+	settled(t, client, a, "orders", passingCount(0))
+	if got := trafficTo(t, a, "/api/orders", 10); got["503 no healthy instance"] != 10 {
+		t.Fatalf("with the node in maintenance, 10 requests got %v; want all 503 no healthy instance", got)
+	}
+}
+
+// TestCriticalMeansNoTrafficByDefault: with default flags an instance
+// whose check is critical gets no traffic, even when most of a service
+// fails (panic mode is opt-in).
+func TestCriticalMeansNoTrafficByDefault(t *testing.T) {
+	client, a, backends := routedService(t, "orders", 3)
+	backends[0].setHealth(t, client, api.HealthCritical)
+	backends[1].setHealth(t, client, api.HealthCritical)
+	settled(t, client, a, "orders", passingCount(1))
+	if got := trafficTo(t, a, "/api/orders", 20); got["orders-3"] != 20 {
+		t.Fatalf("two of three critical, 20 requests went to %v; want all to orders-3", got)
+	}
+}
+
+// TestSingleCriticalInstanceGetsNoTraffic: a service's only instance
+// failing its check is out of rotation, whatever the panic threshold.
+func TestSingleCriticalInstanceGetsNoTraffic(t *testing.T) {
+	for _, flags := range [][]string{nil, {"-panic-threshold", "0.5"}} {
+		t.Run(fmt.Sprintf("flags %q", flags), func(t *testing.T) {
+			client, a, backends := routedService(t, "solo", 1, flags...)
+			backends[0].setHealth(t, client, api.HealthCritical)
+			settled(t, client, a, "solo", passingCount(0))
+			if got := trafficTo(t, a, "/api/solo", 10); got["503 no healthy instance"] != 10 {
+				t.Fatalf("single instance critical, 10 requests got %v; want all 503 no healthy instance", got)
+			}
+		})
+	}
+}
+
+// TestDrainedThenDeregisteredInstancesGetNoTraffic: the "Consul lists no
+// instances" fallback keeps the instances that were serving, never ones
+// an operator drained (or that failed) before deregistering them.
+func TestDrainedThenDeregisteredInstancesGetNoTraffic(t *testing.T) {
+	client, a, backends := routedService(t, "orders", 3, "-panic-threshold", "0")
+	// Deregistering some instances: the others keep serving.
+	if err := client.Agent().ServiceDeregister(backends[0].id); err != nil {
+		t.Fatal(err)
+	}
+	settled(t, client, a, "orders", func(in []registry.Instance) bool { return len(in) == 2 })
+	if got := trafficTo(t, a, "/api/orders", 20); got["orders-2"] != 10 || got["orders-3"] != 10 {
+		t.Fatalf("orders-1 deregistered, 20 requests went to %v; want 10 each to orders-2 and -3", got)
+	}
+
+	// Drain the rest, then deregister them: nothing is served.
+	for _, b := range backends[1:] {
+		if err := client.Agent().EnableServiceMaintenance(b.id, "deploy"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settled(t, client, a, "orders", passingCount(0))
+	for _, b := range backends[1:] {
+		if err := client.Agent().ServiceDeregister(b.id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settled(t, client, a, "orders", func(in []registry.Instance) bool { return len(in) == 0 })
+	if got := trafficTo(t, a, "/api/orders", 10); got["503 no healthy instance"] != 10 {
+		t.Fatalf("drained then deregistered, 10 requests got %v; want all 503 no healthy instance", got)
+	}
+}
