@@ -26,6 +26,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatewayco/gateway/gateway"
+	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -206,12 +207,12 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		adminLn.Close()
 		return nil, err
 	}
-	metrics := gateway.NewMetrics(gateway.MetricsOptions{LastSync: a.status.LastSuccess})
+	m := metrics.New(metrics.Options{LastSync: a.status.LastSuccess})
 	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
-		TrustedProxies: trusted, Metrics: metrics, AggregateMaxBytes: f.aggregateMaxBytes})
+		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	ctl.SetPanicThreshold(f.panicThreshold)
-	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: metrics.WatchError}
+	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: m.WatchError}
 	kv := registry.NewKV(client, f.prefix, opts, ctl.Notify)
 	a.health = registry.NewHealth(client, opts, ctl.Notify)
 	state := registry.NewState(client, f.prefix, statePrefix, opts, ctl.Notify)
@@ -227,7 +228,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	a.admin = newServer(gateway.AdminHandler(a.gw, a.status), logger, f)
 	// Only the public side is limited: the admin listener stays reachable
 	// for /health and /metrics when clients fill every slot.
-	go func() { a.failed <- a.public.Serve(gateway.LimitListener(publicLn, f.maxConns, metrics)) }()
+	go func() { a.failed <- a.public.Serve(gateway.LimitListener(publicLn, f.maxConns, m)) }()
 	go func() { a.failed <- a.admin.Serve(adminLn) }()
 	logger.Info("serving", "listen", a.publicAddr, "admin", a.adminAddr, "kv_prefix", f.prefix, "state_prefix", statePrefix)
 	if f.self.register {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -30,7 +31,7 @@ type Aggregate struct {
 	Calls []*AggregateCall
 
 	logger  hclog.Logger
-	metrics *Metrics         // nil when metrics are off
+	metrics *metrics.Metrics // nil when metrics are off
 	trusted []netip.Prefix   // proxies whose X-Forwarded-* are believed
 	budget  *aggregateBudget // gateway-wide bound on buffered bodies
 	// handler is the aggregate behind its admission policies (rate limit,
@@ -356,6 +357,6 @@ func (b *tableBuilder) aggregate(ac config.Aggregate, instances func(registry.Se
 			Config: cc, Service: key, Instances: insts, Panic: panics[key], parts: parts, name: name, up: up,
 		})
 	}
-	ag.handler = named(ac.Name, b.proxy.metrics.route(ac.Name), b.admission(ac.Name, &ac.Policy, b.authUpstream(ac.Policy.ForwardAuth, instances), ag))
+	ag.handler = named(ac.Name, b.proxy.metrics.Route(ac.Name), b.admission(ac.Name, &ac.Policy, b.authUpstream(ac.Policy.ForwardAuth, instances), ag))
 	return ag
 }

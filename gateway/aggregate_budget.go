@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultAggregateMaxBytes bounds the bytes all aggregate requests together
@@ -166,17 +164,4 @@ func bodyFailure(err error, limit int64) callResult {
 		return r
 	}
 	return failure(kindSystem, 502, fmt.Sprintf("response larger than %d bytes", limit))
-}
-
-// registerAggregateBudget exposes b as gateway_aggregate_buffered_bytes.
-func (m *Metrics) registerAggregateBudget(b *aggregateBudget) {
-	if m == nil {
-		return
-	}
-	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "gateway_aggregate_buffered_bytes",
-		Help: "Bytes aggregate requests hold now (call bodies and merged answers), bounded by -aggregate-max-bytes.",
-	}, func() float64 { return float64(b.Used()) })
-	// A Metrics shared by two gateways keeps the first one's gauge.
-	_ = m.reg.Register(g)
 }

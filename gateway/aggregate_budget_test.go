@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
@@ -47,10 +48,10 @@ func bigAnswer(release <-chan struct{}, held *atomic.Int64) http.HandlerFunc {
 
 // budgetGateway serves ag with an aggregate budget of max bytes and
 // metrics, every call service answering with h.
-func budgetGateway(t *testing.T, max int64, ag config.Aggregate, h http.HandlerFunc) (*Gateway, *Metrics, string) {
+func budgetGateway(t *testing.T, max int64, ag config.Aggregate, h http.HandlerFunc) (*Gateway, *metrics.Metrics, string) {
 	t.Helper()
 	_, in := startUpstream(t, "big", h)
-	m := NewMetrics(MetricsOptions{})
+	m := metrics.New(metrics.Options{})
 	gw := New(Options{Metrics: m, AggregateMaxBytes: max})
 	t.Cleanup(func() { gw.proxy.transport.(*http.Transport).CloseIdleConnections() })
 	gw.Publish(newTableBuilder(gw.proxy).buildAll(nil, []config.Aggregate{ag},
@@ -58,12 +59,12 @@ func budgetGateway(t *testing.T, max int64, ag config.Aggregate, h http.HandlerF
 	return gw, m, serve(t, gw).URL
 }
 
-func bufferedGauge(m *Metrics) float64 {
-	n, _ := testutil.GatherAndCount(m.reg, "gateway_aggregate_buffered_bytes")
+func bufferedGauge(m *metrics.Metrics) float64 {
+	n, _ := testutil.GatherAndCount(m.Registry(), "gateway_aggregate_buffered_bytes")
 	if n != 1 {
 		return -1
 	}
-	mfs, _ := m.reg.Gather()
+	mfs, _ := m.Registry().Gather()
 	for _, mf := range mfs {
 		if mf.GetName() == "gateway_aggregate_buffered_bytes" {
 			return mf.GetMetric()[0].GetGauge().GetValue()
@@ -155,7 +156,7 @@ func TestAggregateBudgetBoundsConcurrentAggregates(t *testing.T) {
 	if g := bufferedGauge(m); g != 0 {
 		t.Errorf("gateway_aggregate_buffered_bytes = %v after the requests, want 0", g)
 	}
-	if got := testutil.ToFloat64(m.aggregateCalls.WithLabelValues("agg", "c", kindMemory)); got != clients-fits {
+	if got := sample(t, m, "gateway_aggregate_calls_total", "aggregate", "agg", "call", "c", "kind", kindMemory); got != clients-fits {
 		t.Errorf("calls counted as %q = %v, want %d", kindMemory, got, clients-fits)
 	}
 }

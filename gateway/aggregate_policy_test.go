@@ -5,9 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
@@ -41,7 +40,7 @@ aggregate "dash" {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := NewMetrics(MetricsOptions{})
+	m := metrics.New(metrics.Options{})
 	clk := testkit.NewClock()
 	gw := New(Options{Metrics: m, Now: clk.Now})
 	gw.Publish(newTableBuilder(gw.proxy).buildAll(nil, doc.Aggregates,
@@ -59,10 +58,10 @@ aggregate "dash" {
 	if r := do(t, "GET", srv.URL+"/dash/7"); r.status != http.StatusTooManyRequests {
 		t.Fatalf("4th request: %d, want 429 from the aggregate's rate limit", r.status)
 	}
-	if got := testutil.ToFloat64(m.aggregateCalls.WithLabelValues("dash", "a", "ok")); got != 3 {
+	if got := sample(t, m, "gateway_aggregate_calls_total", "aggregate", "dash", "call", "a", "kind", "ok"); got != 3 {
 		t.Errorf("aggregate call outcomes ok = %v, want 3", got)
 	}
-	if got := testutil.ToFloat64(m.rateLimited.WithLabelValues("dash")); got != 1 {
+	if got := sample(t, m, "gateway_rate_limited_requests_total", "route", "dash"); got != 1 {
 		t.Errorf("rate limited = %v, want 1", got)
 	}
 	if total, _ := m.Counts("dash"); total != 4 {
@@ -92,7 +91,7 @@ aggregate "dash" {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := NewMetrics(MetricsOptions{})
+	m := metrics.New(metrics.Options{})
 	gw := New(Options{Metrics: m})
 	b := newTableBuilder(gw.proxy)
 	gw.Publish(b.buildAll(nil, doc.Aggregates, fixed(map[string][]registry.Instance{"only-agg": {up}}), nil, nil))
@@ -100,14 +99,14 @@ aggregate "dash" {
 	if r := do(t, "GET", srv.URL+"/dash/1"); r.status != 200 {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
-	if got := testutil.ToFloat64(m.healthy.WithLabelValues("only-agg")); got != 1 {
+	if got := sample(t, m, "gateway_service_healthy_instances", "service", "only-agg"); got != 1 {
 		t.Errorf("healthy gauge for an aggregate-only service = %v, want 1", got)
 	}
-	if n := testutil.CollectAndCount(m.upstreamRequests); n == 0 {
+	if n := len(series(t, m, "gateway_upstream_requests_total")); n == 0 {
 		t.Fatal("no upstream series for the aggregate's call")
 	}
 	gw.Publish(b.buildAll(nil, nil, fixed(nil), nil, nil))
-	if n := testutil.CollectAndCount(m.upstreamRequests) + testutil.CollectAndCount(m.healthy); n != 0 {
+	if n := len(series(t, m, "gateway_upstream_requests_total")) + len(series(t, m, "gateway_service_healthy_instances")); n != 0 {
 		t.Errorf("%d series left after the aggregate was removed", n)
 	}
 }

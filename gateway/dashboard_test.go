@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -25,7 +26,7 @@ func (s *syncHealth) LastSuccess() time.Time { return s.last }
 
 func TestStateEndpointReportsRoutesErrorsConsulAndRates(t *testing.T) {
 	clock := time.Unix(5000, 0).UTC()
-	m := NewMetrics(MetricsOptions{})
+	m := metrics.New(metrics.Options{})
 	gw := New(Options{Metrics: m, Now: func() time.Time { return clock }})
 	inst := registry.Instance{ID: "users-1", Address: "10.0.0.7", Port: 9000, Passing: true}
 	users := prefixRoute("users", "/api/users", "users")
@@ -66,13 +67,13 @@ func TestStateEndpointReportsRoutesErrorsConsulAndRates(t *testing.T) {
 	}
 
 	// 20 requests, 5 of them 5xx, over 2 s of the injected clock.
-	rm := m.route("users")
+	rm := m.Route("users")
 	for i := range 20 {
 		status := 200
 		if i%4 == 0 {
 			status = 502
 		}
-		m.observe(rm, "GET", status, time.Millisecond)
+		m.Observe(rm, "GET", status, time.Millisecond)
 	}
 	clock = clock.Add(2 * time.Second)
 	health.err = errors.New("consul unreachable: connection refused")
@@ -113,7 +114,7 @@ func TestRateWindowKeepsBoundedSpacedSamples(t *testing.T) {
 }
 
 func TestDashboardPageIsSelfContained(t *testing.T) {
-	admin := AdminHandler(New(Options{Metrics: NewMetrics(MetricsOptions{})}), nil)
+	admin := AdminHandler(New(Options{Metrics: metrics.New(metrics.Options{})}), nil)
 	rec := httptest.NewRecorder()
 	admin.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	body := rec.Body.String()

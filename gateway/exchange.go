@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/gatewayco/gateway/gateway/metrics"
 )
 
 // exchange is the per-request record shared by the access log, the route
@@ -23,9 +25,9 @@ type exchange struct {
 	strip    string    // prefix the proxy removes from the path; empty for none
 	status   int
 	bytes    int64
-	metrics  *routeMetrics // the matched route's children; nil until matched
-	reqID    string        // X-Request-Id, set on the response when it starts
-	body     clientBody    // the request body's guard, when there is a body
+	metrics  *metrics.Route // the matched route's children; nil until matched
+	reqID    string         // X-Request-Id, set on the response when it starts
+	body     clientBody     // the request body's guard, when there is a body
 	// upHeader holds the headers auth set for the upstream (verified
 	// claims, forward_auth copies); nil when none. They are applied to the
 	// outgoing request, never to the inbound one, so a client naming them

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
@@ -23,7 +24,7 @@ func TestInformationalAnswersAreNotTheFinalStatus(t *testing.T) {
 		w.WriteHeader(http.StatusInternalServerError)
 	})
 	var buf syncBuffer
-	m := NewMetrics(MetricsOptions{})
+	m := metrics.New(metrics.Options{})
 	gw := New(Options{AccessLog: true, Metrics: m, Logger: hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info})})
 	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{prefixRoute("r", "/", "up")},
 		fixed(map[string][]registry.Instance{"up": {inst}}), nil))

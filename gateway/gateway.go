@@ -15,6 +15,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/gatewayco/gateway/gateway/metrics"
 )
 
 // Gateway is the public HTTP handler. The zero value is not usable; call New.
@@ -25,7 +27,7 @@ type Gateway struct {
 	access  hclog.Logger
 	now     func() time.Time
 	newID   func() string
-	metrics *Metrics
+	metrics *metrics.Metrics
 	// maxBody is the request body limit in bytes; zero or less is none.
 	maxBody int64
 	// bodyTimeout bounds each pause in a request body; zero or less is none.
@@ -58,7 +60,7 @@ type Options struct {
 	// without a valid one; nil means 16 random bytes in hex.
 	RequestID func() string
 	// Metrics records request and upstream metrics; nil records none.
-	Metrics *Metrics
+	Metrics *metrics.Metrics
 	// AggregateMaxBytes bounds the bytes all aggregate requests together
 	// buffer at once (503 beyond); zero means DefaultAggregateMaxBytes,
 	// negative means no limit.
@@ -92,7 +94,7 @@ func New(opts Options) *Gateway {
 	g.proxy.env = policyEnv{trusted: opts.TrustedProxies, now: g.now, logger: logger.Named("policy"), getenv: defaultGetenv()}
 	g.proxy.metrics = opts.Metrics
 	g.proxy.aggBudget = newAggregateBudget(opts.AggregateMaxBytes)
-	opts.Metrics.registerAggregateBudget(g.proxy.aggBudget)
+	opts.Metrics.AggregateBuffered(g.proxy.aggBudget.Used)
 	g.table.Store(emptyTable())
 	return g
 }
@@ -104,11 +106,13 @@ func (g *Gateway) Table() *Table { return g.table.Load() }
 // already running finish on the table they loaded.
 func (g *Gateway) Publish(t *Table) {
 	g.table.Store(t)
-	g.metrics.published(t)
+	if t.loaded {
+		g.metrics.Published(t.metricsView())
+	}
 }
 
 // Metrics returns the gateway's metrics; nil when they are off.
-func (g *Gateway) Metrics() *Metrics { return g.metrics }
+func (g *Gateway) Metrics() *metrics.Metrics { return g.metrics }
 
 // ServeHTTP loads the table once and serves the request from it. The
 // request ID is settled first, so every later step (proxy, errors, logs)
@@ -138,7 +142,7 @@ func (g *Gateway) finish(ex *exchange, r *http.Request) {
 		status = http.StatusOK
 	}
 	latency := g.now().Sub(ex.start)
-	g.metrics.observe(ex.metrics, r.Method, status, latency)
+	g.metrics.Observe(ex.metrics, r.Method, status, latency)
 	if g.access == nil {
 		return
 	}

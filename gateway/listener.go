@@ -1,11 +1,12 @@
 package gateway
 
 import (
-	"errors"
 	"net"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatewayco/gateway/gateway/metrics"
 )
 
 // DefaultMaxConns bounds concurrent client connections unless configured
@@ -23,13 +24,13 @@ const DefaultMaxConns = 10000
 // open connections, and each time the limit stopped accepting, are
 // recorded in m (nil records nothing). Hijacked connections (protocol
 // upgrades) count until they close.
-func LimitListener(ln net.Listener, max int, m *Metrics) net.Listener {
+func LimitListener(ln net.Listener, max int, m *metrics.Metrics) net.Listener {
 	l := &limitListener{Listener: ln, done: make(chan struct{})}
 	if max > 0 {
 		l.slots = make(chan struct{}, max)
 	}
 	if m != nil {
-		l.open, l.full = m.connectionMetrics()
+		l.open, l.full = m.Connections()
 	}
 	return l
 }
@@ -107,32 +108,4 @@ func (c *limitedConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
-}
-
-// connectionMetrics registers the connection collectors on first use; a
-// second listener shares them.
-func (m *Metrics) connectionMetrics() (prometheus.Gauge, prometheus.Counter) {
-	open := register(m.reg, prometheus.Collector(prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "gateway_connections_open",
-		Help: "Client connections open on the public listener.",
-	}))).(prometheus.Gauge)
-	full := register(m.reg, prometheus.Collector(prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "gateway_connections_limit_reached_total",
-		Help: "Times the public listener stopped accepting because -max-conns client connections were open.",
-	}))).(prometheus.Counter)
-	return open, full
-}
-
-// register registers c, or returns the collector already registered
-// under its name.
-func register(reg *prometheus.Registry, c prometheus.Collector) prometheus.Collector {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			return are.ExistingCollector
-		}
-		// Only a programming error (a clashing name) gets here.
-		panic(err)
-	}
-	return c
 }

@@ -4,8 +4,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
+	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
@@ -16,7 +15,7 @@ func TestPolicyMetricsMoveWithTraffic(t *testing.T) {
 	_, up := startUpstream(t, "sick", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 	})
-	m := NewMetrics(MetricsOptions{})
+	m := metrics.New(metrics.Options{})
 	clk := testkit.NewClock()
 	pg := startPolicyGateway(t, Options{Metrics: m, Now: clk.Now}, `
 route "limited" {
@@ -41,16 +40,16 @@ route "fragile" {
 	for range 5 {
 		do(t, "GET", pg.url+"/limited")
 	}
-	if got := testutil.ToFloat64(m.rateLimited.WithLabelValues("limited")); got != 3 {
+	if got := sample(t, m, "gateway_rate_limited_requests_total", "route", "limited"); got != 3 {
 		t.Errorf("rate limited counter = %v, want 3 (5 requests, burst 2)", got)
 	}
-	if got := testutil.ToFloat64(m.breaker.WithLabelValues("fragile")); got != 0 {
+	if got := sample(t, m, "gateway_circuit_breaker_state", "route", "fragile"); got != 0 {
 		t.Errorf("breaker gauge before traffic = %v, want 0 (closed)", got)
 	}
 	for range 4 {
 		do(t, "GET", pg.url+"/fragile")
 	}
-	if got := testutil.ToFloat64(m.breaker.WithLabelValues("fragile")); got != 2 {
+	if got := sample(t, m, "gateway_circuit_breaker_state", "route", "fragile"); got != 2 {
 		t.Errorf("breaker gauge after failures = %v, want 2 (open)", got)
 	}
 	state := buildState(pg.gw, nil, &rateWindow{})
@@ -67,10 +66,10 @@ route "fragile" {
   service     = "sick"
 }
 `)
-	if n := testutil.CollectAndCount(m.breaker); n != 0 {
+	if n := len(series(t, m, "gateway_circuit_breaker_state")); n != 0 {
 		t.Errorf("%d breaker series left after the breaker was removed", n)
 	}
-	if n := testutil.CollectAndCount(m.rateLimited); n != 0 {
+	if n := len(series(t, m, "gateway_rate_limited_requests_total")); n != 0 {
 		t.Errorf("%d rate-limit series left after the route was removed", n)
 	}
 }

@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -20,7 +19,7 @@ func TestMetricsCountRequestsUpstreamsAndTables(t *testing.T) {
 	ln.Close()
 
 	clock := time.Unix(1000, 0)
-	m := NewMetrics(MetricsOptions{LastSync: func() time.Time { return clock.Add(-3 * time.Second) }, Now: func() time.Time { return clock }})
+	m := metrics.New(metrics.Options{LastSync: func() time.Time { return clock.Add(-3 * time.Second) }, Now: func() time.Time { return clock }})
 	gw := New(Options{Metrics: m})
 	getOnly := prefixRoute("getonly", "/getonly", "ok")
 	getOnly.Methods = []string{"GET"}
@@ -55,20 +54,20 @@ func TestMetricsCountRequestsUpstreamsAndTables(t *testing.T) {
 		got  float64
 		want float64
 	}{
-		{"ok GET 2xx", testutil.ToFloat64(m.requests.WithLabelValues("ok", "GET", "2xx")), 3},
-		{"ok OTHER 2xx", testutil.ToFloat64(m.requests.WithLabelValues("ok", "OTHER", "2xx")), 1},
-		{"none GET 4xx", testutil.ToFloat64(m.requests.WithLabelValues("none", "GET", "4xx")), 1},
-		{"none POST 4xx (405)", testutil.ToFloat64(m.requests.WithLabelValues("none", "POST", "4xx")), 1},
-		{"empty GET 5xx", testutil.ToFloat64(m.requests.WithLabelValues("empty", "GET", "5xx")), 1},
-		{"refused GET 5xx", testutil.ToFloat64(m.requests.WithLabelValues("refused", "GET", "5xx")), 1},
-		{"upstream ok requests", testutil.ToFloat64(m.upstreamRequests.WithLabelValues("ok", okHost)), 4},
-		{"upstream ok errors", testutil.ToFloat64(m.upstreamErrors.WithLabelValues("ok", okHost)), 0},
-		{"upstream refused errors", testutil.ToFloat64(m.upstreamErrors.WithLabelValues("gone", refused.HostPort())), 1},
-		{"upstream no instance", testutil.ToFloat64(m.upstreamErrors.WithLabelValues("nobody", "none")), 1},
-		{"healthy ok", testutil.ToFloat64(m.healthy.WithLabelValues("ok")), 1},
-		{"healthy nobody", testutil.ToFloat64(m.healthy.WithLabelValues("nobody")), 0},
-		{"reloads", testutil.ToFloat64(m.reloads), 1},
-		{"rejected documents", testutil.ToFloat64(m.rejected), 1},
+		{"ok GET 2xx", sample(t, m, "gateway_requests_total", "route", "ok", "method", "GET", "code", "2xx"), 3},
+		{"ok OTHER 2xx", sample(t, m, "gateway_requests_total", "route", "ok", "method", "OTHER", "code", "2xx"), 1},
+		{"none GET 4xx", sample(t, m, "gateway_requests_total", "route", "none", "method", "GET", "code", "4xx"), 1},
+		{"none POST 4xx (405)", sample(t, m, "gateway_requests_total", "route", "none", "method", "POST", "code", "4xx"), 1},
+		{"empty GET 5xx", sample(t, m, "gateway_requests_total", "route", "empty", "method", "GET", "code", "5xx"), 1},
+		{"refused GET 5xx", sample(t, m, "gateway_requests_total", "route", "refused", "method", "GET", "code", "5xx"), 1},
+		{"upstream ok requests", sample(t, m, "gateway_upstream_requests_total", "service", "ok", "instance", okHost), 4},
+		{"upstream ok errors", sample(t, m, "gateway_upstream_errors_total", "service", "ok", "instance", okHost), 0},
+		{"upstream refused errors", sample(t, m, "gateway_upstream_errors_total", "service", "gone", "instance", refused.HostPort()), 1},
+		{"upstream no instance", sample(t, m, "gateway_upstream_errors_total", "service", "nobody", "instance", "none"), 1},
+		{"healthy ok", sample(t, m, "gateway_service_healthy_instances", "service", "ok"), 1},
+		{"healthy nobody", sample(t, m, "gateway_service_healthy_instances", "service", "nobody"), 0},
+		{"reloads", sample(t, m, "gateway_config_reloads_total"), 1},
+		{"rejected documents", sample(t, m, "gateway_config_rejected_documents"), 1},
 	}
 	for _, tc := range tests {
 		if tc.got != tc.want {
@@ -77,7 +76,7 @@ func TestMetricsCountRequestsUpstreamsAndTables(t *testing.T) {
 	}
 	// Children are resolved at build time, so every route has its series
 	// (at zero) before its first request, plus "none".
-	if n := testutil.CollectAndCount(m.latency, "gateway_request_duration_seconds"); n != 5 {
+	if n := len(series(t, m, "gateway_request_duration_seconds")); n != 5 {
 		t.Errorf("latency histograms: %d series, want 5 (4 routes + none)", n)
 	}
 	if total, errs := m.Counts("refused"); total != 1 || errs != 1 {
@@ -98,7 +97,7 @@ func TestMetricsCountRequestsUpstreamsAndTables(t *testing.T) {
 			}
 		}
 	}
-	if got := gathered(t, m, "gateway_consul_last_sync_age_seconds"); got != 3 {
+	if got := sample(t, m, "gateway_consul_last_sync_age_seconds"); got != 3 {
 		t.Errorf("sync age = %v, want 3", got)
 	}
 }
@@ -106,7 +105,7 @@ func TestMetricsCountRequestsUpstreamsAndTables(t *testing.T) {
 func TestSeriesOfRemovedRoutesServicesAndInstancesAreDeleted(t *testing.T) {
 	_, a := startUpstream(t, "a-1", nil)
 	_, a2 := startUpstream(t, "a-2", nil)
-	m := NewMetrics(MetricsOptions{})
+	m := metrics.New(metrics.Options{})
 	gw := New(Options{Metrics: m})
 	srv := serve(t, gw)
 	b := newTableBuilder(gw.proxy)
@@ -120,8 +119,8 @@ func TestSeriesOfRemovedRoutesServicesAndInstancesAreDeleted(t *testing.T) {
 		resp.Body.Close()
 	}
 	count := func() (healthy, requests, latency, upstream int) {
-		return testutil.CollectAndCount(m.healthy), testutil.CollectAndCount(m.requests),
-			testutil.CollectAndCount(m.latency), testutil.CollectAndCount(m.upstreamRequests)
+		return len(series(t, m, "gateway_service_healthy_instances")), len(series(t, m, "gateway_requests_total")),
+			len(series(t, m, "gateway_request_duration_seconds")), len(series(t, m, "gateway_upstream_requests_total"))
 	}
 	h, r, l, u := count()
 	// requests: only the (route, method, class) combinations used: a and b GET 2xx.
@@ -135,60 +134,11 @@ func TestSeriesOfRemovedRoutesServicesAndInstancesAreDeleted(t *testing.T) {
 	if h != 1 || r != 1 || l != 2 || u != 2 {
 		t.Fatalf("after: healthy %d requests %d latency %d upstream %d; want 1 1 2 2 (a's instance + none)", h, r, l, u)
 	}
-	if got := testutil.ToFloat64(m.upstreamRequests.WithLabelValues("a", a.HostPort())); got < 1 {
+	if got := sample(t, m, "gateway_upstream_requests_total", "service", "a", "instance", a.HostPort()); got < 1 {
 		t.Fatalf("surviving instance lost its count: %v", got)
 	}
-	if got := testutil.ToFloat64(m.reloads); got != 2 {
+	if got := sample(t, m, "gateway_config_reloads_total"); got != 2 {
 		t.Fatalf("reloads = %v, want 2", got)
-	}
-}
-
-func TestMergeCollectorsRecord(t *testing.T) {
-	m := NewMetrics(MetricsOptions{})
-	m.BreakerState("users", 2)
-	m.RateLimited("users")
-	m.RateLimited("users")
-	m.AggregateCall("profile", "orders", "timeout")
-	m.WatchError()
-	var nilMetrics *Metrics // a gateway without metrics calls these too
-	nilMetrics.BreakerState("x", 1)
-	nilMetrics.RateLimited("x")
-	nilMetrics.AggregateCall("a", "b", "c")
-	nilMetrics.WatchError()
-	nilMetrics.observe(nil, "GET", 200, time.Second)
-	tests := []struct {
-		name      string
-		got, want float64
-	}{
-		{"breaker", testutil.ToFloat64(m.breaker.WithLabelValues("users")), 2},
-		{"rate limited", testutil.ToFloat64(m.rateLimited.WithLabelValues("users")), 2},
-		{"aggregate", testutil.ToFloat64(m.aggregateCalls.WithLabelValues("profile", "orders", "timeout")), 1},
-		{"watch errors", testutil.ToFloat64(m.watchErrors), 1},
-	}
-	for _, tc := range tests {
-		if tc.got != tc.want {
-			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
-		}
-	}
-}
-
-func TestMethodAndStatusLabelsAreAFixedSet(t *testing.T) {
-	tests := []struct {
-		method string
-		want   string
-	}{
-		{"GET", "GET"}, {"DELETE", "DELETE"}, {"TRACE", "TRACE"},
-		{"get", "OTHER"}, {"PURGE", "OTHER"}, {"", "OTHER"},
-	}
-	for _, tc := range tests {
-		if got := methods[methodIndex(tc.method)]; got != tc.want {
-			t.Errorf("method %q -> %q, want %q", tc.method, got, tc.want)
-		}
-	}
-	for status, want := range map[int]string{100: "1xx", 204: "2xx", 302: "3xx", 499: "4xx", 503: "5xx", 0: "1xx", 999: "5xx"} {
-		if got := codeClasses[classIndex(status)]; got != want {
-			t.Errorf("status %d -> %q, want %q", status, got, want)
-		}
 	}
 }
 
@@ -197,9 +147,9 @@ func TestMethodAndStatusLabelsAreAFixedSet(t *testing.T) {
 func BenchmarkServeHTTPWithMetrics(b *testing.B) {
 	for _, on := range []bool{false, true} {
 		name := "off"
-		var m *Metrics
+		var m *metrics.Metrics
 		if on {
-			name, m = "on", NewMetrics(MetricsOptions{})
+			name, m = "on", metrics.New(metrics.Options{})
 		}
 		b.Run(name, func(b *testing.B) {
 			gw := New(Options{Metrics: m})
@@ -219,19 +169,3 @@ type discard struct{}
 func (discard) Header() http.Header         { return http.Header{} }
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 func (discard) WriteHeader(int)             {}
-
-// gathered returns the value of an unlabelled gauge as a scrape sees it.
-func gathered(t *testing.T, m *Metrics, name string) float64 {
-	t.Helper()
-	families, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() == name && len(f.GetMetric()) == 1 {
-			return f.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no single-series metric %s", name)
-	return 0
-}

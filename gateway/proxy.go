@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/gatewayco/gateway/gateway/metrics"
 )
 
 // ProxyOptions tune the upstream side. The zero value is usable.
@@ -40,8 +42,8 @@ type proxy struct {
 	rp              *httputil.ReverseProxy
 	transport       http.RoundTripper // shared by every upstream
 	logger          hclog.Logger
-	env             policyEnv // what route policies need; see policies.go
-	metrics         *Metrics  // nil when metrics are off
+	env             policyEnv        // what route policies need; see policies.go
+	metrics         *metrics.Metrics // nil when metrics are off
 	now             func() time.Time
 	outlierFailures int           // see ProxyOptions
 	outlierEjection time.Duration // see ProxyOptions

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/gateway/policy"
 )
 
@@ -18,7 +19,7 @@ const msgRateLimited = "rate limit exceeded"
 // (no such header, no such claim) is limited by client IP instead, so
 // leaving the key out never bypasses the limit. JWT and auth-header keys
 // are read from what auth verified, so their limiter runs after auth.
-func rateLimited(route string, rl *config.RateLimit, lim *policy.Limiter, trusted []netip.Prefix, m *Metrics, next http.Handler) http.Handler {
+func rateLimited(route string, rl *config.RateLimit, lim *policy.Limiter, trusted []netip.Prefix, m *metrics.Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := ""
 		switch rl.KeyKind {

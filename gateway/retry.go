@@ -49,8 +49,7 @@ func (u *upstream) send(req *http.Request) (*http.Response, error) {
 		i := u.pick(tried)
 		if i < 0 {
 			if u.metrics != nil {
-				u.noInstance.requests.Inc()
-				u.noInstance.errors.Inc()
+				u.noInstance.Record(true)
 			}
 			return nil, errNoInstance
 		}
@@ -133,13 +132,9 @@ func (u *upstream) to(r *http.Request, i int) (*http.Response, error) {
 		u.outliers.record(u.health[i], u.hosts[i], r, resp, err, u.now())
 	}
 	if u.metrics != nil {
-		m := u.metrics[i]
-		m.requests.Inc()
 		// A client that hung up is not the instance's fault; a route
 		// timeout (DeadlineExceeded) is.
-		if err != nil && !clientFault(r, err) {
-			m.errors.Inc()
-		}
+		u.metrics[i].Record(err != nil && !clientFault(r, err))
 	}
 	return resp, err
 }

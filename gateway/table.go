@@ -8,6 +8,7 @@ import (
 
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -44,8 +45,8 @@ type Route struct {
 	Panic string
 
 	up      *upstream
-	handler http.Handler  // the route's policy chain ending in the proxy
-	metrics *routeMetrics // nil when metrics are off
+	handler http.Handler   // the route's policy chain ending in the proxy
+	metrics *metrics.Route // nil when metrics are off
 }
 
 // ConfigError is a rejected route document, as listed by /routes.
@@ -122,7 +123,7 @@ func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, 
 		key := registry.ServiceKey{Name: rc.Service, Tag: rc.Tag}
 		insts := instances(key)
 		rt := &Route{Config: rc, Service: key, Instances: insts, Panic: panics[key],
-			up: b.newUpstream(key, rc.Balancer, insts), metrics: b.proxy.metrics.route(rc.Name)}
+			up: b.newUpstream(key, rc.Balancer, insts), metrics: b.proxy.metrics.Route(rc.Name)}
 		b.applyPolicies(rt, b.authUpstream(rc.Policy.ForwardAuth, instances))
 		t.routes = append(t.routes, rt)
 	}
@@ -184,4 +185,24 @@ func notFound(w http.ResponseWriter, r *http.Request) {
 
 func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusMethodNotAllowed, msgMethodNotAllowed, "")
+}
+
+// metricsView is what the metrics record of t when it is published.
+func (t *Table) metricsView() metrics.TableView {
+	v := metrics.TableView{Rejected: len(t.errors), Services: t.services, Breakers: map[string]int{}}
+	for _, rt := range t.routes {
+		v.Routes = append(v.Routes, rt.Config.Name)
+		if st := rt.BreakerState(); st != "" {
+			v.Breakers[rt.Config.Name] = breakerLevel(st)
+		}
+	}
+	for _, ag := range t.aggregates {
+		v.Routes = append(v.Routes, ag.Config.Name)
+		for _, c := range ag.Calls {
+			if c.up.breaker != nil {
+				v.Breakers[ag.Config.Name+"/"+c.Config.Name] = breakerLevel(c.up.breaker.cb.State())
+			}
+		}
+	}
+	return v
 }

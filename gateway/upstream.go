@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gatewayco/gateway/balancer"
+	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -31,8 +32,8 @@ type upstream struct {
 	// metrics are the instances' counters in hosts order, resolved when the
 	// table was built; nil when metrics are off. noInstance counts requests
 	// that found no healthy instance.
-	metrics    []instanceMetrics
-	noInstance instanceMetrics
+	metrics    []metrics.Instance
+	noInstance metrics.Instance
 }
 
 // RoundTrip sends req to an instance. req.URL.Host is overwritten; the
@@ -80,6 +81,6 @@ func (b *tableBuilder) newUpstream(key registry.ServiceKey, policy string, insts
 	}
 	up := &upstream{service: key, hosts: hosts, balancer: bal, next: b.proxy.transport,
 		health: b.outliers.forHosts(key, hosts), outliers: b.outliers, now: b.now}
-	up.metrics, up.noInstance = b.proxy.metrics.upstream(key, hosts)
+	up.metrics, up.noInstance = b.proxy.metrics.Upstream(key, hosts)
 	return up
 }

@@ -1,6 +1,12 @@
-package gateway
+// Package metrics holds the gateway's Prometheus collectors and the
+// recording the request path does into them. It knows nothing of tables or
+// routes beyond their names: the gateway hands it a plain TableView at
+// every publish, so what is exported never depends on how a table is
+// built.
+package metrics
 
 import (
+	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -36,15 +42,15 @@ type Metrics struct {
 	aggregateCalls *prometheus.CounterVec // aggregate, call, kind
 
 	mu        sync.Mutex
-	routes    map[string]*routeMetrics // by route name; survives table swaps
-	services  map[string]bool          // services with a healthy gauge set
-	instances map[[2]string]bool       // service, instance with upstream series
-	breakers  map[string]bool          // names with a breaker gauge set
-	none      *routeMetrics            // requests no route matched
+	routes    map[string]*Route  // by route name; survives table swaps
+	services  map[string]bool    // services with a healthy gauge set
+	instances map[[2]string]bool // service, instance with upstream series
+	breakers  map[string]bool    // names with a breaker gauge set
+	none      *Route             // requests no route matched
 }
 
-// MetricsOptions configure NewMetrics. The zero value is usable.
-type MetricsOptions struct {
+// Options configure New. The zero value is usable.
+type Options struct {
 	// LastSync returns when Consul last answered; nil or a zero time means
 	// the sync-age gauge reports -1 ("never").
 	LastSync func() time.Time
@@ -78,15 +84,15 @@ func classIndex(status int) int {
 	return min(max(status/100, 1), 5) - 1
 }
 
-// NewMetrics registers every collector in a fresh registry.
-func NewMetrics(opts MetricsOptions) *Metrics {
+// New registers every collector in a fresh registry.
+func New(opts Options) *Metrics {
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
 	m := &Metrics{
 		reg:    prometheus.NewRegistry(),
-		routes: map[string]*routeMetrics{}, services: map[string]bool{}, instances: map[[2]string]bool{},
+		routes: map[string]*Route{}, services: map[string]bool{}, instances: map[[2]string]bool{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_requests_total",
 			Help: "Requests served, by route (\"none\" when no route matched), method and status class.",
@@ -102,7 +108,7 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 		}, []string{"service", "instance"}),
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_upstream_errors_total",
-			Help: "Upstream exchanges that failed without an HTTP answer (refused, reset, timed out, no healthy instance).",
+			Help: "Upstream exchanges that failed without an HTTP answer (refused, reset, timed out, no healthy instance); a client's fault (it went away, its body broke) is not counted.",
 		}, []string{"service", "instance"}),
 		healthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gateway_service_healthy_instances",
@@ -130,7 +136,7 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 		}, []string{"route"}),
 		aggregateCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_aggregate_calls_total",
-			Help: "Outcomes of aggregate sub-calls by aggregate, call and kind (ok, error, timeout, skipped...).",
+			Help: "Outcomes of aggregate sub-calls by aggregate, call and kind (ok, business, system, timeout, memory).",
 		}, []string{"aggregate", "call", "kind"}),
 	}
 	syncAge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -148,7 +154,7 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 	})
 	m.reg.MustRegister(m.requests, m.latency, m.upstreamRequests, m.upstreamErrors, m.healthy,
 		m.reloads, m.rejected, m.watchErrors, m.breaker, m.rateLimited, m.aggregateCalls, syncAge)
-	m.none = m.route(labelNone)
+	m.none = m.Route(labelNone)
 	return m
 }
 
@@ -167,26 +173,70 @@ func (m *Metrics) WatchError() {
 	}
 }
 
-// BreakerState records a route's circuit breaker state (0 closed, 1
-// half-open, 2 open). Wired in by the circuit-breaker work at merge.
-func (m *Metrics) BreakerState(route string, state int) {
+// BreakerState records the circuit breaker state of a route, or of an
+// aggregate call named "aggregate/call", as its level (0 closed, 1
+// half-open, 2 open). Breakers call it on every change, so the gauge
+// moves between table swaps.
+func (m *Metrics) BreakerState(route string, level int) {
 	if m != nil {
-		m.breaker.WithLabelValues(route).Set(float64(state))
+		m.breaker.WithLabelValues(route).Set(float64(level))
 	}
 }
 
-// RateLimited counts one request refused by route's rate limit. Wired in
-// by the rate-limiting work at merge.
+// RateLimited counts one request refused by route's rate limit.
 func (m *Metrics) RateLimited(route string) {
 	if m != nil {
 		m.rateLimited.WithLabelValues(route).Inc()
 	}
 }
 
-// AggregateCall counts one sub-call outcome of an aggregate; kind is a
-// small fixed set chosen by the aggregate code. Wired in at merge.
+// AggregateCall counts one sub-call outcome of an aggregate; kind is one
+// of the small fixed set the help text lists, so the series stay bounded.
 func (m *Metrics) AggregateCall(aggregate, call, kind string) {
 	if m != nil {
 		m.aggregateCalls.WithLabelValues(aggregate, call, kind).Inc()
 	}
+}
+
+// Connections returns the public listener's collectors, the open
+// connections and the times the limit stopped accepting, registering them
+// on first use; a second listener shares them.
+func (m *Metrics) Connections() (open prometheus.Gauge, full prometheus.Counter) {
+	open = register(m.reg, prometheus.Collector(prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "gateway_connections_open",
+		Help: "Client connections open on the public listener.",
+	}))).(prometheus.Gauge)
+	full = register(m.reg, prometheus.Collector(prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gateway_connections_limit_reached_total",
+		Help: "Times the public listener stopped accepting because -max-conns client connections were open.",
+	}))).(prometheus.Counter)
+	return open, full
+}
+
+// AggregateBuffered exposes used, the bytes aggregate requests hold now,
+// as gateway_aggregate_buffered_bytes. A Metrics shared by two gateways
+// keeps the first one's gauge.
+func (m *Metrics) AggregateBuffered(used func() int64) {
+	if m == nil {
+		return
+	}
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gateway_aggregate_buffered_bytes",
+		Help: "Bytes aggregate requests hold now (call bodies and merged answers), bounded by -aggregate-max-bytes.",
+	}, func() float64 { return float64(used()) })
+	_ = m.reg.Register(g)
+}
+
+// register registers c, or returns the collector already registered
+// under its name.
+func register(reg *prometheus.Registry, c prometheus.Collector) prometheus.Collector {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			return are.ExistingCollector
+		}
+		// Only a programming error (a clashing name) gets here.
+		panic(err)
+	}
+	return c
 }
