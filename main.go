@@ -25,6 +25,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/registry"
@@ -92,7 +93,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "request body limit in bytes, 413 beyond (negative: no limit)")
 	fs.Int64Var(&f.aggregateMaxBytes, "aggregate-max-bytes", gateway.DefaultAggregateMaxBytes, "bytes all aggregate requests together may buffer at once, 503 beyond (negative: no limit)")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 1<<20, "request header limit in bytes, 431 beyond")
-	fs.Float64Var(&f.panicThreshold, "panic-threshold", gateway.DefaultPanicThreshold, "opt-in panic mode: below this share of passing known-good instances a service routes to all of them (0, the default, disables; instances in maintenance never get traffic)")
+	fs.Float64Var(&f.panicThreshold, "panic-threshold", balancer.DefaultPanicThreshold, "opt-in panic mode: below this share of passing known-good instances a service routes to all of them (0, the default, disables; instances in maintenance never get traffic)")
 	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed (default: none)")
 	addSelfFlags(fs, &f.self)
 	return fs

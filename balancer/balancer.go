@@ -1,9 +1,14 @@
-// Package balancer chooses one instance of a service for one request. A
-// Balancer holds only per-service selection state (such as a round-robin
+// Package balancer chooses one instance of a service for one request, and
+// owns the rules that decide which instances may be chosen at all.
+//
+// A Balancer holds only per-service selection state (such as a round-robin
 // counter); what it chooses from comes with each call as a Pool, so the
 // state survives every snapshot swap, and the caller decides which
-// instances may take the request (outlier ejection, instances a retry
-// already tried) without the balancer having to guess.
+// instances may take the request without the balancer having to guess.
+// What makes an instance eligible lives here too: the Selector decides,
+// per table build, which of Consul's instances get traffic (passing ones,
+// panic mode, maintenance, an empty list), and the OutlierTracker keeps
+// the passive ejection record a pool consults on every pick.
 package balancer
 
 import (

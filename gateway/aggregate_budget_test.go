@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/internal/testkit"
@@ -226,7 +227,7 @@ aggregate "agg" {
 		t.Fatal(err)
 	}
 	gw, _, url := budgetGateway(t, 64<<10, doc.Aggregates[0], bigAnswer(nil, nil))
-	for range 2 * DefaultOutlierFailures {
+	for range 2 * balancer.DefaultOutlierFailures {
 		if r := do(t, "GET", url+"/d/1000000"); r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, msgAggregateMemory) {
 			t.Fatalf("%d %s; want 503 %q", r.status, r.body, msgAggregateMemory)
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -46,7 +47,7 @@ route "api" {
 	for _, value := range []string{"u-1\r\nX-Admin: 1", "u\x00", "u\x7f"} {
 		opts := Options{Proxy: ProxyOptions{Transport: forgingAuth{host: auth.HostPort(), value: value, next: newTransport(ProxyOptions{})}}}
 		pg := startPolicyGateway(t, opts, doc, map[string][]registry.Instance{"api": {inst}, "auth": {auth}})
-		for range DefaultOutlierFailures + 1 {
+		for range balancer.DefaultOutlierFailures + 1 {
 			r := do(t, "GET", pg.url+"/api/x")
 			if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, msgAuthUnavailable) {
 				t.Errorf("auth answered X-User-Id %q: %d %s, want 503 %s", value, r.status, r.body, msgAuthUnavailable)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -61,10 +62,13 @@ func TestClassifyIsOneVerdictForEveryConsumer(t *testing.T) {
 			if got := retryWorthy(req, nil, c.err); got != upstreamFault {
 				t.Errorf("retryWorthy = %v, want %v", got, upstreamFault)
 			}
-			o := newOutlierTracker(1, time.Minute, hclog.NewNullLogger())
-			h := &instanceHealth{}
-			o.record(h, "i", req, nil, c.err, time.Now())
-			if got := h.ejected(time.Now()); got != upstreamFault {
+			if got := instanceFailed(req, nil, c.err); got != upstreamFault {
+				t.Errorf("outlier verdict = %v, want %v", got, upstreamFault)
+			}
+			o := balancer.NewOutlierTracker(1, time.Minute, nil)
+			h := &balancer.InstanceHealth{}
+			o.Record(h, "i", instanceFailed(req, nil, c.err), c.err, time.Now())
+			if got := h.Ejected(time.Now()); got != upstreamFault {
 				t.Errorf("ejected after one failure = %v, want %v", got, upstreamFault)
 			}
 			rec := httptest.NewRecorder()

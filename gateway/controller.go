@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/registry"
 )
@@ -35,7 +36,7 @@ type Controller struct {
 	logger  hclog.Logger
 	wake    chan struct{}
 	keys    map[string]*keyState
-	pick    *instanceSelector
+	pick    *balancer.Selector
 	// lastGood shares each key's last good version with other replicas
 	// (controller_lastgood.go).
 	lastGood *lastGoods
@@ -64,15 +65,15 @@ func NewController(g *Gateway, logger hclog.Logger) *Controller {
 		logger:   logger,
 		wake:     make(chan struct{}, 1),
 		keys:     map[string]*keyState{},
-		pick:     newInstanceSelector(DefaultPanicThreshold, logger.Named("instances")),
+		pick:     balancer.NewSelector(balancer.DefaultPanicThreshold, logger.Named("instances")),
 		lastGood: newLastGoods(g.now, logger.Named("lastgood")),
 	}
 }
 
 // SetPanicThreshold sets the share of passing instances below which a
-// service routes to all its known-good instances (see instanceSelector);
+// service routes to all its known-good instances (see balancer.Selector);
 // zero, the default, turns panic mode off. Call it before Run.
-func (c *Controller) SetPanicThreshold(threshold float64) { c.pick.threshold = threshold }
+func (c *Controller) SetPanicThreshold(threshold float64) { c.pick.SetThreshold(threshold) }
 
 // Notify tells the controller that a source changed. It never blocks:
 // notices that arrive while a rebuild is pending fold into that rebuild,
@@ -123,10 +124,10 @@ func (c *Controller) reload(ctx context.Context, docs Documents, insts Instances
 	used := make(map[registry.ServiceKey]bool, len(keys))
 	for _, k := range keys {
 		in, _ := insts.Instances(k)
-		chosen[k], panics[k] = c.pick.choose(k, in)
+		chosen[k], panics[k] = c.pick.Choose(k, in)
 		used[k] = true
 	}
-	c.pick.forget(used)
+	c.pick.Forget(used)
 	t := c.builder.buildAll(routes, aggs, func(k registry.ServiceKey) []registry.Instance { return chosen[k] }, panics, errs)
 	c.gw.Publish(t)
 	if c.published != nil {

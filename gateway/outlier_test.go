@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
@@ -75,21 +76,21 @@ func TestFailingInstanceIsEjectedRetriedAfterAndForgottenWhenConsulDropsIt(t *te
 	}
 
 	send(60)
-	if got := attempts.Load(); got != DefaultOutlierFailures {
-		t.Fatalf("bad instance saw %d attempts in 60 requests, want exactly %d before its ejection", got, DefaultOutlierFailures)
+	if got := attempts.Load(); got != balancer.DefaultOutlierFailures {
+		t.Fatalf("bad instance saw %d attempts in 60 requests, want exactly %d before its ejection", got, balancer.DefaultOutlierFailures)
 	}
 	if !gw.Table().Routes()[0].up.isEjected(1, clock.Now()) {
 		t.Fatal("bad instance not marked ejected")
 	}
 
-	clock.Advance(DefaultOutlierEjection + time.Second)
+	clock.Advance(balancer.DefaultOutlierEjection + time.Second)
 	send(30)
-	second := attempts.Load() - DefaultOutlierFailures
-	if second != DefaultOutlierFailures {
-		t.Fatalf("after the ejection ended the bad instance saw %d attempts, want %d (then ejected again)", second, DefaultOutlierFailures)
+	second := attempts.Load() - balancer.DefaultOutlierFailures
+	if second != balancer.DefaultOutlierFailures {
+		t.Fatalf("after the ejection ended the bad instance saw %d attempts, want %d (then ejected again)", second, balancer.DefaultOutlierFailures)
 	}
 	// The second ejection lasts twice as long.
-	clock.Advance(DefaultOutlierEjection + time.Second)
+	clock.Advance(balancer.DefaultOutlierEjection + time.Second)
 	before := attempts.Load()
 	send(30)
 	if attempts.Load() != before {
@@ -120,8 +121,8 @@ func TestOutlierEjectionCanBeTurnedOff(t *testing.T) {
 		resp.Body.Close()
 	}
 	// Round robin with retries sends the bad instance about every other
-	// request; with ejection it would stop after DefaultOutlierFailures.
-	if got := attempts.Load(); got <= 2*DefaultOutlierFailures {
+	// request; with ejection it would stop after balancer.DefaultOutlierFailures.
+	if got := attempts.Load(); got <= 2*balancer.DefaultOutlierFailures {
 		t.Fatalf("without ejection the bad instance saw only %d of 40 requests", got)
 	}
 }
@@ -137,7 +138,7 @@ func TestOversizedBodiesDoNotEjectInstances(t *testing.T) {
 	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{prefixRoute("api", "/", "svc")},
 		fixed(map[string][]registry.Instance{"svc": {good}}), nil))
 	srv := serve(t, gw)
-	for range 2 * DefaultOutlierFailures {
+	for range 2 * balancer.DefaultOutlierFailures {
 		// A reader without a length makes the body chunked, so the limit
 		// is only crossed while the proxy streams it.
 		resp, err := srv.Client().Post(srv.URL+"/upload", "text/plain", io.MultiReader(strings.NewReader(strings.Repeat("x", 64<<10))))

@@ -12,6 +12,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/gatewayco/gateway/balancer"
+
 	"github.com/gatewayco/gateway/gateway/metrics"
 )
 
@@ -28,10 +30,10 @@ type ProxyOptions struct {
 	Transport http.RoundTripper
 	// OutlierFailures is how many gateway failures in a row (no
 	// connection, reset, timeout, 502/503/504) eject an instance; zero
-	// means DefaultOutlierFailures, negative turns ejection off.
+	// means balancer.DefaultOutlierFailures, negative turns ejection off.
 	OutlierFailures int
 	// OutlierEjection is how long a first ejection lasts; zero means
-	// DefaultOutlierEjection. Repeated ejections last a multiple of it.
+	// balancer.DefaultOutlierEjection. Repeated ejections last a multiple of it.
 	OutlierEjection time.Duration
 }
 
@@ -60,10 +62,10 @@ func newProxy(opts ProxyOptions, logger hclog.Logger, now func() time.Time) *pro
 	p := &proxy{logger: logger, transport: rt, now: now,
 		outlierFailures: opts.OutlierFailures, outlierEjection: opts.OutlierEjection}
 	if p.outlierFailures == 0 {
-		p.outlierFailures = DefaultOutlierFailures
+		p.outlierFailures = balancer.DefaultOutlierFailures
 	}
 	if p.outlierEjection <= 0 {
-		p.outlierEjection = DefaultOutlierEjection
+		p.outlierEjection = balancer.DefaultOutlierEjection
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:      p.rewrite,

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/gatewayco/gateway/gateway/policy"
 )
@@ -90,7 +91,7 @@ func (u *upstream) pick(tried []int) int {
 	}
 	view := &poolView{u: u, tried: tried}
 	if u.health != nil {
-		view.now = u.now().UnixNano()
+		view.now = u.now()
 	}
 	if i := u.balancer.Pick(view); i >= 0 {
 		return i
@@ -103,8 +104,8 @@ func (u *upstream) pick(tried []int) int {
 type poolView struct {
 	u           *upstream
 	tried       []int
-	now         int64 // unix nanoseconds, for ejection; zero without outlier ejection
-	keepEjected bool  // last resort: ejected instances count as available
+	now         time.Time // for ejection; zero without outlier ejection
+	keepEjected bool      // last resort: ejected instances count as available
 }
 
 func (p *poolView) Len() int { return len(p.u.hosts) }
@@ -113,7 +114,7 @@ func (p *poolView) Available(i int) bool {
 	if slices.Contains(p.tried, i) {
 		return false
 	}
-	return p.keepEjected || p.u.health == nil || p.now >= p.u.health[i].ejectedUntil.Load()
+	return p.keepEjected || p.u.health == nil || !p.u.health[i].Ejected(p.now)
 }
 
 func (p *poolView) Weight(int) int { return 1 }
@@ -129,7 +130,7 @@ func (u *upstream) to(r *http.Request, i int) (*http.Response, error) {
 	}
 	resp, err := u.next.RoundTrip(r)
 	if u.health != nil {
-		u.outliers.record(u.health[i], u.hosts[i], r, resp, err, u.now())
+		u.outliers.Record(u.health[i], u.hosts[i], instanceFailed(r, resp, err), err, u.now())
 	}
 	if u.metrics != nil {
 		// A client that hung up is not the instance's fault; a route
@@ -188,6 +189,22 @@ func isDialError(err error) bool {
 func retryWorthy(req *http.Request, resp *http.Response, err error) bool {
 	if err != nil {
 		return req.Context().Err() == nil && !clientFault(req, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// instanceFailed is the verdict outlier ejection records: only failures
+// that say "this instance cannot serve" count: no connection, a reset, a
+// timeout, or 502/503/504. A client's fault (see classify: it went away,
+// or its body broke or stalled) or a cancelled aggregate call says
+// nothing about the instance.
+func instanceFailed(req *http.Request, resp *http.Response, err error) bool {
+	if err != nil {
+		return !clientFault(req, err)
 	}
 	switch resp.StatusCode {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:

@@ -25,12 +25,12 @@ func TestSpreadIsEvenWithAnUnavailableInstance(t *testing.T) {
 				u := &upstream{balancer: bal, now: func() time.Time { return now }}
 				for i := range 5 {
 					u.hosts = append(u.hosts, fmt.Sprintf("127.0.0.1:%d", 9000+i))
-					u.health = append(u.health, &instanceHealth{})
+					u.health = append(u.health, &balancer.InstanceHealth{})
 				}
 				var tried []int
 				switch why {
 				case "ejected":
-					u.health[1].ejectedUntil.Store(now.Add(time.Minute).UnixNano())
+					u.health[1].EjectUntil(now.Add(time.Minute))
 				case "tried":
 					tried = []int{1}
 				}
@@ -61,9 +61,9 @@ func TestEjectedInstanceIsTheLastResort(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	bal, _ := balancer.New(balancer.RoundRobin)
 	u := &upstream{balancer: bal, now: func() time.Time { return now },
-		hosts: []string{"a:1", "b:1"}, health: []*instanceHealth{{}, {}}}
-	u.health[0].ejectedUntil.Store(now.Add(time.Minute).UnixNano())
-	u.health[1].ejectedUntil.Store(now.Add(time.Minute).UnixNano())
+		hosts: []string{"a:1", "b:1"}, health: []*balancer.InstanceHealth{{}, {}}}
+	u.health[0].EjectUntil(now.Add(time.Minute))
+	u.health[1].EjectUntil(now.Add(time.Minute))
 	if got := u.pick(nil); got < 0 {
 		t.Fatalf("pick = %d with only ejected instances, want one of them", got)
 	}

@@ -86,7 +86,7 @@ type tableBuilder struct {
 	// nextBalancers collects the balancers the current build uses; at its
 	// end it replaces balancers, dropping those of services gone.
 	nextBalancers map[balancerKey]balancer.Balancer
-	outliers      *outlierTracker
+	outliers      *balancer.OutlierTracker
 	now           func() time.Time
 	// served collects, during one build, each service's instances as its
 	// upstreams got them; the finished table keeps it.
@@ -102,7 +102,7 @@ type balancerKey struct {
 func newTableBuilder(p *proxy) *tableBuilder {
 	return &tableBuilder{proxy: p, balancers: map[balancerKey]balancer.Balancer{},
 		nextBalancers: map[balancerKey]balancer.Balancer{},
-		outliers:      newOutlierTracker(p.outlierFailures, p.outlierEjection, p.logger.Named("outliers")),
+		outliers:      balancer.NewOutlierTracker(p.outlierFailures, p.outlierEjection, p.logger.Named("outliers")),
 		now:           p.now}
 }
 
@@ -114,7 +114,7 @@ func (b *tableBuilder) build(routes []config.Route, instances func(registry.Serv
 
 // buildAll is build with aggregate endpoints as well.
 // panics gives, per service, why its instances are not simply the passing
-// ones (see instanceSelector); nil means no service is in panic.
+// ones (see balancer.Selector); nil means no service is in panic.
 func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, instances func(registry.ServiceKey) []registry.Instance, panics map[registry.ServiceKey]string, errs []ConfigError) *Table {
 	t := &Table{loaded: true, builtAt: time.Now(), errors: errs}
 	b.served = map[registry.ServiceKey][]registry.Instance{}
@@ -131,7 +131,7 @@ func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, 
 		t.aggregates = append(t.aggregates, b.aggregate(aggs[i], instances, panics))
 	}
 	b.states.swap()
-	b.outliers.swap()
+	b.outliers.Swap()
 	// Balancers of services no route uses any more are dropped, so their
 	// state does not pile up over months of config changes.
 	b.balancers, b.nextBalancers = b.nextBalancers, make(map[balancerKey]balancer.Balancer, len(b.nextBalancers))

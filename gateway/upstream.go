@@ -25,9 +25,9 @@ type upstream struct {
 	balancer balancer.Balancer
 	next     http.RoundTripper
 	retry    retryPolicy
-	breaker  *routeBreaker     // nil: no circuit breaker
-	health   []*instanceHealth // aligned with hosts; nil: no outlier ejection
-	outliers *outlierTracker
+	breaker  *routeBreaker              // nil: no circuit breaker
+	health   []*balancer.InstanceHealth // aligned with hosts; nil: no outlier ejection
+	outliers *balancer.OutlierTracker
 	now      func() time.Time
 	// metrics are the instances' counters in hosts order, resolved when the
 	// table was built; nil when metrics are off. noInstance counts requests
@@ -80,7 +80,12 @@ func (b *tableBuilder) newUpstream(key registry.ServiceKey, policy string, insts
 		hosts[i] = in.HostPort()
 	}
 	up := &upstream{service: key, hosts: hosts, balancer: bal, next: b.proxy.transport,
-		health: b.outliers.forHosts(key, hosts), outliers: b.outliers, now: b.now}
+		health: b.outliers.ForHosts(key, hosts), outliers: b.outliers, now: b.now}
 	up.metrics, up.noInstance = b.proxy.metrics.Upstream(key, hosts)
 	return up
+}
+
+// isEjected reports whether instance i of u is out of rotation at now.
+func (u *upstream) isEjected(i int, now time.Time) bool {
+	return u.health != nil && i < len(u.health) && u.health[i].Ejected(now)
 }

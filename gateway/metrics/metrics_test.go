@@ -58,7 +58,6 @@ func TestMethodAndStatusLabelsAreAFixedSet(t *testing.T) {
 	}
 }
 
-
 func TestPublishedPrunesWhatTheTableNoLongerHas(t *testing.T) {
 	m := New(Options{})
 	a := registry.ServiceKey{Name: "a"}

@@ -1,4 +1,4 @@
-package gateway
+package balancer
 
 import (
 	"fmt"
@@ -19,7 +19,7 @@ const DefaultPanicThreshold = 0.0
 // evidence there is.
 const minPanicInstances = 2
 
-// instanceSelector decides which instances of a service get traffic. The
+// Selector decides which instances of a service get traffic. The
 // normal answer is "the passing ones". Two situations override it, because
 // answering 503 to every request is worse than trying:
 //
@@ -42,7 +42,7 @@ const minPanicInstances = 2
 // maintenance: that is an operator's explicit "no traffic here", not a
 // health check that might be wrong. It is used by the controller's
 // goroutine only.
-type instanceSelector struct {
+type Selector struct {
 	threshold float64
 	logger    hclog.Logger
 	lastKnown map[registry.ServiceKey][]registry.Instance
@@ -55,8 +55,13 @@ type instanceSelector struct {
 
 type instanceID struct{ node, id string }
 
-func newInstanceSelector(threshold float64, logger hclog.Logger) *instanceSelector {
-	return &instanceSelector{
+// NewSelector returns a selector with the given panic threshold (zero or
+// less: panic mode off), logging mode changes on logger (nil discards).
+func NewSelector(threshold float64, logger hclog.Logger) *Selector {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	return &Selector{
 		threshold:  threshold,
 		logger:     logger,
 		lastKnown:  map[registry.ServiceKey][]registry.Instance{},
@@ -65,9 +70,13 @@ func newInstanceSelector(threshold float64, logger hclog.Logger) *instanceSelect
 	}
 }
 
-// choose returns the instances to serve for key and, when it overrode the
+// SetThreshold changes the panic threshold; call it before the first
+// Choose.
+func (s *Selector) SetThreshold(threshold float64) { s.threshold = threshold }
+
+// Choose returns the instances to serve for key and, when it overrode the
 // passing set, why. registered is everything Consul lists for key.
-func (s *instanceSelector) choose(key registry.ServiceKey, registered []registry.Instance) ([]registry.Instance, string) {
+func (s *Selector) Choose(key registry.ServiceKey, registered []registry.Instance) ([]registry.Instance, string) {
 	var serve []registry.Instance
 	var reason string
 	passing := registry.Passing(registered)
@@ -107,7 +116,7 @@ func (s *instanceSelector) choose(key registry.ServiceKey, registered []registry
 // registered ones in it, in registration order. An instance in
 // maintenance is dropped from the record: when it comes back it may be a
 // new deployment, and must pass again before panic mode may pick it.
-func (s *instanceSelector) knownGood(key registry.ServiceKey, registered []registry.Instance) []registry.Instance {
+func (s *Selector) knownGood(key registry.ServiceKey, registered []registry.Instance) []registry.Instance {
 	prev := s.everPassed[key]
 	next := make(map[instanceID]bool, len(registered))
 	var known []registry.Instance
@@ -125,9 +134,9 @@ func (s *instanceSelector) knownGood(key registry.ServiceKey, registered []regis
 	return known
 }
 
-// forget drops services no route uses any more, so their memory does not
+// Forget drops services no route uses any more, so their memory does not
 // outlive them.
-func (s *instanceSelector) forget(used map[registry.ServiceKey]bool) {
+func (s *Selector) Forget(used map[registry.ServiceKey]bool) {
 	for k := range s.everPassed {
 		if !used[k] {
 			delete(s.lastKnown, k)

@@ -1,4 +1,4 @@
-package gateway
+package balancer
 
 import (
 	"strings"
@@ -6,7 +6,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -118,10 +117,10 @@ func TestInstanceSelector(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newInstanceSelector(tc.threshold, hclog.NewNullLogger())
+			s := NewSelector(tc.threshold, hclog.NewNullLogger())
 			key := registry.ServiceKey{Name: "svc"}
 			for i, st := range tc.steps {
-				got, reason := s.choose(key, insts(st.registered))
+				got, reason := s.Choose(key, insts(st.registered))
 				if ids(got) != st.want {
 					t.Fatalf("step %d (%q): serve %q, want %q", i, st.registered, ids(got), st.want)
 				}
@@ -134,26 +133,12 @@ func TestInstanceSelector(t *testing.T) {
 }
 
 func TestInstanceSelectorForgetsUnusedServices(t *testing.T) {
-	s := newInstanceSelector(0.5, hclog.NewNullLogger())
+	s := NewSelector(0.5, hclog.NewNullLogger())
 	a, b := registry.ServiceKey{Name: "a"}, registry.ServiceKey{Name: "b"}
-	s.choose(a, insts("x+"))
-	s.choose(b, insts("y-")) // never passed: no lastKnown, but a record
-	s.forget(map[registry.ServiceKey]bool{})
+	s.Choose(a, insts("x+"))
+	s.Choose(b, insts("y-")) // never passed: no lastKnown, but a record
+	s.Forget(map[registry.ServiceKey]bool{})
 	if len(s.everPassed)+len(s.lastKnown)+len(s.reasons) != 0 {
 		t.Fatalf("state left for unused services: %v %v %v", s.everPassed, s.lastKnown, s.reasons)
-	}
-}
-
-// TestPanicReasonReachesRoutesAndAggregateCalls: the reason is part of
-// the table as built, for every user of the service.
-func TestPanicReasonReachesRoutesAndAggregateCalls(t *testing.T) {
-	gw := New(Options{})
-	ag := config.Aggregate{Name: "agg", Path: "/d/{id}", MaxConcurrency: 1, TimeoutStatus: 504,
-		Calls: []config.Call{{Name: "c", Service: "svc", Path: "/x/{id}"}}}
-	key := registry.ServiceKey{Name: "svc"}
-	tab := newTableBuilder(gw.proxy).buildAll([]config.Route{prefixRoute("r", "/r", "svc")}, []config.Aggregate{ag},
-		fixed(nil), map[registry.ServiceKey]string{key: "only 0 of 2 known-good instances passing"}, nil)
-	if tab.Routes()[0].Panic == "" || tab.Aggregates()[0].Calls[0].Panic == "" {
-		t.Fatalf("route panic %q, call panic %q; want both set", tab.Routes()[0].Panic, tab.Aggregates()[0].Calls[0].Panic)
 	}
 }
