@@ -18,6 +18,7 @@ import (
 
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/registry"
 )
@@ -107,13 +108,13 @@ var defaultForwardHeaders = []string{"Authorization", "X-Request-Id", "Tracepare
 // would take more memory than the gateway-wide budget has left.
 func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := ag.Config.Name
-	ex := exchangeFrom(r.Context()) // route and metrics were set by named()
+	ex := exchange.From(r.Context()) // route and metrics were set by named()
 	vars, query := mux.Vars(r), r.URL.Query()
 	targets := make([]string, len(ag.Calls))
 	for i, c := range ag.Calls {
 		t, err := c.target(vars, query)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error(), name)
+			exchange.WriteError(w, http.StatusBadRequest, err.Error(), name)
 			return
 		}
 		targets[i] = t
@@ -128,7 +129,7 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The calls run concurrently; the request's exchange records one
 	// upstream and must not be written by several goroutines.
-	ctx = context.WithValue(ctx, exchangeKey{}, (*exchange)(nil))
+	ctx = exchange.NewContext(ctx, nil)
 
 	// Everything the calls buffer is held until the answer is written.
 	hold := ag.budget.hold()
@@ -180,7 +181,7 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Context().Err() != nil {
 		// The client went away; nobody reads the answer.
 		if ex != nil {
-			ex.status = statusClientClosed
+			ex.Status = exchange.StatusClientClosed
 		}
 		return
 	}
@@ -198,7 +199,7 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // with Retry-After, as for any overload of the gateway itself.
 func (ag *Aggregate) writeMemoryLimit(w http.ResponseWriter) {
 	w.Header().Set("Retry-After", aggregateMemoryRetryAfter)
-	writeError(w, http.StatusServiceUnavailable, msgAggregateMemory, ag.Config.Name)
+	exchange.WriteError(w, http.StatusServiceUnavailable, msgAggregateMemory, ag.Config.Name)
 }
 
 // target fills the call's path template. Path values are escaped as one
@@ -253,13 +254,13 @@ func (ag *Aggregate) outgoingHeader(r *http.Request) http.Header {
 			}
 		}
 	}
-	xff, host, proto, trusted := forwarded(r, ag.trusted)
-	dropSpoofable(h, trusted)
-	if ex := exchangeFrom(r.Context()); ex != nil {
+	xff, host, proto, trusted := exchange.Forwarded(r, ag.trusted)
+	exchange.DropSpoofable(h, trusted)
+	if ex := exchange.From(r.Context()); ex != nil {
 		// The request ID and what auth verified reach every call, as
 		// they reach a route's upstream; set after the spoofable headers
 		// are dropped, so the gateway's own values always arrive.
-		ex.applyUpstreamHeaders(h)
+		ex.ApplyUpstreamHeaders(h)
 	}
 	h.Set("X-Forwarded-For", xff)
 	h.Set("X-Forwarded-Host", host)
@@ -325,13 +326,13 @@ func (c *AggregateCall) do(ctx context.Context, target string, header http.Heade
 func transportFailure(ctx context.Context, err error) callResult {
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return failure(kindTimeout, http.StatusGatewayTimeout, msgUpstreamTimeout)
+		return failure(kindTimeout, http.StatusGatewayTimeout, exchange.MsgUpstreamTimeout)
 	case errors.Is(ctx.Err(), context.Canceled):
 		return failure(kindSystem, http.StatusBadGateway, "cancelled")
 	case errors.Is(err, errNoInstance):
-		return failure(kindSystem, http.StatusServiceUnavailable, msgNoInstance)
+		return failure(kindSystem, http.StatusServiceUnavailable, exchange.MsgNoInstance)
 	}
-	return failure(kindSystem, http.StatusBadGateway, msgUpstreamDown)
+	return failure(kindSystem, http.StatusBadGateway, exchange.MsgUpstreamDown)
 }
 
 func failure(kind string, status int, msg string) callResult {

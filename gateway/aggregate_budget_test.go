@@ -17,6 +17,7 @@ import (
 
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
@@ -138,7 +139,7 @@ func TestAggregateBudgetBoundsConcurrentAggregates(t *testing.T) {
 	sampler.Wait()
 
 	for _, r := range refused {
-		var body errorBody
+		var body exchange.ErrorBody
 		if err := json.Unmarshal([]byte(r.body), &body); err != nil || r.status != http.StatusServiceUnavailable ||
 			body.Error != msgAggregateMemory || body.Route != "agg" || r.header.Get("Retry-After") == "" {
 			t.Errorf("refused request: %d %q Retry-After %q; want 503 %q naming the aggregate, with Retry-After",

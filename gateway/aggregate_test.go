@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -132,7 +133,7 @@ func TestAggregateMergesAndClassifiesCallOutcomes(t *testing.T) {
 			map[string]callError{"big": {kindSystem, 502, "response larger than 100 bytes"}}},
 		{"optional without instances is a system failure", map[string]bool{"ok": true, "nobody": false}, 200, "true",
 			map[string]string{"ok": `{"id":7}`, "nobody": `null`},
-			map[string]callError{"nobody": {kindSystem, 503, msgNoInstance}}},
+			map[string]callError{"nobody": {kindSystem, 503, exchange.MsgNoInstance}}},
 		{"required 404 answers 404", map[string]bool{"notfound": true, "ok": false}, 404, "", nil,
 			map[string]callError{"notfound": {kindBusiness, 404, "upstream answered 404 Not Found"}}},
 		{"required 500 answers 502", map[string]bool{"broken": true, "ok": false}, 502, "", nil,

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/policy"
 )
 
@@ -40,7 +41,7 @@ func oneCredential(w http.ResponseWriter, r *http.Request, route, challenge stri
 	if challenge != "" {
 		w.Header().Set("WWW-Authenticate", challenge)
 	}
-	writeError(w, http.StatusBadRequest, msgMultipleCredentials, route)
+	exchange.WriteError(w, http.StatusBadRequest, msgMultipleCredentials, route)
 	return false
 }
 
@@ -61,11 +62,11 @@ func jwtAuthenticated(route string, cfg *config.JWT, v *policy.Verifier, next ht
 		}
 		claims, err := v.Verify(r.Context(), r.Header.Get("Authorization"))
 		if err == nil {
-			err = forwardClaims(exchangeFrom(r.Context()), cfg.ForwardClaims, claims)
+			err = forwardClaims(exchange.From(r.Context()), cfg.ForwardClaims, claims)
 		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, policy.Reason(err), route)
+			exchange.WriteError(w, http.StatusUnauthorized, policy.Reason(err), route)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), claimsKey{}, claims)))
@@ -73,11 +74,11 @@ func jwtAuthenticated(route string, cfg *config.JWT, v *policy.Verifier, next ht
 }
 
 // forwardClaims records the claims named in forward (claim → header) for
-// the upstream request; errHeaderValue when one cannot be a header value.
-func forwardClaims(ex *exchange, forward map[string]string, claims jwt.MapClaims) error {
+// the upstream request; exchange.ErrHeaderValue when one cannot be a header value.
+func forwardClaims(ex *exchange.Exchange, forward map[string]string, claims jwt.MapClaims) error {
 	for claim, h := range forward {
 		if c, ok := claims[claim]; ok {
-			if err := ex.setUpstreamHeader(h, claimString(c)); err != nil {
+			if err := ex.SetUpstreamHeader(h, claimString(c)); err != nil {
 				return err
 			}
 		}
@@ -126,14 +127,14 @@ func forwardAuthenticated(route string, cfg *config.ForwardAuth, up *upstream, t
 		defer cancel()
 		areq, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+cfg.Service+cfg.Path, nil)
 		if err != nil {
-			writeError(w, http.StatusServiceUnavailable, msgAuthUnavailable, route)
+			exchange.WriteError(w, http.StatusServiceUnavailable, msgAuthUnavailable, route)
 			return
 		}
 		areq.Header = r.Header.Clone()
 		for _, h := range hopHeaders {
 			areq.Header.Del(h)
 		}
-		dropSpoofable(areq.Header, trustedPeer(r, trusted))
+		exchange.DropSpoofable(areq.Header, exchange.TrustedPeer(r, trusted))
 		areq.Host = r.Host
 		proto := "http"
 		if r.TLS != nil {
@@ -143,24 +144,24 @@ func forwardAuthenticated(route string, cfg *config.ForwardAuth, up *upstream, t
 		areq.Header.Set("X-Forwarded-Uri", r.URL.RequestURI())
 		areq.Header.Set("X-Forwarded-Host", r.Host)
 		areq.Header.Set("X-Forwarded-Proto", proto)
-		areq.Header.Set("X-Forwarded-For", clientAddr(r, trusted))
+		areq.Header.Set("X-Forwarded-For", exchange.ClientAddr(r, trusted))
 		resp, err := up.RoundTrip(areq)
 		if err != nil {
 			status := http.StatusServiceUnavailable
 			if errors.Is(r.Context().Err(), context.Canceled) {
-				status = statusClientClosed
+				status = exchange.StatusClientClosed
 			}
-			writeError(w, status, msgAuthUnavailable, route)
+			exchange.WriteError(w, status, msgAuthUnavailable, route)
 			return
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-			ex := exchangeFrom(r.Context())
+			ex := exchange.From(r.Context())
 			for _, h := range cfg.CopyHeaders {
 				if vs := resp.Header.Values(h); len(vs) > 0 {
-					if err := ex.setUpstreamHeader(h, vs...); err != nil {
+					if err := ex.SetUpstreamHeader(h, vs...); err != nil {
 						logger.Warn("auth service answered a header that cannot be forwarded; refusing the request", "route", route, "service", cfg.Service, "error", err)
-						writeError(w, http.StatusServiceUnavailable, msgAuthUnavailable, route)
+						exchange.WriteError(w, http.StatusServiceUnavailable, msgAuthUnavailable, route)
 						return
 					}
 				}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/policy"
 )
 
@@ -80,7 +81,7 @@ func shareable(req *http.Request, resp *http.Response) bool {
 // classify) is excluded; the rest succeed.
 func outcome(req *http.Request, resp *http.Response, err error) error {
 	switch {
-	case err != nil && clientFault(req, err):
+	case err != nil && exchange.ClientFault(req, err):
 		return context.Canceled // excluded: not the upstream's doing
 	case err != nil:
 		return err

@@ -13,11 +13,13 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatewayco/gateway/balancer"
+	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -28,52 +30,62 @@ func TestClassifyIsOneVerdictForEveryConsumer(t *testing.T) {
 	refused := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
 	timeout := &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
 	cases := []struct {
-		name     string
-		recorded error // what the exchange's body recorded; nil: nothing
-		err      error // what the transport returned
-		want     fault
-		status   int
+		name      string
+		body      error // the client's body fails reading with it; nil: no body
+		transport error // what the transport returned; nil: what the body read returned
+		want      exchange.Fault
+		status    int
 	}{
-		{"upstream reset", nil, refused, faultUpstream, http.StatusBadGateway},
-		{"malformed chunked", nil, &clientBodyError{errors.New("invalid byte in chunk length")}, faultBodyMalformed, http.StatusBadRequest},
-		{"short body", nil, &clientBodyError{io.ErrUnexpectedEOF}, faultBodyMalformed, http.StatusBadRequest},
-		{"body too large", nil, &clientBodyError{&http.MaxBytesError{Limit: 1}}, faultBodyTooLarge, http.StatusRequestEntityTooLarge},
-		{"stalled body", nil, &clientBodyError{timeout}, faultBodyTimeout, http.StatusRequestTimeout},
+		{"upstream reset", nil, refused, exchange.FaultUpstream, http.StatusBadGateway},
+		{"malformed chunked", errors.New("invalid byte in chunk length"), nil, exchange.FaultBodyMalformed, http.StatusBadRequest},
+		{"short body", io.ErrUnexpectedEOF, nil, exchange.FaultBodyMalformed, http.StatusBadRequest},
+		{"body too large", &http.MaxBytesError{Limit: 1}, nil, exchange.FaultBodyTooLarge, http.StatusRequestEntityTooLarge},
+		{"stalled body", timeout, nil, exchange.FaultBodyTimeout, http.StatusRequestTimeout},
 		// The transport reports the route deadline, not the body read it
 		// cut off; the exchange's record still names the client.
-		{"body cut off by the route timeout", &clientBodyError{timeout}, context.DeadlineExceeded, faultBodyTimeout, http.StatusRequestTimeout},
-		{"body broken, reported as a broken connection", &clientBodyError{io.ErrUnexpectedEOF}, refused, faultBodyMalformed, http.StatusBadRequest},
+		{"body cut off by the route timeout", timeout, context.DeadlineExceeded, exchange.FaultBodyTimeout, http.StatusRequestTimeout},
+		{"body broken, reported as a broken connection", io.ErrUnexpectedEOF, refused, exchange.FaultBodyMalformed, http.StatusBadRequest},
 	}
 	p := newProxy(ProxyOptions{}, hclog.NewNullLogger(), time.Now)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			ex := &exchange{route: "r"}
-			if c.recorded != nil {
-				ex.body.failed.Store(c.recorded.(*clientBodyError))
+			ex := &exchange.Exchange{Route: "r"}
+			var body io.Reader
+			if c.body != nil {
+				body = iotest.ErrReader(c.body)
 			}
-			req := httptest.NewRequest("GET", "/", nil).WithContext(context.WithValue(context.Background(), exchangeKey{}, ex))
-			if got := classify(req, c.err); got != c.want {
+			req := httptest.NewRequest("PUT", "/", body)
+			req = req.WithContext(exchange.NewContext(req.Context(), ex))
+			ex.GuardBody(httptest.NewRecorder(), req, 0)
+			err := c.transport
+			if c.body != nil {
+				_, berr := io.ReadAll(req.Body)
+				if err == nil {
+					err = berr
+				}
+			}
+			if got := exchange.Classify(req, err); got != c.want {
 				t.Fatalf("classify = %d, want %d", got, c.want)
 			}
-			upstreamFault := c.want == faultUpstream
-			if got := outcome(req, nil, c.err); errors.Is(got, context.Canceled) == upstreamFault {
+			upstreamFault := c.want == exchange.FaultUpstream
+			if got := outcome(req, nil, err); errors.Is(got, context.Canceled) == upstreamFault {
 				t.Errorf("breaker outcome %v: excluded = %v, want %v", got, !upstreamFault, !upstreamFault)
 			}
-			if got := retryWorthy(req, nil, c.err); got != upstreamFault {
+			if got := retryWorthy(req, nil, err); got != upstreamFault {
 				t.Errorf("retryWorthy = %v, want %v", got, upstreamFault)
 			}
-			if got := instanceFailed(req, nil, c.err); got != upstreamFault {
+			if got := instanceFailed(req, nil, err); got != upstreamFault {
 				t.Errorf("outlier verdict = %v, want %v", got, upstreamFault)
 			}
 			o := balancer.NewOutlierTracker(1, time.Minute, nil)
 			h := &balancer.InstanceHealth{}
-			o.Record(h, "i", instanceFailed(req, nil, c.err), c.err, time.Now())
+			o.Record(h, "i", instanceFailed(req, nil, err), err, time.Now())
 			if got := h.Ejected(time.Now()); got != upstreamFault {
 				t.Errorf("ejected after one failure = %v, want %v", got, upstreamFault)
 			}
 			rec := httptest.NewRecorder()
 			ex.ResponseWriter = rec
-			p.upstreamError(rec, req, c.err)
+			p.upstreamError(rec, req, err)
 			if rec.Code != c.status {
 				t.Errorf("answer %d, want %d", rec.Code, c.status)
 			}

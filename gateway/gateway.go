@@ -5,8 +5,6 @@
 package gateway
 
 import (
-	"context"
-	"net"
 	"net/http"
 	"net/netip"
 	"sync/atomic"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
 )
 
@@ -119,12 +118,12 @@ func (g *Gateway) Metrics() *metrics.Metrics { return g.metrics }
 // sees the same one.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := g.table.Load()
-	ex := &exchange{ResponseWriter: w, start: g.now()}
-	ex.reqID = g.requestID(r)
-	r, bad := normalizeRequest(r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
+	ex := &exchange.Exchange{ResponseWriter: w, Start: g.now()}
+	ex.RequestID = g.requestID(r)
+	r, bad := normalizeRequest(r.WithContext(exchange.NewContext(r.Context(), ex)))
 	defer g.finish(ex, r)
 	if bad != "" {
-		writeError(ex, http.StatusBadRequest, bad, "")
+		exchange.WriteError(ex, http.StatusBadRequest, bad, "")
 		return
 	}
 	if !g.limitBody(ex, r) {
@@ -136,26 +135,26 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // finish records metrics and writes the access-log line. It runs deferred
 // so that a response aborted mid-body (ReverseProxy panics with
 // ErrAbortHandler) is counted and logged too.
-func (g *Gateway) finish(ex *exchange, r *http.Request) {
-	status := ex.status
+func (g *Gateway) finish(ex *exchange.Exchange, r *http.Request) {
+	status := ex.Status
 	if status == 0 {
 		status = http.StatusOK
 	}
-	latency := g.now().Sub(ex.start)
-	g.metrics.Observe(ex.metrics, r.Method, status, latency)
+	latency := g.now().Sub(ex.Start)
+	g.metrics.Observe(ex.Metrics, r.Method, status, latency)
 	if g.access == nil {
 		return
 	}
 	g.access.Info("request",
-		"request_id", ex.reqID,
+		"request_id", ex.RequestID,
 		"method", r.Method,
 		"path", logValue(r.URL.Path),
-		"route", ex.route,
-		"upstream", ex.upstream,
+		"route", ex.Route,
+		"upstream", ex.Instance,
 		"status", status,
-		"bytes", ex.bytes,
+		"bytes", ex.Bytes,
 		"latency", latency,
-		"client_ip", clientAddr(r, g.proxy.env.trusted),
+		"client_ip", exchange.ClientAddr(r, g.proxy.env.trusted),
 	)
 }
 
@@ -173,15 +172,4 @@ func logValue(s string) any {
 		}
 	}
 	return s
-}
-
-// clientIP is the peer address of the connection, ignoring
-// X-Forwarded-For, which any client can send; clientAddr believes it from
-// trusted proxies.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

@@ -1,8 +1,10 @@
 package gateway
 
 import (
-	"errors"
 	"net/http"
+	"time"
+
+	"github.com/gatewayco/gateway/gateway/exchange"
 )
 
 // DefaultMaxBodyBytes bounds request bodies unless configured otherwise:
@@ -10,30 +12,28 @@ import (
 // the gateway stream gigabytes to an upstream that never asked for them.
 const DefaultMaxBodyBytes = 10 << 20
 
-const msgBodyTooLarge = "request body too large"
+// DefaultBodyReadTimeout is how long a client may go without sending a
+// byte of its request body, nginx's client_body_timeout: generous for a
+// slow mobile link, yet a client that stops mid-body no longer holds its
+// request and an upstream connection until the TCP keep-alive gives up.
+const DefaultBodyReadTimeout = 60 * time.Second
 
 // limitBody enforces the body limit: a declared length over it is refused
 // at once; a chunked body is cut off when it crosses the limit, and the
 // proxy turns that read error into 413. The body is then guarded (see
-// clientBody): reads are bounded in time, and their failures are known to
+// exchange.Exchange.GuardBody): reads are bounded in time, and their failures are known to
 // be the client's. It reports false when it already answered.
-func (g *Gateway) limitBody(ex *exchange, r *http.Request) bool {
+func (g *Gateway) limitBody(ex *exchange.Exchange, r *http.Request) bool {
 	if r.Body == nil || r.Body == http.NoBody {
 		return true
 	}
 	if g.maxBody > 0 {
 		if r.ContentLength > g.maxBody {
-			writeError(ex, http.StatusRequestEntityTooLarge, msgBodyTooLarge, "")
+			exchange.WriteError(ex, http.StatusRequestEntityTooLarge, exchange.MsgBodyTooLarge, "")
 			return false
 		}
 		r.Body = http.MaxBytesReader(ex, r.Body, g.maxBody)
 	}
-	ex.guardBody(ex.ResponseWriter, r, g.bodyTimeout)
+	ex.GuardBody(ex.ResponseWriter, r, g.bodyTimeout)
 	return true
-}
-
-// isBodyTooLarge reports whether err came from crossing the body limit.
-func isBodyTooLarge(err error) bool {
-	var mbe *http.MaxBytesError
-	return errors.As(err, &mbe)
 }

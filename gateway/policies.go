@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/gateway/policy"
 	"github.com/gatewayco/gateway/registry"
@@ -169,10 +170,10 @@ func (b *tableBuilder) verifier(route string, cfg *config.JWT) *policy.Verifier 
 // request refused by a policy is logged and answered with its route.
 func named(route string, rm *metrics.Route, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if ex := exchangeFrom(r.Context()); ex != nil {
+		if ex := exchange.From(r.Context()); ex != nil {
 			// Set before admission, so a 401 or 429 is counted and
 			// logged under its route, not as unmatched.
-			ex.route, ex.metrics = route, rm
+			ex.Route, ex.Metrics = route, rm
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatewayco/gateway/balancer"
+	"github.com/gatewayco/gateway/gateway/exchange"
 
 	"github.com/gatewayco/gateway/gateway/metrics"
 )
@@ -105,14 +106,14 @@ func (p *proxy) handler(rt *Route) http.Handler {
 	timeout := rt.Config.Timeout
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// named() already set the route and its metrics.
-		ex := exchangeFrom(r.Context())
-		ex.up = rt.up
-		ex.strip = stripSpelling(rt, r.URL.Path)
+		ex := exchange.From(r.Context())
+		ex.Upstream = rt.up
+		ex.Strip = stripSpelling(rt, r.URL.Path)
 		if timeout > 0 {
 			ctx, cancel := context.WithTimeout(r.Context(), timeout)
 			defer cancel()
 			r = r.WithContext(ctx)
-			ex.body.bound(ctx)
+			ex.BoundBody(ctx)
 		}
 		p.rp.ServeHTTP(w, r)
 	})
@@ -125,11 +126,11 @@ func (p *proxy) handler(rt *Route) http.Handler {
 // The gateway's own headers (request ID, verified claims, forward_auth
 // copies) live in the exchange and are applied last, for the same reason.
 func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
-	ex := exchangeFrom(pr.In.Context())
-	if ex.strip != "" {
-		pr.Out.URL.Path = stripPrefix(pr.Out.URL.Path, ex.strip)
+	ex := exchange.From(pr.In.Context())
+	if ex.Strip != "" {
+		pr.Out.URL.Path = stripPrefix(pr.Out.URL.Path, ex.Strip)
 		if pr.Out.URL.RawPath != "" {
-			pr.Out.URL.RawPath = stripPrefix(pr.Out.URL.RawPath, ex.strip)
+			pr.Out.URL.RawPath = stripPrefix(pr.Out.URL.RawPath, ex.Strip)
 		}
 	}
 	// The client's Host header is kept, as Traefik does by default: virtual
@@ -139,7 +140,7 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	// instance's address instead.
 	pr.Out.Host = pr.In.Host
 	p.setForwarded(pr)
-	ex.applyUpstreamHeaders(pr.Out.Header)
+	ex.ApplyUpstreamHeaders(pr.Out.Header)
 }
 
 // setForwarded sets X-Forwarded-For, -Host and -Proto (see forwarded).
@@ -149,8 +150,8 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 // X-Real-Ip or True-Client-Ip as the client), unless the peer is a
 // trusted proxy, and rewrite headers from anyone (see dropSpoofable).
 func (p *proxy) setForwarded(pr *httputil.ProxyRequest) {
-	xff, host, proto, trusted := forwarded(pr.In, p.env.trusted)
-	dropSpoofable(pr.Out.Header, trusted)
+	xff, host, proto, trusted := exchange.Forwarded(pr.In, p.env.trusted)
+	exchange.DropSpoofable(pr.Out.Header, trusted)
 	h := pr.Out.Header
 	h.Set("X-Forwarded-For", xff)
 	h.Set("X-Forwarded-Host", host)
@@ -174,31 +175,46 @@ func stripPrefix(path, prefix string) string {
 // else from the upstream side is 502. classify decides whose fault it
 // was, as it does for ejection, breakers and retries.
 func (p *proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	ex := exchangeFrom(r.Context())
+	ex := exchange.From(r.Context())
 	var open *errBreakerOpen
-	switch f := classify(r, err); {
+	switch f := exchange.Classify(r, err); {
 	case errors.As(err, &open):
 		w.Header().Set("Retry-After", retryAfterSeconds(open.retryAfter))
-		writeError(w, http.StatusServiceUnavailable, msgBreakerOpen, ex.route)
+		exchange.WriteError(w, http.StatusServiceUnavailable, exchange.MsgBreakerOpen, ex.Route)
 	case errors.Is(err, errNoInstance):
-		writeError(w, http.StatusServiceUnavailable, msgNoInstance, ex.route)
-	case f.inBody():
+		exchange.WriteError(w, http.StatusServiceUnavailable, exchange.MsgNoInstance, ex.Route)
+	case f.InBody():
 		p.bodyFaultAnswer(w, r, ex, f, err)
 	case errors.Is(r.Context().Err(), context.DeadlineExceeded):
-		writeError(w, http.StatusGatewayTimeout, msgUpstreamTimeout, ex.route)
-	case f == faultClientGone:
+		exchange.WriteError(w, http.StatusGatewayTimeout, exchange.MsgUpstreamTimeout, ex.Route)
+	case f == exchange.FaultClientGone:
 		// The client went away; nobody reads the answer, but the access
 		// log shows nginx's 499 so it is not counted as an upstream fault.
-		ex.status = statusClientClosed
+		ex.Status = exchange.StatusClientClosed
 	default:
-		p.logger.Debug("upstream error", "route", ex.route, "upstream", ex.upstream, "error", err)
-		writeError(w, http.StatusBadGateway, msgUpstreamDown, ex.route)
+		p.logger.Debug("upstream error", "route", ex.Route, "upstream", ex.Instance, "error", err)
+		exchange.WriteError(w, http.StatusBadGateway, exchange.MsgUpstreamDown, ex.Route)
 	}
 }
 
-// statusClientClosed is nginx's non-standard code for a client that closed
-// the connection before the answer; only logs and metrics show it.
-const statusClientClosed = 499
+// bodyFaultAnswer answers a body fault. The connection is closed after
+// it: what the client sends next cannot be told from the rest of the
+// broken body.
+func (p *proxy) bodyFaultAnswer(w http.ResponseWriter, r *http.Request, ex *exchange.Exchange, f exchange.Fault, err error) {
+	if berr := exchange.BodyError(r, err); berr != nil {
+		err = berr
+	}
+	status, msg := http.StatusBadRequest, exchange.MsgBodyMalformed
+	switch f {
+	case exchange.FaultBodyTooLarge:
+		status, msg = http.StatusRequestEntityTooLarge, exchange.MsgBodyTooLarge
+	case exchange.FaultBodyTimeout:
+		status, msg = http.StatusRequestTimeout, exchange.MsgBodyTimeout
+	}
+	p.logger.Debug("client fault", "route", ex.Route, "upstream", ex.Instance, "status", status, "error", err)
+	w.Header().Set("Connection", "close")
+	exchange.WriteError(w, status, msg, ex.Route)
+}
 
 // bufferPool recycles the 32 KiB copy buffers ReverseProxy would otherwise
 // allocate for every response body. It pools array pointers: converting

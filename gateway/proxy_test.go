@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
@@ -50,11 +51,11 @@ func TestErrorsAreJSONWithTheRightStatus(t *testing.T) {
 		route        string
 	}{
 		{"GET", "/ok/x", 200, "", ""},
-		{"GET", "/nowhere", 404, msgNoRoute, ""},
-		{"POST", "/getonly", 405, msgMethodNotAllowed, ""},
-		{"GET", "/empty", 503, msgNoInstance, "empty"},
-		{"GET", "/refused", 502, msgUpstreamDown, "refused"},
-		{"GET", "/slow", 504, msgUpstreamTimeout, "slow"},
+		{"GET", "/nowhere", 404, exchange.MsgNoRoute, ""},
+		{"POST", "/getonly", 405, exchange.MsgMethodNotAllowed, ""},
+		{"GET", "/empty", 503, exchange.MsgNoInstance, "empty"},
+		{"GET", "/refused", 502, exchange.MsgUpstreamDown, "refused"},
+		{"GET", "/slow", 504, exchange.MsgUpstreamTimeout, "slow"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.method+tc.path, func(t *testing.T) {
@@ -73,7 +74,7 @@ func TestErrorsAreJSONWithTheRightStatus(t *testing.T) {
 			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 				t.Errorf("Content-Type = %q", ct)
 			}
-			var body errorBody
+			var body exchange.ErrorBody
 			if err := decodeJSON(resp.Body, &body); err != nil {
 				t.Fatal(err)
 			}

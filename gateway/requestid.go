@@ -4,11 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
-)
 
-// headerRequestID carries the request's correlation ID to the upstream and
-// back to the client; the access log records it too.
-const headerRequestID = "X-Request-Id"
+	"github.com/gatewayco/gateway/gateway/exchange"
+)
 
 // maxRequestIDLen bounds a client-sent ID: it is copied into every log line
 // and upstream request, so an unbounded one would let a client bloat both.
@@ -41,11 +39,11 @@ func validRequestID(id string) bool {
 // it on the upstream request again from the exchange, after hop-by-hop
 // removal, so naming it in Connection cannot drop it.
 func (g *Gateway) requestID(r *http.Request) string {
-	vals := r.Header.Values(headerRequestID)
+	vals := r.Header.Values(exchange.HeaderRequestID)
 	if len(vals) == 1 && validRequestID(vals[0]) {
 		return vals[0]
 	}
 	id := g.newID()
-	r.Header.Set(headerRequestID, id)
+	r.Header.Set(exchange.HeaderRequestID, id)
 	return id
 }

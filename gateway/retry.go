@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/policy"
 )
 
@@ -125,8 +126,8 @@ func (p *poolView) InFlight(int) int64 { return 0 }
 func (u *upstream) to(r *http.Request, i int) (*http.Response, error) {
 	r.URL.Scheme = "http"
 	r.URL.Host = u.hosts[i]
-	if ex := exchangeFrom(r.Context()); ex != nil {
-		ex.upstream = u.hosts[i]
+	if ex := exchange.From(r.Context()); ex != nil {
+		ex.Instance = u.hosts[i]
 	}
 	resp, err := u.next.RoundTrip(r)
 	if u.health != nil {
@@ -135,7 +136,7 @@ func (u *upstream) to(r *http.Request, i int) (*http.Response, error) {
 	if u.metrics != nil {
 		// A client that hung up is not the instance's fault; a route
 		// timeout (DeadlineExceeded) is.
-		u.metrics[i].Record(err != nil && !clientFault(r, err))
+		u.metrics[i].Record(err != nil && !exchange.ClientFault(r, err))
 	}
 	return resp, err
 }
@@ -188,7 +189,7 @@ func isDialError(err error) bool {
 // a status meaning "this instance cannot serve now".
 func retryWorthy(req *http.Request, resp *http.Response, err error) bool {
 	if err != nil {
-		return req.Context().Err() == nil && !clientFault(req, err)
+		return req.Context().Err() == nil && !exchange.ClientFault(req, err)
 	}
 	switch resp.StatusCode {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
@@ -204,7 +205,7 @@ func retryWorthy(req *http.Request, resp *http.Response, err error) bool {
 // nothing about the instance.
 func instanceFailed(req *http.Request, resp *http.Response, err error) bool {
 	if err != nil {
-		return !clientFault(req, err)
+		return !exchange.ClientFault(req, err)
 	}
 	switch resp.StatusCode {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/registry"
 )
@@ -180,11 +181,11 @@ func moreSpecific(a, b *config.Route) bool {
 }
 
 func notFound(w http.ResponseWriter, r *http.Request) {
-	writeError(w, http.StatusNotFound, msgNoRoute, "")
+	exchange.WriteError(w, http.StatusNotFound, exchange.MsgNoRoute, "")
 }
 
 func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
-	writeError(w, http.StatusMethodNotAllowed, msgMethodNotAllowed, "")
+	exchange.WriteError(w, http.StatusMethodNotAllowed, exchange.MsgMethodNotAllowed, "")
 }
 
 // metricsView is what the metrics record of t when it is published.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gatewayco/gateway/balancer"
+	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/registry"
 )
@@ -51,7 +52,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 type dispatch struct{}
 
 func (dispatch) RoundTrip(req *http.Request) (*http.Response, error) {
-	return exchangeFrom(req.Context()).up.RoundTrip(req)
+	return exchange.From(req.Context()).Upstream.RoundTrip(req)
 }
 
 // newUpstream builds the upstream of one service for one table: the

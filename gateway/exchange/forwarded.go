@@ -1,25 +1,26 @@
-package gateway
+package exchange
 
 import (
+	"net"
 	"net/http"
 	"net/netip"
 	"net/textproto"
 	"strings"
 )
 
-// forwarded computes the X-Forwarded-For, -Host and -Proto values an
+// Forwarded computes the X-Forwarded-For, -Host and -Proto values an
 // upstream gets for r, for proxied requests and aggregate calls alike.
 // What a client sends is replaced: anyone can write those headers. Only a
 // peer in trusted (a proxy in front of the gateway) has its
 // X-Forwarded-For chain extended and its -Host and -Proto kept, since it
 // saw the original client and protocol.
-func forwarded(r *http.Request, trusted []netip.Prefix) (xff, host, proto string, peerTrusted bool) {
-	peer := clientIP(r)
+func Forwarded(r *http.Request, trusted []netip.Prefix) (xff, host, proto string, peerTrusted bool) {
+	peer := PeerIP(r)
 	xff, host, proto = peer, r.Host, "http"
 	if r.TLS != nil {
 		proto = "https"
 	}
-	if !trustedPeer(r, trusted) {
+	if !TrustedPeer(r, trusted) {
 		return xff, host, proto, false
 	}
 	if prior := r.Header.Values("X-Forwarded-For"); len(prior) > 0 {
@@ -34,12 +35,12 @@ func forwarded(r *http.Request, trusted []netip.Prefix) (xff, host, proto string
 	return xff, host, proto, true
 }
 
-// trustedPeer reports whether r came from one of the trusted proxies.
-func trustedPeer(r *http.Request, trusted []netip.Prefix) bool {
+// TrustedPeer reports whether r came from one of the trusted proxies.
+func TrustedPeer(r *http.Request, trusted []netip.Prefix) bool {
 	if len(trusted) == 0 {
 		return false
 	}
-	addr, err := netip.ParseAddr(clientIP(r))
+	addr, err := netip.ParseAddr(PeerIP(r))
 	return err == nil && isTrusted(addr, trusted)
 }
 
@@ -78,16 +79,67 @@ func spoofKind(k string) int {
 	return notSpoofable
 }
 
-// dropSpoofable removes from h, a header set going to an upstream, an
+// DropSpoofable removes from h, a header set going to an upstream, an
 // auth service or an aggregate call, what the client may have forged.
 // Rewrite headers go whoever sent them: the gateway routed, and applied
 // the route's policies, on the request line, so the upstream must serve
 // that. Client-address headers go unless the peer is a trusted proxy,
 // which sets them itself.
-func dropSpoofable(h http.Header, peerTrusted bool) {
+func DropSpoofable(h http.Header, peerTrusted bool) {
 	for k := range h {
 		if kind := spoofKind(k); kind == rewriteHeader || kind == clientHeader && !peerTrusted {
 			delete(h, k)
 		}
 	}
+}
+
+// ClientAddr is the client's IP: the connection's peer, unless the peer is
+// a trusted proxy, in which case X-Forwarded-For is walked from the right
+// (the entry the nearest proxy appended) to the first address that is not
+// a trusted proxy. Entries further left were written by the client itself
+// and are never believed.
+func ClientAddr(r *http.Request, trusted []netip.Prefix) string {
+	peer := PeerIP(r)
+	if len(trusted) == 0 {
+		return peer
+	}
+	addr, err := netip.ParseAddr(peer)
+	if err != nil || !isTrusted(addr, trusted) {
+		return peer
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			// A malformed hop ends what can be believed; the last
+			// trusted address is the best we know.
+			return addr.String()
+		}
+		addr = a.Unmap()
+		if !isTrusted(addr, trusted) {
+			return addr.String()
+		}
+	}
+	return addr.String()
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	a = a.Unmap()
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// PeerIP is the peer address of the connection, ignoring
+// X-Forwarded-For, which any client can send; ClientAddr believes it from
+// trusted proxies.
+func PeerIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }

@@ -1,4 +1,4 @@
-package gateway
+package exchange
 
 import (
 	"context"
@@ -11,23 +11,11 @@ import (
 	"time"
 )
 
-// DefaultBodyReadTimeout is how long a client may go without sending a
-// byte of its request body, nginx's client_body_timeout: generous for a
-// slow mobile link, yet a client that stops mid-body no longer holds its
-// request and an upstream connection until the TCP keep-alive gives up.
-const DefaultBodyReadTimeout = 60 * time.Second
-
 // errClientBody marks every error that came from reading the client's
 // request body. The transport reports such an error as its own failure,
 // so without the mark a client that sends a broken body would count
 // against the instance it was being forwarded to.
 var errClientBody = errors.New("reading the client's request body")
-
-// Messages of the body faults; 413 keeps msgBodyTooLarge.
-const (
-	msgBodyMalformed = "malformed or incomplete request body"
-	msgBodyTimeout   = "request body not received in time"
-)
 
 // clientBodyError is a read error of the client's body; it matches
 // errClientBody and the underlying error.
@@ -59,8 +47,11 @@ type clientBody struct {
 	closed bool
 }
 
-// guardBody installs the body guard on r; w must be the server's writer.
-func (ex *exchange) guardBody(w http.ResponseWriter, r *http.Request, idle time.Duration) {
+// GuardBody installs the body guard on r: every read is bounded by idle
+// (zero or less: no bound) from the last one, and its failures are known
+// to be the client's. w must be the server's own writer, whose connection
+// carries the body.
+func (ex *Exchange) GuardBody(w http.ResponseWriter, r *http.Request, idle time.Duration) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return
 	}
@@ -68,10 +59,12 @@ func (ex *exchange) guardBody(w http.ResponseWriter, r *http.Request, idle time.
 	r.Body = &ex.body
 }
 
-// bound makes the route timeout's deadline apply to reading the body too,
-// so the timeout bounds the whole exchange: a client still sending (or
-// stalling) when it passes is cut off, rather than holding the transport,
-// which waits for the body before it gives up.
+// BoundBody makes ctx's deadline (the route timeout's) apply to reading
+// the body too, so the timeout bounds the whole exchange: a client still
+// sending (or stalling) when it passes is cut off, rather than holding the
+// transport, which waits for the body before it gives up.
+func (ex *Exchange) BoundBody(ctx context.Context) { ex.body.bound(ctx) }
+
 func (b *clientBody) bound(ctx context.Context) {
 	d, ok := ctx.Deadline()
 	if !ok {
@@ -149,65 +142,66 @@ func (b *clientBody) Close() error {
 	return b.rc.Close()
 }
 
-// fault says who failed an exchange that got no usable upstream answer.
-type fault uint8
+// Fault says who failed an exchange that got no usable upstream answer.
+type Fault uint8
 
+// The verdicts Classify gives.
 const (
-	faultUpstream      fault = iota // the instance: it counts against it
-	faultClientGone                 // the client went away first (499)
-	faultBodyTooLarge               // the body crossed -max-body-bytes (413)
-	faultBodyTimeout                // the body stalled, or was not in by the route timeout (408)
-	faultBodyMalformed              // bad chunked encoding, shorter than its Content-Length (400)
+	FaultUpstream      Fault = iota // the instance: it counts against it
+	FaultClientGone                 // the client went away first (499)
+	FaultBodyTooLarge               // the body crossed -max-body-bytes (413)
+	FaultBodyTimeout                // the body stalled, or was not in by the route timeout (408)
+	FaultBodyMalformed              // bad chunked encoding, shorter than its Content-Length (400)
 )
 
-// inBody reports whether f is a fault of the request body (a 4xx).
-func (f fault) inBody() bool { return f >= faultBodyTooLarge }
+// InBody reports whether f is a fault of the request body (a 4xx).
+func (f Fault) InBody() bool { return f >= FaultBodyTooLarge }
 
-// classify is the one verdict on a failed exchange. The proxy's answer,
+// Classify is the one verdict on a failed exchange. The proxy's answer,
 // outlier ejection, the circuit breaker, retries and the upstream error
 // metric all use it, so a client's fault can never count against an
 // instance in one of them and not in another. A fault reading the body
 // wins over the context: a body read that hit the route deadline is the
 // client's slowness, not the upstream's.
-func classify(req *http.Request, err error) fault {
-	if berr := bodyError(req, err); berr != nil {
+func Classify(req *http.Request, err error) Fault {
+	if berr := BodyError(req, err); berr != nil {
 		switch {
-		case isBodyTooLarge(berr):
-			return faultBodyTooLarge
+		case IsBodyTooLarge(berr):
+			return FaultBodyTooLarge
 		case isTimeout(berr):
-			return faultBodyTimeout
+			return FaultBodyTimeout
 		}
-		return faultBodyMalformed
+		return FaultBodyMalformed
 	}
 	switch {
-	case isBodyTooLarge(err):
-		return faultBodyTooLarge
+	case IsBodyTooLarge(err):
+		return FaultBodyTooLarge
 	case errors.Is(req.Context().Err(), context.Canceled):
-		return faultClientGone
+		return FaultClientGone
 	}
-	return faultUpstream
+	return FaultUpstream
 }
 
-// clientFault reports whether a failed exchange was the client's doing.
+// ClientFault reports whether a failed exchange was the client's doing.
 // Such failures say nothing about the instance, so they must not eject
 // it, open a breaker, spend the retry budget or count as upstream errors;
 // otherwise any client could take instances out.
-func clientFault(req *http.Request, err error) bool {
-	return classify(req, err) != faultUpstream
+func ClientFault(req *http.Request, err error) bool {
+	return Classify(req, err) != FaultUpstream
 }
 
-// bodyError is the client body's read error behind err, or the one the
+// BodyError is the client body's read error behind err, or the one the
 // exchange's body recorded (the transport may have reported it as a
 // cancellation or a broken connection); nil when the body was fine.
 // Calls the gateway makes for the request (forward auth, aggregate
 // calls) share its exchange but never read its body, so a recorded error
 // is always about the body being forwarded.
-func bodyError(req *http.Request, err error) error {
+func BodyError(req *http.Request, err error) error {
 	var be *clientBodyError
 	if errors.As(err, &be) {
 		return be
 	}
-	if ex := exchangeFrom(req.Context()); ex != nil {
+	if ex := From(req.Context()); ex != nil {
 		if be := ex.body.failed.Load(); be != nil {
 			return be
 		}
@@ -218,23 +212,4 @@ func bodyError(req *http.Request, err error) error {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// bodyFaultAnswer answers a body fault. The connection is closed after
-// it: what the client sends next cannot be told from the rest of the
-// broken body.
-func (p *proxy) bodyFaultAnswer(w http.ResponseWriter, r *http.Request, ex *exchange, f fault, err error) {
-	if berr := bodyError(r, err); berr != nil {
-		err = berr
-	}
-	status, msg := http.StatusBadRequest, msgBodyMalformed
-	switch f {
-	case faultBodyTooLarge:
-		status, msg = http.StatusRequestEntityTooLarge, msgBodyTooLarge
-	case faultBodyTimeout:
-		status, msg = http.StatusRequestTimeout, msgBodyTimeout
-	}
-	p.logger.Debug("client fault", "route", ex.route, "upstream", ex.upstream, "status", status, "error", err)
-	w.Header().Set("Connection", "close")
-	writeError(w, status, msg, ex.route)
 }

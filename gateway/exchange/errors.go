@@ -1,0 +1,47 @@
+package exchange
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+)
+
+// ErrorBody is the JSON every gateway-generated error carries, so clients
+// and operators can tell a gateway answer from an upstream one.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Route string `json:"route,omitempty"`
+}
+
+// WriteError answers with status and a JSON body. route is empty when no
+// route matched.
+func WriteError(w http.ResponseWriter, status int, msg, route string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(ErrorBody{Error: msg, Route: route})
+}
+
+// Messages of the gateway's own errors; tests and clients match on them.
+const (
+	MsgNoRoute          = "no route matches the request"
+	MsgMethodNotAllowed = "method not allowed"
+	MsgNoInstance       = "no healthy instance"
+	MsgUpstreamDown     = "upstream unavailable"
+	MsgUpstreamTimeout  = "upstream timed out"
+	MsgBreakerOpen      = "circuit breaker open"
+	MsgBodyTooLarge     = "request body too large"
+	MsgBodyMalformed    = "malformed or incomplete request body"
+	MsgBodyTimeout      = "request body not received in time"
+)
+
+// StatusClientClosed is nginx's non-standard code for a client that closed
+// the connection before the answer; only logs and metrics show it.
+const StatusClientClosed = 499
+
+// IsBodyTooLarge reports whether err came from crossing the body limit.
+func IsBodyTooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}
