@@ -112,8 +112,9 @@ type servingSet struct {
 }
 
 // conflicts returns one Error per route of doc that clashes with an accepted
-// route. lastGood prefixes messages, since their positions refer to an
-// older version than the one the user is looking at.
+// route, and one at its first route past MaxTableRoutes if doc does not fit.
+// lastGood prefixes messages, since their positions refer to an older
+// version than the one the user is looking at.
 func (s *servingSet) conflicts(key string, doc *Document, lastGood bool) Errors {
 	var out Errors
 	add := func(m matcher, format string, args ...any) {
@@ -127,9 +128,9 @@ func (s *servingSet) conflicts(key string, doc *Document, lastGood bool) Errors 
 	}
 	ms := doc.matchers()
 	if room := MaxTableRoutes - s.count; len(ms) > room {
-		m := ms[max(room, 0)]
+		m := ms[room] // accept keeps s.count within the bound
 		add(m, "%s %q would be route or aggregate number %d of the table, more than the limit of %d across all documents",
-			m.kind, m.name, s.count+max(room, 0)+1, MaxTableRoutes)
+			m.kind, m.name, MaxTableRoutes+1, MaxTableRoutes)
 	}
 	for _, m := range ms {
 		if other, dup := s.names[m.name]; dup {
