@@ -127,3 +127,40 @@ func TestBuildBlamesTheRouteWhoseMatcherPanics(t *testing.T) {
 		t.Fatalf("build after a panic: %v", routeNames(tab))
 	}
 }
+
+// TestVersionWhoseBuildPanicsIsNeverSharedAsLastGood: the last good
+// version goes to Consul for the other replicas only once a table built
+// from it serves; a version whose build panics must not reach the store,
+// or every replica would start from a document that breaks its build.
+func TestVersionWhoseBuildPanicsIsNeverSharedAsLastGood(t *testing.T) {
+	store := &fakeStore{loaded: true, ok: true}
+	c, gw, _ := lastGoodController(store, acceptedAt)
+	docs, insts := &fakeDocs{}, &fakeInsts{}
+	c.builder.panicHook = func(name string) {
+		if name == "boom" {
+			panic("injected")
+		}
+	}
+	recorded := func() []uint64 {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		var out []uint64
+		for _, v := range store.recorded {
+			out = append(out, v.SourceIndex)
+		}
+		return out
+	}
+	docs.setDoc("k", routeDoc("a", "/a"), 10, 10)
+	c.reload(context.Background(), docs, insts)
+	if got := recorded(); !slices.Equal(got, []uint64{10}) {
+		t.Fatalf("recorded %v after a good version, want [10]", got)
+	}
+	docs.setDoc("k", routeDoc("boom", "/boom"), 11, 10)
+	c.reload(context.Background(), docs, insts)
+	if got := routeNames(gw.Table()); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("routes %v, want the last good [a]", got)
+	}
+	if got := recorded(); !slices.Equal(got, []uint64{10}) {
+		t.Fatalf("recorded %v after a version whose build panicked, want only [10]", got)
+	}
+}
