@@ -34,6 +34,7 @@ type Metrics struct {
 	reloads          prometheus.Counter
 	rejected         prometheus.Gauge
 	watchErrors      prometheus.Counter
+	panics           *prometheus.CounterVec // stage
 
 	// Policy and aggregate collectors: state changes and refusals record
 	// into them as they happen; a published table sets and prunes them.
@@ -122,6 +123,10 @@ func New(opts Options) *Metrics {
 			Name: "gateway_config_rejected_documents",
 			Help: "Route documents currently rejected (parse, validation or conflict errors).",
 		}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_config_panics_total",
+			Help: "Panics contained while parsing a route document or building a table (stage parse or build); each is a bug, and rejected the document or kept the previous table.",
+		}, []string{"stage"}),
 		watchErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_consul_watch_errors_total",
 			Help: "Failed Consul queries of the KV and health watches.",
@@ -153,9 +158,26 @@ func New(opts Options) *Metrics {
 		return now().Sub(t).Seconds()
 	})
 	m.reg.MustRegister(m.requests, m.latency, m.upstreamRequests, m.upstreamErrors, m.healthy,
-		m.reloads, m.rejected, m.watchErrors, m.breaker, m.rateLimited, m.aggregateCalls, syncAge)
+		m.reloads, m.rejected, m.panics, m.watchErrors, m.breaker, m.rateLimited, m.aggregateCalls, syncAge)
 	m.none = m.Route(labelNone)
+	for _, stage := range []string{PanicStageParse, PanicStageBuild} {
+		m.panics.WithLabelValues(stage) // shown at zero, so alerts need no absent()
+	}
 	return m
+}
+
+// Stages of gateway_config_panics_total.
+const (
+	PanicStageParse = "parse"
+	PanicStageBuild = "build"
+)
+
+// RecoveredPanic counts a panic contained at stage (PanicStageParse or
+// PanicStageBuild).
+func (m *Metrics) RecoveredPanic(stage string) {
+	if m != nil {
+		m.panics.WithLabelValues(stage).Inc()
+	}
 }
 
 // Handler serves the registry in the Prometheus exposition format.
