@@ -5,8 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -36,73 +34,6 @@ func benchRoutes(n int) []config.Route {
 }
 
 func noInstances(registry.ServiceKey) []registry.Instance { return nil }
-
-// BenchmarkRouteMatch matches a request for the last route of a table
-// with n routes; the index keeps it flat where mux alone grows linearly.
-func BenchmarkRouteMatch(b *testing.B) {
-	for _, n := range []int{10, 1000, 10000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			gw := New(Options{})
-			routes := benchRoutes(n)
-			t := newTableBuilder(gw.proxy).build(routes, noInstances, nil)
-			last := routes[n-1]
-			path := last.PathPrefix + "x"
-			if last.Path != "" {
-				path = fmt.Sprintf("/api/s%d/items/7", n-1)
-			}
-			req := httptest.NewRequest("GET", path, nil)
-			req.Host = "any"
-			if last.Host != "" {
-				req.Host = last.Host
-			}
-			m := t.router.(*matcher)
-			want := t.routes[slices.IndexFunc(t.routes, func(r *Route) bool { return r.Config.Name == last.Name })].handler
-			if e, _ := m.match(req); e == nil || fmt.Sprint(e.h) != fmt.Sprint(want) {
-				b.Fatalf("request for %s matched %v", last.Name, e)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				m.match(req)
-			}
-		})
-	}
-}
-
-// BenchmarkRouteMatchCaseInsensitive is BenchmarkRouteMatch with every
-// route case_insensitive and the request path in upper case, so the path
-// is folded (one allocation) and the folded trie walked.
-func BenchmarkRouteMatchCaseInsensitive(b *testing.B) {
-	for _, n := range []int{10, 10000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			gw := New(Options{})
-			routes := benchRoutes(n)
-			for i := range routes {
-				routes[i].CaseInsensitive = true
-			}
-			t := newTableBuilder(gw.proxy).build(routes, noInstances, nil)
-			last := routes[n-1]
-			path := strings.ToUpper(last.PathPrefix + "x")
-			if last.Path != "" {
-				path = fmt.Sprintf("/API/S%d/ITEMS/7", n-1)
-			}
-			req := httptest.NewRequest("GET", path, nil)
-			req.Host = "any"
-			if last.Host != "" {
-				req.Host = last.Host
-			}
-			m := t.router.(*matcher)
-			if e, _ := m.match(req); e == nil {
-				b.Fatalf("request for %s matched nothing", last.Name)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				m.match(req)
-			}
-		})
-	}
-}
 
 // BenchmarkTableRebuild builds a table of 1,000 routes over 1,000
 // services of 3 instances each, as every health change does.

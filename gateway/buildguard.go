@@ -9,6 +9,7 @@ import (
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/metrics"
+	"github.com/gatewayco/gateway/gateway/router"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -46,25 +47,25 @@ func blame(at config.Pos, kind, name string, build func()) {
 	build()
 }
 
-// blameMatcher is newMatcher that, when indexing panics, indexes each entry
-// alone to find the route or aggregate to blame. The search runs only after
-// a panic, so a normal build pays nothing for it.
-func blameMatcher(ordered []matchSpec, notFound, badVerb http.Handler) http.Handler {
+// blameRouter is router.New that, when indexing panics, indexes each
+// entry alone to find the route or aggregate to blame. The search runs only
+// after a panic, so a normal build pays nothing for it.
+func blameRouter(specs []router.Spec) http.Handler {
 	defer func() {
 		v := recover()
 		if v == nil {
 			return
 		}
-		for _, s := range ordered {
+		for _, s := range specs {
 			kind := "route"
-			if s.needsVars {
+			if s.Vars {
 				kind = "aggregate"
 			}
-			blame(s.match.Pos, kind, s.match.Name, func() { newMatcher([]matchSpec{s}, notFound, badVerb) })
+			blame(s.Match.Pos, kind, s.Match.Name, func() { router.New([]router.Spec{s}) })
 		}
 		panic(v) // no entry panics alone: nobody to blame
 	}()
-	return newMatcher(ordered, notFound, badVerb)
+	return router.New(specs)
 }
 
 // testPanic calls the test hook, if any.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
+	"github.com/gatewayco/gateway/gateway/router"
 )
 
 // Gateway is the public HTTP handler. The zero value is not usable; call New.
@@ -120,7 +121,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := g.table.Load()
 	ex := &exchange.Exchange{ResponseWriter: w, Start: g.now()}
 	ex.RequestID = g.requestID(r)
-	r, bad := normalizeRequest(r.WithContext(exchange.NewContext(r.Context(), ex)))
+	r, bad := router.Normalize(r.WithContext(exchange.NewContext(r.Context(), ex)))
 	defer g.finish(ex, r)
 	if bad != "" {
 		exchange.WriteError(ex, http.StatusBadRequest, bad, "")

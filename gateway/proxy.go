@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatewayco/gateway/balancer"
+	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/exchange"
 
 	"github.com/gatewayco/gateway/gateway/metrics"
@@ -232,4 +233,18 @@ func (bufferPool) Put(b []byte) {
 	if cap(b) >= copyBufferSize {
 		copyBuffers.Put((*[copyBufferSize]byte)(b[:copyBufferSize]))
 	}
+}
+
+// stripSpelling is the strip_prefix to remove from path: the route's own,
+// or, on a case-insensitive route, the client's spelling of it, since the
+// route matched the path whatever its case.
+func stripSpelling(rt *Route, path string) string {
+	p := rt.Config.StripPrefix
+	if p == "" || !rt.Config.CaseInsensitive {
+		return p
+	}
+	if rest, ok := config.CutPrefixFold(path, p); ok {
+		return path[:len(path)-len(rest)]
+	}
+	return p
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/router"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -108,38 +109,6 @@ func TestHostSpellingsReachTheHostBoundRoute(t *testing.T) {
 	}
 }
 
-func TestCanonicalHost(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		tls  bool
-		want string
-	}{
-		{"api.example.com", false, "api.example.com"},
-		{"API.example.COM", false, "api.example.com"},
-		{"api.example.com..", false, "api.example.com"},
-		{"api.example.com:080", false, "api.example.com"},
-		{"api.example.com:443", false, "api.example.com:443"},
-		{"api.example.com:443", true, "api.example.com"},
-		{"api.example.com:80", true, "api.example.com:80"},
-		{"Api.Example.Com:8080", false, "api.example.com:8080"},
-		{"[::1]:80", false, "[::1]"},
-		{"[::1]", false, "[::1]"},
-		{"[::1]:8080", false, "[::1]:8080"},
-		{"127.0.0.1:80", false, "127.0.0.1"},
-		{"", false, ""},
-		{".", false, ""},
-		{":80", false, ""},
-	} {
-		got, ok := canonicalHost(tc.in, tc.tls)
-		if got != tc.want || ok != (tc.want != "") {
-			t.Errorf("canonicalHost(%q, tls %v) = %q, %v; want %q", tc.in, tc.tls, got, ok, tc.want)
-		}
-	}
-	if n := testing.AllocsPerRun(100, func() { _, _ = canonicalHost("api.example.com:8080", false) }); n != 0 {
-		t.Errorf("a canonical host allocated %v times", n)
-	}
-}
-
 // TestRequestWithoutHostIsRefused: an HTTP/1.0 request may omit Host; the
 // gateway then has no host to route on or to send, and answers 400 rather
 // than forward it with the instance's address as Host.
@@ -156,8 +125,8 @@ func TestRequestWithoutHostIsRefused(t *testing.T) {
 
 	for _, req := range []string{"GET /x HTTP/1.0\r\n\r\n", "GET /x HTTP/1.0\r\nHost: \r\n\r\n", "GET /x HTTP/1.0\r\nHost: .\r\n\r\n"} {
 		status, body := rawExchange(t, dial(t, srv), req)
-		if status != http.StatusBadRequest || !strings.Contains(body, msgMissingHost) {
-			t.Errorf("%q: %d %s; want 400 %q", req, status, body, msgMissingHost)
+		if status != http.StatusBadRequest || !strings.Contains(body, router.MsgMissingHost) {
+			t.Errorf("%q: %d %s; want 400 %q", req, status, body, router.MsgMissingHost)
 		}
 	}
 	calls.Range(func(k, _ any) bool { t.Errorf("upstream was called with Host %q", k); return true })
@@ -210,8 +179,8 @@ route "admin" {
 		`/public\..\admin`,
 	} {
 		status, body := rawExchange(t, dial(t, srv), "GET "+target+" HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-		if status != http.StatusBadRequest || !strings.Contains(body, msgBadPathChar) {
-			t.Errorf("%s: %d %s; want 400 %q", target, status, body, msgBadPathChar)
+		if status != http.StatusBadRequest || !strings.Contains(body, router.MsgBadPathChar) {
+			t.Errorf("%s: %d %s; want 400 %q", target, status, body, router.MsgBadPathChar)
 		}
 	}
 	// A semicolon or backslash in the query is the upstream's business.

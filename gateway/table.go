@@ -3,13 +3,12 @@ package gateway
 import (
 	"net/http"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/config"
-	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
+	"github.com/gatewayco/gateway/gateway/router"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -75,7 +74,7 @@ func (t *Table) Loaded() bool { return t.loaded }
 // emptyTable answers 404 to everything; a Gateway serves it until the first
 // real table arrives, so the table pointer is never nil.
 func emptyTable() *Table {
-	return &Table{router: http.HandlerFunc(notFound)}
+	return &Table{router: router.New(nil)}
 }
 
 // tableBuilder turns configuration and instance snapshots into Tables. It
@@ -157,49 +156,19 @@ func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, 
 	return t
 }
 
-// router indexes the routes and aggregates in precedence order (see
-// moreSpecific): the first entry that matches serves. An aggregate takes
+// router indexes the routes and aggregates; the router orders them by
+// precedence, and the first entry that matches serves. An aggregate takes
 // part as a route with a path template.
 func (b *tableBuilder) router(routes []*Route, aggs []*Aggregate) http.Handler {
-	ordered := make([]matchSpec, 0, len(routes)+len(aggs))
+	specs := make([]router.Spec, 0, len(routes)+len(aggs))
 	for _, rt := range routes {
-		ordered = append(ordered, matchSpec{match: rt.Config, h: rt.handler})
+		specs = append(specs, router.Spec{Match: rt.Config, Handler: rt.handler})
 	}
 	for _, ag := range aggs {
 		c := &ag.Config
-		ordered = append(ordered, matchSpec{match: config.Route{Name: c.Name, Pos: c.Pos, Host: c.Host, Path: c.Path, Methods: c.Methods}, h: ag.handler, needsVars: true})
+		specs = append(specs, router.Spec{Match: config.Route{Name: c.Name, Pos: c.Pos, Host: c.Host, Path: c.Path, Methods: c.Methods}, Handler: ag.handler, Vars: true})
 	}
-	sort.SliceStable(ordered, func(i, j int) bool { return moreSpecific(&ordered[i].match, &ordered[j].match) })
-	return blameMatcher(ordered, http.HandlerFunc(notFound), http.HandlerFunc(methodNotAllowed))
-}
-
-// moreSpecific orders routes the way Traefik and Fabio users expect: a
-// route bound to a host beats one that is not, an exact path template beats
-// a prefix, a longer prefix beats a shorter one, and a route restricted to
-// methods beats one that takes any method.
-func moreSpecific(a, b *config.Route) bool {
-	if (a.Host != "") != (b.Host != "") {
-		return a.Host != ""
-	}
-	if (a.Path != "") != (b.Path != "") {
-		return a.Path != ""
-	}
-	pa, pb := a.Path+a.PathPrefix, b.Path+b.PathPrefix
-	if len(pa) != len(pb) {
-		return len(pa) > len(pb)
-	}
-	if (len(a.Methods) > 0) != (len(b.Methods) > 0) {
-		return len(a.Methods) > 0
-	}
-	return strings.Compare(a.Name, b.Name) < 0
-}
-
-func notFound(w http.ResponseWriter, r *http.Request) {
-	exchange.WriteError(w, http.StatusNotFound, exchange.MsgNoRoute, "")
-}
-
-func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
-	exchange.WriteError(w, http.StatusMethodNotAllowed, exchange.MsgMethodNotAllowed, "")
+	return blameRouter(specs)
 }
 
 // metricsView is what the metrics record of t when it is published.

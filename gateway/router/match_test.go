@@ -1,4 +1,4 @@
-package gateway
+package router
 
 import (
 	"fmt"
@@ -55,7 +55,7 @@ func TestMatcherAgreesWithMux(t *testing.T) {
 		return b.String()
 	}
 	for table := range 200 {
-		var specs []matchSpec
+		var specs []Spec
 		for i := range 1 + rng.IntN(30) {
 			c := config.Route{Name: fmt.Sprint(i), Host: hosts[rng.IntN(len(hosts))], Methods: methods[rng.IntN(len(methods))]}
 			p := randPath(true)
@@ -64,15 +64,15 @@ func TestMatcherAgreesWithMux(t *testing.T) {
 			} else {
 				c.PathPrefix = strings.TrimSuffix(p, "/") + []string{"", "/", "s"}[rng.IntN(3)]
 			}
-			specs = append(specs, matchSpec{match: c})
+			specs = append(specs, Spec{Match: c})
 		}
-		sort.SliceStable(specs, func(i, j int) bool { return moreSpecific(&specs[i].match, &specs[j].match) })
+		sort.SliceStable(specs, func(i, j int) bool { return moreSpecific(&specs[i].Match, &specs[j].Match) })
 		ref := mux.NewRouter().SkipClean(true)
 		ref.NotFoundHandler = rankHandler(-1)
 		ref.MethodNotAllowedHandler = rankHandler(-2)
 		for i := range specs {
-			specs[i].h = rankHandler(i)
-			c := specs[i].match
+			specs[i].Handler = rankHandler(i)
+			c := specs[i].Match
 			r := ref.NewRoute()
 			if c.Host != "" {
 				r = r.Host(c.Host)
@@ -85,20 +85,20 @@ func TestMatcherAgreesWithMux(t *testing.T) {
 			if len(c.Methods) > 0 {
 				r = r.Methods(slices.Clone(c.Methods)...)
 			}
-			r.Handler(specs[i].h)
+			r.Handler(specs[i].Handler)
 		}
 		// methodless[i] is spec i without its method restriction: the
 		// oracle for 405.
 		methodless := make([]*mux.Route, len(specs))
 		for i, sp := range specs {
 			r := mux.NewRouter().NewRoute()
-			if sp.match.Host != "" {
-				r = r.Host(sp.match.Host)
+			if sp.Match.Host != "" {
+				r = r.Host(sp.Match.Host)
 			}
-			if sp.match.Path != "" {
-				r = r.Path(sp.match.Path)
+			if sp.Match.Path != "" {
+				r = r.Path(sp.Match.Path)
 			} else {
-				r = r.PathPrefix(sp.match.PathPrefix)
+				r = r.PathPrefix(sp.Match.PathPrefix)
 			}
 			methodless[i] = r
 		}

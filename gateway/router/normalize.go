@@ -1,4 +1,4 @@
-package gateway
+package router
 
 import (
 	"net/http"
@@ -6,13 +6,13 @@ import (
 	"strings"
 )
 
-// Messages of the 400s normalizeRequest answers.
+// Messages of the 400s Normalize asks for; clients and tests match on them.
 const (
-	msgMissingHost = "missing Host header"
-	msgBadPathChar = "path contains a semicolon or a backslash"
+	MsgMissingHost = "missing Host header"
+	MsgBadPathChar = "path contains a semicolon or a backslash"
 )
 
-// normalizeRequest brings r into the one spelling the gateway routes on,
+// Normalize brings r into the one spelling the gateway routes on,
 // applies policies to and forwards, so that no other spelling of the same
 // request can reach another route: the canonical host (canonicalHost) and
 // the clean path (normalizePath). It returns the message of a 400 instead
@@ -22,14 +22,14 @@ const (
 // /public/..;/admin is /admin to them and /admin;x is /admin, and IIS reads
 // "\" as "/". Both are checked after percent-decoding, so %3B and %5C are
 // refused too. r must be the gateway's own shallow copy: its Host is set.
-func normalizeRequest(r *http.Request) (*http.Request, string) {
+func Normalize(r *http.Request) (*http.Request, string) {
 	host, ok := canonicalHost(r.Host, r.TLS != nil)
 	if !ok {
-		return r, msgMissingHost
+		return r, MsgMissingHost
 	}
 	r.Host = host
 	if strings.ContainsAny(r.URL.Path, `;\`) {
-		return r, msgBadPathChar
+		return r, MsgBadPathChar
 	}
 	return normalizePath(r), ""
 }

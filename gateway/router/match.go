@@ -1,4 +1,4 @@
-package gateway
+package router
 
 import (
 	"net/http"
@@ -62,7 +62,7 @@ type matchEntry struct {
 }
 
 // newMatcher indexes entries, given in precedence order.
-func newMatcher(ordered []matchSpec, notFound, badVerb http.Handler) *matcher {
+func newMatcher(ordered []Spec, notFound, badVerb http.Handler) *matcher {
 	m := &matcher{hosts: map[string]*pathIndex{}, anyHost: newPathIndex(), notFound: notFound, badVerb: badVerb}
 	for i, s := range ordered {
 		e := s.entry(i)
@@ -177,7 +177,7 @@ func (m *matcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // match returns the entry serving r, or nil and whether some entry
 // matched everything but the method. r.Host must be canonical (see
-// canonicalHost), as Gateway.ServeHTTP makes it.
+// canonicalHost), as Normalize makes it.
 func (m *matcher) match(r *http.Request) (*matchEntry, bool) {
 	if m.fold {
 		var lists [2 * maxDepth][]*matchEntry
@@ -287,20 +287,13 @@ func hostOnly(h string) string {
 	return h
 }
 
-// matchSpec is what the table builder hands the matcher for one entry.
-type matchSpec struct {
-	match     config.Route // Host, Path or PathPrefix, Methods
-	h         http.Handler
-	needsVars bool // aggregates read mux.Vars
-}
-
 // literalSegments are the whole segments every path this entry matches
 // starts with: "/api/users/{id}" gives api, users; the prefix "/api/us"
 // gives only api, since it also matches "/api/usx".
-func (s matchSpec) literalSegments() []string {
-	p, prefix := s.match.Path, false
+func (s Spec) literalSegments() []string {
+	p, prefix := s.Match.Path, false
 	if p == "" {
-		p, prefix = s.match.PathPrefix, true
+		p, prefix = s.Match.PathPrefix, true
 	}
 	var segs []string
 	for rest := p; len(rest) > 1; {
@@ -325,9 +318,9 @@ func (s matchSpec) literalSegments() []string {
 	return segs
 }
 
-func (s matchSpec) entry(rank int) *matchEntry {
-	c := &s.match
-	e := &matchEntry{rank: rank, methods: c.Methods, h: s.h, prefix: c.Path == "", fold: c.CaseInsensitive}
+func (s Spec) entry(rank int) *matchEntry {
+	c := &s.Match
+	e := &matchEntry{rank: rank, methods: c.Methods, h: s.Handler, prefix: c.Path == "", fold: c.CaseInsensitive}
 	tpl := c.Path
 	if e.prefix {
 		tpl = c.PathPrefix
@@ -358,7 +351,7 @@ func (s matchSpec) entry(rank int) *matchEntry {
 	case host != "":
 		e.host = host
 	}
-	if s.needsVars {
+	if s.Vars {
 		v := mux.NewRouter().NewRoute()
 		if host != "" {
 			v = v.Host(host)
@@ -371,18 +364,4 @@ func (s matchSpec) entry(rank int) *matchEntry {
 		e.vars = v
 	}
 	return e
-}
-
-// stripSpelling is the strip_prefix to remove from path: the route's own,
-// or, on a case-insensitive route, the client's spelling of it, since the
-// route matched the path whatever its case.
-func stripSpelling(rt *Route, path string) string {
-	p := rt.Config.StripPrefix
-	if p == "" || !rt.Config.CaseInsensitive {
-		return p
-	}
-	if rest, ok := config.CutPrefixFold(path, p); ok {
-		return path[:len(path)-len(rest)]
-	}
-	return p
 }
