@@ -259,7 +259,7 @@ func TestSlowUpstreamUnderLoad(t *testing.T) {
 	if other.Load() > 0 || timeouts.Load() < 10 || open.Load() == 0 {
 		t.Fatalf("want only 504s (at least min_requests of them) then 503s from the open breaker")
 	}
-	if got := a.gw.Table().Routes()[0].BreakerState(); got != "open" {
+	if got, _ := a.gw.Table().Routes()[0].Breaker(); got.String() != "open" {
 		t.Fatalf("breaker %q, want open", got)
 	}
 	testkit.WaitFor(t, "every upstream request cancelled", func() bool { return cancelled.Load() == reached.Load() })

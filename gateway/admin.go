@@ -72,8 +72,8 @@ type routeView struct {
 	Balancer   string         `json:"balancer"`
 	Instances  []instanceView `json:"instances"`
 	Panic      string         `json:"panic,omitempty"`
-	// CircuitBreaker is the breaker's state ("closed", "open",
-	// "half-open"); omitted for routes without one.
+	// CircuitBreaker is the breaker's state ("closed", "half_open",
+	// "open"); omitted for routes without one.
 	CircuitBreaker string `json:"circuit_breaker,omitempty"`
 	// CaseInsensitive is set when the path matches in any case.
 	CaseInsensitive bool `json:"case_insensitive,omitempty"`
@@ -103,7 +103,9 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 			Methods: c.Methods, Service: c.Service, Tag: c.Tag, Balancer: c.Balancer,
 			Instances: instanceViews(rt.Instances, rt.up, now), Panic: rt.Panic,
 		}
-		v.CircuitBreaker = rt.BreakerState()
+		if st, ok := rt.Breaker(); ok {
+			v.CircuitBreaker = st.String()
+		}
 		v.CaseInsensitive = c.CaseInsensitive
 		body.Routes = append(body.Routes, v)
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/gatewayco/gateway/gateway/policy"
 	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
@@ -231,7 +232,7 @@ route "noauth" {
 		t.Fatalf("denied request: %d %q %v; want the auth service's 403 as is", r.status, r.body, r.header)
 	}
 	r = do(t, "GET", pg.url+"/noauth")
-	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, msgAuthUnavailable) {
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, policy.MsgAuthUnavailable) {
 		t.Fatalf("auth service without instances: %d %s; want 503 (fail closed)", r.status, r.body)
 	}
 	if n := hits.Load() - before; n != 0 {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatewayco/gateway/balancer"
+	"github.com/gatewayco/gateway/gateway/policy"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -49,8 +50,8 @@ route "api" {
 		pg := startPolicyGateway(t, opts, doc, map[string][]registry.Instance{"api": {inst}, "auth": {auth}})
 		for range balancer.DefaultOutlierFailures + 1 {
 			r := do(t, "GET", pg.url+"/api/x")
-			if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, msgAuthUnavailable) {
-				t.Errorf("auth answered X-User-Id %q: %d %s, want 503 %s", value, r.status, r.body, msgAuthUnavailable)
+			if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, policy.MsgAuthUnavailable) {
+				t.Errorf("auth answered X-User-Id %q: %d %s, want 503 %s", value, r.status, r.body, policy.MsgAuthUnavailable)
 			}
 		}
 		if pg.route("api").up.isEjected(0, time.Now()) {

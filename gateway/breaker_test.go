@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/gatewayco/gateway/gateway/policy"
 	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
@@ -59,9 +60,18 @@ route "stale" {
 }
 `
 
+// breakerState is the route's breaker state as /routes shows it; "" for
+// none.
+func breakerState(rt *Route) string {
+	if st, ok := rt.Breaker(); ok {
+		return st.String()
+	}
+	return ""
+}
+
 func waitState(t *testing.T, pg *policyGateway, route, want string) {
 	t.Helper()
-	testkit.WaitValue(t, "the breaker state", func() (string, bool) { s := pg.route(route).BreakerState(); return s, s == want })
+	testkit.WaitValue(t, "the breaker state", func() (string, bool) { s := breakerState(pg.route(route)); return s, s == want })
 }
 
 func TestBreakerOpensOnRatioServesFallbackHalfOpensAndCloses(t *testing.T) {
@@ -75,7 +85,7 @@ func TestBreakerOpensOnRatioServesFallbackHalfOpensAndCloses(t *testing.T) {
 			t.Fatalf("status %d, want the upstream's 404", r.status)
 		}
 	}
-	if s := pg.route("fb").BreakerState(); s != "closed" {
+	if s := breakerState(pg.route("fb")); s != "closed" {
 		t.Fatalf("4xx answers opened the breaker: %s", s)
 	}
 
@@ -84,14 +94,14 @@ func TestBreakerOpensOnRatioServesFallbackHalfOpensAndCloses(t *testing.T) {
 	// client as the upstream sent it.
 	up.status.Store(500)
 	for i := 1; i <= 10; i++ {
-		if s := pg.route("fb").BreakerState(); s != "closed" {
+		if s := breakerState(pg.route("fb")); s != "closed" {
 			t.Fatalf("breaker %s after %d of %d requests failed", s, i-1, 10+i-1)
 		}
 		if r := do(t, "GET", pg.url+"/fb"); r.status != 500 {
 			t.Fatalf("status %d while closed, want the upstream's 500", r.status)
 		}
 	}
-	if s := pg.route("fb").BreakerState(); s != "open" {
+	if s := breakerState(pg.route("fb")); s != "open" {
 		t.Fatalf("breaker %s after 10 of 20 failed, want open", s)
 	}
 	hits := up.hits.Load()
@@ -106,11 +116,11 @@ func TestBreakerOpensOnRatioServesFallbackHalfOpensAndCloses(t *testing.T) {
 	// The service recovers; after open_timeout one probe goes through and
 	// its success closes the breaker.
 	up.status.Store(200)
-	waitState(t, pg, "fb", "half-open")
+	waitState(t, pg, "fb", "half_open")
 	if r := do(t, "GET", pg.url+"/fb"); r.status != 200 || !strings.Contains(r.body, "fb-1") {
 		t.Fatalf("probe: %d %s", r.status, r.body)
 	}
-	if s := pg.route("fb").BreakerState(); s != "closed" {
+	if s := breakerState(pg.route("fb")); s != "closed" {
 		t.Fatalf("breaker %s after a successful probe, want closed", s)
 	}
 }
@@ -123,15 +133,15 @@ func TestOpenBreakerServesStaleGETsElse503WithRetryAfter(t *testing.T) {
 	}
 	up.status.Store(503)
 	do(t, "GET", pg.url+"/stale/b") // 1 of 2 failed: ratio 0.5 reached
-	if s := pg.route("stale").BreakerState(); s != "open" {
+	if s := breakerState(pg.route("stale")); s != "open" {
 		t.Fatalf("breaker %s, want open", s)
 	}
 
 	// A swap with the same policy keeps the open breaker and its cache.
 	pg.publish(t, breakerDoc)
 	r := do(t, "GET", pg.url+"/stale/a?q=1")
-	if r.status != 200 || r.header.Get(staleHeader) != "1" || !strings.Contains(r.body, `"path":"/stale/a"`) {
-		t.Fatalf("cached URL while open: %d %q %s, want the stale 200", r.status, r.header.Get(staleHeader), r.body)
+	if r.status != 200 || r.header.Get(policy.StaleHeader) != "1" || !strings.Contains(r.body, `"path":"/stale/a"`) {
+		t.Fatalf("cached URL while open: %d %q %s, want the stale 200", r.status, r.header.Get(policy.StaleHeader), r.body)
 	}
 	for _, req := range []struct{ method, path string }{{"GET", "/stale/never-seen"}, {"POST", "/stale/a?q=1"}} {
 		r := do(t, req.method, pg.url+req.path)
@@ -187,10 +197,10 @@ func TestStaleAnswersAreNeverPersonal(t *testing.T) {
 	get("/stale/private")
 	get("/stale/public", "Host: a.example.com")
 	failing.Store(true)
-	for i := 0; i < 20 && pg.route("stale").BreakerState() != "open"; i++ {
+	for i := 0; i < 20 && breakerState(pg.route("stale")) != "open"; i++ {
 		get(fmt.Sprintf("/stale/fail-%d", i))
 	}
-	if s := pg.route("stale").BreakerState(); s != "open" {
+	if s := breakerState(pg.route("stale")); s != "open" {
 		t.Fatalf("breaker %s, want open", s)
 	}
 	for _, tc := range []struct {
@@ -209,7 +219,7 @@ func TestStaleAnswersAreNeverPersonal(t *testing.T) {
 			t.Errorf("GET %s %v while open: %d %q %s; want 503, never another user's answer", tc.path, tc.headers, r.status, r.header.Get("Set-Cookie"), r.body)
 		}
 	}
-	if r := get("/stale/public", "Host: a.example.com"); r.status != 200 || r.header.Get(staleHeader) != "1" {
+	if r := get("/stale/public", "Host: a.example.com"); r.status != 200 || r.header.Get(policy.StaleHeader) != "1" {
 		t.Errorf("the public answer for its own host: %d %s, want the stale 200", r.status, r.body)
 	}
 }

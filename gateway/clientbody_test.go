@@ -19,7 +19,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatewayco/gateway/balancer"
+	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/exchange"
+	"github.com/gatewayco/gateway/gateway/policy"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -68,8 +70,10 @@ func TestClassifyIsOneVerdictForEveryConsumer(t *testing.T) {
 				t.Fatalf("classify = %d, want %d", got, c.want)
 			}
 			upstreamFault := c.want == exchange.FaultUpstream
-			if got := outcome(req, nil, err); errors.Is(got, context.Canceled) == upstreamFault {
-				t.Errorf("breaker outcome %v: excluded = %v, want %v", got, !upstreamFault, !upstreamFault)
+			br := policy.NewRouteBreaker(policy.NewBreaker("r", &config.CircuitBreaker{FailureRatio: 1, MinRequests: 1, OpenTimeout: time.Hour}, nil, nil), &config.CircuitBreaker{})
+			_, _ = br.RoundTrip(req, func(*http.Request) (*http.Response, error) { return nil, err })
+			if got := br.State() == policy.BreakerOpen; got != upstreamFault {
+				t.Errorf("breaker open after one failure = %v, want %v", got, upstreamFault)
 			}
 			if got := retryWorthy(req, nil, err); got != upstreamFault {
 				t.Errorf("retryWorthy = %v, want %v", got, upstreamFault)

@@ -3,7 +3,6 @@ package gateway
 import (
 	_ "embed"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -108,11 +107,15 @@ func buildState(g *Gateway, health Health, rates *rateWindow) stateBody {
 			match = c.Host + match
 		}
 		sv := serviceView{Name: rt.Service.String(), Instances: instanceViews(rt.Instances, rt.up, s.Now)}
+		breaker := ""
+		if st, ok := rt.Breaker(); ok {
+			breaker = st.String()
+		}
 		total, errs := g.metrics.Counts(c.Name)
 		s.Entries = append(s.Entries, entryView{
 			Kind: "route", Name: c.Name, Match: match, Methods: c.Methods, SourceKey: c.SourceKey,
 			Balancer: c.Balancer, Services: []serviceView{sv}, Requests: total, Errors: errs,
-			Breaker: strings.ReplaceAll(rt.BreakerState(), "-", "_"),
+			Breaker: breaker,
 		})
 	}
 	for _, ag := range t.Aggregates() {

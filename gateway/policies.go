@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"fmt"
 	"net/http"
 	"net/netip"
 	"os"
@@ -82,17 +81,11 @@ func (b *tableBuilder) protect(name string, pol *config.Policy, up *upstream) {
 	if cb := pol.CircuitBreaker; cb != nil {
 		fp := up.service.String() + "\x00" + cb.Fingerprint()
 		up.breaker = b.states.get(stateKey{name, "breaker", fp}, func() any {
-			rb := &routeBreaker{
-				cb:       policy.NewBreaker(name+"/"+up.service.String(), cb, env.logger.Named("breaker"), env.now),
-				fallback: cb.Fallback,
-			}
-			if cb.ServeStale {
-				rb.stale = policy.NewStaleCache(0, 0)
-			}
+			br := policy.NewBreaker(name+"/"+up.service.String(), cb, env.logger.Named("breaker"), env.now)
 			m := b.proxy.metrics
-			rb.cb.SetOnStateChange(func(state string) { m.BreakerState(name, breakerLevel(state)) })
-			return rb
-		}).(*routeBreaker)
+			br.SetOnStateChange(func(s policy.BreakerState) { m.BreakerState(name, s.Level()) })
+			return policy.NewRouteBreaker(br, cb)
+		}).(*policy.RouteBreaker)
 	}
 }
 
@@ -107,7 +100,7 @@ func (b *tableBuilder) admission(name string, pol *config.Policy, authUp *upstre
 			return policy.NewLimiter(rl.RequestsPerSecond, rl.Burst, policy.LimiterOptions{Now: env.now})
 		}).(*policy.Limiter)
 		limit = func(next http.Handler) http.Handler {
-			return rateLimited(name, rl, lim, env.trusted, b.proxy.metrics, next)
+			return policy.RateLimited(name, rl, lim, env.trusted, b.proxy.metrics, next)
 		}
 	}
 	verifiedKey := limit != nil && (pol.RateLimit.KeyKind == config.RateKeyJWT || pol.RateLimit.KeyKind == config.RateKeyAuthHeader)
@@ -116,9 +109,9 @@ func (b *tableBuilder) admission(name string, pol *config.Policy, authUp *upstre
 	}
 	switch {
 	case pol.JWT != nil:
-		h = jwtAuthenticated(name, pol.JWT, b.verifier(name, pol.JWT), h)
+		h = policy.JWTAuthenticated(name, pol.JWT, b.verifier(name, pol.JWT), h)
 	case pol.ForwardAuth != nil:
-		h = forwardAuthenticated(name, pol.ForwardAuth, authUp, env.trusted, env.logger.Named("forward_auth"), h)
+		h = policy.ForwardAuthenticated(name, pol.ForwardAuth, authUp, env.trusted, env.logger.Named("forward_auth"), h)
 	}
 	if limit != nil && !verifiedKey {
 		h = limit(h)
@@ -194,32 +187,13 @@ func (b *tableBuilder) authUpstream(fa *config.ForwardAuth, instances func(regis
 	return b.newUpstream(key, balancer.RoundRobin, instances(key))
 }
 
-// retryAfterSeconds renders d for Retry-After: whole seconds, rounded up,
-// at least 1.
-func retryAfterSeconds(d time.Duration) string {
-	s := max(int64((d+time.Second-1)/time.Second), 1)
-	return fmt.Sprint(s)
-}
-
 func defaultGetenv() func(string) string { return os.Getenv }
 
-// breakerLevel turns a breaker state into the metric's value: 0 closed,
-// 1 half-open, 2 open.
-func breakerLevel(state string) int {
-	switch state {
-	case "open":
-		return 2
-	case "half-open":
-		return 1
-	}
-	return 0
-}
-
-// BreakerState is the route's circuit breaker state ("closed", "open",
-// "half-open"), or "" when the route has none.
-func (r *Route) BreakerState() string {
+// Breaker is the route's circuit breaker state; ok is false when the
+// route has none.
+func (r *Route) Breaker() (state policy.BreakerState, ok bool) {
 	if r.up == nil || r.up.breaker == nil {
-		return ""
+		return 0, false
 	}
-	return r.up.breaker.cb.State()
+	return r.up.breaker.State(), true
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/exchange"
+	"github.com/gatewayco/gateway/gateway/policy"
 
 	"github.com/gatewayco/gateway/gateway/metrics"
 )
@@ -177,10 +178,10 @@ func stripPrefix(path, prefix string) string {
 // was, as it does for ejection, breakers and retries.
 func (p *proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	ex := exchange.From(r.Context())
-	var open *errBreakerOpen
+	var open *policy.OpenError
 	switch f := exchange.Classify(r, err); {
 	case errors.As(err, &open):
-		w.Header().Set("Retry-After", retryAfterSeconds(open.retryAfter))
+		w.Header().Set("Retry-After", policy.RetryAfterSeconds(open.RetryAfter))
 		exchange.WriteError(w, http.StatusServiceUnavailable, exchange.MsgBreakerOpen, ex.Route)
 	case errors.Is(err, errNoInstance):
 		exchange.WriteError(w, http.StatusServiceUnavailable, exchange.MsgNoInstance, ex.Route)

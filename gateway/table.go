@@ -176,15 +176,15 @@ func (t *Table) metricsView() metrics.TableView {
 	v := metrics.TableView{Rejected: len(t.errors), Services: t.services, Breakers: map[string]int{}}
 	for _, rt := range t.routes {
 		v.Routes = append(v.Routes, rt.Config.Name)
-		if st := rt.BreakerState(); st != "" {
-			v.Breakers[rt.Config.Name] = breakerLevel(st)
+		if st, ok := rt.Breaker(); ok {
+			v.Breakers[rt.Config.Name] = st.Level()
 		}
 	}
 	for _, ag := range t.aggregates {
 		v.Routes = append(v.Routes, ag.Config.Name)
 		for _, c := range ag.Calls {
 			if c.up.breaker != nil {
-				v.Breakers[ag.Config.Name+"/"+c.Config.Name] = breakerLevel(c.up.breaker.cb.State())
+				v.Breakers[ag.Config.Name+"/"+c.Config.Name] = c.up.breaker.State().Level()
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
+	"github.com/gatewayco/gateway/gateway/policy"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -26,7 +27,7 @@ type upstream struct {
 	balancer balancer.Balancer
 	next     http.RoundTripper
 	retry    retryPolicy
-	breaker  *routeBreaker              // nil: no circuit breaker
+	breaker  *policy.RouteBreaker       // nil: no circuit breaker
 	health   []*balancer.InstanceHealth // aligned with hosts; nil: no outlier ejection
 	outliers *balancer.OutlierTracker
 	now      func() time.Time
@@ -42,7 +43,7 @@ type upstream struct {
 // picked for the access log.
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	if u.breaker != nil {
-		return u.breaker.roundTrip(req, u.send)
+		return u.breaker.RoundTrip(req, u.send)
 	}
 	return u.send(req)
 }

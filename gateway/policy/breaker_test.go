@@ -26,11 +26,11 @@ func TestBreakerTripsOnRatioIgnoresCancelsAndRecovers(t *testing.T) {
 	call(nil)
 	call(ErrFailed)
 	call(nil)
-	if b.State() != "closed" {
+	if b.State() != BreakerClosed {
 		t.Fatalf("1 failure in 3 requests tripped the breaker")
 	}
 	call(ErrFailed) // 2 of 4 failed: ratio 0.5 reached
-	if b.State() != "open" {
+	if b.State() != BreakerOpen {
 		t.Fatalf("state %s after 2 of 4 failed, want open", b.State())
 	}
 	if _, err := b.Allow(); !errors.Is(err, ErrOpen) {
@@ -41,7 +41,7 @@ func TestBreakerTripsOnRatioIgnoresCancelsAndRecovers(t *testing.T) {
 	}
 	// After open_timeout one probe goes through; its success closes.
 	deadline := time.Now().Add(10 * time.Second)
-	for b.State() != "half-open" {
+	for b.State() != BreakerHalfOpen {
 		if time.Now().After(deadline) {
 			t.Fatal("breaker never half-opened")
 		}
@@ -55,7 +55,20 @@ func TestBreakerTripsOnRatioIgnoresCancelsAndRecovers(t *testing.T) {
 		t.Fatalf("second concurrent probe allowed while half-open: %v", err)
 	}
 	done(nil)
-	if b.State() != "closed" {
+	if b.State() != BreakerClosed {
 		t.Fatalf("state %s after a successful probe, want closed", b.State())
+	}
+}
+
+func TestBreakerStateHasOneSpelling(t *testing.T) {
+	for _, tc := range []struct {
+		s     BreakerState
+		want  string
+		level int
+	}{{BreakerClosed, "closed", 0}, {BreakerHalfOpen, "half_open", 1}, {BreakerOpen, "open", 2}} {
+		b, _ := tc.s.MarshalText()
+		if tc.s.String() != tc.want || string(b) != tc.want || tc.s.Level() != tc.level {
+			t.Errorf("%d: %q / %q / %d, want %q / %d", tc.s, tc.s.String(), b, tc.s.Level(), tc.want, tc.level)
+		}
 	}
 }

@@ -7,16 +7,20 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/exchange"
 )
 
 // Verification errors. Every failure wraps ErrUnauthorized; the gateway
@@ -172,4 +176,86 @@ func LoadPublicKey(path string) (any, error) {
 		return nil, fmt.Errorf("public key %s: %w", path, err)
 	}
 	return key, nil
+}
+
+// MsgMultipleCredentials is the 400 a request with more than one
+// Authorization header gets from a route with auth.
+const MsgMultipleCredentials = "multiple credentials"
+
+type claimsKey struct{}
+
+// claimsFrom returns the verified claims of the request, or nil.
+func claimsFrom(ctx context.Context) jwt.MapClaims {
+	c, _ := ctx.Value(claimsKey{}).(jwt.MapClaims)
+	return c
+}
+
+// oneCredential refuses a request carrying more than one Authorization
+// header with 400: auth would verify one of them and the upstream might
+// use another, so it must never see a token nobody checked. challenge,
+// when set, is sent as WWW-Authenticate.
+func oneCredential(w http.ResponseWriter, r *http.Request, route, challenge string) bool {
+	if len(r.Header.Values("Authorization")) <= 1 {
+		return true
+	}
+	if challenge != "" {
+		w.Header().Set("WWW-Authenticate", challenge)
+	}
+	exchange.WriteError(w, http.StatusBadRequest, MsgMultipleCredentials, route)
+	return false
+}
+
+// JWTAuthenticated lets through only requests with exactly one valid
+// bearer token, as v judges it. Client-sent copies of the forward_claims
+// headers are always removed, so an upstream can trust them; the verified
+// values are recorded in the exchange and set on the upstream request by
+// the proxy. A claim that cannot be a header value (a control character)
+// makes the token invalid: forwarding it is impossible, and dropping it
+// would hand the upstream a partial identity.
+func JWTAuthenticated(route string, cfg *config.JWT, v *Verifier, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, h := range cfg.ForwardClaims {
+			r.Header.Del(h)
+		}
+		if !oneCredential(w, r, route, `Bearer error="invalid_request"`) {
+			return
+		}
+		claims, err := v.Verify(r.Context(), r.Header.Get("Authorization"))
+		if err == nil {
+			err = forwardClaims(exchange.From(r.Context()), cfg.ForwardClaims, claims)
+		}
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			exchange.WriteError(w, http.StatusUnauthorized, Reason(err), route)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), claimsKey{}, claims)))
+	})
+}
+
+// forwardClaims records the claims named in forward (claim → header) for
+// the upstream request; exchange.ErrHeaderValue when one cannot be a
+// header value.
+func forwardClaims(ex *exchange.Exchange, forward map[string]string, claims jwt.MapClaims) error {
+	for claim, h := range forward {
+		if c, ok := claims[claim]; ok {
+			if err := ex.SetUpstreamHeader(h, claimString(c)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// claimString renders a claim for a header: strings as they are, anything
+// else as JSON.
+func claimString(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
 }

@@ -1,17 +1,26 @@
-// Package policy holds the request-path mechanisms behind route policies:
-// keyed rate limiting, JWT verification with a JWKS cache, the retry
-// budget, the stale-response cache and circuit-breaker settings. Nothing
-// here knows about routes or tables; the gateway package wires them in and
-// keeps their state across table swaps.
+// Package policy holds each route policy's mechanism together with its
+// middleware: keyed rate limiting (Limiter, RateLimited), JWT verification
+// with a JWKS cache (Verifier, JWKS, JWTAuthenticated), forward auth
+// (ForwardAuthenticated), the circuit breaker with its fallback and stale
+// cache (Breaker, RouteBreaker, StaleCache) and the retry budget
+// (RetryBudget). Nothing here knows about tables: the gateway's table
+// builder composes the middlewares per route and keeps their state across
+// table swaps.
 package policy
 
 import (
 	"container/list"
 	"hash/maphash"
 	"math"
+	"net/http"
+	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/exchange"
+	"github.com/gatewayco/gateway/gateway/metrics"
 	"golang.org/x/time/rate"
 )
 
@@ -161,4 +170,57 @@ func (l *Limiter) Len() int {
 		s.mu.Unlock()
 	}
 	return n
+}
+
+// MsgRateLimited is the error a refused request gets.
+const MsgRateLimited = "rate limit exceeded"
+
+// RateLimited takes a token from the client's bucket in lim before next
+// runs; without one it answers 429 with Retry-After, and counts the
+// refusal in m (nil counts nothing). Every answer carries
+// X-RateLimit-Limit and X-RateLimit-Remaining. A request without the key
+// (no such header, no such claim) is limited by client IP instead, so
+// leaving the key out never bypasses the limit. JWT and auth-header keys
+// are read from what auth verified, so their limiter must run after auth.
+func RateLimited(route string, rl *config.RateLimit, lim *Limiter, trusted []netip.Prefix, m *metrics.Metrics, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := ""
+		switch rl.KeyKind {
+		case config.RateKeyHeader:
+			if v := r.Header.Get(rl.KeyName); v != "" {
+				key = "h:" + v
+			}
+		case config.RateKeyJWT:
+			if v, ok := claimsFrom(r.Context())[rl.KeyName]; ok {
+				key = "j:" + claimString(v)
+			}
+		case config.RateKeyAuthHeader:
+			if ex := exchange.From(r.Context()); ex != nil {
+				if v := ex.UpstreamHeader(rl.KeyName); v != "" {
+					key = "a:" + v
+				}
+			}
+		}
+		if key == "" {
+			key = "ip:" + exchange.ClientAddr(r, trusted)
+		}
+		d := lim.Allow(key)
+		h := w.Header()
+		h.Set("X-RateLimit-Limit", strconv.Itoa(d.Limit))
+		h.Set("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
+		if !d.Allowed {
+			m.RateLimited(route)
+			h.Set("Retry-After", RetryAfterSeconds(d.RetryAfter))
+			exchange.WriteError(w, http.StatusTooManyRequests, MsgRateLimited, route)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// RetryAfterSeconds renders d for Retry-After: whole seconds, rounded up,
+// at least 1.
+func RetryAfterSeconds(d time.Duration) string {
+	s := max(int64((d+time.Second-1)/time.Second), 1)
+	return strconv.FormatInt(s, 10)
 }

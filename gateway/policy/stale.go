@@ -1,8 +1,11 @@
 package policy
 
 import (
+	"bytes"
 	"container/list"
+	"io"
 	"net/http"
+	"strings"
 	"sync"
 )
 
@@ -86,3 +89,72 @@ func (c *StaleCache) Len() int {
 	defer c.mu.Unlock()
 	return c.lru.Len()
 }
+
+// StaleHeader marks a response served from the stale cache.
+const StaleHeader = "X-Gateway-Stale"
+
+// record makes resp's body, as it streams to the client, the cached answer
+// for req once it is complete. Set-Cookie is never kept.
+func (c *StaleCache) record(req *http.Request, resp *http.Response) {
+	h := resp.Header.Clone()
+	h.Del("Set-Cookie")
+	resp.Body = &staleRecorder{rc: resp.Body, cache: c, entry: &StaleEntry{
+		Key: staleKey(req), Status: resp.StatusCode, Header: h,
+	}}
+}
+
+// shareable reports whether an answer may be replayed to other clients
+// while the breaker is open, by the rules a shared HTTP cache follows: not
+// when the request was personal (credentials or cookies) or the response
+// says it is (Set-Cookie, Cache-Control private or no-store, Vary: *).
+func shareable(req *http.Request, resp *http.Response) bool {
+	if req.Header.Get("Authorization") != "" || req.Header.Get("Cookie") != "" {
+		return false
+	}
+	if resp.Header.Get("Set-Cookie") != "" || resp.Header.Get("Vary") == "*" {
+		return false
+	}
+	for _, v := range resp.Header.Values("Cache-Control") {
+		for _, d := range strings.Split(v, ",") {
+			switch strings.ToLower(strings.TrimSpace(d)) {
+			case "private", "no-store":
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// staleKey names a cached answer: host and request target, so tenants
+// behind one host-template route never see each other's answers.
+func staleKey(req *http.Request) string { return req.Host + " " + req.URL.RequestURI() }
+
+// staleRecorder copies a successful body as it streams to the client and
+// caches it once complete; bodies over the cache's limit are not kept.
+type staleRecorder struct {
+	rc    io.ReadCloser
+	cache *StaleCache
+	entry *StaleEntry
+	buf   bytes.Buffer
+	over  bool
+}
+
+func (s *staleRecorder) Read(p []byte) (int, error) {
+	n, err := s.rc.Read(p)
+	if !s.over {
+		if s.buf.Len()+n > s.cache.MaxBody() {
+			s.over = true
+			s.buf = bytes.Buffer{}
+		} else {
+			s.buf.Write(p[:n])
+		}
+	}
+	if err == io.EOF && !s.over {
+		s.entry.Body = bytes.Clone(s.buf.Bytes())
+		s.cache.Put(s.entry)
+		s.over = true // store once
+	}
+	return n, err
+}
+
+func (s *staleRecorder) Close() error { return s.rc.Close() }
