@@ -3,9 +3,8 @@ package gateway
 import (
 	"encoding/json"
 	"net/http"
-	"time"
 
-	"github.com/gatewayco/gateway/registry"
+	"github.com/gatewayco/gateway/gateway/upstream"
 )
 
 // Health reports whether the gateway's view of Consul is current. A nil
@@ -101,7 +100,7 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 		v := routeView{
 			Name: c.Name, SourceKey: c.SourceKey, Host: c.Host, Path: c.Path, PathPrefix: c.PathPrefix,
 			Methods: c.Methods, Service: c.Service, Tag: c.Tag, Balancer: c.Balancer,
-			Instances: instanceViews(rt.Instances, rt.up, now), Panic: rt.Panic,
+			Instances: instanceViews(rt.InstanceStates(now)), Panic: rt.Panic,
 		}
 		if st, ok := rt.Breaker(); ok {
 			v.CircuitBreaker = st.String()
@@ -114,10 +113,10 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 
 // instanceViews shows an upstream's instances as every view lists them:
 // Consul's verdict (passing) beside the gateway's own (ejected).
-func instanceViews(insts []registry.Instance, up *upstream, now time.Time) []instanceView {
+func instanceViews(insts []upstream.InstanceState) []instanceView {
 	out := make([]instanceView, len(insts))
 	for i, in := range insts {
-		out[i] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port, Passing: in.Passing, Ejected: up.isEjected(i, now)}
+		out[i] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port, Passing: in.Passing, Ejected: in.Ejected}
 	}
 	return out
 }

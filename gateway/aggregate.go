@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gorilla/mux"
@@ -20,6 +21,7 @@ import (
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
+	"github.com/gatewayco/gateway/gateway/upstream"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -53,7 +55,7 @@ type AggregateCall struct {
 	// Panic is why Instances is not the passing set; empty normally.
 	Panic string
 
-	up    *upstream
+	up    *upstream.Upstream
 	parts []config.PathPart
 	name  []byte // the call name as a JSON string, member key of the merged body
 }
@@ -329,7 +331,7 @@ func transportFailure(ctx context.Context, err error) callResult {
 		return failure(kindTimeout, http.StatusGatewayTimeout, exchange.MsgUpstreamTimeout)
 	case errors.Is(ctx.Err(), context.Canceled):
 		return failure(kindSystem, http.StatusBadGateway, "cancelled")
-	case errors.Is(err, errNoInstance):
+	case errors.Is(err, upstream.ErrNoInstance):
 		return failure(kindSystem, http.StatusServiceUnavailable, exchange.MsgNoInstance)
 	}
 	return failure(kindSystem, http.StatusBadGateway, exchange.MsgUpstreamDown)
@@ -342,7 +344,7 @@ func failure(kind string, status int, msg string) callResult {
 // aggregate builds an aggregate's calls. Calls use the service's
 // round-robin balancer, shared with routes to the same service.
 func (b *tableBuilder) aggregate(ac config.Aggregate, instances func(registry.ServiceKey) []registry.Instance, panics map[registry.ServiceKey]string) *Aggregate {
-	ag := &Aggregate{Config: ac, logger: b.proxy.logger.Named("aggregate"), metrics: b.proxy.metrics, trusted: b.proxy.env.trusted, budget: b.proxy.aggBudget}
+	ag := &Aggregate{Config: ac, logger: b.deps.logger.Named("aggregate"), metrics: b.deps.metrics, trusted: b.deps.env.trusted, budget: b.deps.aggBudget}
 	for _, cc := range ac.Calls {
 		key := registry.ServiceKey{Name: cc.Service, Tag: cc.Tag}
 		insts := instances(key)
@@ -352,12 +354,30 @@ func (b *tableBuilder) aggregate(ac config.Aggregate, instances func(registry.Se
 			panic(err)
 		}
 		name, _ := json.Marshal(cc.Name)
-		up := b.newUpstream(key, balancer.RoundRobin, insts)
-		b.protect(ac.Name+"/"+cc.Name, &cc.Policy, up)
+		retry, breaker := b.protection(ac.Name+"/"+cc.Name, &cc.Policy, key)
+		up := b.newUpstream(key, callBalancer(&ac, &cc), insts, retry, breaker)
 		ag.Calls = append(ag.Calls, &AggregateCall{
 			Config: cc, Service: key, Instances: insts, Panic: panics[key], parts: parts, name: name, up: up,
 		})
 	}
-	ag.handler = named(ac.Name, b.proxy.metrics.Route(ac.Name), b.admission(ac.Name, &ac.Policy, b.authUpstream(ac.Policy.ForwardAuth, instances), ag))
+	ag.handler = named(ac.Name, b.deps.metrics.Route(ac.Name), b.admission(ac.Name, &ac.Policy, b.authUpstream(ac.Policy.ForwardAuth, aggregateBalancer(&ac), instances), ag))
 	return ag
+}
+
+// aggregateBalancer is the balancer policy of an aggregate's own upstream
+// calls (forward_auth). Route documents have no balancer attribute on
+// aggregates yet, so it is round robin; once the aggregate block has one,
+// this is the one place to read it.
+func aggregateBalancer(*config.Aggregate) string { return balancer.RoundRobin }
+
+// callBalancer is the balancer policy of one aggregate call: the call's
+// own, else its aggregate's, once route documents have such attributes;
+// until then round robin, through the same per-service balancers routes
+// use.
+func callBalancer(ac *config.Aggregate, _ *config.Call) string { return aggregateBalancer(ac) }
+
+// InstanceStates lists the call's instances, in Instances order, with the
+// gateway's own verdict on each at now.
+func (c *AggregateCall) InstanceStates(now time.Time) []upstream.InstanceState {
+	return c.up.Instances(now)
 }

@@ -32,7 +32,7 @@ func aggregateViews(t *Table, now time.Time) []aggregateView {
 			Calls: make([]callView, len(ag.Calls))}
 		for i, call := range ag.Calls {
 			cv := callView{Name: call.Config.Name, Service: call.Service.Name, Tag: call.Service.Tag,
-				Path: call.Config.Path, Required: call.Config.Required, Instances: instanceViews(call.Instances, call.up, now),
+				Path: call.Config.Path, Required: call.Config.Required, Instances: instanceViews(call.InstanceStates(now)),
 				Panic: call.Panic}
 			v.Calls[i] = cv
 		}

@@ -55,8 +55,8 @@ func budgetGateway(t *testing.T, max int64, ag config.Aggregate, h http.HandlerF
 	_, in := startUpstream(t, "big", h)
 	m := metrics.New(metrics.Options{})
 	gw := New(Options{Metrics: m, AggregateMaxBytes: max})
-	t.Cleanup(func() { gw.proxy.transport.(*http.Transport).CloseIdleConnections() })
-	gw.Publish(newTableBuilder(gw.proxy).buildAll(nil, []config.Aggregate{ag},
+	t.Cleanup(func() { gw.deps.transport.(*http.Transport).CloseIdleConnections() })
+	gw.Publish(newTableBuilder(gw.deps).buildAll(nil, []config.Aggregate{ag},
 		fixed(map[string][]registry.Instance{"big": {in}}), nil, nil))
 	return gw, m, serve(t, gw).URL
 }
@@ -89,7 +89,7 @@ func TestAggregateBudgetBoundsConcurrentAggregates(t *testing.T) {
 	var held atomic.Int64
 	ag := testAggregate("/d/{n}", config.Call{Name: "c", Service: "big", Path: "/big/{n}", Required: true})
 	gw, m, url := budgetGateway(t, fits*answer, ag, bigAnswer(release, &held))
-	budget := gw.proxy.aggBudget
+	budget := gw.deps.aggBudget
 
 	// The budget's peak, sampled while the requests run.
 	var peak atomic.Int64
@@ -201,7 +201,7 @@ func TestAggregateBudgetRefusesTheWholeRequest(t *testing.T) {
 	if name := <-cancelled; name != "hang" {
 		t.Fatalf("cancelled %q", name)
 	}
-	if got := gw.proxy.aggBudget.Used(); got != 0 {
+	if got := gw.deps.aggBudget.Used(); got != 0 {
 		t.Errorf("budget holds %d bytes after the refusal, want 0", got)
 	}
 }
@@ -237,7 +237,7 @@ aggregate "agg" {
 	if r.status != http.StatusOK || r.header.Get("X-Gateway-Partial") != "" {
 		t.Fatalf("small answer after the refusals: %d %s; want 200 from a closed breaker and a live instance", r.status, r.body)
 	}
-	if got := gw.proxy.aggBudget.Used(); got != 0 {
+	if got := gw.deps.aggBudget.Used(); got != 0 {
 		t.Errorf("budget holds %d bytes, want 0", got)
 	}
 }

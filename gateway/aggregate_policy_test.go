@@ -43,7 +43,7 @@ aggregate "dash" {
 	m := metrics.New(metrics.Options{})
 	clk := testkit.NewClock()
 	gw := New(Options{Metrics: m, Now: clk.Now})
-	gw.Publish(newTableBuilder(gw.proxy).buildAll(nil, doc.Aggregates,
+	gw.Publish(newTableBuilder(gw.deps).buildAll(nil, doc.Aggregates,
 		fixed(map[string][]registry.Instance{"svc": {dead, alive}}), nil, nil))
 	srv := serve(t, gw)
 
@@ -93,7 +93,7 @@ aggregate "dash" {
 	}
 	m := metrics.New(metrics.Options{})
 	gw := New(Options{Metrics: m})
-	b := newTableBuilder(gw.proxy)
+	b := newTableBuilder(gw.deps)
 	gw.Publish(b.buildAll(nil, doc.Aggregates, fixed(map[string][]registry.Instance{"only-agg": {up}}), nil, nil))
 	srv := serve(t, gw)
 	if r := do(t, "GET", srv.URL+"/dash/1"); r.status != 200 {

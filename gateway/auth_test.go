@@ -239,3 +239,66 @@ route "noauth" {
 		t.Fatalf("%d denied requests reached the upstream", n)
 	}
 }
+
+// TestForwardAuthUsesTheRoutesBalancer: the auth service of a route is
+// balanced by that route's balancer policy: strictly in turn under
+// round_robin, not so under random.
+func TestForwardAuthUsesTheRoutesBalancer(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	auth := func(name string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen = append(seen, name)
+			mu.Unlock()
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}
+	_, a1 := startUpstream(t, "auth-1", auth("auth-1"))
+	_, a2 := startUpstream(t, "auth-2", auth("auth-2"))
+	_, api := startUpstream(t, "api-1", nil)
+	pg := startPolicyGateway(t, Options{}, `
+route "rr" {
+  path_prefix = "/rr"
+  service     = "api"
+  balancer    = "round_robin"
+  forward_auth {
+    service = "auth"
+    path    = "/verify"
+  }
+}
+route "random" {
+  path_prefix = "/random"
+  service     = "api"
+  balancer    = "random"
+  forward_auth {
+    service = "auth"
+    path    = "/verify"
+  }
+}`, map[string][]registry.Instance{"api": {api}, "auth": {a1, a2}})
+	repeats := func(path string) int {
+		mu.Lock()
+		seen = nil
+		mu.Unlock()
+		for range 64 {
+			if r := do(t, "GET", pg.url+path); r.status != 200 {
+				t.Fatalf("GET %s: %d %s", path, r.status, r.body)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for i := 1; i < len(seen); i++ {
+			if seen[i] == seen[i-1] {
+				n++
+			}
+		}
+		return n
+	}
+	if n := repeats("/rr"); n != 0 {
+		t.Errorf("round_robin route: the same auth instance twice in a row %d times, want strict turns", n)
+	}
+	if n := repeats("/random"); n == 0 {
+		t.Error("random route: 64 auth calls in strict turns; the auth service is not balanced at random")
+	}
+}

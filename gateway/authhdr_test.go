@@ -9,6 +9,7 @@ import (
 
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/policy"
+	"github.com/gatewayco/gateway/gateway/upstream"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -46,7 +47,7 @@ route "api" {
   }
 }`
 	for _, value := range []string{"u-1\r\nX-Admin: 1", "u\x00", "u\x7f"} {
-		opts := Options{Proxy: ProxyOptions{Transport: forgingAuth{host: auth.HostPort(), value: value, next: newTransport(ProxyOptions{})}}}
+		opts := Options{Proxy: ProxyOptions{Transport: forgingAuth{host: auth.HostPort(), value: value, next: upstream.NewTransport(0, 0)}}}
 		pg := startPolicyGateway(t, opts, doc, map[string][]registry.Instance{"api": {inst}, "auth": {auth}})
 		for range balancer.DefaultOutlierFailures + 1 {
 			r := do(t, "GET", pg.url+"/api/x")
@@ -54,7 +55,7 @@ route "api" {
 				t.Errorf("auth answered X-User-Id %q: %d %s, want 503 %s", value, r.status, r.body, policy.MsgAuthUnavailable)
 			}
 		}
-		if pg.route("api").up.isEjected(0, time.Now()) {
+		if pg.route("api").InstanceStates(time.Now())[0].Ejected {
 			t.Errorf("auth answered X-User-Id %q: the route's instance was ejected", value)
 		}
 	}

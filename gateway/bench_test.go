@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/upstream"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -47,7 +48,7 @@ func BenchmarkTableRebuild(b *testing.B) {
 				registry.Instance{ID: fmt.Sprintf("i%d-%d", i, j), Address: "10.0.0.1", Port: 8000 + j, Passing: true})
 		}
 	}
-	tb := newTableBuilder(gw.proxy)
+	tb := newTableBuilder(gw.deps)
 	b.ReportAllocs()
 	for b.Loop() {
 		tb.build(routes, fixed(insts), nil)
@@ -64,7 +65,7 @@ func BenchmarkProxy(b *testing.B) {
 	defer up.Close()
 	gw := New(Options{})
 	inst := instanceOf(b, "u", up.Listener.Addr())
-	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{prefixRoute("api", "/api", "svc")},
+	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("api", "/api", "svc")},
 		fixed(map[string][]registry.Instance{"svc": {inst}}), nil))
 	req := httptest.NewRequest("GET", "http://gw/api/users/7", nil)
 	b.ReportAllocs()
@@ -112,7 +113,7 @@ route "api" {
 	if err != nil {
 		b.Fatal(err)
 	}
-	gw.Publish(newTableBuilder(gw.proxy).build(doc.Routes, fixed(map[string][]registry.Instance{"svc": {inst}}), nil))
+	gw.Publish(newTableBuilder(gw.deps).build(doc.Routes, fixed(map[string][]registry.Instance{"svc": {inst}}), nil))
 	req := httptest.NewRequest("GET", "http://gw/api/users/7", nil)
 	req.Header.Set("Authorization", "Bearer "+benchToken(b, "bench-secret"))
 	b.ReportAllocs()
@@ -143,7 +144,7 @@ func BenchmarkDirect(b *testing.B) {
 		_, _ = w.Write([]byte(`{"ok":true}`))
 	}))
 	defer up.Close()
-	tr := newTransport(ProxyOptions{})
+	tr := upstream.NewTransport(0, 0)
 	defer tr.CloseIdleConnections()
 	buf := make([]byte, 32*1024)
 	b.ReportAllocs()

@@ -78,7 +78,7 @@ func (b *tableBuilder) testPanic(name string) {
 // discard drops what a build that panicked half-collected, so the next
 // build starts from the state of the last table that was built whole.
 func (b *tableBuilder) discard() {
-	b.states.next = nil
+	b.states.discard()
 	b.outliers.Discard()
 	b.nextBalancers = make(map[balancerKey]balancer.Balancer, len(b.balancers))
 	b.served = nil

@@ -61,7 +61,7 @@ func NewController(g *Gateway, logger hclog.Logger) *Controller {
 	}
 	return &Controller{
 		gw:       g,
-		builder:  newTableBuilder(g.proxy),
+		builder:  newTableBuilder(g.deps),
 		logger:   logger,
 		wake:     make(chan struct{}, 1),
 		keys:     map[string]*keyState{},

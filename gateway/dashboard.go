@@ -106,7 +106,7 @@ func buildState(g *Gateway, health Health, rates *rateWindow) stateBody {
 		if c.Host != "" {
 			match = c.Host + match
 		}
-		sv := serviceView{Name: rt.Service.String(), Instances: instanceViews(rt.Instances, rt.up, s.Now)}
+		sv := serviceView{Name: rt.Service.String(), Instances: instanceViews(rt.InstanceStates(s.Now))}
 		breaker := ""
 		if st, ok := rt.Breaker(); ok {
 			breaker = st.String()
@@ -123,7 +123,7 @@ func buildState(g *Gateway, health Health, rates *rateWindow) stateBody {
 		e := entryView{Kind: "aggregate", Name: c.Name, Match: c.Host + c.Path, Methods: c.Methods,
 			SourceKey: c.SourceKey, Balancer: "round_robin"}
 		for _, call := range ag.Calls {
-			sv := serviceView{Name: call.Config.Name + " → " + call.Service.String(), Instances: instanceViews(call.Instances, call.up, s.Now)}
+			sv := serviceView{Name: call.Config.Name + " → " + call.Service.String(), Instances: instanceViews(call.InstanceStates(s.Now))}
 			e.Services = append(e.Services, sv)
 		}
 		e.Requests, e.Errors = g.metrics.Counts(c.Name)

@@ -31,7 +31,7 @@ func TestStateEndpointReportsRoutesErrorsConsulAndRates(t *testing.T) {
 	inst := registry.Instance{ID: "users-1", Address: "10.0.0.7", Port: 9000, Passing: true}
 	users := prefixRoute("users", "/api/users", "users")
 	users.Methods = []string{"GET"}
-	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{users},
+	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{users},
 		fixed(map[string][]registry.Instance{"users": {inst}}),
 		[]ConfigError{{Key: "gateway/routes/bad.hcl", Message: "gateway/routes/bad.hcl:2:3: boom"}}))
 	health := &syncHealth{last: clock.Add(-2 * time.Second)}

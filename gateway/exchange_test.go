@@ -26,7 +26,7 @@ func TestInformationalAnswersAreNotTheFinalStatus(t *testing.T) {
 	var buf syncBuffer
 	m := metrics.New(metrics.Options{})
 	gw := New(Options{AccessLog: true, Metrics: m, Logger: hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info})})
-	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{prefixRoute("r", "/", "up")},
+	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("r", "/", "up")},
 		fixed(map[string][]registry.Instance{"up": {inst}}), nil))
 	srv := serve(t, gw)
 

@@ -51,7 +51,7 @@ route "all" {
 }
 `)
 	gw := New(Options{})
-	gw.Publish(newTableBuilder(gw.proxy).build(routes, fixed(map[string][]registry.Instance{
+	gw.Publish(newTableBuilder(gw.deps).build(routes, fixed(map[string][]registry.Instance{
 		"admin": {adm}, "reports": {rep}, "keys": {key}, "api": {api}, "all": {all}}), nil))
 	srv := serve(t, gw)
 

@@ -33,7 +33,7 @@ func TestForwardedHeadersAreReplacedUnlessThePeerIsTrusted(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			gw := New(Options{TrustedProxies: tc.trusted})
-			gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{prefixRoute("r", "/", "up")},
+			gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("r", "/", "up")},
 				fixed(map[string][]registry.Instance{"up": {inst}}), nil))
 			srv := serve(t, gw)
 			req, _ := http.NewRequest("GET", srv.URL+"/", nil)
@@ -92,7 +92,7 @@ aggregate "agg" {
 		{[]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, "203.0.113.9, 127.0.0.1"},
 	} {
 		gw := New(Options{TrustedProxies: tc.trusted})
-		gw.Publish(newTableBuilder(gw.proxy).buildAll(nil, doc.Aggregates, fixed(map[string][]registry.Instance{"up": {inst}}), nil, nil))
+		gw.Publish(newTableBuilder(gw.deps).buildAll(nil, doc.Aggregates, fixed(map[string][]registry.Instance{"up": {inst}}), nil, nil))
 		srv := serve(t, gw)
 		req, _ := http.NewRequest("GET", srv.URL+"/agg", nil)
 		req.Header.Set("X-Forwarded-For", "203.0.113.9")
@@ -116,7 +116,7 @@ func TestAccessLogShowsTheClientBehindATrustedProxy(t *testing.T) {
 	var buf syncBuffer
 	gw := New(Options{AccessLog: true, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 		Logger: hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info})})
-	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{prefixRoute("r", "/", "up")},
+	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("r", "/", "up")},
 		fixed(map[string][]registry.Instance{"up": {inst}}), nil))
 	srv := serve(t, gw)
 	req, _ := http.NewRequest("GET", srv.URL+"/", nil)

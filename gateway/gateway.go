@@ -7,6 +7,7 @@ package gateway
 import (
 	"net/http"
 	"net/netip"
+	"os"
 	"sync/atomic"
 	"time"
 	"unicode"
@@ -14,15 +15,17 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/gateway/router"
+	"github.com/gatewayco/gateway/gateway/upstream"
 )
 
 // Gateway is the public HTTP handler. The zero value is not usable; call New.
 type Gateway struct {
 	table   atomic.Pointer[Table]
-	proxy   *proxy
+	deps    *deps // what its tables are built with
 	logger  hclog.Logger
 	access  hclog.Logger
 	now     func() time.Time
@@ -67,6 +70,47 @@ type Options struct {
 	AggregateMaxBytes int64
 }
 
+// ProxyOptions tune the upstream side. The zero value is usable.
+type ProxyOptions struct {
+	// MaxIdleConnsPerHost bounds the keep-alive pool per upstream instance;
+	// zero means 256. The stdlib default of 2 would make a busy gateway open
+	// and close a connection for nearly every request.
+	MaxIdleConnsPerHost int
+	// DialTimeout bounds connecting to an instance; zero means 5s.
+	DialTimeout time.Duration
+	// Transport replaces the shared transport entirely; nil builds one from
+	// the fields above. Tests use it to observe upstream traffic.
+	Transport http.RoundTripper
+	// OutlierFailures is how many gateway failures in a row (no
+	// connection, reset, timeout, 502/503/504) eject an instance; zero
+	// means balancer.DefaultOutlierFailures, negative turns ejection off.
+	OutlierFailures int
+	// OutlierEjection is how long a first ejection lasts; zero means
+	// balancer.DefaultOutlierEjection. Repeated ejections last a multiple
+	// of it.
+	OutlierEjection time.Duration
+}
+
+// newDeps settles what the gateway's tables are built with.
+func newDeps(opts Options, logger hclog.Logger, now func() time.Time) *deps {
+	proxyLogger := logger.Named("proxy")
+	d := &deps{transport: opts.Proxy.Transport, metrics: opts.Metrics, logger: proxyLogger, now: now,
+		outlierFailures: opts.Proxy.OutlierFailures, outlierEjection: opts.Proxy.OutlierEjection,
+		proxy:     upstream.NewProxy(proxyLogger, opts.TrustedProxies),
+		env:       policyEnv{trusted: opts.TrustedProxies, now: now, logger: logger.Named("policy"), getenv: os.Getenv},
+		aggBudget: newAggregateBudget(opts.AggregateMaxBytes)}
+	if d.transport == nil {
+		d.transport = upstream.NewTransport(opts.Proxy.MaxIdleConnsPerHost, opts.Proxy.DialTimeout)
+	}
+	if d.outlierFailures == 0 {
+		d.outlierFailures = balancer.DefaultOutlierFailures
+	}
+	if d.outlierEjection <= 0 {
+		d.outlierEjection = balancer.DefaultOutlierEjection
+	}
+	return d
+}
+
 // New returns a Gateway serving an empty table (404 to everything) until
 // the first Publish.
 func New(opts Options) *Gateway {
@@ -90,11 +134,8 @@ func New(opts Options) *Gateway {
 	if opts.AccessLog {
 		g.access = logger.Named("access")
 	}
-	g.proxy = newProxy(opts.Proxy, logger.Named("proxy"), g.now)
-	g.proxy.env = policyEnv{trusted: opts.TrustedProxies, now: g.now, logger: logger.Named("policy"), getenv: defaultGetenv()}
-	g.proxy.metrics = opts.Metrics
-	g.proxy.aggBudget = newAggregateBudget(opts.AggregateMaxBytes)
-	opts.Metrics.AggregateBuffered(g.proxy.aggBudget.Used)
+	g.deps = newDeps(opts, logger, g.now)
+	opts.Metrics.AggregateBuffered(g.deps.aggBudget.Used)
 	g.table.Store(emptyTable())
 	return g
 }
@@ -155,7 +196,7 @@ func (g *Gateway) finish(ex *exchange.Exchange, r *http.Request) {
 		"status", status,
 		"bytes", ex.Bytes,
 		"latency", latency,
-		"client_ip", exchange.ClientAddr(r, g.proxy.env.trusted),
+		"client_ip", exchange.ClientAddr(r, g.deps.env.trusted),
 	)
 }
 

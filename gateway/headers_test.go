@@ -29,7 +29,7 @@ func TestHopByHopHeadersNeverCrossTheGateway(t *testing.T) {
 		_ = json.NewEncoder(w).Encode(seen)
 	})
 	gw := New(Options{})
-	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{prefixRoute("r", "/", "up")},
+	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("r", "/", "up")},
 		fixed(map[string][]registry.Instance{"up": {inst}}), nil))
 	srv := serve(t, gw)
 

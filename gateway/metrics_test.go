@@ -23,7 +23,7 @@ func TestMetricsCountRequestsUpstreamsAndTables(t *testing.T) {
 	gw := New(Options{Metrics: m})
 	getOnly := prefixRoute("getonly", "/getonly", "ok")
 	getOnly.Methods = []string{"GET"}
-	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{
+	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{
 		prefixRoute("ok", "/ok", "ok"), getOnly,
 		prefixRoute("empty", "/empty", "nobody"),
 		prefixRoute("refused", "/refused", "gone"),
@@ -108,7 +108,7 @@ func TestSeriesOfRemovedRoutesServicesAndInstancesAreDeleted(t *testing.T) {
 	m := metrics.New(metrics.Options{})
 	gw := New(Options{Metrics: m})
 	srv := serve(t, gw)
-	b := newTableBuilder(gw.proxy)
+	b := newTableBuilder(gw.deps)
 	gw.Publish(b.build([]config.Route{prefixRoute("a", "/a", "a"), prefixRoute("b", "/b", "b")},
 		fixed(map[string][]registry.Instance{"a": {a, a2}, "b": {a}}), nil))
 	for _, p := range []string{"/a", "/a", "/b"} {
@@ -153,7 +153,7 @@ func BenchmarkServeHTTPWithMetrics(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			gw := New(Options{Metrics: m})
-			gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{prefixRoute("none", "/r", "svc")}, fixed(nil), nil))
+			gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("none", "/r", "svc")}, fixed(nil), nil))
 			req, _ := http.NewRequest("GET", "/nope", nil)
 			b.ReportAllocs()
 			for b.Loop() {

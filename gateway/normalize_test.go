@@ -19,7 +19,7 @@ func TestUncleanPathsCannotReachOtherRoutes(t *testing.T) {
 	_, pub := startUpstream(t, "public", nil)
 	_, adm := startUpstream(t, "admin", nil)
 	gw := New(Options{})
-	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{
+	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{
 		prefixRoute("public", "/api/public", "public"),
 		prefixRoute("admin", "/api/admin", "admin"),
 	}, fixed(map[string][]registry.Instance{"public": {pub}, "admin": {adm}}), nil))
@@ -84,7 +84,7 @@ func TestUncleanPathsCannotDodgeARoutesAuth(t *testing.T) {
 	_, pub := startUpstream(t, "public", nil)
 	_, adm := startUpstream(t, "admin", nil)
 	gw := New(Options{})
-	gw.Publish(newTableBuilder(gw.proxy).build(routesFrom(t, `
+	gw.Publish(newTableBuilder(gw.deps).build(routesFrom(t, `
 route "public" {
   path_prefix = "/api/public"
   service     = "public"

@@ -51,7 +51,7 @@ func TestFailingInstanceIsEjectedRetriedAfterAndForgottenWhenConsulDropsIt(t *te
 	bad, attempts := resettingUpstream(t)
 	clock := testkit.NewClock()
 	gw := New(Options{Now: clock.Now})
-	b := newTableBuilder(gw.proxy)
+	b := newTableBuilder(gw.deps)
 	r := prefixRoute("api", "/", "svc")
 	r.Policy.Retries = 2
 	all := []registry.Instance{good1, bad, good2}
@@ -79,7 +79,7 @@ func TestFailingInstanceIsEjectedRetriedAfterAndForgottenWhenConsulDropsIt(t *te
 	if got := attempts.Load(); got != balancer.DefaultOutlierFailures {
 		t.Fatalf("bad instance saw %d attempts in 60 requests, want exactly %d before its ejection", got, balancer.DefaultOutlierFailures)
 	}
-	if !gw.Table().Routes()[0].up.isEjected(1, clock.Now()) {
+	if !gw.Table().Routes()[0].InstanceStates(clock.Now())[1].Ejected {
 		t.Fatal("bad instance not marked ejected")
 	}
 
@@ -100,7 +100,7 @@ func TestFailingInstanceIsEjectedRetriedAfterAndForgottenWhenConsulDropsIt(t *te
 	// Consul drops the instance, then lists it again: clean record.
 	publish([]registry.Instance{good1, good2})
 	publish(all)
-	if gw.Table().Routes()[0].up.isEjected(1, clock.Now()) {
+	if gw.Table().Routes()[0].InstanceStates(clock.Now())[1].Ejected {
 		t.Fatal("an instance Consul listed again kept its old ejection")
 	}
 }
@@ -111,7 +111,7 @@ func TestOutlierEjectionCanBeTurnedOff(t *testing.T) {
 	gw := New(Options{Proxy: ProxyOptions{OutlierFailures: -1}})
 	r := prefixRoute("api", "/", "svc")
 	r.Policy.Retries = 1
-	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{r}, fixed(map[string][]registry.Instance{"svc": {good, bad}}), nil))
+	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{r}, fixed(map[string][]registry.Instance{"svc": {good, bad}}), nil))
 	srv := serve(t, gw)
 	for range 40 {
 		resp, err := srv.Client().Get(srv.URL + "/")
@@ -135,7 +135,7 @@ func TestOversizedBodiesDoNotEjectInstances(t *testing.T) {
 		_, _ = io.Copy(io.Discard, r.Body)
 	})
 	gw := New(Options{MaxBodyBytes: 1024})
-	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{prefixRoute("api", "/", "svc")},
+	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("api", "/", "svc")},
 		fixed(map[string][]registry.Instance{"svc": {good}}), nil))
 	srv := serve(t, gw)
 	for range 2 * balancer.DefaultOutlierFailures {
@@ -150,7 +150,7 @@ func TestOversizedBodiesDoNotEjectInstances(t *testing.T) {
 			t.Fatalf("status %d, want 413", resp.StatusCode)
 		}
 	}
-	if gw.Table().Routes()[0].up.isEjected(0, time.Now()) {
+	if gw.Table().Routes()[0].InstanceStates(time.Now())[0].Ejected {
 		t.Fatal("oversized client bodies ejected a healthy instance")
 	}
 }

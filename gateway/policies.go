@@ -3,18 +3,21 @@ package gateway
 import (
 	"net/http"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/gateway/policy"
+	"github.com/gatewayco/gateway/gateway/upstream"
 	"github.com/gatewayco/gateway/registry"
 )
+
+// Composition of route policies: which middleware runs in which order, and
+// the state each keeps from one table to the next. The mechanisms and
+// their middlewares live in the policy package.
 
 // policyEnv is what route policies need from the gateway's options.
 type policyEnv struct {
@@ -26,24 +29,25 @@ type policyEnv struct {
 	jwksClient *http.Client
 }
 
-// stateKey names one piece of per-route policy state: the route, the kind
-// of state and the fingerprint of the configuration it was made from, so
-// any change to that configuration starts from fresh state.
+// stateKey names one piece of per-route policy state: the route (or
+// "aggregate/call", or "" for state shared by every route) and the
+// fingerprint of the configuration it was made from, so any change to that
+// configuration starts from fresh state.
 type stateKey struct {
-	route, kind, fingerprint string
+	route, fingerprint string
 }
 
-// policyStates carries state (limiter buckets, breakers, budgets, caches,
-// key sets) from one table to the next. Like balancers it is owned by the
-// single-goroutine tableBuilder: get during a build, then swap, which drops
-// everything the new table did not ask for.
-type policyStates struct {
-	prev, next map[stateKey]any
+// keep carries one kind of policy state from one table to the next. Like
+// balancers it is owned by the single-goroutine tableBuilder: get during a
+// build, then swap, which drops everything the new table did not ask for.
+type keep[T any] struct {
+	prev, next map[stateKey]T
 }
 
-func (s *policyStates) get(k stateKey, mk func() any) any {
+// get returns the state under k, made by mk the first time a build asks.
+func (s *keep[T]) get(k stateKey, mk func() T) T {
 	if s.next == nil {
-		s.next = map[stateKey]any{}
+		s.next = map[stateKey]T{}
 	}
 	if v, ok := s.next[k]; ok {
 		return v
@@ -56,51 +60,75 @@ func (s *policyStates) get(k stateKey, mk func() any) any {
 	return v
 }
 
-func (s *policyStates) swap() { s.prev, s.next = s.next, nil }
+func (s *keep[T]) swap() { s.prev, s.next = s.next, nil }
 
-// applyPolicies gives a route its upstream protection and its request
-// chain: rate limit, then auth (jwt or forward_auth), then the proxy. authUp
-// is the forward_auth service's upstream.
-func (b *tableBuilder) applyPolicies(rt *Route, authUp *upstream) {
-	name := rt.Config.Name
-	b.protect(name, &rt.Config.Policy, rt.up)
-	rt.handler = named(name, rt.metrics, b.admission(name, &rt.Config.Policy, authUp, b.proxy.handler(rt)))
+// discard forgets what an abandoned build asked for.
+func (s *keep[T]) discard() { s.next = nil }
+
+// policyStates is every kind of state route policies keep across swaps.
+type policyStates struct {
+	budgets   keep[*policy.RetryBudget]
+	breakers  keep[*policy.RouteBreaker]
+	limiters  keep[*policy.Limiter]
+	verifiers keep[*policy.Verifier]
+	jwks      keep[*policy.JWKS] // by jwks_url, shared by every route naming it
 }
 
-// protect gives up the retries and circuit breaker of pol. name keys their
-// state, which outlives table swaps while the policy is unchanged: a
-// route's name, or "aggregate/call" for an aggregate's call.
-func (b *tableBuilder) protect(name string, pol *config.Policy, up *upstream) {
-	env := b.proxy.env
+func (s *policyStates) swap() {
+	s.budgets.swap()
+	s.breakers.swap()
+	s.limiters.swap()
+	s.verifiers.swap()
+	s.jwks.swap()
+}
+
+func (s *policyStates) discard() {
+	s.budgets.discard()
+	s.breakers.discard()
+	s.limiters.discard()
+	s.verifiers.discard()
+	s.jwks.discard()
+}
+
+// protection is the retries and circuit breaker pol asks for on the
+// service key. name keys their state, which outlives table swaps while the
+// policy is unchanged: a route's name, or "aggregate/call" for an
+// aggregate's call.
+func (b *tableBuilder) protection(name string, pol *config.Policy, key registry.ServiceKey) (upstream.Retry, *policy.RouteBreaker) {
+	env := b.deps.env
+	var retry upstream.Retry
 	if pol.Retries > 0 {
-		budget := b.states.get(stateKey{name, "budget", ""}, func() any {
+		budget := b.states.budgets.get(stateKey{name, ""}, func() *policy.RetryBudget {
 			return policy.NewRetryBudget(policy.DefaultRetryRatio, policy.DefaultMinRetries, env.now)
-		}).(*policy.RetryBudget)
-		up.retry = retryPolicy{retries: pol.Retries, nonIdempotent: pol.RetryNonIdempotent, budget: budget}
+		})
+		retry = upstream.Retry{Retries: pol.Retries, NonIdempotent: pol.RetryNonIdempotent, Budget: budget}
 	}
+	var breaker *policy.RouteBreaker
 	if cb := pol.CircuitBreaker; cb != nil {
-		fp := up.service.String() + "\x00" + cb.Fingerprint()
-		up.breaker = b.states.get(stateKey{name, "breaker", fp}, func() any {
-			br := policy.NewBreaker(name+"/"+up.service.String(), cb, env.logger.Named("breaker"), env.now)
-			m := b.proxy.metrics
+		fp := key.String() + "\x00" + cb.Fingerprint()
+		breaker = b.states.breakers.get(stateKey{name, fp}, func() *policy.RouteBreaker {
+			br := policy.NewBreaker(name+"/"+key.String(), cb, env.logger.Named("breaker"), env.now)
+			m := b.deps.metrics
 			br.SetOnStateChange(func(s policy.BreakerState) { m.BreakerState(name, s.Level()) })
 			return policy.NewRouteBreaker(br, cb)
-		}).(*policy.RouteBreaker)
+		})
 	}
+	return retry, breaker
 }
 
 // admission wraps h in the rate limit and auth of pol, for a route or an
 // aggregate named name. With a rate limit keyed on a JWT claim or on a
 // header auth set, auth runs first, so only verified values become keys.
-func (b *tableBuilder) admission(name string, pol *config.Policy, authUp *upstream, h http.Handler) http.Handler {
-	env := b.proxy.env
+// authUp is the forward_auth service's upstream.
+func (b *tableBuilder) admission(name string, pol *config.Policy, authUp *upstream.Upstream, h http.Handler) http.Handler {
+	env := b.deps.env
 	var limit func(http.Handler) http.Handler
 	if rl := pol.RateLimit; rl != nil {
-		lim := b.states.get(stateKey{name, "limiter", rl.Fingerprint()}, func() any {
+		lim := b.states.limiters.get(stateKey{name, rl.Fingerprint()}, func() *policy.Limiter {
 			return policy.NewLimiter(rl.RequestsPerSecond, rl.Burst, policy.LimiterOptions{Now: env.now})
-		}).(*policy.Limiter)
+		})
 		limit = func(next http.Handler) http.Handler {
-			return policy.RateLimited(name, rl, lim, env.trusted, b.proxy.metrics, next)
+			return policy.RateLimited(name, rl, lim, env.trusted, b.deps.metrics, next)
 		}
 	}
 	verifiedKey := limit != nil && (pol.RateLimit.KeyKind == config.RateKeyJWT || pol.RateLimit.KeyKind == config.RateKeyAuthHeader)
@@ -126,16 +154,16 @@ func (b *tableBuilder) admission(name string, pol *config.Policy, authUp *upstre
 // same jwks_url shares one key set, so the refresh rate limit holds per
 // URL, not per route.
 func (b *tableBuilder) verifier(route string, cfg *config.JWT) *policy.Verifier {
-	env := b.proxy.env
+	env := b.deps.env
 	var jwks *policy.JWKS
 	if cfg.JWKSURL != "" {
 		// Asked for on every build, so the set lives as long as any route
 		// uses it, whether or not its verifier is rebuilt.
-		jwks = b.states.get(stateKey{"", "jwks", cfg.JWKSURL}, func() any {
+		jwks = b.states.jwks.get(stateKey{"", cfg.JWKSURL}, func() *policy.JWKS {
 			return policy.NewJWKS(cfg.JWKSURL, policy.JWKSOptions{Client: env.jwksClient, Now: env.now, Logger: env.logger.Named("jwks")})
-		}).(*policy.JWKS)
+		})
 	}
-	return b.states.get(stateKey{route, "jwt", cfg.Fingerprint()}, func() any {
+	return b.states.verifiers.get(stateKey{route, cfg.Fingerprint()}, func() *policy.Verifier {
 		var keys policy.KeySource
 		switch {
 		case jwks != nil:
@@ -156,7 +184,7 @@ func (b *tableBuilder) verifier(route string, cfg *config.JWT) *policy.Verifier 
 			}
 		}
 		return policy.NewVerifier(cfg, keys, env.now)
-	}).(*policy.Verifier)
+	})
 }
 
 // named records the route in the exchange before any policy runs, so a
@@ -170,30 +198,4 @@ func named(route string, rm *metrics.Route, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// authServiceKey is the health watch of a forward_auth service.
-func authServiceKey(fa *config.ForwardAuth) registry.ServiceKey {
-	return registry.ServiceKey{Name: fa.Service}
-}
-
-// authUpstream is the forward_auth service's upstream, balanced round
-// robin with a balancer shared like a route's; nil without forward_auth.
-func (b *tableBuilder) authUpstream(fa *config.ForwardAuth, instances func(registry.ServiceKey) []registry.Instance) *upstream {
-	if fa == nil {
-		return nil
-	}
-	key := authServiceKey(fa)
-	return b.newUpstream(key, balancer.RoundRobin, instances(key))
-}
-
-func defaultGetenv() func(string) string { return os.Getenv }
-
-// Breaker is the route's circuit breaker state; ok is false when the
-// route has none.
-func (r *Route) Breaker() (state policy.BreakerState, ok bool) {
-	if r.up == nil || r.up.breaker == nil {
-		return 0, false
-	}
-	return r.up.breaker.State(), true
 }

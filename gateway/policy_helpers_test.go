@@ -32,7 +32,7 @@ type policyGateway struct {
 func startPolicyGateway(t *testing.T, opts Options, src string, insts map[string][]registry.Instance) *policyGateway {
 	t.Helper()
 	gw := New(opts)
-	pg := &policyGateway{gw: gw, b: newTableBuilder(gw.proxy), insts: insts}
+	pg := &policyGateway{gw: gw, b: newTableBuilder(gw.deps), insts: insts}
 	pg.publish(t, src)
 	pg.url = serve(t, gw).URL
 	return pg

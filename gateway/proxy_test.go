@@ -32,7 +32,7 @@ func TestErrorsAreJSONWithTheRightStatus(t *testing.T) {
 	ln.Close()
 
 	gw := New(Options{})
-	b := newTableBuilder(gw.proxy)
+	b := newTableBuilder(gw.deps)
 	slowRoute := prefixRoute("slow", "/slow", "slow")
 	slowRoute.Timeout = 100 * time.Millisecond
 	getOnly := prefixRoute("getonly", "/getonly", "ok")
@@ -95,7 +95,7 @@ func TestProxyStripsPrefixAndSetsForwardedHeaders(t *testing.T) {
 	gw := New(Options{})
 	r := prefixRoute("users", "/api/users", "users")
 	r.StripPrefix = "/api"
-	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{r}, fixed(map[string][]registry.Instance{"users": {inst}}), nil))
+	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{r}, fixed(map[string][]registry.Instance{"users": {inst}}), nil))
 	srv := serve(t, gw)
 
 	req, _ := http.NewRequest("GET", srv.URL+"/api/users/42", nil)
@@ -123,19 +123,6 @@ func TestProxyStripsPrefixAndSetsForwardedHeaders(t *testing.T) {
 	}
 }
 
-func TestStripPrefix(t *testing.T) {
-	for _, tc := range []struct{ path, prefix, want string }{
-		{"/api/users/1", "/api", "/users/1"},
-		{"/api", "/api", "/"},
-		{"/apix", "/api", "/x"},
-		{"/other", "/api", "/other"},
-	} {
-		if got := stripPrefix(tc.path, tc.prefix); got != tc.want {
-			t.Errorf("stripPrefix(%q, %q) = %q, want %q", tc.path, tc.prefix, got, tc.want)
-		}
-	}
-}
-
 func TestMostSpecificRouteWins(t *testing.T) {
 	var insts = map[string][]registry.Instance{}
 	for _, name := range []string{"short", "long", "exact", "hosted"} {
@@ -146,7 +133,7 @@ func TestMostSpecificRouteWins(t *testing.T) {
 	hosted := prefixRoute("hosted", "/", "hosted")
 	hosted.Host = "admin.example.com"
 	gw := New(Options{})
-	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{
+	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{
 		prefixRoute("short", "/api", "short"), prefixRoute("long", "/api/users", "long"), exact, hosted,
 	}, fixed(insts), nil))
 	srv := serve(t, gw)
@@ -183,7 +170,7 @@ func TestAccessLogRecordsRouteUpstreamAndClientGone(t *testing.T) {
 	})
 	var buf syncBuffer
 	gw := New(Options{AccessLog: true, Logger: hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info})})
-	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{prefixRoute("slow", "/", "slow")},
+	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("slow", "/", "slow")},
 		fixed(map[string][]registry.Instance{"slow": {inst}}), nil))
 	srv := serve(t, gw)
 	ctx, cancel := context.WithCancel(context.Background())

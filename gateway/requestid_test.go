@@ -41,7 +41,7 @@ func TestRequestIDIsKeptWhenValidAndReplacedOtherwise(t *testing.T) {
 		RequestID: func() string { return "generated-id" },
 		AccessLog: true, Logger: hclog.New(&hclog.LoggerOptions{Output: &log, Level: hclog.Info}),
 	})
-	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{prefixRoute("echo", "/", "echo")},
+	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("echo", "/", "echo")},
 		fixed(map[string][]registry.Instance{"echo": {inst}}), nil))
 	srv := serve(t, gw)
 
@@ -116,7 +116,7 @@ func TestTraceContextHeadersReachUpstreamUntouched(t *testing.T) {
 	echo := &headerEcho{}
 	_, inst := startUpstream(t, "echo-1", echo.serve)
 	gw := New(Options{})
-	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{prefixRoute("echo", "/", "echo")},
+	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("echo", "/", "echo")},
 		fixed(map[string][]registry.Instance{"echo": {inst}}), nil))
 	srv := serve(t, gw)
 

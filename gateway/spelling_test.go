@@ -64,7 +64,7 @@ func TestHostSpellingsReachTheHostBoundRoute(t *testing.T) {
 	routes[1].Host = "{sub}.tpl.example.com"
 	insts := fixed(map[string][]registry.Instance{"api": {api}, "tpl": {tpl}, "any": {other}})
 	gw := New(Options{})
-	gw.Publish(newTableBuilder(gw.proxy).build(routes, insts, nil))
+	gw.Publish(newTableBuilder(gw.deps).build(routes, insts, nil))
 	plain := serve(t, gw)
 	secure := httptest.NewTLSServer(gw)
 	t.Cleanup(secure.Close)
@@ -119,7 +119,7 @@ func TestRequestWithoutHostIsRefused(t *testing.T) {
 		fmt.Fprintf(w, `{"host":%q}`, r.Host)
 	})
 	gw := New(Options{})
-	gw.Publish(newTableBuilder(gw.proxy).build([]config.Route{prefixRoute("up", "/", "up")},
+	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("up", "/", "up")},
 		fixed(map[string][]registry.Instance{"up": {inst}}), nil))
 	srv := serve(t, gw)
 
@@ -162,7 +162,7 @@ route "admin" {
 }
 `)
 	t.Setenv("TEST_PATH_TRICKS_SECRET", "s3cret")
-	gw.Publish(newTableBuilder(gw.proxy).build(routes, fixed(map[string][]registry.Instance{"public": {pub}, "admin": {adm}}), nil))
+	gw.Publish(newTableBuilder(gw.deps).build(routes, fixed(map[string][]registry.Instance{"public": {pub}, "admin": {adm}}), nil))
 	srv := serve(t, gw)
 	for _, target := range []string{
 		"/public/..;/admin",

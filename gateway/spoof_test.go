@@ -85,7 +85,7 @@ aggregate "agg" {
 				prefixes = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 			}
 			gw := New(Options{TrustedProxies: prefixes})
-			gw.Publish(newTableBuilder(gw.proxy).buildAll(parsed.Routes, parsed.Aggregates, insts, nil, nil))
+			gw.Publish(newTableBuilder(gw.deps).buildAll(parsed.Routes, parsed.Aggregates, insts, nil, nil))
 			srv := serve(t, gw)
 			var hdr strings.Builder
 			for _, k := range append(append([]string{}, rewriteSamples...), clientIPSamples...) {

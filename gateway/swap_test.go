@@ -19,7 +19,7 @@ import (
 func TestTableSwapsUnderLoadLoseNoRequest(t *testing.T) {
 	insts := startUpstreams(t, "a", "b", "c")
 	gw := New(Options{})
-	b := newTableBuilder(gw.proxy)
+	b := newTableBuilder(gw.deps)
 	// Two shapes of table that both serve /api: the instance set and an
 	// unrelated route alternate between swaps.
 	shapes := []struct {
@@ -84,7 +84,7 @@ func TestTableSwapsUnderLoadLoseNoRequest(t *testing.T) {
 func TestBalancerStateOutlivesTableRebuilds(t *testing.T) {
 	insts := startUpstreams(t, "a", "b", "c")
 	gw := New(Options{})
-	b := newTableBuilder(gw.proxy)
+	b := newTableBuilder(gw.deps)
 	routes := []config.Route{prefixRoute("api", "/api", "svc")}
 	srv := serve(t, gw)
 	var seq []string

@@ -2,13 +2,13 @@ package gateway
 
 import (
 	"net/http"
-	"sort"
 	"time"
 
-	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/metrics"
+	"github.com/gatewayco/gateway/gateway/policy"
 	"github.com/gatewayco/gateway/gateway/router"
+	"github.com/gatewayco/gateway/gateway/upstream"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -23,7 +23,6 @@ type Table struct {
 	aggregates []*Aggregate
 	errors     []ConfigError
 	loaded     bool
-	builtAt    time.Time
 	// services is what every upstream of the table (routes, aggregate
 	// calls, forward auth) was built with, for metrics.
 	services map[registry.ServiceKey][]registry.Instance
@@ -44,7 +43,7 @@ type Route struct {
 	// empty list from Consul); empty in normal operation.
 	Panic string
 
-	up      *upstream
+	up      *upstream.Upstream
 	handler http.Handler   // the route's policy chain ending in the proxy
 	metrics *metrics.Route // nil when metrics are off
 }
@@ -77,100 +76,6 @@ func emptyTable() *Table {
 	return &Table{router: router.New(nil)}
 }
 
-// tableBuilder turns configuration and instance snapshots into Tables. It
-// is used by one goroutine only (the controller), and owns the state that
-// must survive swaps: balancers per service and policy.
-type tableBuilder struct {
-	proxy     *proxy
-	balancers map[balancerKey]balancer.Balancer
-	// nextBalancers collects the balancers the current build uses; at its
-	// end it replaces balancers, dropping those of services gone.
-	nextBalancers map[balancerKey]balancer.Balancer
-	outliers      *balancer.OutlierTracker
-	now           func() time.Time
-	// served collects, during one build, each service's instances as its
-	// upstreams got them; the finished table keeps it.
-	served map[registry.ServiceKey][]registry.Instance
-	states policyStates // per-route policy state, see policies.go
-	// panicHook, when set, is called with the name of each route and
-	// aggregate as it is built, and with "" once per table outside any of
-	// them, so tests can make a build panic.
-	panicHook func(name string)
-}
-
-type balancerKey struct {
-	service registry.ServiceKey
-	policy  string
-}
-
-func newTableBuilder(p *proxy) *tableBuilder {
-	return &tableBuilder{proxy: p, balancers: map[balancerKey]balancer.Balancer{},
-		nextBalancers: map[balancerKey]balancer.Balancer{},
-		outliers:      balancer.NewOutlierTracker(p.outlierFailures, p.outlierEjection, p.logger.Named("outliers")),
-		now:           p.now}
-}
-
-// build makes a Table from accepted routes. instances returns the current
-// snapshot for a service; errs are listed as they are.
-func (b *tableBuilder) build(routes []config.Route, instances func(registry.ServiceKey) []registry.Instance, errs []ConfigError) *Table {
-	return b.buildAll(routes, nil, instances, nil, errs)
-}
-
-// buildAll is build with aggregate endpoints as well.
-// panics gives, per service, why its instances are not simply the passing
-// ones (see balancer.Selector); nil means no service is in panic.
-func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, instances func(registry.ServiceKey) []registry.Instance, panics map[registry.ServiceKey]string, errs []ConfigError) *Table {
-	t := &Table{loaded: true, builtAt: time.Now(), errors: errs}
-	b.served = map[registry.ServiceKey][]registry.Instance{}
-	for i := range routes {
-		rc := routes[i]
-		blame(rc.Pos, "route", rc.Name, func() {
-			b.testPanic(rc.Name)
-			key := registry.ServiceKey{Name: rc.Service, Tag: rc.Tag}
-			insts := instances(key)
-			rt := &Route{Config: rc, Service: key, Instances: insts, Panic: panics[key],
-				up: b.newUpstream(key, rc.Balancer, insts), metrics: b.proxy.metrics.Route(rc.Name)}
-			b.applyPolicies(rt, b.authUpstream(rc.Policy.ForwardAuth, instances))
-			t.routes = append(t.routes, rt)
-		})
-	}
-	for i := range aggs {
-		ac := &aggs[i]
-		blame(ac.Pos, "aggregate", ac.Name, func() {
-			b.testPanic(ac.Name)
-			t.aggregates = append(t.aggregates, b.aggregate(*ac, instances, panics))
-		})
-	}
-	sort.Slice(t.routes, func(i, j int) bool { return t.routes[i].Config.Name < t.routes[j].Config.Name })
-	sort.Slice(t.aggregates, func(i, j int) bool { return t.aggregates[i].Config.Name < t.aggregates[j].Config.Name })
-	t.router = b.router(t.routes, t.aggregates)
-	b.testPanic("")
-	// Nothing may panic past this point: a build that panics keeps the
-	// state of the last table built (see discard).
-	b.states.swap()
-	b.outliers.Swap()
-	// Balancers of services no route uses any more are dropped, so their
-	// state does not pile up over months of config changes.
-	b.balancers, b.nextBalancers = b.nextBalancers, make(map[balancerKey]balancer.Balancer, len(b.nextBalancers))
-	t.services, b.served = b.served, nil
-	return t
-}
-
-// router indexes the routes and aggregates; the router orders them by
-// precedence, and the first entry that matches serves. An aggregate takes
-// part as a route with a path template.
-func (b *tableBuilder) router(routes []*Route, aggs []*Aggregate) http.Handler {
-	specs := make([]router.Spec, 0, len(routes)+len(aggs))
-	for _, rt := range routes {
-		specs = append(specs, router.Spec{Match: rt.Config, Handler: rt.handler})
-	}
-	for _, ag := range aggs {
-		c := &ag.Config
-		specs = append(specs, router.Spec{Match: config.Route{Name: c.Name, Pos: c.Pos, Host: c.Host, Path: c.Path, Methods: c.Methods}, Handler: ag.handler, Vars: true})
-	}
-	return blameRouter(specs)
-}
-
 // metricsView is what the metrics record of t when it is published.
 func (t *Table) metricsView() metrics.TableView {
 	v := metrics.TableView{Rejected: len(t.errors), Services: t.services, Breakers: map[string]int{}}
@@ -183,10 +88,23 @@ func (t *Table) metricsView() metrics.TableView {
 	for _, ag := range t.aggregates {
 		v.Routes = append(v.Routes, ag.Config.Name)
 		for _, c := range ag.Calls {
-			if c.up.breaker != nil {
-				v.Breakers[ag.Config.Name+"/"+c.Config.Name] = c.up.breaker.State().Level()
+			if c.up.Breaker() != nil {
+				v.Breakers[ag.Config.Name+"/"+c.Config.Name] = c.up.Breaker().State().Level()
 			}
 		}
 	}
 	return v
 }
+
+// Breaker is the route's circuit breaker state; ok is false when the
+// route has none.
+func (r *Route) Breaker() (state policy.BreakerState, ok bool) {
+	if br := r.up.Breaker(); br != nil {
+		return br.State(), true
+	}
+	return 0, false
+}
+
+// InstanceStates lists the route's instances, in Instances order, with
+// the gateway's own verdict on each at now.
+func (r *Route) InstanceStates(now time.Time) []upstream.InstanceState { return r.up.Instances(now) }

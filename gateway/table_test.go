@@ -14,7 +14,7 @@ func TestPanicReasonReachesRoutesAndAggregateCalls(t *testing.T) {
 	ag := config.Aggregate{Name: "agg", Path: "/d/{id}", MaxConcurrency: 1, TimeoutStatus: 504,
 		Calls: []config.Call{{Name: "c", Service: "svc", Path: "/x/{id}"}}}
 	key := registry.ServiceKey{Name: "svc"}
-	tab := newTableBuilder(gw.proxy).buildAll([]config.Route{prefixRoute("r", "/r", "svc")}, []config.Aggregate{ag},
+	tab := newTableBuilder(gw.deps).buildAll([]config.Route{prefixRoute("r", "/r", "svc")}, []config.Aggregate{ag},
 		fixed(nil), map[registry.ServiceKey]string{key: "only 0 of 2 known-good instances passing"}, nil)
 	if tab.Routes()[0].Panic == "" || tab.Aggregates()[0].Calls[0].Panic == "" {
 		t.Fatalf("route panic %q, call panic %q; want both set", tab.Routes()[0].Panic, tab.Aggregates()[0].Calls[0].Panic)

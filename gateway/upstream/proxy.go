@@ -1,4 +1,4 @@
-package gateway
+package upstream
 
 import (
 	"context"
@@ -6,70 +6,36 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/policy"
-
-	"github.com/gatewayco/gateway/gateway/metrics"
 )
 
-// ProxyOptions tune the upstream side. The zero value is usable.
-type ProxyOptions struct {
-	// MaxIdleConnsPerHost bounds the keep-alive pool per upstream instance;
-	// zero means 256. The stdlib default of 2 would make a busy gateway open
-	// and close a connection for nearly every request.
-	MaxIdleConnsPerHost int
-	// DialTimeout bounds connecting to an instance; zero means 5s.
-	DialTimeout time.Duration
-	// Transport replaces the shared transport entirely; nil builds one from
-	// the fields above. Tests use it to observe upstream traffic.
-	Transport http.RoundTripper
-	// OutlierFailures is how many gateway failures in a row (no
-	// connection, reset, timeout, 502/503/504) eject an instance; zero
-	// means balancer.DefaultOutlierFailures, negative turns ejection off.
-	OutlierFailures int
-	// OutlierEjection is how long a first ejection lasts; zero means
-	// balancer.DefaultOutlierEjection. Repeated ejections last a multiple of it.
-	OutlierEjection time.Duration
-}
-
-// proxy forwards requests to the instance a route's balancer picked. One
-// ReverseProxy and one Transport serve every route, so connection pools are
+// Proxy serves routes through one ReverseProxy: its transport hands each
+// request to the upstream the route's handler recorded in the exchange, so
+// one Proxy and one Transport serve every route, and connection pools are
 // shared by all routes that reach the same instance.
-type proxy struct {
-	rp              *httputil.ReverseProxy
-	transport       http.RoundTripper // shared by every upstream
-	logger          hclog.Logger
-	env             policyEnv        // what route policies need; see policies.go
-	metrics         *metrics.Metrics // nil when metrics are off
-	now             func() time.Time
-	outlierFailures int           // see ProxyOptions
-	outlierEjection time.Duration // see ProxyOptions
-
-	// aggBudget bounds what every aggregate buffers; see aggregate_budget.go.
-	aggBudget *aggregateBudget
+type Proxy struct {
+	rp      *httputil.ReverseProxy
+	logger  hclog.Logger
+	trusted []netip.Prefix // proxies whose X-Forwarded-* are believed
 }
 
-func newProxy(opts ProxyOptions, logger hclog.Logger, now func() time.Time) *proxy {
-	rt := opts.Transport
-	if rt == nil {
-		rt = newTransport(opts)
+// NewProxy returns the gateway's proxy. It logs upstream errors at debug
+// level on logger (nil discards); trusted are the peers whose forwarding
+// headers are kept and extended.
+func NewProxy(logger hclog.Logger, trusted []netip.Prefix) *Proxy {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
 	}
-	p := &proxy{logger: logger, transport: rt, now: now,
-		outlierFailures: opts.OutlierFailures, outlierEjection: opts.OutlierEjection}
-	if p.outlierFailures == 0 {
-		p.outlierFailures = balancer.DefaultOutlierFailures
-	}
-	if p.outlierEjection <= 0 {
-		p.outlierEjection = balancer.DefaultOutlierEjection
-	}
+	p := &Proxy{logger: logger, trusted: trusted}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:      p.rewrite,
 		Transport:    dispatch{},
@@ -80,12 +46,23 @@ func newProxy(opts ProxyOptions, logger hclog.Logger, now func() time.Time) *pro
 	return p
 }
 
-func newTransport(opts ProxyOptions) *http.Transport {
-	perHost := opts.MaxIdleConnsPerHost
-	if perHost <= 0 {
-		perHost = 256
+// dispatch is the ReverseProxy's transport: it hands each request to the
+// upstream of the route that matched it, found in the request's exchange.
+type dispatch struct{}
+
+func (dispatch) RoundTrip(req *http.Request) (*http.Response, error) {
+	return exchange.From(req.Context()).Upstream.RoundTrip(req)
+}
+
+// NewTransport returns the transport every upstream shares. It keeps up
+// to maxIdlePerHost idle connections per instance (zero or less: 256;
+// the stdlib default of 2 would make a busy gateway open and close a
+// connection for nearly every request) and bounds dialling by dial (zero
+// or less: 5s).
+func NewTransport(maxIdlePerHost int, dial time.Duration) *http.Transport {
+	if maxIdlePerHost <= 0 {
+		maxIdlePerHost = 256
 	}
-	dial := opts.DialTimeout
 	if dial <= 0 {
 		dial = 5 * time.Second
 	}
@@ -95,22 +72,23 @@ func newTransport(opts ProxyOptions) *http.Transport {
 		Proxy:                 nil,
 		DialContext:           (&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   perHost,
+		MaxIdleConnsPerHost:   maxIdlePerHost,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
 }
 
-// handler serves one route: bound the exchange by the route timeout and
-// hand over to the shared ReverseProxy, whose transport sends it to the
-// route's upstream.
-func (p *proxy) handler(rt *Route) http.Handler {
-	timeout := rt.Config.Timeout
+// Handler serves one route rc through up: it bounds the exchange by the
+// route timeout and hands over to the shared ReverseProxy, whose transport
+// sends it to up. The request's exchange must already name the route (the
+// table builder's chain does that before any policy runs).
+func (p *Proxy) Handler(rc *config.Route, up *Upstream) http.Handler {
+	timeout := rc.Timeout
+	strip, fold := rc.StripPrefix, rc.CaseInsensitive
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// named() already set the route and its metrics.
 		ex := exchange.From(r.Context())
-		ex.Upstream = rt.up
-		ex.Strip = stripSpelling(rt, r.URL.Path)
+		ex.Upstream = up
+		ex.Strip = stripSpelling(strip, fold, r.URL.Path)
 		if timeout > 0 {
 			ctx, cancel := context.WithTimeout(r.Context(), timeout)
 			defer cancel()
@@ -127,7 +105,7 @@ func (p *proxy) handler(rt *Route) http.Handler {
 // client cannot remove what the gateway adds; setForwarded drops the rest.
 // The gateway's own headers (request ID, verified claims, forward_auth
 // copies) live in the exchange and are applied last, for the same reason.
-func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	ex := exchange.From(pr.In.Context())
 	if ex.Strip != "" {
 		pr.Out.URL.Path = stripPrefix(pr.Out.URL.Path, ex.Strip)
@@ -151,8 +129,8 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 // sent (frameworks trust X-Forwarded-Port, -Prefix or -Ssl to build URLs,
 // X-Real-Ip or True-Client-Ip as the client), unless the peer is a
 // trusted proxy, and rewrite headers from anyone (see dropSpoofable).
-func (p *proxy) setForwarded(pr *httputil.ProxyRequest) {
-	xff, host, proto, trusted := exchange.Forwarded(pr.In, p.env.trusted)
+func (p *Proxy) setForwarded(pr *httputil.ProxyRequest) {
+	xff, host, proto, trusted := exchange.Forwarded(pr.In, p.trusted)
 	exchange.DropSpoofable(pr.Out.Header, trusted)
 	h := pr.Out.Header
 	h.Set("X-Forwarded-For", xff)
@@ -176,14 +154,14 @@ func stripPrefix(path, prefix string) string {
 // fault of the client's body is its 4xx, a route timeout is 504, anything
 // else from the upstream side is 502. classify decides whose fault it
 // was, as it does for ejection, breakers and retries.
-func (p *proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	ex := exchange.From(r.Context())
 	var open *policy.OpenError
 	switch f := exchange.Classify(r, err); {
 	case errors.As(err, &open):
 		w.Header().Set("Retry-After", policy.RetryAfterSeconds(open.RetryAfter))
 		exchange.WriteError(w, http.StatusServiceUnavailable, exchange.MsgBreakerOpen, ex.Route)
-	case errors.Is(err, errNoInstance):
+	case errors.Is(err, ErrNoInstance):
 		exchange.WriteError(w, http.StatusServiceUnavailable, exchange.MsgNoInstance, ex.Route)
 	case f.InBody():
 		p.bodyFaultAnswer(w, r, ex, f, err)
@@ -202,7 +180,7 @@ func (p *proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 // bodyFaultAnswer answers a body fault. The connection is closed after
 // it: what the client sends next cannot be told from the rest of the
 // broken body.
-func (p *proxy) bodyFaultAnswer(w http.ResponseWriter, r *http.Request, ex *exchange.Exchange, f exchange.Fault, err error) {
+func (p *Proxy) bodyFaultAnswer(w http.ResponseWriter, r *http.Request, ex *exchange.Exchange, f exchange.Fault, err error) {
 	if berr := exchange.BodyError(r, err); berr != nil {
 		err = berr
 	}
@@ -236,12 +214,11 @@ func (bufferPool) Put(b []byte) {
 	}
 }
 
-// stripSpelling is the strip_prefix to remove from path: the route's own,
-// or, on a case-insensitive route, the client's spelling of it, since the
-// route matched the path whatever its case.
-func stripSpelling(rt *Route, path string) string {
-	p := rt.Config.StripPrefix
-	if p == "" || !rt.Config.CaseInsensitive {
+// stripSpelling is the strip_prefix p to remove from path: the route's
+// own, or, on a case-insensitive route (fold), the client's spelling of
+// it, since the route matched the path whatever its case.
+func stripSpelling(p string, fold bool, path string) string {
+	if p == "" || !fold {
 		return p
 	}
 	if rest, ok := config.CutPrefixFold(path, p); ok {

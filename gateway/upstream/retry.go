@@ -1,4 +1,4 @@
-package gateway
+package upstream
 
 import (
 	"bytes"
@@ -6,19 +6,20 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
-	"time"
 
 	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/policy"
 )
 
-// retryPolicy is an upstream's retry behaviour; the zero value never
-// retries.
-type retryPolicy struct {
-	retries       int
-	nonIdempotent bool                // PUT and DELETE may be retried
-	budget        *policy.RetryBudget // shared by the route's tables; nil with retries == 0
+// Retry is an upstream's retry behaviour; the zero value never retries.
+type Retry struct {
+	// Retries is how many more instances a failed attempt may try.
+	Retries int
+	// NonIdempotent lets PUT and DELETE be retried too.
+	NonIdempotent bool
+	// Budget caps retries at a share of the route's requests; it is
+	// shared by the route's tables, and required when Retries > 0.
+	Budget *policy.RetryBudget
 }
 
 // maxReplayBody bounds the request body buffered so a PUT can be replayed.
@@ -29,9 +30,9 @@ const maxReplayBody = 1 << 20
 // connection error or a 502/503/504 status, which send sees before
 // ReverseProxy has written anything. All attempts share req's context, so
 // the route timeout bounds them together.
-func (u *upstream) send(req *http.Request) (*http.Response, error) {
+func (u *Upstream) send(req *http.Request) (*http.Response, error) {
 	tries := 1
-	if u.retry.retries > 0 {
+	if u.retry.Retries > 0 {
 		ok, err := u.retryable(req)
 		if err != nil {
 			// The client's body broke while it was buffered: no
@@ -39,11 +40,11 @@ func (u *upstream) send(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		if ok {
-			tries += u.retry.retries
+			tries += u.retry.Retries
 		}
 	}
-	if u.retry.budget != nil {
-		u.retry.budget.Request()
+	if u.retry.Budget != nil {
+		u.retry.Budget.Request()
 	}
 	var triedBuf [4]int // room for the usual attempts without allocating
 	tried := triedBuf[:0]
@@ -53,7 +54,7 @@ func (u *upstream) send(req *http.Request) (*http.Response, error) {
 			if u.metrics != nil {
 				u.noInstance.Record(true)
 			}
-			return nil, errNoInstance
+			return nil, ErrNoInstance
 		}
 		r := req
 		if attempt > 1 {
@@ -69,7 +70,7 @@ func (u *upstream) send(req *http.Request) (*http.Response, error) {
 		}
 		// A failed dial never reached the service, so retrying it adds no
 		// load there; everything else spends the budget.
-		if !isDialError(err) && !u.retry.budget.TryRetry() {
+		if !isDialError(err) && !u.retry.Budget.TryRetry() {
 			return resp, err
 		}
 		if resp != nil {
@@ -81,75 +82,15 @@ func (u *upstream) send(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// pick asks the balancer for an instance among those the pool view calls
-// available: not tried by an earlier attempt of this request (a retry
-// never lands on the instance that just failed) and not ejected. An
-// ejected instance is still used when nothing else is left: trying it
-// beats refusing the request.
-func (u *upstream) pick(tried []int) int {
-	if len(u.hosts) == 0 {
-		return -1
-	}
-	view := &poolView{u: u, tried: tried}
-	if u.health != nil {
-		view.now = u.now()
-	}
-	if i := u.balancer.Pick(view); i >= 0 {
-		return i
-	}
-	view.keepEjected = true
-	return u.balancer.Pick(view)
-}
-
-// poolView is the balancer's view of an upstream for one pick.
-type poolView struct {
-	u           *upstream
-	tried       []int
-	now         time.Time // for ejection; zero without outlier ejection
-	keepEjected bool      // last resort: ejected instances count as available
-}
-
-func (p *poolView) Len() int { return len(p.u.hosts) }
-
-func (p *poolView) Available(i int) bool {
-	if slices.Contains(p.tried, i) {
-		return false
-	}
-	return p.keepEjected || p.u.health == nil || !p.u.health[i].Ejected(p.now)
-}
-
-func (p *poolView) Weight(int) int { return 1 }
-
-func (p *poolView) InFlight(int) int64 { return 0 }
-
-// to sends r to instance i.
-func (u *upstream) to(r *http.Request, i int) (*http.Response, error) {
-	r.URL.Scheme = "http"
-	r.URL.Host = u.hosts[i]
-	if ex := exchange.From(r.Context()); ex != nil {
-		ex.Instance = u.hosts[i]
-	}
-	resp, err := u.next.RoundTrip(r)
-	if u.health != nil {
-		u.outliers.Record(u.health[i], u.hosts[i], instanceFailed(r, resp, err), err, u.now())
-	}
-	if u.metrics != nil {
-		// A client that hung up is not the instance's fault; a route
-		// timeout (DeadlineExceeded) is.
-		u.metrics[i].Record(err != nil && !exchange.ClientFault(r, err))
-	}
-	return resp, err
-}
-
 // retryable reports whether req may be sent twice: GET, HEAD, OPTIONS and
 // TRACE always, PUT and DELETE when the route allows it, POST and PATCH
 // never. A body must be replayable; a small one is buffered for that, and
 // an error reading it (the client's fault) is returned.
-func (u *upstream) retryable(req *http.Request) (bool, error) {
+func (u *Upstream) retryable(req *http.Request) (bool, error) {
 	switch req.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
 	case http.MethodPut, http.MethodDelete:
-		if !u.retry.nonIdempotent {
+		if !u.retry.NonIdempotent {
 			return false, nil
 		}
 	default:
@@ -200,7 +141,7 @@ func retryWorthy(req *http.Request, resp *http.Response, err error) bool {
 
 // instanceFailed is the verdict outlier ejection records: only failures
 // that say "this instance cannot serve" count: no connection, a reset, a
-// timeout, or 502/503/504. A client's fault (see classify: it went away,
+// timeout, or 502/503/504. A client's fault (see exchange.Classify: it went away,
 // or its body broke or stalled) or a cancelled aggregate call says
 // nothing about the instance.
 func instanceFailed(req *http.Request, resp *http.Response, err error) bool {

@@ -1,4 +1,4 @@
-package gateway
+package upstream
 
 import (
 	"fmt"
@@ -22,7 +22,7 @@ func TestSpreadIsEvenWithAnUnavailableInstance(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				u := &upstream{balancer: bal, now: func() time.Time { return now }}
+				u := &Upstream{balancer: bal, now: func() time.Time { return now }}
 				for i := range 5 {
 					u.hosts = append(u.hosts, fmt.Sprintf("127.0.0.1:%d", 9000+i))
 					u.health = append(u.health, &balancer.InstanceHealth{})
@@ -60,7 +60,7 @@ func TestSpreadIsEvenWithAnUnavailableInstance(t *testing.T) {
 func TestEjectedInstanceIsTheLastResort(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	bal, _ := balancer.New(balancer.RoundRobin)
-	u := &upstream{balancer: bal, now: func() time.Time { return now },
+	u := &Upstream{balancer: bal, now: func() time.Time { return now },
 		hosts: []string{"a:1", "b:1"}, health: []*balancer.InstanceHealth{{}, {}}}
 	u.health[0].EjectUntil(now.Add(time.Minute))
 	u.health[1].EjectUntil(now.Add(time.Minute))

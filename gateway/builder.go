@@ -1,0 +1,182 @@
+package gateway
+
+import (
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/gatewayco/gateway/balancer"
+	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/metrics"
+	"github.com/gatewayco/gateway/gateway/policy"
+	"github.com/gatewayco/gateway/gateway/router"
+	"github.com/gatewayco/gateway/gateway/upstream"
+	"github.com/gatewayco/gateway/registry"
+)
+
+// deps is everything a table builder takes from its Gateway, settled once
+// by New: what tables are built with, never the Gateway itself.
+type deps struct {
+	proxy     *upstream.Proxy   // the ReverseProxy every route's handler ends in
+	transport http.RoundTripper // shared by every upstream
+	metrics   *metrics.Metrics  // nil when metrics are off
+	env       policyEnv         // what route policies need; see policies.go
+	logger    hclog.Logger      // the upstream side's, named "proxy"
+	now       func() time.Time
+	// Outlier ejection settings; see ProxyOptions.
+	outlierFailures int
+	outlierEjection time.Duration
+	// aggBudget bounds what every aggregate buffers; see aggregate_budget.go.
+	aggBudget *aggregateBudget
+}
+
+// tableBuilder turns configuration and instance snapshots into Tables. It
+// is used by one goroutine only (the controller), and owns the state that
+// must survive swaps: balancers per service and policy, the instances'
+// passive health, and per-route policy state.
+type tableBuilder struct {
+	deps      *deps
+	balancers map[balancerKey]balancer.Balancer
+	// nextBalancers collects the balancers the current build uses; at its
+	// end it replaces balancers, dropping those of services gone.
+	nextBalancers map[balancerKey]balancer.Balancer
+	outliers      *balancer.OutlierTracker
+	// served collects, during one build, each service's instances as its
+	// upstreams got them; the finished table keeps it.
+	served map[registry.ServiceKey][]registry.Instance
+	states policyStates // per-route policy state, see policies.go
+	// panicHook, when set, is called with the name of each route and
+	// aggregate as it is built, and with "" once per table outside any of
+	// them, so tests can make a build panic.
+	panicHook func(name string)
+}
+
+type balancerKey struct {
+	service registry.ServiceKey
+	policy  string
+}
+
+func newTableBuilder(d *deps) *tableBuilder {
+	return &tableBuilder{deps: d, balancers: map[balancerKey]balancer.Balancer{},
+		nextBalancers: map[balancerKey]balancer.Balancer{},
+		outliers:      balancer.NewOutlierTracker(d.outlierFailures, d.outlierEjection, d.logger.Named("outliers"))}
+}
+
+// build makes a Table from accepted routes. instances returns the current
+// snapshot for a service; errs are listed as they are.
+func (b *tableBuilder) build(routes []config.Route, instances func(registry.ServiceKey) []registry.Instance, errs []ConfigError) *Table {
+	return b.buildAll(routes, nil, instances, nil, errs)
+}
+
+// buildAll is build with aggregate endpoints as well.
+// panics gives, per service, why its instances are not simply the passing
+// ones (see balancer.Selector); nil means no service is in panic.
+func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, instances func(registry.ServiceKey) []registry.Instance, panics map[registry.ServiceKey]string, errs []ConfigError) *Table {
+	t := &Table{loaded: true, errors: errs}
+	b.served = map[registry.ServiceKey][]registry.Instance{}
+	for i := range routes {
+		rc := routes[i]
+		blame(rc.Pos, "route", rc.Name, func() {
+			b.testPanic(rc.Name)
+			t.routes = append(t.routes, b.route(rc, instances, panics))
+		})
+	}
+	for i := range aggs {
+		ac := &aggs[i]
+		blame(ac.Pos, "aggregate", ac.Name, func() {
+			b.testPanic(ac.Name)
+			t.aggregates = append(t.aggregates, b.aggregate(*ac, instances, panics))
+		})
+	}
+	sort.Slice(t.routes, func(i, j int) bool { return t.routes[i].Config.Name < t.routes[j].Config.Name })
+	sort.Slice(t.aggregates, func(i, j int) bool { return t.aggregates[i].Config.Name < t.aggregates[j].Config.Name })
+	t.router = b.router(t.routes, t.aggregates)
+	b.testPanic("")
+	// Nothing may panic past this point: a build that panics keeps the
+	// state of the last table built (see discard).
+	b.states.swap()
+	b.outliers.Swap()
+	// Balancers of services no route uses any more are dropped, so their
+	// state does not pile up over months of config changes.
+	b.balancers, b.nextBalancers = b.nextBalancers, make(map[balancerKey]balancer.Balancer, len(b.nextBalancers))
+	t.services, b.served = b.served, nil
+	return t
+}
+
+// route builds one route: its upstream with the route's protection, and
+// its request chain (see applyPolicies).
+func (b *tableBuilder) route(rc config.Route, instances func(registry.ServiceKey) []registry.Instance, panics map[registry.ServiceKey]string) *Route {
+	key := registry.ServiceKey{Name: rc.Service, Tag: rc.Tag}
+	insts := instances(key)
+	retry, breaker := b.protection(rc.Name, &rc.Policy, key)
+	rt := &Route{Config: rc, Service: key, Instances: insts, Panic: panics[key],
+		up: b.newUpstream(key, rc.Balancer, insts, retry, breaker), metrics: b.deps.metrics.Route(rc.Name)}
+	authUp := b.authUpstream(rc.Policy.ForwardAuth, rc.Balancer, instances)
+	rt.handler = named(rc.Name, rt.metrics, b.admission(rc.Name, &rc.Policy, authUp, b.deps.proxy.Handler(&rt.Config, rt.up)))
+	return rt
+}
+
+// router indexes the routes and aggregates; the router orders them by
+// precedence, and the first entry that matches serves. An aggregate takes
+// part as a route with a path template.
+func (b *tableBuilder) router(routes []*Route, aggs []*Aggregate) http.Handler {
+	specs := make([]router.Spec, 0, len(routes)+len(aggs))
+	for _, rt := range routes {
+		specs = append(specs, router.Spec{Match: rt.Config, Handler: rt.handler})
+	}
+	for _, ag := range aggs {
+		c := &ag.Config
+		specs = append(specs, router.Spec{Match: config.Route{Name: c.Name, Pos: c.Pos, Host: c.Host, Path: c.Path, Methods: c.Methods}, Handler: ag.handler, Vars: true})
+	}
+	return blameRouter(specs)
+}
+
+// newUpstream builds the upstream of one service for one table. The
+// balancer (one per service and balancer policy) and the instances'
+// passive health come from the builder, which keeps them across swaps, so
+// every caller of a service with the same policy (routes, forward auth,
+// aggregate calls) shares them.
+func (b *tableBuilder) newUpstream(key registry.ServiceKey, policy string, insts []registry.Instance, retry upstream.Retry, breaker *policy.RouteBreaker) *upstream.Upstream {
+	if b.served != nil {
+		b.served[key] = insts
+	}
+	return upstream.New(upstream.Config{Service: key, Instances: insts, Balancer: b.balancer(key, policy),
+		Transport: b.deps.transport, Retry: retry, Breaker: breaker, Outliers: b.outliers,
+		Metrics: b.deps.metrics, Now: b.deps.now})
+}
+
+// balancer is the service's balancer for policy, kept across swaps.
+func (b *tableBuilder) balancer(key registry.ServiceKey, policy string) balancer.Balancer {
+	bk := balancerKey{service: key, policy: policy}
+	bal := b.nextBalancers[bk]
+	if bal == nil {
+		bal = b.balancers[bk]
+	}
+	if bal == nil {
+		var err error
+		if bal, err = balancer.New(policy); err != nil {
+			// Validation rejects unknown policies; reaching this is a bug.
+			panic(err)
+		}
+	}
+	b.nextBalancers[bk] = bal
+	return bal
+}
+
+// authServiceKey is the health watch of a forward_auth service.
+func authServiceKey(fa *config.ForwardAuth) registry.ServiceKey {
+	return registry.ServiceKey{Name: fa.Service}
+}
+
+// authUpstream is the forward_auth service's upstream, balanced by policy
+// (the balancer of the route or aggregate that asks) with a balancer
+// shared like a route's; nil without forward_auth.
+func (b *tableBuilder) authUpstream(fa *config.ForwardAuth, policy string, instances func(registry.ServiceKey) []registry.Instance) *upstream.Upstream {
+	if fa == nil {
+		return nil
+	}
+	key := authServiceKey(fa)
+	return b.newUpstream(key, policy, instances(key), upstream.Retry{}, nil)
+}

@@ -1,0 +1,190 @@
+// Package upstream is where a request meets an instance: an Upstream
+// picks one of a service's instances with the service's balancer, over a
+// pool view that leaves out ejected instances and those a retry already
+// tried, and sends the request over the shared transport, behind the
+// route's circuit breaker and with its retries and budget. Routes reach
+// it through the shared ReverseProxy (Proxy); forward auth and aggregate
+// calls use it as an http.RoundTripper, so every caller of a service gets
+// the same selection and protection.
+package upstream
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/gatewayco/gateway/balancer"
+	"github.com/gatewayco/gateway/gateway/exchange"
+	"github.com/gatewayco/gateway/gateway/metrics"
+	"github.com/gatewayco/gateway/gateway/policy"
+	"github.com/gatewayco/gateway/registry"
+)
+
+// ErrNoInstance is returned when a service has no instance to send to; the
+// proxy answers it with 503.
+var ErrNoInstance = errors.New("no healthy instance")
+
+// Config is what an Upstream is built from, once per table.
+type Config struct {
+	// Service is the health watch the instances come from.
+	Service registry.ServiceKey
+	// Instances is the snapshot to send to, in the order the balancer
+	// indexes; never mutated.
+	Instances []registry.Instance
+	// Balancer picks among them; it outlives tables, so it must be the
+	// service's own, shared by every upstream of the service.
+	Balancer balancer.Balancer
+	// Transport sends to the picked instance; the gateway's shared one.
+	Transport http.RoundTripper
+	// Retry and Breaker protect the service; their zero values are off.
+	Retry   Retry
+	Breaker *policy.RouteBreaker
+	// Outliers keeps the instances' passive health across tables; nil
+	// means no outlier ejection.
+	Outliers *balancer.OutlierTracker
+	// Metrics records per-instance counters; nil records none.
+	Metrics *metrics.Metrics
+	// Now is the clock for ejection; nil means time.Now.
+	Now func() time.Time
+}
+
+// Upstream sends requests to one service's instances. It is immutable and
+// safe for concurrent use; the state it shares across tables (balancer,
+// passive health, breaker, budget) lives in the objects it points to.
+type Upstream struct {
+	service  registry.ServiceKey
+	insts    []registry.Instance
+	hosts    []string // instances' host:port, in snapshot order; never mutated
+	balancer balancer.Balancer
+	next     http.RoundTripper
+	retry    Retry
+	breaker  *policy.RouteBreaker       // nil: no circuit breaker
+	health   []*balancer.InstanceHealth // aligned with hosts; nil: no outlier ejection
+	outliers *balancer.OutlierTracker
+	now      func() time.Time
+	// metrics are the instances' counters in hosts order, resolved when the
+	// table was built; nil when metrics are off. noInstance counts requests
+	// that found no healthy instance.
+	metrics    []metrics.Instance
+	noInstance metrics.Instance
+}
+
+// New builds the upstream of c.Service for one table. It takes the
+// instances' health records from c.Outliers, so it must run on the
+// goroutine that builds tables.
+func New(c Config) *Upstream {
+	hosts := make([]string, len(c.Instances))
+	for i, in := range c.Instances {
+		hosts[i] = in.HostPort()
+	}
+	u := &Upstream{service: c.Service, insts: c.Instances, hosts: hosts, balancer: c.Balancer, next: c.Transport,
+		retry: c.Retry, breaker: c.Breaker, outliers: c.Outliers, now: c.Now}
+	if u.now == nil {
+		u.now = time.Now
+	}
+	if c.Outliers != nil {
+		u.health = c.Outliers.ForHosts(c.Service, hosts)
+	}
+	u.metrics, u.noInstance = c.Metrics.Upstream(c.Service, hosts)
+	return u
+}
+
+// Service is the health watch the upstream's instances come from.
+func (u *Upstream) Service() registry.ServiceKey { return u.service }
+
+// Breaker is the upstream's circuit breaker; nil without one.
+func (u *Upstream) Breaker() *policy.RouteBreaker { return u.breaker }
+
+// RoundTrip sends req to an instance. req.URL.Host is overwritten; the
+// exchange in req's context, when present, learns which instance was
+// picked for the access log.
+func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	if u.breaker != nil {
+		return u.breaker.RoundTrip(req, u.send)
+	}
+	return u.send(req)
+}
+
+// InstanceState is one instance as operators see it: Consul's record and
+// verdict beside the gateway's own (Ejected).
+type InstanceState struct {
+	registry.Instance
+	// Ejected is the gateway's passive verdict: recent requests to the
+	// instance failed, so it is out of rotation for a while.
+	Ejected bool
+}
+
+// Instances lists the upstream's instances as they stand at now.
+func (u *Upstream) Instances(now time.Time) []InstanceState {
+	out := make([]InstanceState, len(u.insts))
+	for i, in := range u.insts {
+		out[i] = InstanceState{Instance: in, Ejected: u.ejected(i, now)}
+	}
+	return out
+}
+
+// ejected reports whether instance i is out of rotation at now.
+func (u *Upstream) ejected(i int, now time.Time) bool {
+	return u.health != nil && i < len(u.health) && u.health[i].Ejected(now)
+}
+
+// pick asks the balancer for an instance among those the pool view calls
+// available: not tried by an earlier attempt of this request (a retry
+// never lands on the instance that just failed) and not ejected. An
+// ejected instance is still used when nothing else is left: trying it
+// beats refusing the request.
+func (u *Upstream) pick(tried []int) int {
+	if len(u.hosts) == 0 {
+		return -1
+	}
+	view := &poolView{u: u, tried: tried}
+	if u.health != nil {
+		view.now = u.now()
+	}
+	if i := u.balancer.Pick(view); i >= 0 {
+		return i
+	}
+	view.keepEjected = true
+	return u.balancer.Pick(view)
+}
+
+// poolView is the balancer's view of an upstream for one pick.
+type poolView struct {
+	u           *Upstream
+	tried       []int
+	now         time.Time // for ejection; zero without outlier ejection
+	keepEjected bool      // last resort: ejected instances count as available
+}
+
+func (p *poolView) Len() int { return len(p.u.hosts) }
+
+func (p *poolView) Available(i int) bool {
+	if slices.Contains(p.tried, i) {
+		return false
+	}
+	return p.keepEjected || p.u.health == nil || !p.u.health[i].Ejected(p.now)
+}
+
+func (p *poolView) Weight(int) int { return 1 }
+
+func (p *poolView) InFlight(int) int64 { return 0 }
+
+// to sends r to instance i.
+func (u *Upstream) to(r *http.Request, i int) (*http.Response, error) {
+	r.URL.Scheme = "http"
+	r.URL.Host = u.hosts[i]
+	if ex := exchange.From(r.Context()); ex != nil {
+		ex.Instance = u.hosts[i]
+	}
+	resp, err := u.next.RoundTrip(r)
+	if u.health != nil {
+		u.outliers.Record(u.health[i], u.hosts[i], instanceFailed(r, resp, err), err, u.now())
+	}
+	if u.metrics != nil {
+		// A client that hung up is not the instance's fault; a route
+		// timeout (DeadlineExceeded) is.
+		u.metrics[i].Record(err != nil && !exchange.ClientFault(r, err))
+	}
+	return resp, err
+}
