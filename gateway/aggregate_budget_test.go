@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gatewayco/gateway/balancer"
+	"github.com/gatewayco/gateway/gateway/aggregate"
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
@@ -141,9 +141,9 @@ func TestAggregateBudgetBoundsConcurrentAggregates(t *testing.T) {
 	for _, r := range refused {
 		var body exchange.ErrorBody
 		if err := json.Unmarshal([]byte(r.body), &body); err != nil || r.status != http.StatusServiceUnavailable ||
-			body.Error != msgAggregateMemory || body.Route != "agg" || r.header.Get("Retry-After") == "" {
+			body.Error != aggregate.MsgMemory || body.Route != "agg" || r.header.Get("Retry-After") == "" {
 			t.Errorf("refused request: %d %q Retry-After %q; want 503 %q naming the aggregate, with Retry-After",
-				r.status, r.body, r.header.Get("Retry-After"), msgAggregateMemory)
+				r.status, r.body, r.header.Get("Retry-After"), aggregate.MsgMemory)
 		}
 	}
 	if ok != fits {
@@ -158,8 +158,8 @@ func TestAggregateBudgetBoundsConcurrentAggregates(t *testing.T) {
 	if g := bufferedGauge(m); g != 0 {
 		t.Errorf("gateway_aggregate_buffered_bytes = %v after the requests, want 0", g)
 	}
-	if got := sample(t, m, "gateway_aggregate_calls_total", "aggregate", "agg", "call", "c", "kind", kindMemory); got != clients-fits {
-		t.Errorf("calls counted as %q = %v, want %d", kindMemory, got, clients-fits)
+	if got := sample(t, m, "gateway_aggregate_calls_total", "aggregate", "agg", "call", "c", "kind", aggregate.KindMemory); got != clients-fits {
+		t.Errorf("calls counted as %q = %v, want %d", aggregate.KindMemory, got, clients-fits)
 	}
 }
 
@@ -195,8 +195,8 @@ func TestAggregateBudgetRefusesTheWholeRequest(t *testing.T) {
 		chunked(w, r)
 	})
 	r := do(t, "GET", url+"/d")
-	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, msgAggregateMemory) {
-		t.Fatalf("%d %s; want 503 %q", r.status, r.body, msgAggregateMemory)
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, aggregate.MsgMemory) {
+		t.Fatalf("%d %s; want 503 %q", r.status, r.body, aggregate.MsgMemory)
 	}
 	if name := <-cancelled; name != "hang" {
 		t.Fatalf("cancelled %q", name)
@@ -229,8 +229,8 @@ aggregate "agg" {
 	}
 	gw, _, url := budgetGateway(t, 64<<10, doc.Aggregates[0], bigAnswer(nil, nil))
 	for range 2 * balancer.DefaultOutlierFailures {
-		if r := do(t, "GET", url+"/d/1000000"); r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, msgAggregateMemory) {
-			t.Fatalf("%d %s; want 503 %q", r.status, r.body, msgAggregateMemory)
+		if r := do(t, "GET", url+"/d/1000000"); r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, aggregate.MsgMemory) {
+			t.Fatalf("%d %s; want 503 %q", r.status, r.body, aggregate.MsgMemory)
 		}
 	}
 	r := do(t, "GET", url+"/d/100")
@@ -239,44 +239,5 @@ aggregate "agg" {
 	}
 	if got := gw.deps.aggBudget.Used(); got != 0 {
 		t.Errorf("budget holds %d bytes, want 0", got)
-	}
-}
-
-// TestReadBodyReservesWhatIsLive: the reservation covers every buffer
-// alive at once (old and new while growing), is exact for a declared
-// length, and is given back on every error.
-func TestReadBodyReservesWhatIsLive(t *testing.T) {
-	body := bytes.Repeat([]byte("x"), 100<<10)
-	tests := []struct {
-		name          string
-		length, limit int64
-		budget        int64
-		wantErr       error
-		wantHeld      int64
-	}{
-		{"declared length", int64(len(body)), 1 << 20, 1 << 20, nil, int64(len(body))},
-		{"unknown length doubles", -1, 1 << 20, 1 << 20, nil, 128 << 10},
-		{"declared over the limit", int64(len(body)), 1 << 10, 1 << 20, errResponseTooLarge, 0},
-		{"unknown over the limit", -1, 50 << 10, 1 << 20, errResponseTooLarge, 0},
-		{"declared over the budget", int64(len(body)), 1 << 20, 64 << 10, errAggregateMemory, 0},
-		// Growing from 64 to 128 KiB needs both at once: 192 KiB.
-		{"growing over the budget", -1, 1 << 20, 128 << 10, errAggregateMemory, 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b := newAggregateBudget(tt.budget)
-			h := b.hold()
-			got, held, err := readBody(bytes.NewReader(body), tt.length, tt.limit, h)
-			if err != tt.wantErr || held != tt.wantHeld || b.Used() != tt.wantHeld {
-				t.Fatalf("err %v held %d used %d; want %v, %d", err, held, b.Used(), tt.wantErr, tt.wantHeld)
-			}
-			if err == nil && (!bytes.Equal(got, body) || int64(cap(got)) > held) {
-				t.Fatalf("read %d bytes into a buffer of %d with %d reserved", len(got), cap(got), held)
-			}
-			h.close()
-			if b.Used() != 0 {
-				t.Fatalf("after close: %d used", b.Used())
-			}
-		})
 	}
 }

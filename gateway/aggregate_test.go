@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/gatewayco/gateway/gateway/aggregate"
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/registry"
@@ -53,7 +53,7 @@ type aggAnswer struct {
 	status  int
 	partial string
 	body    map[string]json.RawMessage
-	errors  map[string]callError
+	errors  map[string]aggregate.CallError
 }
 
 func getAggregate(t *testing.T, url string, hdr http.Header) aggAnswer {
@@ -115,31 +115,31 @@ func TestAggregateMergesAndClassifiesCallOutcomes(t *testing.T) {
 		status   int
 		partial  string
 		members  map[string]string // call -> merged JSON (null for failed)
-		failures map[string]callError
+		failures map[string]aggregate.CallError
 	}{
 		{"all succeed", map[string]bool{"ok": true, "list": false, "empty": false}, 200, "",
 			map[string]string{"ok": `{"id":7}`, "list": `[1,2]`, "empty": `null`}, nil},
 		{"optional 500 is a partial system failure", map[string]bool{"ok": true, "broken": false}, 200, "true",
 			map[string]string{"ok": `{"id":7}`, "broken": `null`},
-			map[string]callError{"broken": {kindSystem, 500, "upstream answered 500 Internal Server Error"}}},
+			map[string]aggregate.CallError{"broken": {Kind: aggregate.KindSystem, Status: 500, Message: "upstream answered 500 Internal Server Error"}}},
 		{"optional 404 is a partial business failure", map[string]bool{"ok": true, "notfound": false}, 200, "true",
 			map[string]string{"ok": `{"id":7}`, "notfound": `null`},
-			map[string]callError{"notfound": {kindBusiness, 404, "upstream answered 404 Not Found"}}},
+			map[string]aggregate.CallError{"notfound": {Kind: aggregate.KindBusiness, Status: 404, Message: "upstream answered 404 Not Found"}}},
 		{"optional non-JSON is a system failure", map[string]bool{"ok": true, "html": false}, 200, "true",
 			map[string]string{"ok": `{"id":7}`, "html": `null`},
-			map[string]callError{"html": {kindSystem, 502, "upstream answered invalid JSON"}}},
+			map[string]aggregate.CallError{"html": {Kind: aggregate.KindSystem, Status: 502, Message: "upstream answered invalid JSON"}}},
 		{"optional oversized body is a system failure", map[string]bool{"ok": true, "big": false}, 200, "true",
 			map[string]string{"ok": `{"id":7}`, "big": `null`},
-			map[string]callError{"big": {kindSystem, 502, "response larger than 100 bytes"}}},
+			map[string]aggregate.CallError{"big": {Kind: aggregate.KindSystem, Status: 502, Message: "response larger than 100 bytes"}}},
 		{"optional without instances is a system failure", map[string]bool{"ok": true, "nobody": false}, 200, "true",
 			map[string]string{"ok": `{"id":7}`, "nobody": `null`},
-			map[string]callError{"nobody": {kindSystem, 503, exchange.MsgNoInstance}}},
+			map[string]aggregate.CallError{"nobody": {Kind: aggregate.KindSystem, Status: 503, Message: exchange.MsgNoInstance}}},
 		{"required 404 answers 404", map[string]bool{"notfound": true, "ok": false}, 404, "", nil,
-			map[string]callError{"notfound": {kindBusiness, 404, "upstream answered 404 Not Found"}}},
+			map[string]aggregate.CallError{"notfound": {Kind: aggregate.KindBusiness, Status: 404, Message: "upstream answered 404 Not Found"}}},
 		{"required 500 answers 502", map[string]bool{"broken": true, "ok": false}, 502, "", nil,
-			map[string]callError{"broken": {kindSystem, 500, "upstream answered 500 Internal Server Error"}}},
+			map[string]aggregate.CallError{"broken": {Kind: aggregate.KindSystem, Status: 500, Message: "upstream answered 500 Internal Server Error"}}},
 		{"required non-JSON answers 502", map[string]bool{"html": true}, 502, "", nil,
-			map[string]callError{"html": {kindSystem, 502, "upstream answered invalid JSON"}}},
+			map[string]aggregate.CallError{"html": {Kind: aggregate.KindSystem, Status: 502, Message: "upstream answered invalid JSON"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -350,7 +350,7 @@ func TestAggregateRequiredTimeoutAnswersTimeoutStatusAndCancelsOthers(t *testing
 	if a.status != http.StatusRequestTimeout {
 		t.Fatalf("status %d, want timeout_status 408; body %v", a.status, a.body)
 	}
-	if e := a.errors["slow"]; e.Kind != kindTimeout {
+	if e := a.errors["slow"]; e.Kind != aggregate.KindTimeout {
 		t.Fatalf("errors %v, want slow as a timeout", a.errors)
 	}
 	got := map[string]bool{<-cancelled: true, <-cancelled: true}
@@ -389,58 +389,10 @@ func TestAggregateOptionalTimeoutIsPartial(t *testing.T) {
 		config.Call{Name: "slow", Service: "slow", Path: "/", Timeout: 100 * time.Millisecond})
 	srv := serveAggregate(t, ag, map[string][]registry.Instance{"slow": {slow}, "ok": {ok}})
 	a := getAggregate(t, srv.URL+"/agg", nil)
-	if a.status != 200 || a.partial != "true" || string(a.body["slow"]) != "null" || a.errors["slow"].Kind != kindTimeout {
+	if a.status != 200 || a.partial != "true" || string(a.body["slow"]) != "null" || a.errors["slow"].Kind != aggregate.KindTimeout {
 		t.Fatalf("got %d partial=%q body %v errors %v", a.status, a.partial, a.body, a.errors)
 	}
 	<-cancelled
-}
-
-// BenchmarkAggregateMerge measures building the merged body from three
-// call results of about 1 KiB each, the part of an aggregate request the
-// gateway adds on top of the calls themselves.
-func BenchmarkAggregateMerge(b *testing.B) {
-	item := `{"id":42,"name":"` + strings.Repeat("x", 1000) + `"}`
-	calls := make([]*AggregateCall, 3)
-	results := make([]callResult, 3)
-	for i := range calls {
-		name, _ := json.Marshal(fmt.Sprint("call", i))
-		calls[i] = &AggregateCall{name: name}
-		results[i] = callResult{body: []byte(item)}
-	}
-	b.Run("validate+merge", func(b *testing.B) {
-		b.ReportAllocs()
-		var buf bytes.Buffer
-		for b.Loop() {
-			buf.Reset()
-			for i := range results {
-				if !json.Valid(results[i].body) {
-					b.Fatal("invalid")
-				}
-			}
-			mergeResults(&buf, calls, results)
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/3, "ns/call")
-	})
-	b.Run("merge", func(b *testing.B) {
-		b.ReportAllocs()
-		var buf bytes.Buffer
-		for b.Loop() {
-			buf.Reset()
-			mergeResults(&buf, calls, results)
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/3, "ns/call")
-	})
-	b.Run("merge-with-one-error", func(b *testing.B) {
-		b.ReportAllocs()
-		failed := slices.Clone(results)
-		failed[1] = failure(kindSystem, 500, "upstream answered 500 Internal Server Error")
-		var buf bytes.Buffer
-		for b.Loop() {
-			buf.Reset()
-			mergeResults(&buf, calls, failed)
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/3, "ns/call")
-	})
 }
 
 func TestAggregateAndRoutesShareMuxPrecedence(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatewayco/gateway/balancer"
+	"github.com/gatewayco/gateway/gateway/aggregate"
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/gateway/policy"
@@ -28,8 +29,8 @@ type deps struct {
 	// Outlier ejection settings; see ProxyOptions.
 	outlierFailures int
 	outlierEjection time.Duration
-	// aggBudget bounds what every aggregate buffers; see aggregate_budget.go.
-	aggBudget *aggregateBudget
+	// aggBudget bounds what every aggregate buffers at once.
+	aggBudget *aggregate.Budget
 }
 
 // tableBuilder turns configuration and instance snapshots into Tables. It

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatewayco/gateway/balancer"
+	"github.com/gatewayco/gateway/gateway/aggregate"
 	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/gateway/router"
@@ -65,7 +66,7 @@ type Options struct {
 	// Metrics records request and upstream metrics; nil records none.
 	Metrics *metrics.Metrics
 	// AggregateMaxBytes bounds the bytes all aggregate requests together
-	// buffer at once (503 beyond); zero means DefaultAggregateMaxBytes,
+	// buffer at once (503 beyond); zero means aggregate.DefaultMaxBytes,
 	// negative means no limit.
 	AggregateMaxBytes int64
 }
@@ -98,7 +99,7 @@ func newDeps(opts Options, logger hclog.Logger, now func() time.Time) *deps {
 		outlierFailures: opts.Proxy.OutlierFailures, outlierEjection: opts.Proxy.OutlierEjection,
 		proxy:     upstream.NewProxy(proxyLogger, opts.TrustedProxies),
 		env:       policyEnv{trusted: opts.TrustedProxies, now: now, logger: logger.Named("policy"), getenv: os.Getenv},
-		aggBudget: newAggregateBudget(opts.AggregateMaxBytes)}
+		aggBudget: aggregate.NewBudget(opts.AggregateMaxBytes)}
 	if d.transport == nil {
 		d.transport = upstream.NewTransport(opts.Proxy.MaxIdleConnsPerHost, opts.Proxy.DialTimeout)
 	}

@@ -88,8 +88,8 @@ func (t *Table) metricsView() metrics.TableView {
 	for _, ag := range t.aggregates {
 		v.Routes = append(v.Routes, ag.Config.Name)
 		for _, c := range ag.Calls {
-			if c.up.Breaker() != nil {
-				v.Breakers[ag.Config.Name+"/"+c.Config.Name] = c.up.Breaker().State().Level()
+			if st, ok := c.Breaker(); ok {
+				v.Breakers[ag.Config.Name+"/"+c.Config.Name] = st.Level()
 			}
 		}
 	}

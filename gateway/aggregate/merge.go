@@ -1,4 +1,4 @@
-package gateway
+package aggregate
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ const maxPooledMerge = 1 << 20
 // and an "errors" member when an optional call failed. A small body is
 // assembled in a pooled buffer, reserved in hold like the call bodies,
 // and written at once; a large one is streamed from the call bodies.
-func (ag *Aggregate) writeMerged(w http.ResponseWriter, results []callResult, hold *aggregateHold) {
+func (ag *Aggregate) writeMerged(w http.ResponseWriter, results []callResult, hold *share) {
 	errs := mergeErrors(ag.Calls, results)
 	size := mergedLen(ag.Calls, results, errs)
 	h := w.Header()
@@ -57,7 +57,7 @@ func (ag *Aggregate) writeMerged(w http.ResponseWriter, results []callResult, ho
 
 // mergeResults writes the merged object into buf and reports whether any
 // call failed.
-func mergeResults(buf *bytes.Buffer, calls []*AggregateCall, results []callResult) (partial bool) {
+func mergeResults(buf *bytes.Buffer, calls []*Call, results []callResult) (partial bool) {
 	errs := mergeErrors(calls, results)
 	buf.Grow(mergedLen(calls, results, errs))
 	writeMergedTo(buf, calls, results, errs)
@@ -66,7 +66,7 @@ func mergeResults(buf *bytes.Buffer, calls []*AggregateCall, results []callResul
 
 // mergedLen is the length of what writeMergedTo writes, so the answer can
 // carry a Content-Length before any of it is written.
-func mergedLen(calls []*AggregateCall, results []callResult, errs []byte) int {
+func mergedLen(calls []*Call, results []callResult, errs []byte) int {
 	n := 2 + len(errs) + max(len(calls)-1, 0) // braces, errors, commas
 	for i, c := range calls {
 		n += len(c.name) + 1
@@ -81,7 +81,7 @@ func mergedLen(calls []*AggregateCall, results []callResult, errs []byte) int {
 
 // mergeErrors encodes the `,"errors":{...}` member of the failed calls,
 // nil when every call succeeded.
-func mergeErrors(calls []*AggregateCall, results []callResult) []byte {
+func mergeErrors(calls []*Call, results []callResult) []byte {
 	var b []byte
 	for i, c := range calls {
 		if results[i].err.Kind == "" {
@@ -109,7 +109,7 @@ func mergeErrors(calls []*AggregateCall, results []callResult) []byte {
 // each was checked with json.Valid already, and decoding and re-encoding
 // them would cost more than the whole fan-out's bookkeeping. A write
 // error means the client went away; there is nobody to tell.
-func writeMergedTo(w io.Writer, calls []*AggregateCall, results []callResult, errs []byte) {
+func writeMergedTo(w io.Writer, calls []*Call, results []callResult, errs []byte) {
 	for i, c := range calls {
 		if i == 0 {
 			_, _ = w.Write(mergeOpen)
@@ -145,18 +145,18 @@ var (
 type requiredFailureBody struct {
 	Error  string               `json:"error"`
 	Route  string               `json:"route"`
-	Errors map[string]callError `json:"errors"`
+	Errors map[string]CallError `json:"errors"`
 }
 
 // writeRequiredFailure answers for a failed required call: the upstream's
 // 4xx for a business failure, 502 for a system one, the aggregate's
 // timeout_status for a timeout.
-func (ag *Aggregate) writeRequiredFailure(w http.ResponseWriter, i int, e callError) {
+func (ag *Aggregate) writeRequiredFailure(w http.ResponseWriter, i int, e CallError) {
 	status := http.StatusBadGateway
 	switch e.Kind {
-	case kindBusiness:
+	case KindBusiness:
 		status = e.Status
-	case kindTimeout:
+	case KindTimeout:
 		status = ag.Config.TimeoutStatus
 	}
 	call := ag.Calls[i].Config.Name
@@ -167,6 +167,6 @@ func (ag *Aggregate) writeRequiredFailure(w http.ResponseWriter, i int, e callEr
 	_ = json.NewEncoder(w).Encode(requiredFailureBody{
 		Error:  "required call " + strconv.Quote(call) + " failed: " + e.Message,
 		Route:  ag.Config.Name,
-		Errors: map[string]callError{call: e},
+		Errors: map[string]CallError{call: e},
 	})
 }

@@ -1,4 +1,4 @@
-package gateway
+package aggregate
 
 import (
 	"errors"
@@ -7,50 +7,52 @@ import (
 	"sync/atomic"
 )
 
-// DefaultAggregateMaxBytes bounds the bytes all aggregate requests together
+// DefaultMaxBytes bounds the bytes all aggregate requests together
 // may buffer at once unless configured otherwise: the call bodies kept for
 // merging plus small merged answers while they are copied out. 256 MiB
 // holds 85 concurrent aggregates of three 1 MiB answers, thousands of
 // typical few-KiB ones, yet stays well below a small container's memory.
-const DefaultAggregateMaxBytes = 256 << 20
+const DefaultMaxBytes = 256 << 20
 
-// msgAggregateMemory answers a request refused because the budget is used
-// up; the client may retry once other aggregates finished (Retry-After).
-const msgAggregateMemory = "aggregate memory limit reached"
+// MsgMemory answers a request refused because the budget is used up; the
+// client may retry once other aggregates finished (Retry-After).
+const MsgMemory = "aggregate memory limit reached"
 
-// aggregateMemoryRetryAfter is the Retry-After of that answer, in seconds:
+// memoryRetryAfter is the Retry-After of that answer, in seconds:
 // aggregates are bounded by their timeouts, so the budget frees quickly.
-const aggregateMemoryRetryAfter = "1"
+const memoryRetryAfter = "1"
 
 var (
-	// errAggregateMemory ends an aggregate request whose call would buffer
+	// errMemory ends an aggregate request whose call would buffer
 	// more than the gateway-wide budget has left. It is the gateway's own
 	// limit, not the upstream's fault: the upstream had answered already,
 	// so its breaker and outlier record saw a success.
-	errAggregateMemory = errors.New(msgAggregateMemory)
+	errMemory = errors.New(MsgMemory)
 	// errResponseTooLarge is a call body over max_response_bytes.
 	errResponseTooLarge = errors.New("response too large")
 )
 
-// aggregateBudget is the byte budget every aggregate request of one
-// Gateway draws from. Reservations never wait: a request that cannot get
+// Budget is the byte budget every aggregate request of one gateway draws
+// from. Reservations never wait: a request that cannot get
 // its bytes fails at once, so a flood of large answers costs 503s, not
 // memory or queued goroutines. A budget with max <= 0 never refuses but
 // still counts, for the gauge.
-type aggregateBudget struct {
+type Budget struct {
 	max  int64
 	used atomic.Int64
 }
 
-func newAggregateBudget(max int64) *aggregateBudget {
+// NewBudget returns a budget of max bytes; zero means DefaultMaxBytes,
+// negative means no limit. It is safe for concurrent use.
+func NewBudget(max int64) *Budget {
 	if max == 0 {
-		max = DefaultAggregateMaxBytes
+		max = DefaultMaxBytes
 	}
-	return &aggregateBudget{max: max}
+	return &Budget{max: max}
 }
 
 // reserve takes n bytes, or none and false when that would cross max.
-func (b *aggregateBudget) reserve(n int64) bool {
+func (b *Budget) reserve(n int64) bool {
 	if b.max <= 0 {
 		b.used.Add(n)
 		return true
@@ -66,22 +68,22 @@ func (b *aggregateBudget) reserve(n int64) bool {
 	}
 }
 
-func (b *aggregateBudget) release(n int64) { b.used.Add(-n) }
+func (b *Budget) release(n int64) { b.used.Add(-n) }
 
 // Used returns the bytes aggregate requests hold now; zero when none runs.
-func (b *aggregateBudget) Used() int64 { return b.used.Load() }
+func (b *Budget) Used() int64 { return b.used.Load() }
 
-// aggregateHold is one request's share of the budget: its calls take from
+// share is one request's share of the budget: its calls take from
 // it concurrently, and close gives back whatever is left once the answer
 // is written, so no path can leak a reservation.
-type aggregateHold struct {
-	budget *aggregateBudget
+type share struct {
+	budget *Budget
 	held   atomic.Int64
 }
 
-func (b *aggregateBudget) hold() *aggregateHold { return &aggregateHold{budget: b} }
+func (b *Budget) hold() *share { return &share{budget: b} }
 
-func (h *aggregateHold) take(n int64) bool {
+func (h *share) take(n int64) bool {
 	if !h.budget.reserve(n) {
 		return false
 	}
@@ -89,12 +91,12 @@ func (h *aggregateHold) take(n int64) bool {
 	return true
 }
 
-func (h *aggregateHold) give(n int64) {
+func (h *share) give(n int64) {
 	h.held.Add(-n)
 	h.budget.release(n)
 }
 
-func (h *aggregateHold) close() { h.give(h.held.Load()) }
+func (h *share) close() { h.give(h.held.Load()) }
 
 // readChunk is the first buffer of a body of unknown length; it doubles
 // from there.
@@ -106,14 +108,14 @@ const readChunk = 8 << 10
 // once; otherwise the buffer doubles, the old and the new one both
 // reserved while copying, so the reservation is never below what is
 // live. On error nothing stays reserved. A body over limit is
-// errResponseTooLarge, one that would cross the budget errAggregateMemory.
-func readBody(r io.Reader, length, limit int64, hold *aggregateHold) ([]byte, int64, error) {
+// errResponseTooLarge, one that would cross the budget errMemory.
+func readBody(r io.Reader, length, limit int64, hold *share) ([]byte, int64, error) {
 	if length > limit {
 		return nil, 0, errResponseTooLarge
 	}
 	if length >= 0 {
 		if !hold.take(length) {
-			return nil, 0, errAggregateMemory
+			return nil, 0, errMemory
 		}
 		buf := make([]byte, length)
 		if _, err := io.ReadFull(r, buf); err != nil {
@@ -124,7 +126,7 @@ func readBody(r io.Reader, length, limit int64, hold *aggregateHold) ([]byte, in
 	}
 	size := min(int64(readChunk), limit+1)
 	if !hold.take(size) {
-		return nil, 0, errAggregateMemory
+		return nil, 0, errMemory
 	}
 	buf := make([]byte, 0, size)
 	for {
@@ -147,7 +149,7 @@ func readBody(r io.Reader, length, limit int64, hold *aggregateHold) ([]byte, in
 		next := min(2*size, limit+1)
 		if !hold.take(next) {
 			hold.give(size)
-			return nil, 0, errAggregateMemory
+			return nil, 0, errMemory
 		}
 		grown := make([]byte, len(buf), next)
 		copy(grown, buf)
@@ -158,10 +160,10 @@ func readBody(r io.Reader, length, limit int64, hold *aggregateHold) ([]byte, in
 
 // bodyFailure is the call failure of a readBody error.
 func bodyFailure(err error, limit int64) callResult {
-	if errors.Is(err, errAggregateMemory) {
-		r := failure(kindSystem, 503, msgAggregateMemory)
+	if errors.Is(err, errMemory) {
+		r := failure(KindSystem, 503, MsgMemory)
 		r.memory = true
 		return r
 	}
-	return failure(kindSystem, 502, fmt.Sprintf("response larger than %d bytes", limit))
+	return failure(KindSystem, 502, fmt.Sprintf("response larger than %d bytes", limit))
 }

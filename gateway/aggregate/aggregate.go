@@ -1,4 +1,9 @@
-package gateway
+// Package aggregate serves aggregate endpoints: one request fans out to
+// several upstream calls concurrently, and their JSON bodies are merged
+// into one answer, within a memory budget every aggregate of a gateway
+// shares. The table builder makes an Aggregate per table with New; calls
+// reach their services through the same upstreams routes use.
+package aggregate
 
 import (
 	"bytes"
@@ -17,34 +22,56 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
+	"github.com/gatewayco/gateway/gateway/policy"
 	"github.com/gatewayco/gateway/gateway/upstream"
 	"github.com/gatewayco/gateway/registry"
 )
 
-// Aggregate is an aggregate endpoint of one Table: a request is answered by
+// Aggregate is an aggregate endpoint of one table: a request is answered by
 // calling every call's service concurrently and merging the JSON bodies.
+// It is immutable and safe for concurrent use. It serves the request as
+// the router hands it over, behind whatever admission policies the table
+// builder put in front of it; it reads the path variables with mux.Vars.
 type Aggregate struct {
 	// Config is the validated aggregate block.
 	Config config.Aggregate
 	// Calls are the upstream calls in declaration order.
-	Calls []*AggregateCall
+	Calls []*Call
 
 	logger  hclog.Logger
 	metrics *metrics.Metrics // nil when metrics are off
 	trusted []netip.Prefix   // proxies whose X-Forwarded-* are believed
-	budget  *aggregateBudget // gateway-wide bound on buffered bodies
-	// handler is the aggregate behind its admission policies (rate limit,
-	// auth); the router serves it.
-	handler http.Handler
+	budget  *Budget          // gateway-wide bound on buffered bodies
 }
 
-// AggregateCall is one call of an Aggregate with the instances it had when
-// the table was built.
-type AggregateCall struct {
+// Deps is what every aggregate of a gateway is built with.
+type Deps struct {
+	// Logger logs failed required calls at debug level; nil discards.
+	Logger hclog.Logger
+	// Metrics counts call outcomes; nil counts none.
+	Metrics *metrics.Metrics
+	// Trusted are the proxies whose X-Forwarded-* headers are believed.
+	Trusted []netip.Prefix
+	// Budget bounds what all aggregates buffer at once; required.
+	Budget *Budget
+}
+
+// New returns the aggregate of cfg making calls, which must be in cfg's
+// declaration order.
+func New(cfg config.Aggregate, calls []*Call, d Deps) *Aggregate {
+	logger := d.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	return &Aggregate{Config: cfg, Calls: calls, logger: logger, metrics: d.Metrics, trusted: d.Trusted, budget: d.Budget}
+}
+
+// Call is one call of an Aggregate with the instances it had when the
+// table was built.
+type Call struct {
 	// Config is the validated call block.
 	Config config.Call
 	// Service is the health watch the instances come from.
@@ -60,32 +87,55 @@ type AggregateCall struct {
 	name  []byte // the call name as a JSON string, member key of the merged body
 }
 
-// Aggregates returns the table's aggregates sorted by name. The slice is
-// shared: do not modify it.
-func (t *Table) Aggregates() []*Aggregate { return t.aggregates }
+// NewCall returns the call of cfg, sent through up to the service's
+// instances insts (watched as service); panic is why insts is not the
+// passing set, empty normally. It fails only on a path template that
+// validation would have refused.
+func NewCall(cfg config.Call, service registry.ServiceKey, insts []registry.Instance, panic string, up *upstream.Upstream) (*Call, error) {
+	parts, err := config.ParseCallPath(cfg.Path)
+	if err != nil {
+		return nil, err
+	}
+	name, _ := json.Marshal(cfg.Name)
+	return &Call{Config: cfg, Service: service, Instances: insts, Panic: panic, up: up, parts: parts, name: name}, nil
+}
 
-// Kinds of call failure, as the merged body's "errors" member names them.
+// InstanceStates lists the call's instances, in Instances order, with the
+// gateway's own verdict on each at now.
+func (c *Call) InstanceStates(now time.Time) []upstream.InstanceState { return c.up.Instances(now) }
+
+// Breaker is the call's circuit breaker state; ok is false when the call
+// has none.
+func (c *Call) Breaker() (state policy.BreakerState, ok bool) {
+	if br := c.up.Breaker(); br != nil {
+		return br.State(), true
+	}
+	return 0, false
+}
+
+// Kinds of call failure, as the merged body's "errors" member names them
+// and the gateway_aggregate_calls_total metric counts them (with "ok").
 const (
-	kindBusiness = "business" // the upstream answered 4xx
-	kindSystem   = "system"   // 5xx, connection error, no instance, bad or oversized JSON
-	kindTimeout  = "timeout"  // the call's or the aggregate's deadline passed
-	// kindMemory labels, in metrics only, a call whose body the gateway's
+	KindBusiness = "business" // the upstream answered 4xx
+	KindSystem   = "system"   // 5xx, connection error, no instance, bad or oversized JSON
+	KindTimeout  = "timeout"  // the call's or the aggregate's deadline passed
+	// KindMemory labels, in metrics only, a call whose body the gateway's
 	// aggregate budget refused; the client sees a 503 for the request.
-	kindMemory = "memory"
+	KindMemory = "memory"
 )
 
 // callResult is what one call produced: a JSON body, or a failure.
 type callResult struct {
 	body []byte // valid JSON when kind is empty
-	err  callError
+	err  CallError
 	// memory is set when the gateway-wide budget refused the body: the
 	// whole request then answers 503, whatever the call's required flag.
 	memory bool
 }
 
-// callError is one member of the merged body's "errors" object; a zero
+// CallError is one member of the merged body's "errors" object; a zero
 // Kind means the call succeeded.
-type callError struct {
+type CallError struct {
 	Kind    string `json:"kind"`
 	Status  int    `json:"status"`
 	Message string `json:"message"`
@@ -110,7 +160,7 @@ var defaultForwardHeaders = []string{"Authorization", "X-Request-Id", "Tracepare
 // would take more memory than the gateway-wide budget has left.
 func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := ag.Config.Name
-	ex := exchange.From(r.Context()) // route and metrics were set by named()
+	ex := exchange.From(r.Context()) // the table builder's chain named the route
 	vars, query := mux.Vars(r), r.URL.Query()
 	targets := make([]string, len(ag.Calls))
 	for i, c := range ag.Calls {
@@ -156,7 +206,7 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if results[i].memory {
 				// Stop the other calls at once: their bodies could not
 				// be merged into an answer anyway.
-				return errAggregateMemory
+				return errMemory
 			}
 			if results[i].err.Kind != "" && c.Config.Required {
 				ag.logger.Debug("required call failed", "aggregate", name, "call", c.Config.Name, "kind", results[i].err.Kind, "message", results[i].err.Message)
@@ -174,7 +224,7 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		kind := results[i].err.Kind
 		switch {
 		case results[i].memory:
-			kind = kindMemory
+			kind = KindMemory
 		case kind == "":
 			kind = "ok"
 		}
@@ -188,7 +238,7 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case errors.Is(err, errAggregateMemory):
+	case errors.Is(err, errMemory):
 		ag.writeMemoryLimit(w)
 	case failed >= 0:
 		ag.writeRequiredFailure(w, failed, results[failed].err)
@@ -200,14 +250,14 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // writeMemoryLimit answers a request the aggregate budget refused: 503
 // with Retry-After, as for any overload of the gateway itself.
 func (ag *Aggregate) writeMemoryLimit(w http.ResponseWriter) {
-	w.Header().Set("Retry-After", aggregateMemoryRetryAfter)
-	exchange.WriteError(w, http.StatusServiceUnavailable, msgAggregateMemory, ag.Config.Name)
+	w.Header().Set("Retry-After", memoryRetryAfter)
+	exchange.WriteError(w, http.StatusServiceUnavailable, MsgMemory, ag.Config.Name)
 }
 
 // target fills the call's path template. Path values are escaped as one
 // segment and query values as one component, so a value can never add
 // segments, parameters or a fragment.
-func (c *AggregateCall) target(vars map[string]string, query url.Values) (string, error) {
+func (c *Call) target(vars map[string]string, query url.Values) (string, error) {
 	var b strings.Builder
 	for _, p := range c.parts {
 		if p.Var == "" {
@@ -272,7 +322,7 @@ func (ag *Aggregate) outgoingHeader(r *http.Request) http.Header {
 
 // do makes one call and classifies the outcome. A successful body stays
 // reserved in hold; any other is given back at once.
-func (c *AggregateCall) do(ctx context.Context, target string, header http.Header, limit int64, hold *aggregateHold) callResult {
+func (c *Call) do(ctx context.Context, target string, header http.Header, limit int64, hold *share) callResult {
 	if c.Config.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.Config.Timeout)
@@ -280,7 +330,7 @@ func (c *AggregateCall) do(ctx context.Context, target string, header http.Heade
 	}
 	u, err := url.Parse(target)
 	if err != nil {
-		return failure(kindSystem, http.StatusBadGateway, "invalid call target")
+		return failure(KindSystem, http.StatusBadGateway, "invalid call target")
 	}
 	u.Scheme = "http"
 	req := (&http.Request{Method: http.MethodGet, URL: u, Header: header.Clone(),
@@ -292,7 +342,7 @@ func (c *AggregateCall) do(ctx context.Context, target string, header http.Heade
 	defer resp.Body.Close()
 	body, held, err := readBody(resp.Body, resp.ContentLength, limit, hold)
 	switch {
-	case errors.Is(err, errAggregateMemory), errors.Is(err, errResponseTooLarge):
+	case errors.Is(err, errMemory), errors.Is(err, errResponseTooLarge):
 		return bodyFailure(err, limit)
 	case err != nil:
 		return transportFailure(ctx, err)
@@ -310,16 +360,16 @@ func (c *AggregateCall) do(ctx context.Context, target string, header http.Heade
 		// JSON must be UTF-8 (RFC 8259); json.Valid does not check it, and
 		// one bad byte would make the whole merged body unreadable.
 		if !json.Valid(body) || !utf8.Valid(body) {
-			return failure(kindSystem, http.StatusBadGateway, "upstream answered invalid JSON")
+			return failure(KindSystem, http.StatusBadGateway, "upstream answered invalid JSON")
 		}
 		kept = true
 		// Encoders end bodies with a newline; inside the merged object it
 		// would only be noise.
 		return callResult{body: bytes.TrimSpace(body)}
 	case s >= 400 && s < 500:
-		return failure(kindBusiness, s, "upstream answered "+resp.Status)
+		return failure(KindBusiness, s, "upstream answered "+resp.Status)
 	default:
-		return failure(kindSystem, s, "upstream answered "+resp.Status)
+		return failure(KindSystem, s, "upstream answered "+resp.Status)
 	}
 }
 
@@ -328,56 +378,15 @@ func (c *AggregateCall) do(ctx context.Context, target string, header http.Heade
 func transportFailure(ctx context.Context, err error) callResult {
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return failure(kindTimeout, http.StatusGatewayTimeout, exchange.MsgUpstreamTimeout)
+		return failure(KindTimeout, http.StatusGatewayTimeout, exchange.MsgUpstreamTimeout)
 	case errors.Is(ctx.Err(), context.Canceled):
-		return failure(kindSystem, http.StatusBadGateway, "cancelled")
+		return failure(KindSystem, http.StatusBadGateway, "cancelled")
 	case errors.Is(err, upstream.ErrNoInstance):
-		return failure(kindSystem, http.StatusServiceUnavailable, exchange.MsgNoInstance)
+		return failure(KindSystem, http.StatusServiceUnavailable, exchange.MsgNoInstance)
 	}
-	return failure(kindSystem, http.StatusBadGateway, exchange.MsgUpstreamDown)
+	return failure(KindSystem, http.StatusBadGateway, exchange.MsgUpstreamDown)
 }
 
 func failure(kind string, status int, msg string) callResult {
-	return callResult{err: callError{Kind: kind, Status: status, Message: msg}}
-}
-
-// aggregate builds an aggregate's calls. Calls use the service's
-// round-robin balancer, shared with routes to the same service.
-func (b *tableBuilder) aggregate(ac config.Aggregate, instances func(registry.ServiceKey) []registry.Instance, panics map[registry.ServiceKey]string) *Aggregate {
-	ag := &Aggregate{Config: ac, logger: b.deps.logger.Named("aggregate"), metrics: b.deps.metrics, trusted: b.deps.env.trusted, budget: b.deps.aggBudget}
-	for _, cc := range ac.Calls {
-		key := registry.ServiceKey{Name: cc.Service, Tag: cc.Tag}
-		insts := instances(key)
-		parts, err := config.ParseCallPath(cc.Path)
-		if err != nil {
-			// Validation parsed the same template; a programming error.
-			panic(err)
-		}
-		name, _ := json.Marshal(cc.Name)
-		retry, breaker := b.protection(ac.Name+"/"+cc.Name, &cc.Policy, key)
-		up := b.newUpstream(key, callBalancer(&ac, &cc), insts, retry, breaker)
-		ag.Calls = append(ag.Calls, &AggregateCall{
-			Config: cc, Service: key, Instances: insts, Panic: panics[key], parts: parts, name: name, up: up,
-		})
-	}
-	ag.handler = named(ac.Name, b.deps.metrics.Route(ac.Name), b.admission(ac.Name, &ac.Policy, b.authUpstream(ac.Policy.ForwardAuth, aggregateBalancer(&ac), instances), ag))
-	return ag
-}
-
-// aggregateBalancer is the balancer policy of an aggregate's own upstream
-// calls (forward_auth). Route documents have no balancer attribute on
-// aggregates yet, so it is round robin; once the aggregate block has one,
-// this is the one place to read it.
-func aggregateBalancer(*config.Aggregate) string { return balancer.RoundRobin }
-
-// callBalancer is the balancer policy of one aggregate call: the call's
-// own, else its aggregate's, once route documents have such attributes;
-// until then round robin, through the same per-service balancers routes
-// use.
-func callBalancer(ac *config.Aggregate, _ *config.Call) string { return aggregateBalancer(ac) }
-
-// InstanceStates lists the call's instances, in Instances order, with the
-// gateway's own verdict on each at now.
-func (c *AggregateCall) InstanceStates(now time.Time) []upstream.InstanceState {
-	return c.up.Instances(now)
+	return callResult{err: CallError{Kind: kind, Status: status, Message: msg}}
 }
