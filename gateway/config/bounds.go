@@ -486,10 +486,10 @@ func checkCounts(p *problems, body hcl.Body) bool {
 // checkBlock checks blk's items and its nested blocks'. Nesting is already
 // bounded by MaxNestingDepth, so the recursion is too.
 func checkBlock(p *problems, blk *hclsyntax.Block) {
-	isCall := func(b *hclsyntax.Block) bool { return blk.Type == blockAggregate && b.Type == blockCall }
-	if blk.Type == blockAggregate {
+	isCall := func(b *hclsyntax.Block) bool { return blk.Type == aggregateSpec.typ && b.Type == callSpec.typ }
+	if blk.Type == aggregateSpec.typ {
 		overCount(p, items(blk.Body, false, isCall), MaxCallsPerAggregate,
-			fmt.Sprintf("aggregate %q has more than %%d call blocks, the limit", label(blk)))
+			fmt.Sprintf("%s %q has more than %%d %s blocks, the limit", aggregateSpec.typ, label(blk), callSpec.typ))
 	}
 	notCall := func(b *hclsyntax.Block) bool { return !isCall(b) }
 	overCount(p, items(blk.Body, true, notCall), MaxItemsPerBlock,
