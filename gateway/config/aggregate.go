@@ -39,6 +39,9 @@ type Aggregate struct {
 	// MaxResponseBytes bounds each call's body; a larger body is a system
 	// error. Defaulted to DefaultMaxResponseBytes.
 	MaxResponseBytes int64
+	// Balancer is the policy every call picks an instance of its service
+	// with, as a route's Balancer; defaulted to round_robin.
+	Balancer string
 	// ForwardHeaders are passed to every call in addition to the built-in
 	// set (Authorization, X-Request-Id, traceparent, tracestate), in
 	// canonical form; nil means only the built-in set.
@@ -56,7 +59,8 @@ type Aggregate struct {
 type Call struct {
 	// Name is the block label and the member name in the merged body.
 	Name string
-	// Service is the Consul service called.
+	// Service is the Consul service called; its instances are picked with
+	// the aggregate's Balancer.
 	Service string
 	// Tag filters the service's instances by Consul tag; empty means any.
 	Tag string
@@ -118,6 +122,7 @@ func decodeAggregate(p *problems, b *hcl.Block) *aggregateSrc {
 	ag.MaxConcurrency = a.integer(attrMaxConcurrency)
 	ag.MaxResponseBytes = int64(a.integer(attrMaxResponseBytes))
 	ag.ForwardHeaders, ag.headerPos = a.strList(attrForwardHeaders)
+	ag.Balancer = a.str(attrBalancer)
 	decodeAccessPolicy(p, blocks, &ag.Policy)
 	for _, cb := range blocks {
 		if cb.Type != callSpec.typ {
@@ -179,6 +184,7 @@ func validateAggregate(p *problems, ag *aggregateSrc) {
 	case a.ok(attrMaxResponseBytes) && ag.MaxResponseBytes < 1:
 		p.addf(a.pos(attrMaxResponseBytes), "%s must be at least 1, got %d", attrMaxResponseBytes, ag.MaxResponseBytes)
 	}
+	checkBalancer(p, a, &ag.Balancer)
 	for i, h := range ag.ForwardHeaders {
 		if !isToken(h) {
 			p.addf(ag.headerPos[i], "%s: %q is not a valid header name", attrForwardHeaders, h)

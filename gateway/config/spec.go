@@ -198,7 +198,7 @@ var (
 		attrs: []attr{
 			attrPath, attrMethods, attrHost, attrTimeout,
 			attrTimeoutStatus, attrMaxConcurrency, attrMaxResponseBytes,
-			attrForwardHeaders,
+			attrForwardHeaders, attrBalancer,
 		},
 		blocks: []*blockSpec{callSpec},
 		parts:  []part{accessPolicy},

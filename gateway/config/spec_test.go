@@ -88,6 +88,7 @@ var everyAttribute = strings.Join([]string{
 	`  max_concurrency    = 1`,
 	`  max_response_bytes = 1000`,
 	`  forward_headers    = ["x-tenant"]`,
+	`  balancer           = "random"`,
 	`  rate_limit {`,
 	`    requests_per_second = 1`,
 	`    key                 = "auth_header:x-user"`,
@@ -232,24 +233,24 @@ func TestSpecEveryAttributeRead(t *testing.T) {
 		{
 			Name: "agg", SourceKey: "k", Pos: pos(63, 1),
 			Path: "/a/{id}", Methods: []string{"GET"}, Host: "a.example.com", Timeout: 4 * time.Second,
-			TimeoutStatus: 503, MaxConcurrency: 1, MaxResponseBytes: 1000, ForwardHeaders: []string{"X-Tenant"},
+			TimeoutStatus: 503, MaxConcurrency: 1, MaxResponseBytes: 1000, Balancer: "random", ForwardHeaders: []string{"X-Tenant"},
 			Policy: Policy{
 				RateLimit:   &RateLimit{RequestsPerSecond: 1, Burst: 1, Key: "auth_header:x-user", KeyKind: RateKeyAuthHeader, KeyName: "X-User"},
 				ForwardAuth: &ForwardAuth{Service: "auth", Path: "/check", CopyHeaders: []string{"X-User"}, Timeout: DefaultForwardAuthTimeout},
 			},
 			Calls: []Call{{
 				Name: "c", Service: "cs", Tag: "ct", Path: "/c/{id}?q={query.q}", Required: true, Timeout: 2 * time.Second,
-				Pos: pos(81, 3),
+				Pos: pos(82, 3),
 				Policy: Policy{Retries: 2, RetryNonIdempotent: true, CircuitBreaker: &CircuitBreaker{
 					FailureRatio: 0.25, MinRequests: DefaultMinRequests, OpenTimeout: DefaultOpenTimeout,
 					Fallback: &Fallback{Status: 200, Body: "{}"}}},
 			}},
 		},
 		{
-			Name: "agg2", SourceKey: "k", Pos: pos(97, 1), Path: "/b",
-			TimeoutStatus: DefaultTimeoutStatus, MaxConcurrency: 1, MaxResponseBytes: DefaultMaxResponseBytes,
+			Name: "agg2", SourceKey: "k", Pos: pos(98, 1), Path: "/b",
+			TimeoutStatus: DefaultTimeoutStatus, MaxConcurrency: 1, MaxResponseBytes: DefaultMaxResponseBytes, Balancer: "round_robin",
 			Policy: Policy{JWT: &JWT{Algorithms: []string{"HS512"}, SecretEnv: "B_SECRET"}},
-			Calls:  []Call{{Name: "d", Service: "ds", Path: "/d", Pos: pos(103, 3)}},
+			Calls:  []Call{{Name: "d", Service: "ds", Path: "/d", Pos: pos(104, 3)}},
 		},
 	}}
 	if !reflect.DeepEqual(d, want) {
@@ -335,6 +336,9 @@ func TestSchemaDerivedFromSpec(t *testing.T) {
 			t.Errorf("%s: schema %v %v, spec %v %v", s.typ, attrs, blocks, wantAttrs, wantBlocks)
 		}
 	})
+	if got := aggregateSpec.schema.Attributes; !slices.Contains(got, hcl.AttributeSchema{Name: "balancer"}) {
+		t.Errorf("aggregate schema %v has no balancer", got)
+	}
 	dup := func() {
 		declare(&blockSpec{typ: "x", attrs: []attr{attrPath}, parts: []part{{attrs: []attr{attrPath}}}})
 	}
