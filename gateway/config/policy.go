@@ -60,7 +60,7 @@ type RateLimit struct {
 }
 
 // JWT verifies a bearer token on every request. Exactly one key source is
-// set: Secret for HS* algorithms, PublicKeyFile or JWKSURL otherwise.
+// set: SecretEnv for HS* algorithms, PublicKeyFile or JWKSURL otherwise.
 type JWT struct {
 	// Algorithms are the accepted "alg" values; never empty, never "none",
 	// never mixing HMAC with public-key algorithms.

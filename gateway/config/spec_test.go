@@ -357,3 +357,22 @@ func panicOf(f func()) (msg string) {
 	f()
 	return ""
 }
+
+// TestItemBoundAboveSpecs checks MaxItemsPerBlock's comment: the longest
+// valid block (every attribute and nested block of its spec once, an
+// aggregate's calls aside) is a route of 16 items, well within the bound.
+func TestItemBoundAboveSpecs(t *testing.T) {
+	longest, which := 0, ""
+	walkSpecs(func(s *blockSpec) {
+		n := len(s.attrs) + len(s.blocks)
+		if s == aggregateSpec {
+			n-- // call blocks count against MaxCallsPerAggregate
+		}
+		if s != documentSpec && n > longest {
+			longest, which = n, s.typ
+		}
+	})
+	if longest != 16 || which != routeSpec.typ || longest > MaxItemsPerBlock {
+		t.Errorf("longest valid block: %s with %d items (MaxItemsPerBlock %d); update the comment", which, longest, MaxItemsPerBlock)
+	}
+}

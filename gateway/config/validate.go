@@ -127,9 +127,9 @@ func checkBalancer(p *problems, a *attrs, name *string) {
 	}
 }
 
-// checkTemplate applies the rules shared by path and path_prefix: a leading
-// slash (mux would accept a relative template that can never match) and a
-// template mux can compile.
+// checkTemplate applies the rules shared by a route's path and path_prefix
+// and an aggregate's path: a leading slash (mux would accept a relative
+// template that can never match) and a template mux can compile.
 func checkTemplate(p *problems, a *attrs, name attr, tpl string, set func(*mux.Route) *mux.Route) {
 	if !strings.HasPrefix(tpl, "/") {
 		p.addf(a.pos(name), "%s must start with \"/\", got %q", name, tpl)
