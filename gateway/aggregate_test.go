@@ -480,3 +480,50 @@ func TestAggregateRequiredCallQueuedPastTheDeadlineFailsTheRequest(t *testing.T)
 		t.Fatalf("status %d, want 504 (the required call never ran before the deadline)", resp.StatusCode)
 	}
 }
+
+// TestAggregateCallsUseTheAggregatesBalancer: every call of an aggregate
+// picks its instance with the aggregate's balancer: strictly in turn under
+// round_robin, not so under random.
+func TestAggregateCallsUseTheAggregatesBalancer(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	answer := func(name string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen = append(seen, name)
+			mu.Unlock()
+			_, _ = io.WriteString(w, `{}`)
+		}
+	}
+	_, a1 := startUpstream(t, "a-1", answer("a-1"))
+	_, a2 := startUpstream(t, "a-2", answer("a-2"))
+	for _, tc := range []struct {
+		balancer string
+		strict   bool
+	}{{"round_robin", true}, {"random", false}} {
+		t.Run(tc.balancer, func(t *testing.T) {
+			ag := testAggregate("/agg", config.Call{Name: "c", Service: "svc", Path: "/x"})
+			ag.Balancer = tc.balancer
+			srv := serveAggregate(t, ag, map[string][]registry.Instance{"svc": {a1, a2}})
+			mu.Lock()
+			seen = nil
+			mu.Unlock()
+			for range 64 {
+				if a := getAggregate(t, srv.URL+"/agg", nil); a.status != 200 {
+					t.Fatalf("status %d", a.status)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			repeats := 0
+			for i := 1; i < len(seen); i++ {
+				if seen[i] == seen[i-1] {
+					repeats++
+				}
+			}
+			if (repeats == 0) != tc.strict {
+				t.Errorf("%s: the same instance twice in a row %d times in %d calls", tc.balancer, repeats, len(seen))
+			}
+		})
+	}
+}

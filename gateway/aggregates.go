@@ -3,7 +3,6 @@ package gateway
 import (
 	"net/http"
 
-	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/aggregate"
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/registry"
@@ -48,12 +47,11 @@ func (b *tableBuilder) aggregate(ac config.Aggregate, instances func(registry.Se
 }
 
 // aggregateBalancer is the balancer policy of an aggregate's own upstream
-// calls (forward_auth) and the default of its calls. Route documents have
-// no balancer attribute on aggregates yet, so it is round robin; once the
-// aggregate block has one, this is the one place to read it.
-func aggregateBalancer(*config.Aggregate) string { return balancer.RoundRobin }
+// calls (forward_auth) and of every one of its calls: the aggregate's
+// balancer attribute.
+func aggregateBalancer(ac *config.Aggregate) string { return ac.Balancer }
 
-// callBalancer is the balancer policy of one aggregate call: the call's
-// own once call blocks have a balancer attribute (this is the one place to
-// read it), else its aggregate's.
+// callBalancer is the balancer policy of one aggregate call. Call blocks
+// have no balancer of their own, so it is the aggregate's; were they to get
+// one, this is the one place to read it.
 func callBalancer(ac *config.Aggregate, _ *config.Call) string { return aggregateBalancer(ac) }

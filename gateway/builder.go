@@ -148,8 +148,12 @@ func (b *tableBuilder) newUpstream(key registry.ServiceKey, policy string, insts
 		Metrics: b.deps.metrics, Now: b.deps.now})
 }
 
-// balancer is the service's balancer for policy, kept across swaps.
+// balancer is the service's balancer for policy, kept across swaps. The
+// empty policy is round robin, as in balancer.New, and shares its state.
 func (b *tableBuilder) balancer(key registry.ServiceKey, policy string) balancer.Balancer {
+	if policy == "" {
+		policy = balancer.RoundRobin
+	}
 	bk := balancerKey{service: key, policy: policy}
 	bal := b.nextBalancers[bk]
 	if bal == nil {

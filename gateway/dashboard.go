@@ -121,7 +121,7 @@ func buildState(g *Gateway, health Health, rates *rateWindow) stateBody {
 	for _, ag := range t.Aggregates() {
 		c := &ag.Config
 		e := entryView{Kind: "aggregate", Name: c.Name, Match: c.Host + c.Path, Methods: c.Methods,
-			SourceKey: c.SourceKey, Balancer: "round_robin"}
+			SourceKey: c.SourceKey, Balancer: c.Balancer}
 		for _, call := range ag.Calls {
 			sv := serviceView{Name: call.Config.Name + " → " + call.Service.String(), Instances: instanceViews(call.InstanceStates(s.Now))}
 			e.Services = append(e.Services, sv)
