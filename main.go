@@ -27,6 +27,7 @@ import (
 
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway"
+	"github.com/gatewayco/gateway/gateway/admin"
 	"github.com/gatewayco/gateway/gateway/aggregate"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/registry"
@@ -227,7 +228,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	a.watches.Go(func() { ctl.Run(watchCtx, kv, a.health) })
 
 	a.public = newServer(a.gw, logger, f)
-	a.admin = newServer(gateway.AdminHandler(a.gw, a.status), logger, f)
+	a.admin = newServer(admin.Handler(a.gw, a.status), logger, f)
 	// Only the public side is limited: the admin listener stays reachable
 	// for /health and /metrics when clients fill every slot.
 	go func() { a.failed <- a.public.Serve(gateway.LimitListener(publicLn, f.maxConns, m)) }()

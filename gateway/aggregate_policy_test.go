@@ -13,8 +13,9 @@ import (
 
 // TestAggregatePoliciesMetricsAndDashboard: an aggregate admits requests
 // like a route (rate limit), each call is protected like a route (retries
-// to another instance), and both show in metrics and on the dashboard.
-func TestAggregatePoliciesMetricsAndDashboard(t *testing.T) {
+// to another instance), and both show in metrics and in the table the
+// dashboard reads.
+func TestAggregatePoliciesMetricsAndTable(t *testing.T) {
 	var deadHits atomic.Int64
 	_, dead := startUpstream(t, "dead", func(w http.ResponseWriter, r *http.Request) {
 		deadHits.Add(1)
@@ -67,10 +68,9 @@ aggregate "dash" {
 	if total, _ := m.Counts("dash"); total != 4 {
 		t.Errorf("requests counted under the aggregate = %d, want 4 (429 included)", total)
 	}
-	state := buildState(gw, nil, &rateWindow{})
-	if len(state.Entries) != 1 || state.Entries[0].Kind != "aggregate" || state.Entries[0].Name != "dash" ||
-		len(state.Entries[0].Services) != 1 || len(state.Entries[0].Services[0].Instances) != 2 {
-		t.Fatalf("dashboard entries = %+v", state.Entries)
+	aggs := gw.Table().Aggregates()
+	if len(aggs) != 1 || aggs[0].Config.Name != "dash" || len(aggs[0].Calls) != 1 || len(aggs[0].Calls[0].InstanceStates(clk.Now())) != 2 {
+		t.Fatalf("the table's aggregates = %+v", aggs)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/metrics"
+	"github.com/gatewayco/gateway/internal/registrytest"
 )
 
 func routeDoc(name, prefix string) string {
@@ -25,7 +26,7 @@ func TestControllerContainsBuildPanics(t *testing.T) {
 	logs := &syncBuffer{}
 	gw := New(Options{Metrics: m})
 	c := NewController(gw, hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info}))
-	docs, insts := &fakeDocs{}, &fakeInsts{}
+	docs, insts := &registrytest.Docs{}, &registrytest.Instances{}
 	panicOn := map[string]bool{}
 	c.builder.panicHook = func(name string) {
 		if panicOn[name] {
@@ -56,12 +57,12 @@ func TestControllerContainsBuildPanics(t *testing.T) {
 		return tab
 	}
 
-	docs.put("k1", routeDoc("a", "/a"))
-	docs.put("k2", routeDoc("b", "/b"))
+	docs.Put("k1", routeDoc("a", "/a"))
+	docs.Put("k2", routeDoc("b", "/b"))
 	check("start", []string{"a", "b"}, nil, 0)
 
 	panicOn["boom"] = true
-	docs.put("k1", routeDoc("boom", "/boom"))
+	docs.Put("k1", routeDoc("boom", "/boom"))
 	tab := check("a version that panics", []string{"a", "b"}, []string{"k1"}, 1)
 	want := `k1:1:1: internal error while building route "boom" (injected: boom); the document is rejected, please report this`
 	if msg := tab.Errors()[0].Message; msg != want {
@@ -77,25 +78,25 @@ func TestControllerContainsBuildPanics(t *testing.T) {
 	check("unchanged: the rejected version is not built again", []string{"a", "b"}, []string{"k1"}, 1)
 
 	panicOn["boom2"] = true
-	docs.put("k3", routeDoc("boom2", "/boom2"))
+	docs.Put("k3", routeDoc("boom2", "/boom2"))
 	check("a new key that panics serves nothing", []string{"a", "b"}, []string{"k1", "k3"}, 2)
 
-	docs.put("k1", routeDoc("a2", "/a2"))
+	docs.Put("k1", routeDoc("a2", "/a2"))
 	check("a fixed version serves", []string{"a2", "b"}, []string{"k3"}, 2)
 
 	// A last good version that panics now (it built before) is dropped
 	// too, and the key's own error stays.
-	docs.put("k2", "route \"b\" {\n")
+	docs.Put("k2", "route \"b\" {\n")
 	check("k2 invalid, last good serves", []string{"a2", "b"}, []string{"k2", "k3"}, 2)
 	panicOn["b"] = true
-	docs.put("k4", routeDoc("d", "/d"))
+	docs.Put("k4", routeDoc("d", "/d"))
 	check("k2's last good panics", []string{"a2", "d"}, []string{"k2", "k3"}, 3)
 	delete(panicOn, "b")
 
 	// Nobody to blame: the previous table keeps serving, as it was.
 	before := gw.Table()
 	panicOn[""] = true
-	docs.put("k5", routeDoc("e", "/e"))
+	docs.Put("k5", routeDoc("e", "/e"))
 	if check("whole-table panic", []string{"a2", "d"}, []string{"k2", "k3"}, 4) != before {
 		t.Fatal("a table was published although its build panicked")
 	}
@@ -135,7 +136,7 @@ func TestBuildBlamesTheRouteWhoseMatcherPanics(t *testing.T) {
 func TestVersionWhoseBuildPanicsIsNeverSharedAsLastGood(t *testing.T) {
 	store := &fakeStore{loaded: true, ok: true}
 	c, gw, _ := lastGoodController(store, acceptedAt)
-	docs, insts := &fakeDocs{}, &fakeInsts{}
+	docs, insts := &registrytest.Docs{}, &registrytest.Instances{}
 	c.builder.panicHook = func(name string) {
 		if name == "boom" {
 			panic("injected")
@@ -150,12 +151,12 @@ func TestVersionWhoseBuildPanicsIsNeverSharedAsLastGood(t *testing.T) {
 		}
 		return out
 	}
-	docs.setDoc("k", routeDoc("a", "/a"), 10, 10)
+	docs.Set("k", routeDoc("a", "/a"), 10, 10)
 	c.reload(context.Background(), docs, insts)
 	if got := recorded(); !slices.Equal(got, []uint64{10}) {
 		t.Fatalf("recorded %v after a good version, want [10]", got)
 	}
-	docs.setDoc("k", routeDoc("boom", "/boom"), 11, 10)
+	docs.Set("k", routeDoc("boom", "/boom"), 11, 10)
 	c.reload(context.Background(), docs, insts)
 	if got := routeNames(gw.Table()); !slices.Equal(got, []string{"a"}) {
 		t.Fatalf("routes %v, want the last good [a]", got)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/gatewayco/gateway/internal/registrytest"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -59,17 +60,6 @@ func (f *fakeStore) store(key, src string, index uint64, at time.Time) {
 	f.loaded, f.ok = true, true
 }
 
-// setDoc puts a version with explicit indexes, as Consul reports them.
-func (f *fakeDocs) setDoc(key, src string, modify, create uint64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.docs == nil {
-		f.docs = map[string]registry.Document{}
-	}
-	f.docs[key] = registry.Document{Key: key, Value: []byte(src), ModifyIndex: modify, CreateIndex: create}
-	f.ok = true
-}
-
 const badDoc = "route \"a\" {\n  path_prefix = \n}\n"
 
 var acceptedAt = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -88,9 +78,9 @@ func TestControllerNewReplicaServesStoredLastGood(t *testing.T) {
 	store := &fakeStore{}
 	store.store("k1", docA, 10, acceptedAt)
 	c, gw, _ := lastGoodController(store, acceptedAt.Add(time.Hour))
-	docs := &fakeDocs{}
-	docs.setDoc("k1", badDoc, 11, 10)
-	c.reload(context.Background(), docs, &fakeInsts{})
+	docs := &registrytest.Docs{}
+	docs.Set("k1", badDoc, 11, 10)
+	c.reload(context.Background(), docs, &registrytest.Instances{})
 
 	if got := routeNames(gw.Table()); !slices.Equal(got, []string{"a"}) {
 		t.Fatalf("routes = %v, want the stored version's [a]", got)
@@ -110,15 +100,15 @@ func TestControllerNewReplicaServesStoredLastGood(t *testing.T) {
 func TestControllerWaitsForTheStoredVersions(t *testing.T) {
 	store := &fakeStore{}
 	c, gw, _ := lastGoodController(store, acceptedAt)
-	docs := &fakeDocs{}
-	docs.setDoc("k1", badDoc, 11, 10)
-	c.reload(context.Background(), docs, &fakeInsts{})
+	docs := &registrytest.Docs{}
+	docs.Set("k1", badDoc, 11, 10)
+	c.reload(context.Background(), docs, &registrytest.Instances{})
 	if gw.Table().Loaded() {
 		t.Fatal("table published before the stored versions were read")
 	}
 	// A failed first read releases the build too (Loaded without ok).
 	store.loaded = true
-	c.reload(context.Background(), docs, &fakeInsts{})
+	c.reload(context.Background(), docs, &registrytest.Instances{})
 	if !gw.Table().Loaded() || len(gw.Table().Errors()) != 1 || gw.Table().Errors()[0].Serving != servingNothing {
 		t.Fatalf("after a failed state read: loaded %v errors %+v; want a table serving nothing for k1", gw.Table().Loaded(), gw.Table().Errors())
 	}
@@ -128,9 +118,9 @@ func TestControllerRecordsAcceptedVersionsOnlyWhenNewer(t *testing.T) {
 	store := &fakeStore{loaded: true, ok: true}
 	now := acceptedAt
 	c, gw, _ := lastGoodController(store, now)
-	docs := &fakeDocs{}
-	docs.setDoc("k1", docA, 5, 5)
-	c.reload(context.Background(), docs, &fakeInsts{})
+	docs := &registrytest.Docs{}
+	docs.Set("k1", docA, 5, 5)
+	c.reload(context.Background(), docs, &registrytest.Instances{})
 	if len(store.recorded) != 1 {
 		t.Fatalf("recorded %+v, want one entry", store.recorded)
 	}
@@ -139,11 +129,11 @@ func TestControllerRecordsAcceptedVersionsOnlyWhenNewer(t *testing.T) {
 	}
 	// Once stored (by anyone), rebuilds do not ask again.
 	store.store("k1", docA, 5, now.Add(-time.Minute))
-	c.reload(context.Background(), docs, &fakeInsts{})
+	c.reload(context.Background(), docs, &registrytest.Instances{})
 	// A bad write keeps the version and shows the stored acceptance time,
 	// the same on every replica, rather than this one's.
-	docs.setDoc("k1", badDoc, 6, 5)
-	c.reload(context.Background(), docs, &fakeInsts{})
+	docs.Set("k1", badDoc, 6, 5)
+	c.reload(context.Background(), docs, &registrytest.Instances{})
 	if len(store.recorded) != 1 {
 		t.Fatalf("recorded %d times, want once", len(store.recorded))
 	}
@@ -155,14 +145,14 @@ func TestControllerRecordsAcceptedVersionsOnlyWhenNewer(t *testing.T) {
 func TestControllerPrefersTheNewerOfMemoryAndStore(t *testing.T) {
 	store := &fakeStore{loaded: true, ok: true}
 	c, gw, _ := lastGoodController(store, acceptedAt)
-	docs := &fakeDocs{}
-	docs.setDoc("k1", docA, 5, 5)
-	c.reload(context.Background(), docs, &fakeInsts{})
+	docs := &registrytest.Docs{}
+	docs.Set("k1", docA, 5, 5)
+	c.reload(context.Background(), docs, &registrytest.Instances{})
 	// Another replica accepted index 6 (docB), which this one missed: its
 	// watch went from 5 straight to the bad 7.
 	store.store("k1", docB, 6, acceptedAt)
-	docs.setDoc("k1", badDoc, 7, 5)
-	c.reload(context.Background(), docs, &fakeInsts{})
+	docs.Set("k1", badDoc, 7, 5)
+	c.reload(context.Background(), docs, &registrytest.Instances{})
 	if got := routeNames(gw.Table()); !slices.Equal(got, []string{"b"}) {
 		t.Fatalf("routes = %v, want the newer stored [b]", got)
 	}
@@ -173,11 +163,11 @@ func TestControllerIgnoresUnusableStoredVersions(t *testing.T) {
 	store.store("k1", "garbage {", 10, acceptedAt)
 	store.store("k2", docB, 3, acceptedAt) // the key was re-created at 8
 	c, gw, logs := lastGoodController(store, acceptedAt)
-	docs := &fakeDocs{}
-	docs.setDoc("k1", badDoc, 11, 10)
-	docs.setDoc("k2", badDoc, 8, 8)
+	docs := &registrytest.Docs{}
+	docs.Set("k1", badDoc, 11, 10)
+	docs.Set("k2", badDoc, 8, 8)
 	for range 2 {
-		c.reload(context.Background(), docs, &fakeInsts{})
+		c.reload(context.Background(), docs, &registrytest.Instances{})
 	}
 	if got := routeNames(gw.Table()); len(got) != 0 {
 		t.Fatalf("routes = %v, want none", got)
@@ -199,14 +189,14 @@ func TestControllerForgetsStoredVersionOfDeletedKey(t *testing.T) {
 	store := &fakeStore{}
 	store.store("k1", docA, 5, acceptedAt)
 	c, _, _ := lastGoodController(store, acceptedAt)
-	docs := &fakeDocs{}
-	docs.setDoc("k1", docA, 5, 5)
-	c.reload(context.Background(), docs, &fakeInsts{})
+	docs := &registrytest.Docs{}
+	docs.Set("k1", docA, 5, 5)
+	c.reload(context.Background(), docs, &registrytest.Instances{})
 	if len(store.forgot) != 0 {
 		t.Fatalf("forgot %v while the key exists", store.forgot)
 	}
-	docs.del("k1")
-	c.reload(context.Background(), docs, &fakeInsts{})
+	docs.Delete("k1")
+	c.reload(context.Background(), docs, &registrytest.Instances{})
 	if !slices.Equal(store.forgot, []string{"k1"}) {
 		t.Fatalf("forgot %v, want [k1]", store.forgot)
 	}
@@ -214,12 +204,12 @@ func TestControllerForgetsStoredVersionOfDeletedKey(t *testing.T) {
 
 func TestControllerDropsLastGoodOfARecreatedKey(t *testing.T) {
 	c, gw, _ := lastGoodController(&fakeStore{loaded: true, ok: true}, acceptedAt)
-	docs := &fakeDocs{}
-	docs.setDoc("k1", docA, 5, 5)
-	c.reload(context.Background(), docs, &fakeInsts{})
+	docs := &registrytest.Docs{}
+	docs.Set("k1", docA, 5, 5)
+	c.reload(context.Background(), docs, &registrytest.Instances{})
 	// Deleted and re-created bad between two answers of the watch.
-	docs.setDoc("k1", badDoc, 9, 9)
-	c.reload(context.Background(), docs, &fakeInsts{})
+	docs.Set("k1", badDoc, 9, 9)
+	c.reload(context.Background(), docs, &registrytest.Instances{})
 	if got := routeNames(gw.Table()); len(got) != 0 {
 		t.Fatalf("routes = %v; a re-created key must not bring back the removed one's version", got)
 	}
@@ -231,14 +221,14 @@ func TestControllerDropsLastGoodOfARecreatedKey(t *testing.T) {
 func TestControllerStoredCurrentVersionIsNoFallback(t *testing.T) {
 	store := &fakeStore{loaded: true, ok: true}
 	c, gw, _ := lastGoodController(store, acceptedAt)
-	docs := &fakeDocs{}
-	docs.setDoc("k1", docA, 5, 5)
-	docs.setDoc("k0", docB, 6, 6)
-	c.reload(context.Background(), docs, &fakeInsts{})
+	docs := &registrytest.Docs{}
+	docs.Set("k1", docA, 5, 5)
+	docs.Set("k0", docB, 6, 6)
+	c.reload(context.Background(), docs, &registrytest.Instances{})
 	// k1 now also defines "b", taken by the older k0: rejected here.
-	docs.setDoc("k1", docA+strings.Replace(docB, "/b", "/b2", 1), 7, 5)
+	docs.Set("k1", docA+strings.Replace(docB, "/b", "/b2", 1), 7, 5)
 	store.store("k1", docA+strings.Replace(docB, "/b", "/b2", 1), 7, acceptedAt)
-	c.reload(context.Background(), docs, &fakeInsts{})
+	c.reload(context.Background(), docs, &registrytest.Instances{})
 	if got := routeNames(gw.Table()); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("routes = %v, want k1 falling back to its version 5 beside k0", got)
 	}

@@ -4,68 +4,18 @@ import (
 	"context"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/gatewayco/gateway/internal/registrytest"
 	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
 
-// fakeDocs and fakeInsts stand in for the registry so the controller's
-// rules can be tested without Consul; the integration tests run the same
-// rules against a real agent.
-type fakeDocs struct {
-	mu   sync.Mutex
-	docs map[string]registry.Document
-	ok   bool
-	idx  uint64
-}
-
-func (f *fakeDocs) put(key, src string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.docs == nil {
-		f.docs = map[string]registry.Document{}
-	}
-	f.idx++
-	f.docs[key] = registry.Document{Key: key, Value: []byte(src), ModifyIndex: f.idx}
-	f.ok = true
-}
-
-func (f *fakeDocs) del(key string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.docs, key)
-}
-
-func (f *fakeDocs) Documents() ([]registry.Document, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []registry.Document
-	for _, d := range f.docs {
-		out = append(out, d)
-	}
-	slices.SortFunc(out, func(a, b registry.Document) int { return strings.Compare(a.Key, b.Key) })
-	return out, f.ok
-}
-
-type fakeInsts struct {
-	mu      sync.Mutex
-	insts   map[string][]registry.Instance
-	ensured []registry.ServiceKey
-}
-
-func (f *fakeInsts) Ensure(ctx context.Context, keys []registry.ServiceKey) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ensured = slices.Clone(keys)
-}
-
-func (f *fakeInsts) Instances(k registry.ServiceKey) ([]registry.Instance, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	in, ok := f.insts[k.Name]
-	return in, ok
+// readyDocs is a document source that answered with no documents.
+func readyDocs() *registrytest.Docs {
+	d := &registrytest.Docs{}
+	d.Ready()
+	return d
 }
 
 func routeNames(t *Table) []string {
@@ -124,13 +74,13 @@ func TestControllerRules(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			gw := New(Options{})
 			c := NewController(gw, nil)
-			docs, insts := &fakeDocs{}, &fakeInsts{}
+			docs, insts := &registrytest.Docs{}, &registrytest.Instances{}
 			for i, s := range tc.steps {
 				if s.put != "" {
-					docs.put(s.put, s.src)
+					docs.Put(s.put, s.src)
 				}
 				if s.del != "" {
-					docs.del(s.del)
+					docs.Delete(s.del)
 				}
 				c.reload(context.Background(), docs, insts)
 				tab := gw.Table()
@@ -155,33 +105,34 @@ func TestControllerRules(t *testing.T) {
 func TestControllerWatchesExactlyTheServicesOfServedRoutes(t *testing.T) {
 	gw := New(Options{})
 	c := NewController(gw, nil)
-	docs := &fakeDocs{}
-	insts := &fakeInsts{insts: map[string][]registry.Instance{"svc-a": {{ID: "a1", Address: "127.0.0.1", Port: 1, Passing: true}}}}
-	docs.put("k1", docA)
-	docs.put("k2", docB)
+	docs := &registrytest.Docs{}
+	insts := &registrytest.Instances{}
+	insts.Set("svc-a", registry.Instance{ID: "a1", Address: "127.0.0.1", Port: 1, Passing: true})
+	docs.Put("k1", docA)
+	docs.Put("k2", docB)
 	c.reload(context.Background(), docs, insts)
-	if want := []registry.ServiceKey{{Name: "svc-a"}, {Name: "svc-b"}}; !slices.Equal(insts.ensured, want) {
-		t.Fatalf("ensured %v, want %v", insts.ensured, want)
+	if want := []registry.ServiceKey{{Name: "svc-a"}, {Name: "svc-b"}}; !slices.Equal(insts.Ensured(), want) {
+		t.Fatalf("ensured %v, want %v", insts.Ensured(), want)
 	}
 	if got := gw.Table().Routes()[0].Instances; len(got) != 1 || got[0].ID != "a1" {
 		t.Fatalf("route a instances = %v", got)
 	}
-	docs.del("k2")
+	docs.Delete("k2")
 	c.reload(context.Background(), docs, insts)
-	if want := []registry.ServiceKey{{Name: "svc-a"}}; !slices.Equal(insts.ensured, want) {
-		t.Fatalf("after delete ensured %v, want %v", insts.ensured, want)
+	if want := []registry.ServiceKey{{Name: "svc-a"}}; !slices.Equal(insts.Ensured(), want) {
+		t.Fatalf("after delete ensured %v, want %v", insts.Ensured(), want)
 	}
 }
 
 func TestControllerWaitsForTheFirstKVAnswer(t *testing.T) {
 	gw := New(Options{})
 	c := NewController(gw, nil)
-	c.reload(context.Background(), &fakeDocs{}, &fakeInsts{})
+	c.reload(context.Background(), &registrytest.Docs{}, &registrytest.Instances{})
 	if gw.Table().Loaded() {
 		t.Fatal("table loaded before Consul answered")
 	}
-	docs := &fakeDocs{ok: true}
-	c.reload(context.Background(), docs, &fakeInsts{})
+	docs := readyDocs()
+	c.reload(context.Background(), docs, &registrytest.Instances{})
 	if !gw.Table().Loaded() {
 		t.Fatal("an empty but real KV answer must load a (route-less) table")
 	}
@@ -190,13 +141,13 @@ func TestControllerWaitsForTheFirstKVAnswer(t *testing.T) {
 func TestControllerRunRebuildsOnNotifyAndStops(t *testing.T) {
 	gw := New(Options{})
 	c := NewController(gw, nil)
-	docs := &fakeDocs{}
-	docs.put("k1", docA)
+	docs := &registrytest.Docs{}
+	docs.Put("k1", docA)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { c.Run(ctx, docs, &fakeInsts{}); close(done) }()
+	go func() { c.Run(ctx, docs, &registrytest.Instances{}); close(done) }()
 	testkit.WaitValue(t, "the published routes", func() ([]string, bool) { n := routeNames(gw.Table()); return n, slices.Equal(n, []string{"a"}) })
-	docs.put("k2", docB)
+	docs.Put("k2", docB)
 	c.Notify()
 	c.Notify() // coalesces; must not block
 	testkit.WaitValue(t, "the published routes", func() ([]string, bool) { n := routeNames(gw.Table()); return n, slices.Equal(n, []string{"a", "b"}) })

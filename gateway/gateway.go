@@ -216,3 +216,7 @@ func logValue(s string) any {
 	}
 	return s
 }
+
+// Now is the gateway's clock (Options.Now); views of its table judge
+// ejection deadlines by it.
+func (g *Gateway) Now() time.Time { return g.now() }

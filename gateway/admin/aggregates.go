@@ -1,6 +1,10 @@
-package gateway
+package admin
 
-import "time"
+import (
+	"time"
+
+	"github.com/gatewayco/gateway/gateway"
+)
 
 // aggregateView is an aggregate as /routes shows it.
 type aggregateView struct {
@@ -24,9 +28,9 @@ type callView struct {
 
 // aggregateViews lists the table's aggregates with each call's instances;
 // never nil, so the JSON shows [] rather than null.
-func aggregateViews(t *Table, now time.Time) []aggregateView {
-	out := make([]aggregateView, 0, len(t.aggregates))
-	for _, ag := range t.aggregates {
+func aggregateViews(t *gateway.Table, now time.Time) []aggregateView {
+	out := make([]aggregateView, 0, len(t.Aggregates()))
+	for _, ag := range t.Aggregates() {
 		c := &ag.Config
 		v := aggregateView{Name: c.Name, SourceKey: c.SourceKey, Host: c.Host, Path: c.Path, Methods: c.Methods,
 			Calls: make([]callView, len(ag.Calls))}

@@ -1,9 +1,11 @@
-package gateway
+package admin
 
 import (
 	_ "embed"
 	"net/http"
 	"time"
+
+	"github.com/gatewayco/gateway/gateway"
 )
 
 // dashboardHTML is the whole dashboard: one page with inline CSS and JS
@@ -21,7 +23,7 @@ type lastSuccesser interface {
 
 // mountOperations adds the operator views to the admin mux: the dashboard,
 // the JSON it polls, and /metrics when the gateway records metrics.
-func mountOperations(mux *http.ServeMux, g *Gateway, health Health) {
+func mountOperations(mux *http.ServeMux, g *gateway.Gateway, health Health) {
 	if m := g.Metrics(); m != nil {
 		mux.Handle("GET /metrics", m.Handler())
 	}
@@ -43,10 +45,10 @@ func mountOperations(mux *http.ServeMux, g *Gateway, health Health) {
 // stateBody is what the dashboard renders. Entries is a generic list so
 // other kinds (aggregates) can join routes without a new page.
 type stateBody struct {
-	Now     time.Time     `json:"now"`
-	Consul  consulView    `json:"consul"`
-	Entries []entryView   `json:"entries"`
-	Errors  []ConfigError `json:"errors"`
+	Now     time.Time             `json:"now"`
+	Consul  consulView            `json:"consul"`
+	Entries []entryView           `json:"entries"`
+	Errors  []gateway.ConfigError `json:"errors"`
 }
 
 type consulView struct {
@@ -78,11 +80,11 @@ type serviceView struct {
 	Instances []instanceView `json:"instances"`
 }
 
-func buildState(g *Gateway, health Health, rates *rateWindow) stateBody {
+func buildState(g *gateway.Gateway, health Health, rates *rateWindow) stateBody {
 	t := g.Table()
-	s := stateBody{Now: g.now(), Entries: []entryView{}, Errors: t.Errors()}
+	s := stateBody{Now: g.Now(), Entries: []entryView{}, Errors: t.Errors()}
 	if s.Errors == nil {
-		s.Errors = []ConfigError{}
+		s.Errors = []gateway.ConfigError{}
 	}
 	switch {
 	case !t.Loaded():
@@ -111,7 +113,7 @@ func buildState(g *Gateway, health Health, rates *rateWindow) stateBody {
 		if st, ok := rt.Breaker(); ok {
 			breaker = st.String()
 		}
-		total, errs := g.metrics.Counts(c.Name)
+		total, errs := g.Metrics().Counts(c.Name)
 		s.Entries = append(s.Entries, entryView{
 			Kind: "route", Name: c.Name, Match: match, Methods: c.Methods, SourceKey: c.SourceKey,
 			Balancer: c.Balancer, Services: []serviceView{sv}, Requests: total, Errors: errs,
@@ -126,7 +128,7 @@ func buildState(g *Gateway, health Health, rates *rateWindow) stateBody {
 			sv := serviceView{Name: call.Config.Name + " → " + call.Service.String(), Instances: instanceViews(call.InstanceStates(s.Now))}
 			e.Services = append(e.Services, sv)
 		}
-		e.Requests, e.Errors = g.metrics.Counts(c.Name)
+		e.Requests, e.Errors = g.Metrics().Counts(c.Name)
 		s.Entries = append(s.Entries, e)
 	}
 	counts := make(map[string][2]uint64, len(s.Entries))

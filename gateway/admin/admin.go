@@ -1,9 +1,14 @@
-package gateway
+// Package admin serves the operator endpoints: /health, /routes, the
+// dashboard and the JSON it polls (/api/state), and /metrics. It reads the
+// gateway's current table through its public, read-only accessors and
+// never changes anything, so it can be mounted on its own listener.
+package admin
 
 import (
 	"encoding/json"
 	"net/http"
 
+	"github.com/gatewayco/gateway/gateway"
 	"github.com/gatewayco/gateway/gateway/upstream"
 )
 
@@ -13,11 +18,11 @@ type Health interface {
 	Err() error
 }
 
-// AdminHandler serves the operator endpoints. It must be mounted on its own
-// listener (loopback by default), never on the public one: /routes shows
-// the internal topology. A nil health means Consul is never reported
+// Handler serves the operator endpoints of g. It must be mounted on its
+// own listener (loopback by default), never on the public one: /routes
+// shows the internal topology. A nil health means Consul is never reported
 // unreachable.
-func AdminHandler(g *Gateway, health Health) http.Handler {
+func Handler(g *gateway.Gateway, health Health) http.Handler {
 	a := &admin{g: g, health: health}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", a.serveHealth)
@@ -27,7 +32,7 @@ func AdminHandler(g *Gateway, health Health) http.Handler {
 }
 
 type admin struct {
-	g      *Gateway
+	g      *gateway.Gateway
 	health Health
 }
 
@@ -54,9 +59,9 @@ func (a *admin) serveHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 type routesBody struct {
-	Routes     []routeView     `json:"routes"`
-	Aggregates []aggregateView `json:"aggregates"`
-	Errors     []ConfigError   `json:"errors"`
+	Routes     []routeView           `json:"routes"`
+	Aggregates []aggregateView       `json:"aggregates"`
+	Errors     []gateway.ConfigError `json:"errors"`
 }
 
 type routeView struct {
@@ -90,10 +95,10 @@ type instanceView struct {
 
 func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 	t := a.g.Table()
-	now := a.g.now()
+	now := a.g.Now()
 	body := routesBody{Routes: []routeView{}, Aggregates: aggregateViews(t, now), Errors: t.Errors()}
 	if body.Errors == nil {
-		body.Errors = []ConfigError{}
+		body.Errors = []gateway.ConfigError{}
 	}
 	for _, rt := range t.Routes() {
 		c := &rt.Config

@@ -1,4 +1,4 @@
-package gateway
+package admin
 
 import (
 	"context"
@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatewayco/gateway/gateway"
+	"github.com/gatewayco/gateway/internal/registrytest"
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -17,9 +20,9 @@ type fakeHealth struct{ err error }
 func (f *fakeHealth) Err() error { return f.err }
 
 func TestHealthEndpointStates(t *testing.T) {
-	gw := New(Options{})
+	gw := gateway.New(gateway.Options{})
 	h := &fakeHealth{}
-	admin := AdminHandler(gw, h)
+	admin := Handler(gw, h)
 	check := func(wantCode int, wantStatus string) {
 		t.Helper()
 		rec := httptest.NewRecorder()
@@ -36,24 +39,25 @@ func TestHealthEndpointStates(t *testing.T) {
 		}
 	}
 	check(503, "starting")
-	c := NewController(gw, nil)
-	c.reload(context.Background(), &fakeDocs{ok: true}, &fakeInsts{})
+	docs := &registrytest.Docs{}
+	docs.Ready()
+	load(t, gw, docs, &registrytest.Instances{})
 	check(200, "ok")
 	h.err = errors.New("consul unreachable: connection refused")
 	check(200, "degraded")
 }
 
 func TestRoutesEndpointListsRoutesInstancesAndErrors(t *testing.T) {
-	gw := New(Options{})
-	c := NewController(gw, nil)
-	docs := &fakeDocs{}
-	docs.put("gateway/routes/a.hcl", docA)
-	docs.put("gateway/routes/bad.hcl", "route \"z\" {\n  nonsense = 1\n}\n")
-	insts := &fakeInsts{insts: map[string][]registry.Instance{"svc-a": {{ID: "a1", Address: "10.0.0.1", Port: 9000, Passing: true}}}}
-	c.reload(context.Background(), docs, insts)
+	gw := gateway.New(gateway.Options{})
+	docs := &registrytest.Docs{}
+	docs.Put("gateway/routes/a.hcl", "route \"a\" {\n  path_prefix = \"/a\"\n  service     = \"svc-a\"\n}\n")
+	docs.Put("gateway/routes/bad.hcl", "route \"z\" {\n  nonsense = 1\n}\n")
+	insts := &registrytest.Instances{}
+	insts.Set("svc-a", registry.Instance{ID: "a1", Address: "10.0.0.1", Port: 9000, Passing: true})
+	load(t, gw, docs, insts)
 
 	rec := httptest.NewRecorder()
-	AdminHandler(gw, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/routes", nil))
+	Handler(gw, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/routes", nil))
 	if rec.Code != http.StatusOK {
 		t.Fatalf("status %d", rec.Code)
 	}
@@ -87,9 +91,10 @@ func TestRoutesEndpointListsRoutesInstancesAndErrors(t *testing.T) {
 }
 
 func TestAdminIsNotServedOnThePublicHandler(t *testing.T) {
-	gw := New(Options{})
-	c := NewController(gw, nil)
-	c.reload(context.Background(), &fakeDocs{ok: true}, &fakeInsts{})
+	gw := gateway.New(gateway.Options{})
+	docs := &registrytest.Docs{}
+	docs.Ready()
+	load(t, gw, docs, &registrytest.Instances{})
 	for _, p := range []string{"/health", "/routes"} {
 		rec := httptest.NewRecorder()
 		gw.ServeHTTP(rec, httptest.NewRequest("GET", p, nil))
@@ -100,3 +105,16 @@ func TestAdminIsNotServedOnThePublicHandler(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// load runs a controller publishing to gw from docs and insts until the
+// test ends, and waits for its first table.
+func load(t *testing.T, gw *gateway.Gateway, docs gateway.Documents, insts gateway.Instances) *gateway.Controller {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := gateway.NewController(gw, nil)
+	done := make(chan struct{})
+	go func() { c.Run(ctx, docs, insts); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	testkit.WaitFor(t, "the first table", func() bool { return gw.Table().Loaded() })
+	return c
+}

@@ -1,16 +1,19 @@
-package gateway
+package admin
 
 import (
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway"
 	"github.com/gatewayco/gateway/gateway/metrics"
+	"github.com/gatewayco/gateway/internal/registrytest"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -27,15 +30,15 @@ func (s *syncHealth) LastSuccess() time.Time { return s.last }
 func TestStateEndpointReportsRoutesErrorsConsulAndRates(t *testing.T) {
 	clock := time.Unix(5000, 0).UTC()
 	m := metrics.New(metrics.Options{})
-	gw := New(Options{Metrics: m, Now: func() time.Time { return clock }})
-	inst := registry.Instance{ID: "users-1", Address: "10.0.0.7", Port: 9000, Passing: true}
-	users := prefixRoute("users", "/api/users", "users")
-	users.Methods = []string{"GET"}
-	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{users},
-		fixed(map[string][]registry.Instance{"users": {inst}}),
-		[]ConfigError{{Key: "gateway/routes/bad.hcl", Message: "gateway/routes/bad.hcl:2:3: boom"}}))
+	gw := gateway.New(gateway.Options{Metrics: m, Now: func() time.Time { return clock }})
+	docs := &registrytest.Docs{}
+	docs.Put("gateway/routes/users.hcl", "route \"users\" {\n  path_prefix = \"/api/users\"\n  methods     = [\"GET\"]\n  service     = \"users\"\n}\n")
+	docs.Put("gateway/routes/bad.hcl", "route \"z\" {\n  nonsense = 1\n}\n")
+	insts := &registrytest.Instances{}
+	insts.Set("users", registry.Instance{ID: "users-1", Address: "10.0.0.7", Port: 9000, Passing: true})
+	load(t, gw, docs, insts)
 	health := &syncHealth{last: clock.Add(-2 * time.Second)}
-	admin := AdminHandler(gw, health)
+	admin := Handler(gw, health)
 
 	state := func() stateBody {
 		t.Helper()
@@ -114,7 +117,7 @@ func TestRateWindowKeepsBoundedSpacedSamples(t *testing.T) {
 }
 
 func TestDashboardPageIsSelfContained(t *testing.T) {
-	admin := AdminHandler(New(Options{Metrics: metrics.New(metrics.Options{})}), nil)
+	admin := Handler(gateway.New(gateway.Options{Metrics: metrics.New(metrics.Options{})}), nil)
 	rec := httptest.NewRecorder()
 	admin.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	body := rec.Body.String()
@@ -138,5 +141,87 @@ func TestDashboardPageIsSelfContained(t *testing.T) {
 	admin.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "gateway_config_reloads_total") {
 		t.Errorf("GET /metrics = %d", rec.Code)
+	}
+}
+
+// TestViewsShowBreakersAndAggregatesAsTheTableHasThem: /routes and the
+// dashboard spell a breaker's state one way, and list an aggregate with
+// its balancer and every call's instances.
+func TestViewsShowBreakersAndAggregatesAsTheTableHasThem(t *testing.T) {
+	sick := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	t.Cleanup(sick.Close)
+	host, port, _ := net.SplitHostPort(sick.Listener.Addr().String())
+	p, _ := strconv.Atoi(port)
+	gw := gateway.New(gateway.Options{Metrics: metrics.New(metrics.Options{})})
+	docs := &registrytest.Docs{}
+	docs.Put("k", `
+route "fragile" {
+  path_prefix = "/fragile"
+  service     = "sick"
+  circuit_breaker {
+    failure_ratio = 0.5
+    min_requests  = 3
+    open_timeout  = "1m"
+  }
+}
+aggregate "dash" {
+  path     = "/dash/{id}"
+  balancer = "random"
+  call "a" {
+    service = "svc"
+    path    = "/a/{id}"
+  }
+}
+`)
+	insts := &registrytest.Instances{}
+	insts.Set("sick", registry.Instance{ID: "sick-1", Address: host, Port: p, Passing: true})
+	insts.Set("svc", registry.Instance{ID: "s1", Address: "10.0.0.1", Port: 1, Passing: true},
+		registry.Instance{ID: "s2", Address: "10.0.0.2", Port: 1, Passing: true})
+	load(t, gw, docs, insts)
+	public := httptest.NewServer(gw)
+	t.Cleanup(public.Close)
+	for range 4 {
+		resp, err := public.Client().Get(public.URL + "/fragile")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+
+	admin := Handler(gw, nil)
+	rec := httptest.NewRecorder()
+	admin.ServeHTTP(rec, httptest.NewRequest("GET", "/routes", nil))
+	var routes struct {
+		Routes []struct {
+			Name           string `json:"name"`
+			CircuitBreaker string `json:"circuit_breaker"`
+		} `json:"routes"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &routes); err != nil {
+		t.Fatal(err)
+	}
+	if len(routes.Routes) != 1 || routes.Routes[0].CircuitBreaker != "open" {
+		t.Fatalf("/routes = %s; want fragile with its breaker open", rec.Body)
+	}
+	s := buildState(gw, nil, &rateWindow{})
+	var found int
+	for _, e := range s.Entries {
+		switch e.Name {
+		case "fragile":
+			found++
+			if e.Breaker != "open" {
+				t.Errorf("dashboard breaker = %q, want open", e.Breaker)
+			}
+		case "dash":
+			found++
+			if e.Kind != "aggregate" || e.Balancer != "random" || len(e.Services) != 1 || len(e.Services[0].Instances) != 2 {
+				t.Errorf("dashboard aggregate entry = %+v", e)
+			}
+		}
+	}
+	if found != 2 {
+		t.Fatalf("dashboard entries = %+v", s.Entries)
 	}
 }
