@@ -29,9 +29,12 @@ type InstanceHealth struct {
 }
 
 // Ejected reports whether the instance is out of rotation at now.
-func (h *InstanceHealth) Ejected(now time.Time) bool {
-	return now.UnixNano() < h.ejectedUntil.Load()
-}
+func (h *InstanceHealth) Ejected(now time.Time) bool { return h.EjectedAt(now.UnixNano()) }
+
+// EjectedAt is Ejected at now in Unix nanoseconds, for a pool view that
+// reads the clock once per pick and must stay small (it is allocated for
+// every pick).
+func (h *InstanceHealth) EjectedAt(now int64) bool { return now < h.ejectedUntil.Load() }
 
 // EjectUntil takes the instance out of rotation until t, whatever its
 // record says; tests use it to set up a pool.

@@ -140,7 +140,7 @@ func (u *Upstream) pick(tried []int) int {
 	}
 	view := &poolView{u: u, tried: tried}
 	if u.health != nil {
-		view.now = u.now()
+		view.now = u.now().UnixNano()
 	}
 	if i := u.balancer.Pick(view); i >= 0 {
 		return i
@@ -153,8 +153,8 @@ func (u *Upstream) pick(tried []int) int {
 type poolView struct {
 	u           *Upstream
 	tried       []int
-	now         time.Time // for ejection; zero without outlier ejection
-	keepEjected bool      // last resort: ejected instances count as available
+	now         int64 // Unix nanoseconds, for ejection; zero without outlier ejection
+	keepEjected bool  // last resort: ejected instances count as available
 }
 
 func (p *poolView) Len() int { return len(p.u.hosts) }
@@ -163,7 +163,7 @@ func (p *poolView) Available(i int) bool {
 	if slices.Contains(p.tried, i) {
 		return false
 	}
-	return p.keepEjected || p.u.health == nil || !p.u.health[i].Ejected(p.now)
+	return p.keepEjected || p.u.health == nil || !p.u.health[i].EjectedAt(p.now)
 }
 
 func (p *poolView) Weight(int) int { return 1 }
