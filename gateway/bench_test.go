@@ -34,8 +34,6 @@ func benchRoutes(n int) []config.Route {
 	return routes
 }
 
-func noInstances(registry.ServiceKey) []registry.Instance { return nil }
-
 // BenchmarkTableRebuild builds a table of 1,000 routes over 1,000
 // services of 3 instances each, as every health change does.
 func BenchmarkTableRebuild(b *testing.B) {

@@ -1,7 +1,13 @@
-// Package gateway serves client traffic: it holds the current routing
-// table, matches requests, proxies them to the instance a balancer picked,
-// and exposes the admin endpoints. It never calls Consul on the request
-// path: everything it needs is in the table the controller built.
+// Package gateway ties the request path together. The Gateway serves
+// client traffic from the current Table: it settles the request ID, bounds
+// the body, normalises and routes the request (router), and hands it to
+// the matched route's chain of policies ending in its upstream. The
+// Controller is the single writer that turns route documents and instance
+// snapshots into Tables; its table builder composes the lower packages
+// (balancer, policy, upstream, aggregate, router) and keeps their state
+// across swaps. Nothing here calls Consul on the request path: everything
+// a request needs is in the table. Operator views (package admin) read a
+// Table through its exported accessors only.
 package gateway
 
 import (

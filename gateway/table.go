@@ -50,12 +50,16 @@ type Route struct {
 
 // ConfigError is a rejected route document, as listed by /routes.
 type ConfigError struct {
-	Key     string `json:"key"`
+	// Key is the KV key of the document.
+	Key string `json:"key"`
+	// Message says what is wrong, with the position in the document.
 	Message string `json:"message"`
 	// Serving is what the key serves meanwhile: "last_good" (an older
 	// version, LastGoodIndex, accepted at LastGoodSince) or "nothing".
-	Serving       string    `json:"serving,omitempty"`
-	LastGoodIndex uint64    `json:"last_good_index,omitempty"`
+	Serving string `json:"serving,omitempty"`
+	// LastGoodIndex is the ModifyIndex of the version served instead.
+	LastGoodIndex uint64 `json:"last_good_index,omitempty"`
+	// LastGoodSince is when the first replica accepted that version.
 	LastGoodSince time.Time `json:"last_good_since,omitzero"`
 }
 

@@ -17,10 +17,13 @@ const (
 
 // Rate is one entry's traffic over the window ending now.
 type Rate struct {
+	// RequestsPerSecond counts every answer.
 	RequestsPerSecond float64 `json:"requests_per_second"`
-	ErrorsPerSecond   float64 `json:"errors_per_second"`
+	// ErrorsPerSecond counts 5xx answers.
+	ErrorsPerSecond float64 `json:"errors_per_second"`
 	// ErrorRatio is 5xx answers over requests in the window; 0 when idle.
-	ErrorRatio    float64 `json:"error_ratio"`
+	ErrorRatio float64 `json:"error_ratio"`
+	// WindowSeconds is how far back the rate looks.
 	WindowSeconds float64 `json:"window_seconds"`
 }
 

@@ -136,8 +136,12 @@ type callResult struct {
 // CallError is one member of the merged body's "errors" object; a zero
 // Kind means the call succeeded.
 type CallError struct {
-	Kind    string `json:"kind"`
-	Status  int    `json:"status"`
+	// Kind is KindBusiness, KindSystem or KindTimeout.
+	Kind string `json:"kind"`
+	// Status is the upstream's, or the gateway's for a failure without an
+	// answer (502, 503, 504).
+	Status int `json:"status"`
+	// Message says what failed, without upstream detail.
 	Message string `json:"message"`
 }
 

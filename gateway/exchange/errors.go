@@ -9,7 +9,9 @@ import (
 // ErrorBody is the JSON every gateway-generated error carries, so clients
 // and operators can tell a gateway answer from an upstream one.
 type ErrorBody struct {
+	// Error is one of the Msg constants, or a policy's reason.
 	Error string `json:"error"`
+	// Route is the matched route or aggregate; empty when none matched.
 	Route string `json:"route,omitempty"`
 }
 

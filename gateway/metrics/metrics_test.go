@@ -9,7 +9,7 @@ import (
 	"github.com/gatewayco/gateway/registry"
 )
 
-func TestMergeCollectorsRecord(t *testing.T) {
+func TestPolicyAndAggregateCollectorsRecord(t *testing.T) {
 	m := New(Options{})
 	m.BreakerState("users", 2)
 	m.RateLimited("users")

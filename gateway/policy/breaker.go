@@ -182,6 +182,7 @@ type OpenError struct {
 	RetryAfter time.Duration
 }
 
+// Error is the same whatever the wait.
 func (e *OpenError) Error() string { return "circuit breaker open" }
 
 // Unwrap makes an OpenError match ErrOpen.

@@ -44,7 +44,10 @@ type KeySource interface {
 
 // StaticKey is a KeySource with one key: an HMAC secret ([]byte) or a
 // public key from a PEM file. A nil key fails every token (fail closed).
-type StaticKey struct{ K any }
+type StaticKey struct {
+	// K is the key; nil fails every token.
+	K any
+}
 
 // Key returns the key whatever the kid.
 func (s StaticKey) Key(context.Context, string, string) (any, error) {

@@ -22,10 +22,14 @@ type StaleCache struct {
 
 // StaleEntry is one cached response; never mutated once stored.
 type StaleEntry struct {
-	Key    string
+	// Key is the host and request target the answer was for.
+	Key string
+	// Status is the upstream's status.
 	Status int
+	// Header is the upstream's header, less Set-Cookie.
 	Header http.Header
-	Body   []byte
+	// Body is the whole body as the upstream sent it.
+	Body []byte
 }
 
 // Defaults of a StaleCache: up to 1000 responses of up to 256 KiB, i.e. at

@@ -116,19 +116,19 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	// The client's Host header is kept, as Traefik does by default: virtual
 	// hosting upstreams and absolute redirects then keep working. It is the
 	// canonical spelling the request was routed on, never empty (see
-	// normalizeRequest): an empty Host would make the transport send the
+	// router.Normalize): an empty Host would make the transport send the
 	// instance's address instead.
 	pr.Out.Host = pr.In.Host
 	p.setForwarded(pr)
 	ex.ApplyUpstreamHeaders(pr.Out.Header)
 }
 
-// setForwarded sets X-Forwarded-For, -Host and -Proto (see forwarded).
+// setForwarded sets X-Forwarded-For, -Host and -Proto (see exchange.Forwarded).
 // ReverseProxy drops Forwarded and the three X-Forwarded-* it knows; this
 // also drops every other X-Forwarded-* and client-address header a client
 // sent (frameworks trust X-Forwarded-Port, -Prefix or -Ssl to build URLs,
 // X-Real-Ip or True-Client-Ip as the client), unless the peer is a
-// trusted proxy, and rewrite headers from anyone (see dropSpoofable).
+// trusted proxy, and rewrite headers from anyone (see exchange.DropSpoofable).
 func (p *Proxy) setForwarded(pr *httputil.ProxyRequest) {
 	xff, host, proto, trusted := exchange.Forwarded(pr.In, p.trusted)
 	exchange.DropSpoofable(pr.Out.Header, trusted)
@@ -152,8 +152,8 @@ func stripPrefix(path, prefix string) string {
 
 // upstreamError maps a failed exchange to the gateway's JSON errors: a
 // fault of the client's body is its 4xx, a route timeout is 504, anything
-// else from the upstream side is 502. classify decides whose fault it
-// was, as it does for ejection, breakers and retries.
+// else from the upstream side is 502. exchange.Classify decides whose
+// fault it was, as it does for ejection, breakers and retries.
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	ex := exchange.From(r.Context())
 	var open *policy.OpenError

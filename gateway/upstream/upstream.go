@@ -37,8 +37,9 @@ type Config struct {
 	Balancer balancer.Balancer
 	// Transport sends to the picked instance; the gateway's shared one.
 	Transport http.RoundTripper
-	// Retry and Breaker protect the service; their zero values are off.
-	Retry   Retry
+	// Retry is the protection's retries; the zero value never retries.
+	Retry Retry
+	// Breaker is the protection's circuit breaker; nil means none.
 	Breaker *policy.RouteBreaker
 	// Outliers keeps the instances' passive health across tables; nil
 	// means no outlier ejection.
