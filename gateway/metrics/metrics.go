@@ -180,12 +180,14 @@ func (m *Metrics) RecoveredPanic(stage string) {
 	}
 }
 
-// Handler serves the registry in the Prometheus exposition format.
+// Handler serves the registry in the Prometheus exposition format; m must
+// not be nil (admin mounts /metrics only when metrics are on).
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// Registry is the private registry, for tests that gather directly.
+// Registry is the private registry, for tests that gather directly; m
+// must not be nil.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // WatchError counts one failed Consul query; registry.Options.OnError calls it.
@@ -222,8 +224,11 @@ func (m *Metrics) AggregateCall(aggregate, call, kind string) {
 
 // Connections returns the public listener's collectors, the open
 // connections and the times the limit stopped accepting, registering them
-// on first use; a second listener shares them.
+// on first use; a second listener shares them. Both are nil when m is.
 func (m *Metrics) Connections() (open prometheus.Gauge, full prometheus.Counter) {
+	if m == nil {
+		return nil, nil
+	}
 	open = register(m.reg, prometheus.Collector(prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "gateway_connections_open",
 		Help: "Client connections open on the public listener.",
