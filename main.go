@@ -18,12 +18,14 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/gatewayco/gateway/gateway"
 	"github.com/gatewayco/gateway/registry"
@@ -207,6 +209,13 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		return nil, err
 	}
 	metrics := gateway.NewMetrics(gateway.MetricsOptions{LastSync: a.status.LastSuccess})
+	// The Go runtime's series (go_goroutines, go_memstats_*, and the live
+	// heap as of the last GC, go_gc_heap_live_bytes) are what shows a leak
+	// in production, and what the end-to-end tests read to check that the
+	// running binary leaks no goroutines or memory. Registered here, not in
+	// NewMetrics, because they describe the process rather than a gateway.
+	metrics.Registry().MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})))
 	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
 		TrustedProxies: trusted, Metrics: metrics, AggregateMaxBytes: f.aggregateMaxBytes})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
