@@ -162,8 +162,7 @@ func serve(args []string, stderr io.Writer) error {
 	return err
 }
 
-// app is a running gateway: listeners, watches and the controller. main
-// and the integration tests start it the same way.
+// app is a running gateway: listeners, watches and the controller.
 type app struct {
 	gw          *gateway.Gateway
 	status      *registry.Status
