@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -88,7 +87,7 @@ func routesPush(args []string, stdout, stderr io.Writer) error {
 	if len(files) != 1 {
 		return usageError("gateway routes push FILE [-key KEY] [-cas INDEX]")
 	}
-	src, err := os.ReadFile(files[0])
+	src, err := config.ReadDocument(files[0])
 	if err != nil {
 		return err
 	}

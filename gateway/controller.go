@@ -110,11 +110,26 @@ func (c *Controller) reload(ctx context.Context, docs Documents, insts Instances
 	}
 	c.sync(snapshot)
 	c.lastGood.sync(snapshot, c.keys)
+	// A build that panics on a document rejects it (buildguard.go) and
+	// asks for another without it; each asks with one version fewer.
+	for again := true; again; {
+		again = c.publish(ctx, insts)
+	}
+}
+
+// publish resolves, builds and publishes a table from the keys' documents.
+// It reports whether to build again, after a build panicked.
+func (c *Controller) publish(ctx context.Context, insts Instances) (again bool) {
+	before := c.servedVersions()
+	// Versions resolve accepts are shared with other replicas only once a
+	// table built from them is published: one whose build panics must
+	// never become the fleet's last good version.
+	defer c.lastGood.discard()
 	routes, aggs, errs := c.resolve()
 	keys := serviceKeys(routes, aggs)
 	insts.Ensure(ctx, keys)
 	if ctx.Err() != nil {
-		return
+		return false
 	}
 	// Choose each service's instances once per build, however many routes
 	// share it, so panic decisions and their logs happen once.
@@ -127,11 +142,18 @@ func (c *Controller) reload(ctx context.Context, docs Documents, insts Instances
 		used[k] = true
 	}
 	c.pick.forget(used)
-	t := c.builder.buildAll(routes, aggs, func(k registry.ServiceKey) []registry.Instance { return chosen[k] }, panics, errs)
+	t, failure := c.tryBuild(func() *Table {
+		return c.builder.buildAll(routes, aggs, func(k registry.ServiceKey) []registry.Instance { return chosen[k] }, panics, errs)
+	})
+	if failure != nil {
+		return c.buildFailed(failure, before)
+	}
 	c.gw.Publish(t)
+	c.lastGood.commit()
 	if c.published != nil {
 		c.published(t)
 	}
+	return false
 }
 
 // sync reparses the keys whose ModifyIndex moved and forgets deleted ones.
@@ -148,7 +170,7 @@ func (c *Controller) sync(snapshot []registry.Document) {
 			continue
 		}
 		st.index = d.ModifyIndex
-		st.current, st.parseErr = config.Parse(d.Key, d.Value, d.ModifyIndex)
+		st.current, st.parseErr = c.parse(d)
 	}
 	for k := range c.keys {
 		if !seen[k] {

@@ -54,6 +54,9 @@ type lastGoods struct {
 
 	serving map[string]servedVersion // by key: the version served last
 	parsed  map[string]parsedStored  // by key: a stored version, parsed once
+	// pending are the versions to store once the table built from them
+	// is published (see commit).
+	pending []registry.StoredVersion
 }
 
 // servedVersion is the version a key serves: its bytes (to store them) and
@@ -203,8 +206,21 @@ func (l *lastGoods) accepted(key string, d *config.Document) {
 	if st, ok := l.stored[key]; ok && st.Err == nil && st.SourceIndex >= d.ModifyIndex {
 		return
 	}
-	l.store.Record(registry.StoredVersion{Key: key, Source: sv.src, SourceIndex: d.ModifyIndex, AcceptedAt: sv.since})
+	l.pending = append(l.pending, registry.StoredVersion{Key: key, Source: sv.src, SourceIndex: d.ModifyIndex, AcceptedAt: sv.since})
 }
+
+// commit stores the versions accepted since the last commit: the table
+// built from them is serving, so they are good.
+func (l *lastGoods) commit() {
+	for _, v := range l.pending {
+		l.store.Record(v)
+	}
+	l.pending = l.pending[:0]
+}
+
+// discard forgets accepted versions not committed: their build failed,
+// or the build was abandoned.
+func (l *lastGoods) discard() { l.pending = l.pending[:0] }
 
 // configError describes a rejected key and what it serves instead: served
 // is the version accepted for it, nil when none.

@@ -28,6 +28,7 @@ type Metrics struct {
 	reloads          prometheus.Counter
 	rejected         prometheus.Gauge
 	watchErrors      prometheus.Counter
+	panics           *prometheus.CounterVec // stage
 
 	// Policy and aggregate collectors: state changes and refusals record
 	// into them as they happen; a published table sets and prunes them.
@@ -116,6 +117,10 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 			Name: "gateway_config_rejected_documents",
 			Help: "Route documents currently rejected (parse, validation or conflict errors).",
 		}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_config_panics_total",
+			Help: "Panics contained while parsing a route document or building a table (stage parse or build); each is a bug, and rejected the document or kept the previous table.",
+		}, []string{"stage"}),
 		watchErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_consul_watch_errors_total",
 			Help: "Failed Consul queries of the KV and health watches.",
@@ -147,9 +152,25 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 		return now().Sub(t).Seconds()
 	})
 	m.reg.MustRegister(m.requests, m.latency, m.upstreamRequests, m.upstreamErrors, m.healthy,
-		m.reloads, m.rejected, m.watchErrors, m.breaker, m.rateLimited, m.aggregateCalls, syncAge)
+		m.reloads, m.rejected, m.panics, m.watchErrors, m.breaker, m.rateLimited, m.aggregateCalls, syncAge)
 	m.none = m.route(labelNone)
+	for _, stage := range []string{panicStageParse, panicStageBuild} {
+		m.panics.WithLabelValues(stage) // shown at zero, so alerts need no absent()
+	}
 	return m
+}
+
+// Stages of gateway_config_panics_total.
+const (
+	panicStageParse = "parse"
+	panicStageBuild = "build"
+)
+
+// recoveredPanic counts a panic contained at stage.
+func (m *Metrics) recoveredPanic(stage string) {
+	if m != nil {
+		m.panics.WithLabelValues(stage).Inc()
+	}
 }
 
 // Handler serves the registry in the Prometheus exposition format.

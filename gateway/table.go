@@ -91,6 +91,10 @@ type tableBuilder struct {
 	// upstreams got them; the finished table keeps it.
 	served map[registry.ServiceKey][]registry.Instance
 	states policyStates // per-route policy state, see policies.go
+	// panicHook, when set, is called with the name of each route and
+	// aggregate as it is built, and with "" once per table outside any of
+	// them, so tests can make a build panic.
+	panicHook func(name string)
 }
 
 type balancerKey struct {
@@ -119,24 +123,34 @@ func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, 
 	b.served = map[registry.ServiceKey][]registry.Instance{}
 	for i := range routes {
 		rc := routes[i]
-		key := registry.ServiceKey{Name: rc.Service, Tag: rc.Tag}
-		insts := instances(key)
-		rt := &Route{Config: rc, Service: key, Instances: insts, Panic: panics[key],
-			up: b.newUpstream(key, rc.Balancer, insts), metrics: b.proxy.metrics.route(rc.Name)}
-		b.applyPolicies(rt, b.authUpstream(rc.Policy.ForwardAuth, instances))
-		t.routes = append(t.routes, rt)
+		blame(rc.Pos, "route", rc.Name, func() {
+			b.testPanic(rc.Name)
+			key := registry.ServiceKey{Name: rc.Service, Tag: rc.Tag}
+			insts := instances(key)
+			rt := &Route{Config: rc, Service: key, Instances: insts, Panic: panics[key],
+				up: b.newUpstream(key, rc.Balancer, insts), metrics: b.proxy.metrics.route(rc.Name)}
+			b.applyPolicies(rt, b.authUpstream(rc.Policy.ForwardAuth, instances))
+			t.routes = append(t.routes, rt)
+		})
 	}
 	for i := range aggs {
-		t.aggregates = append(t.aggregates, b.aggregate(aggs[i], instances, panics))
+		ac := &aggs[i]
+		blame(ac.Pos, "aggregate", ac.Name, func() {
+			b.testPanic(ac.Name)
+			t.aggregates = append(t.aggregates, b.aggregate(*ac, instances, panics))
+		})
 	}
+	sort.Slice(t.routes, func(i, j int) bool { return t.routes[i].Config.Name < t.routes[j].Config.Name })
+	sort.Slice(t.aggregates, func(i, j int) bool { return t.aggregates[i].Config.Name < t.aggregates[j].Config.Name })
+	t.router = b.router(t.routes, t.aggregates)
+	b.testPanic("")
+	// Nothing may panic past this point: a build that panics keeps the
+	// state of the last table built (see discard).
 	b.states.swap()
 	b.outliers.swap()
 	// Balancers of services no route uses any more are dropped, so their
 	// state does not pile up over months of config changes.
 	b.balancers, b.nextBalancers = b.nextBalancers, make(map[balancerKey]balancer.Balancer, len(b.nextBalancers))
-	sort.Slice(t.routes, func(i, j int) bool { return t.routes[i].Config.Name < t.routes[j].Config.Name })
-	sort.Slice(t.aggregates, func(i, j int) bool { return t.aggregates[i].Config.Name < t.aggregates[j].Config.Name })
-	t.router = b.router(t.routes, t.aggregates)
 	t.services, b.served = b.served, nil
 	return t
 }
@@ -151,10 +165,10 @@ func (b *tableBuilder) router(routes []*Route, aggs []*Aggregate) http.Handler {
 	}
 	for _, ag := range aggs {
 		c := &ag.Config
-		ordered = append(ordered, matchSpec{match: config.Route{Name: c.Name, Host: c.Host, Path: c.Path, Methods: c.Methods}, h: ag.handler, needsVars: true})
+		ordered = append(ordered, matchSpec{match: config.Route{Name: c.Name, Pos: c.Pos, Host: c.Host, Path: c.Path, Methods: c.Methods}, h: ag.handler, needsVars: true})
 	}
 	sort.SliceStable(ordered, func(i, j int) bool { return moreSpecific(&ordered[i].match, &ordered[j].match) })
-	return newMatcher(ordered, http.HandlerFunc(notFound), http.HandlerFunc(methodNotAllowed))
+	return blameMatcher(ordered, http.HandlerFunc(notFound), http.HandlerFunc(methodNotAllowed))
 }
 
 // moreSpecific orders routes the way Traefik and Fabio users expect: a

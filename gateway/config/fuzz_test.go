@@ -9,7 +9,11 @@ import (
 
 // FuzzParse checks that no document, however broken, panics the parser or
 // yields an error without a position: Parse runs on whatever anyone writes
-// to Consul, and the CLI promises KEY:LINE:COL for every problem.
+// to Consul, and the CLI promises KEY:LINE:COL for every problem. Parse
+// bounds size, nesting and tokens before HCL runs, so no input can exhaust
+// the fuzzer's stack or memory either; the corpus in testdata holds
+// nesting-heavy seeds (every kind of nesting, past the bound and inside
+// text), block and attribute floods, long strings and templates.
 func FuzzParse(f *testing.F) {
 	seeds := [][]byte{
 		doc(

@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -102,13 +103,40 @@ var ErrInvalid = errors.New("invalid route document")
 type Error struct {
 	Pos     Pos
 	Message string
+	// Cause is what lies behind the problem, when more than the message:
+	// a *PanicError for a panic caught while handling the document.
+	Cause error
 }
 
 // Error renders KEY:LINE:COL: message.
 func (e *Error) Error() string { return e.Pos.String() + ": " + e.Message }
 
-// Unwrap makes every Error match ErrInvalid.
-func (e *Error) Unwrap() error { return ErrInvalid }
+// Unwrap makes every Error match ErrInvalid, and its Cause when it has one.
+func (e *Error) Unwrap() []error {
+	if e.Cause != nil {
+		return []error{ErrInvalid, e.Cause}
+	}
+	return []error{ErrInvalid}
+}
+
+// PanicError is a panic caught while parsing a document or building a
+// table from it: a bug, contained so that the one document is rejected and
+// the process lives on. errors.As finds it in the document's error, for
+// logging the stack and counting.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+// Error names the panic value; the stack is for the log, not for /routes.
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+// panicked turns a panic recovered while parsing key into its error.
+func panicked(key string, v any) error {
+	pe := &PanicError{Value: v, Stack: debug.Stack()}
+	return Errors{{Pos: Pos{Key: key, Line: 1, Column: 1},
+		Message: fmt.Sprintf("internal error while parsing the document (%v); it is rejected, please report this", v), Cause: pe}}
+}
 
 // Errors is every problem found in one document, in source order. A nil or
 // empty Errors is not an error; functions return it only when non-empty.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/hashicorp/hcl/v2"
@@ -67,12 +68,29 @@ func init() {
 // and an Errors holding every problem found, in source order, each with a
 // KEY:LINE:COL position; errors.Is(err, ErrInvalid) holds for it. An empty
 // document is valid and has no routes.
-func Parse(key string, src []byte, modifyIndex uint64) (*Document, error) {
+//
+// src is untrusted: its size, nesting and token count are bounded before
+// the HCL parser runs, and its block counts before they are decoded (see
+// MaxDocumentBytes and the bounds after it). A panic inside Parse is a bug,
+// but one document must not take a gateway down with it: it is returned as
+// an Errors at KEY:1:1 that also matches *PanicError.
+func Parse(key string, src []byte, modifyIndex uint64) (doc *Document, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			doc, err = nil, panicked(key, v)
+		}
+	}()
 	p := &problems{key: key}
+	if checkBytes(p, src) {
+		return nil, p.err()
+	}
 	file, diags := hclparse.NewParser().ParseHCL(src, key)
 	if p.diags(diags, hcl.Range{}) {
 		// The recovered syntax tree of a broken file yields confusing
 		// follow-up errors; the syntax errors are what the user must fix.
+		return nil, p.err()
+	}
+	if checkCounts(p, file.Body) {
 		return nil, p.err()
 	}
 	content, diags := file.Body.Content(documentSchema)
@@ -97,7 +115,7 @@ func Parse(key string, src []byte, modifyIndex uint64) (*Document, error) {
 		return nil, err
 	}
 
-	doc := &Document{Key: key, ModifyIndex: modifyIndex, Routes: make([]Route, len(routes))}
+	doc = &Document{Key: key, ModifyIndex: modifyIndex, Routes: make([]Route, len(routes))}
 	for i, r := range routes {
 		doc.Routes[i] = r.Route
 	}
@@ -111,11 +129,27 @@ func Parse(key string, src []byte, modifyIndex uint64) (*Document, error) {
 // given) as its key and a zero ModifyIndex. A read failure is returned
 // wrapped and does not match ErrInvalid; content problems are as for Parse.
 func ParseFile(path string) (*Document, error) {
-	src, err := os.ReadFile(path)
+	src, err := ReadDocument(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, src, 0)
+}
+
+// ReadDocument reads the route document at path, but no more than one byte
+// past MaxDocumentBytes: enough for Parse to reject a huge file as it
+// rejects a huge KV value, without loading it.
+func ReadDocument(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read route document: %w", err)
 	}
-	return Parse(path, src, 0)
+	defer f.Close()
+	src, err := io.ReadAll(io.LimitReader(f, MaxDocumentBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read route document: %w", err)
+	}
+	return src, nil
 }
 
 // routeSrc is a decoded, not yet validated route together with the source

@@ -72,5 +72,9 @@ func (p *problems) err() error {
 	// The same diagnostic can reach us twice (e.g. one expression evaluated
 	// for two purposes); repeating it only adds noise.
 	p.errs = slices.CompactFunc(p.errs, func(a, b *Error) bool { return *a == *b })
+	if n := len(p.errs) - MaxReportedErrors; n > 0 {
+		more := &Error{Pos: p.errs[MaxReportedErrors].Pos, Message: fmt.Sprintf("%d more problems from here on, not shown", n)}
+		p.errs = append(p.errs[:MaxReportedErrors], more)
+	}
 	return p.errs
 }

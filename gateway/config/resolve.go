@@ -28,7 +28,8 @@ type Candidate struct {
 //   - Keys are considered oldest first, by the ModifyIndex of their
 //     candidate (Current, or LastGood when Current is nil), ties by key.
 //   - A key's candidate is accepted if none of its routes conflicts with a
-//     document already accepted.
+//     document already accepted, and the table stays within
+//     MaxTableRoutes routes and aggregates with it.
 //   - Otherwise the key falls back to LastGood, if that is a different
 //     version and does not conflict either; a key thus keeps serving its
 //     previous routes while its new version is rejected.
@@ -107,11 +108,13 @@ type claim struct {
 type servingSet struct {
 	names    map[string]claim
 	matchers map[string]claim
+	count    int // routes and aggregates accepted
 }
 
 // conflicts returns one Error per route of doc that clashes with an accepted
-// route. lastGood prefixes messages, since their positions refer to an
-// older version than the one the user is looking at.
+// route, and one at its first route past MaxTableRoutes if doc does not fit.
+// lastGood prefixes messages, since their positions refer to an older
+// version than the one the user is looking at.
 func (s *servingSet) conflicts(key string, doc *Document, lastGood bool) Errors {
 	var out Errors
 	add := func(m matcher, format string, args ...any) {
@@ -123,7 +126,13 @@ func (s *servingSet) conflicts(key string, doc *Document, lastGood bool) Errors 
 		at.Key = key
 		out = append(out, &Error{Pos: at, Message: msg})
 	}
-	for _, m := range doc.matchers() {
+	ms := doc.matchers()
+	if room := MaxTableRoutes - s.count; len(ms) > room {
+		m := ms[room] // accept keeps s.count within the bound
+		add(m, "%s %q would be route or aggregate number %d of the table, more than the limit of %d across all documents",
+			m.kind, m.name, MaxTableRoutes+1, MaxTableRoutes)
+	}
+	for _, m := range ms {
 		if other, dup := s.names[m.name]; dup {
 			add(m, "%s name %q already defined in %s at %d:%d",
 				m.kind, m.name, other.key, other.m.pos.Line, other.m.pos.Column)
@@ -138,7 +147,9 @@ func (s *servingSet) conflicts(key string, doc *Document, lastGood bool) Errors 
 
 // accept records every route and aggregate of doc as claimed by key.
 func (s *servingSet) accept(key string, doc *Document) {
-	for _, m := range doc.matchers() {
+	ms := doc.matchers()
+	s.count += len(ms)
+	for _, m := range ms {
 		s.names[m.name] = claim{key: key, m: m}
 		s.matchers[m.key] = claim{key: key, m: m}
 	}
