@@ -127,8 +127,10 @@ func bigAggregateRun(t *testing.T, bin string, rounds, clients int, flags ...str
 // reached" with Retry-After, and the budget is back to zero afterwards.
 // GATEWAY_MEASURE_RSS=1 also runs the same load without a bound and with
 // the default one, and logs each run's VmHWM (about 1.5 GiB unbounded).
+//
+// It runs alone, not in parallel: gigabytes through loopback would starve the
+// other tests, and other tests would blur its VmHWM.
 func TestAggregateMemoryBoundHoldsInTheBinary(t *testing.T) {
-	t.Parallel()
 	// Built without the race detector, whose shadow memory would make the
 	// VmHWM figures meaningless.
 	bin := plainGatewayBin(t)

@@ -149,15 +149,29 @@ func getDashboard(t *testing.T, p *gatewayProc, path string) dashAnswer {
 	return d
 }
 
+// TestAggregateFansOutThroughConsulAndMergesJSON does not run in parallel
+// with other tests: its user call has 100 ms between the upstream's 200 ms
+// and the call's 300 ms timeout, a margin a machine busy with another
+// test's load can eat.
 func TestAggregateFansOutThroughConsulAndMergesJSON(t *testing.T) {
-	t.Parallel()
 	client, addr := startConsul(t)
 	up := &dashboardUpstreams{cancelled: make(chan string, 16)}
 	pathID := func(r *http.Request) string { return strings.TrimPrefix(r.URL.Path, "/users/") }
 	queryID := func(r *http.Request) string { return r.URL.Query().Get("user") }
-	startBackendWith(t, client, "users", "users-1", up.handler("users", pathID))
-	startBackendWith(t, client, "orders", "orders-1", up.handler("orders", queryID))
-	startBackendWith(t, client, "products", "products-1", up.handler("products", queryID))
+	upstreams := []*backend{
+		startBackendWith(t, client, "users", "users-1", up.handler("users", pathID)),
+		startBackendWith(t, client, "orders", "orders-1", up.handler("orders", queryID)),
+		startBackendWith(t, client, "products", "products-1", up.handler("products", queryID)),
+	}
+	// closeConns closes the test's connections to the gateway and, from
+	// the upstreams' side, the gateway's pooled ones to them, so the
+	// gateway's goroutine count holds no connection at all.
+	closeConns := func() {
+		dashboardClient.CloseIdleConnections()
+		for _, b := range upstreams {
+			b.srv.CloseClientConnections()
+		}
+	}
 	putRoute(t, client, "dashboard.hcl", dashboardDoc)
 	a := startGateway(t, addr)
 	testkit.WaitFor(t, "aggregates with every call's instance", func() bool {
@@ -172,10 +186,11 @@ func TestAggregateFansOutThroughConsulAndMergesJSON(t *testing.T) {
 		return len(aggs) == 2
 	})
 	// Warm up, then count the gateway's goroutines from here: requests must
-	// not leave any behind (keep-alive connections to the upstreams are
-	// pooled on purpose, and the warm-up opened them).
-	getDashboard(t, a, "/api/dashboard/0")
-	dashboardClient.CloseIdleConnections()
+	// not leave any behind.
+	testkit.WaitFor(t, "a warm-up answer with every call", func() bool {
+		return getDashboard(t, a, "/api/dashboard/0").status == http.StatusOK
+	})
+	closeConns()
 	testkit.WaitFor(t, "the warm-up's client connection closed", func() bool {
 		return sample(scrape(t, a), "gateway_connections_open") == 0
 	})
@@ -311,6 +326,6 @@ func TestAggregateFansOutThroughConsulAndMergesJSON(t *testing.T) {
 		}
 	})
 
-	dashboardClient.CloseIdleConnections()
+	closeConns()
 	checkGoroutinesBack(t, a, leaks)
 }

@@ -367,7 +367,8 @@ func TestAccessLogIsOneLinePerRequestWhateverThePathHolds(t *testing.T) {
 	}{{"text", false}, {"json", true}} {
 		t.Run(mode.name, func(t *testing.T) {
 			a := startGateway(t, addr, "-log-level", "info", fmt.Sprintf("-log-json=%t", mode.json), "-access-log=true")
-			testkit.WaitFor(t, "route served", func() bool { c, _ := getInstance(t, a, "/log/ready"); return c == 200 })
+			ready := 0
+			testkit.WaitFor(t, "route served", func() bool { ready++; c, _ := getInstance(t, a, "/log/ready"); return c == 200 })
 			accessLines := func() (entries []string, stray []string) {
 				for _, l := range a.logLines() {
 					if mode.json {
@@ -387,6 +388,9 @@ func TestAccessLogIsOneLinePerRequestWhateverThePathHolds(t *testing.T) {
 				}
 				return entries, stray
 			}
+			// The log is read as the process writes it: wait for the
+			// entries of the requests sent so far before counting on.
+			testkit.WaitFor(t, "the readiness requests logged", func() bool { e, _ := accessLines(); return len(e) >= ready })
 			before, _ := accessLines()
 			for _, p := range targets {
 				// A backslash is refused before routing (400), and that

@@ -92,18 +92,20 @@ func TestConsulOutageUnderLoadLosesNoRequest(t *testing.T) {
 func TestConfigChurnUnderLoad(t *testing.T) {
 	t.Parallel()
 	client, addr := startConsul(t)
-	startBackend(t, client, "users", "users-1")
+	users := startBackend(t, client, "users", "users-1")
 	putRoute(t, client, "users.hcl", routeDoc("users", "/api/users", "users"))
 	gw := startGateway(t, addr)
 	testkit.WaitFor(t, "route served", func() bool { code, _ := getInstance(t, gw, "/api/users"); return code == 200 })
-	// The baselines are taken once the same load has run, so pooled
-	// keep-alive connections to the upstream count on both sides; the
-	// live heap is read while it runs, which is what makes the gateway
-	// collect garbage, and so is the one after the churn.
+	// The baselines are taken once the same load has run. The live heap is
+	// read while it runs, which is what makes the gateway collect garbage,
+	// and so is the one after the churn; goroutines are counted once the
+	// upstream has closed the gateway's pooled connections, which the load
+	// may have left more or fewer of.
 	warm := startLoad(t, gw.url("/api/users"), 8)
 	warm.waitProgress(t, 500)
 	heap := liveHeapAfterGC(t, gw)
 	warm.finish(t)
+	users.srv.CloseClientConnections()
 	goroutines := goroutineBaseline(t, gw)
 
 	l := startLoad(t, gw.url("/api/users"), 8)
@@ -138,6 +140,7 @@ func TestConfigChurnUnderLoad(t *testing.T) {
 	served := l.finish(t)
 	t.Logf("%d KV writes (%d invalid, all reported) under load; %d requests, none failed", writes, reported, served)
 
+	users.srv.CloseClientConnections()
 	checkGoroutinesBack(t, gw, goroutines)
 	t.Logf("gateway live heap: %d KiB before, %d KiB after", heap>>10, after>>10)
 	// Bounded, not equal: the runtime and the Consul client keep caches.
