@@ -285,7 +285,7 @@ func (p *gatewayProc) cleanup(t *testing.T) {
 	}
 	if t.Failed() {
 		for _, l := range p.logLines() {
-			t.Log("gateway pid ", p.cmd.Process.Pid, ": ", l)
+			t.Logf("gateway pid %d: %s", p.cmd.Process.Pid, l)
 		}
 	}
 }
