@@ -164,9 +164,10 @@ aggregate "user-dashboard" {
   # route, admit the client request once before any call. A call may carry
   # retries and a circuit_breaker block, as a route does.
   # Optional: max_concurrency (default: all calls at once),
-  # max_response_bytes (per call; default: 10 MiB) and forward_headers
+  # max_response_bytes (per call; default: 10 MiB), forward_headers
   # (passed to every call besides Authorization, X-Request-Id, traceparent
-  # and tracestate), e.g. forward_headers = ["X-Tenant"].
+  # and tracestate), e.g. forward_headers = ["X-Tenant"], and balancer
+  # (how every call picks an instance, as on a route; default: round_robin).
 
   call "user" {
     service  = "users"

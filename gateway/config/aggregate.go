@@ -39,6 +39,9 @@ type Aggregate struct {
 	// MaxResponseBytes bounds each call's body; a larger body is a system
 	// error. Defaulted to DefaultMaxResponseBytes.
 	MaxResponseBytes int64
+	// Balancer is the policy every call picks an instance of its service
+	// with, as a route's Balancer; defaulted to round_robin.
+	Balancer string
 	// ForwardHeaders are passed to every call in addition to the built-in
 	// set (Authorization, X-Request-Id, traceparent, tracestate), in
 	// canonical form; nil means only the built-in set.
@@ -56,7 +59,8 @@ type Aggregate struct {
 type Call struct {
 	// Name is the block label and the member name in the merged body.
 	Name string
-	// Service is the Consul service called.
+	// Service is the Consul service called; its instances are picked with
+	// the aggregate's Balancer.
 	Service string
 	// Tag filters the service's instances by Consul tag; empty means any.
 	Tag string
@@ -87,40 +91,6 @@ func (a *Aggregate) MatchKey() string {
 	return (&Route{Host: a.Host, Path: a.Path, Methods: a.Methods}).MatchKey()
 }
 
-const (
-	blockAggregate = "aggregate"
-	blockCall      = "call"
-
-	attrTimeoutStatus    = "timeout_status"
-	attrMaxConcurrency   = "max_concurrency"
-	attrMaxResponseBytes = "max_response_bytes"
-	attrForwardHeaders   = "forward_headers"
-	attrRequired         = "required"
-)
-
-var aggregateSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{
-		{Name: attrPath}, {Name: attrMethods}, {Name: attrHost}, {Name: attrTimeout},
-		{Name: attrTimeoutStatus}, {Name: attrMaxConcurrency}, {Name: attrMaxResponseBytes},
-		{Name: attrForwardHeaders},
-	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: blockCall, LabelNames: []string{"name"}}},
-}
-
-var callSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{
-		{Name: attrService}, {Name: attrTag}, {Name: attrPath}, {Name: attrRequired}, {Name: attrTimeout},
-	},
-}
-
-// An aggregate admits requests as a route does; each call protects its
-// service as a route does.
-func init() {
-	aggregateSchema.Blocks = append(aggregateSchema.Blocks, accessPolicyBlocks...)
-	callSchema.Attributes = append(callSchema.Attributes, upstreamPolicyAttrs...)
-	callSchema.Blocks = append(callSchema.Blocks, upstreamPolicyBlocks...)
-}
-
 // aggregateSrc is a decoded aggregate with what validation needs to point
 // at the right place.
 type aggregateSrc struct {
@@ -141,9 +111,7 @@ type callSrc struct {
 
 func decodeAggregate(p *problems, b *hcl.Block) *aggregateSrc {
 	ag := &aggregateSrc{block: b, mark: p.mark()}
-	content, diags := b.Body.Content(aggregateSchema)
-	p.diags(diags, b.DefRange)
-	a := newAttrs(p, content.Attributes)
+	a, blocks := decodeBody(p, b, aggregateSpec)
 	ag.attrs = a
 	ag.Name, ag.SourceKey, ag.Pos = b.Labels[0], p.key, p.pos(b.DefRange)
 	ag.Path = a.str(attrPath)
@@ -154,20 +122,19 @@ func decodeAggregate(p *problems, b *hcl.Block) *aggregateSrc {
 	ag.MaxConcurrency = a.integer(attrMaxConcurrency)
 	ag.MaxResponseBytes = int64(a.integer(attrMaxResponseBytes))
 	ag.ForwardHeaders, ag.headerPos = a.strList(attrForwardHeaders)
-	decodeAccessPolicy(p, content.Blocks, &ag.Policy)
-	for _, cb := range content.Blocks {
-		if cb.Type != blockCall {
+	ag.Balancer = a.str(attrBalancer)
+	decodeAccessPolicy(p, blocks, &ag.Policy)
+	for _, cb := range blocks {
+		if cb.Type != callSpec.typ {
 			continue
 		}
-		cc, diags := cb.Body.Content(callSchema)
-		p.diags(diags, cb.DefRange)
-		ca := newAttrs(p, cc.Attributes)
+		ca, cblocks := decodeBody(p, cb, callSpec)
 		call := Call{
 			Name: cb.Labels[0], Pos: p.pos(cb.DefRange),
 			Service: ca.str(attrService), Tag: ca.str(attrTag), Path: ca.str(attrPath),
 			Required: ca.boolean(attrRequired), Timeout: ca.duration(attrTimeout),
 		}
-		decodeUpstreamPolicy(p, cc.Blocks, ca, &call.Policy)
+		decodeUpstreamPolicy(p, cblocks, ca, &call.Policy)
 		ag.Calls = append(ag.Calls, call)
 		ag.calls = append(ag.calls, &callSrc{block: cb, attrs: ca})
 	}
@@ -178,12 +145,12 @@ func decodeAggregate(p *problems, b *hcl.Block) *aggregateSrc {
 func validateAggregate(p *problems, ag *aggregateSrc) {
 	a := ag.attrs
 	if ag.Name == "" {
-		p.addf(p.pos(ag.block.LabelRanges[0]), "aggregate name must not be empty")
+		p.addf(p.pos(ag.block.LabelRanges[0]), "%s name must not be empty", aggregateSpec.typ)
 	}
 	var vars map[string]bool
 	switch {
 	case !a.has(attrPath):
-		p.addf(ag.Pos, "aggregate %q: missing required attribute %q", ag.Name, attrPath)
+		p.addf(ag.Pos, "%s %q: missing required attribute %q", aggregateSpec.typ, ag.Name, attrPath)
 	case a.ok(attrPath):
 		m := p.mark()
 		checkTemplate(p, a, attrPath, ag.Path, func(rt *mux.Route) *mux.Route { return rt.Path(ag.Path) })
@@ -191,54 +158,49 @@ func validateAggregate(p *problems, ag *aggregateSrc) {
 			vars = templateVars(ag.Path)
 		}
 	}
-	if a.ok(attrHost) {
-		if ag.Host == "" {
-			p.addf(a.pos(attrHost), "host must not be empty (omit it to match any host)")
-		} else if err := muxError(func(rt *mux.Route) *mux.Route { return rt.Host(ag.Host) }); err != nil {
-			p.addf(a.pos(attrHost), "host: invalid template %q: %v", ag.Host, err)
-		} else if vars != nil {
-			for v := range templateVars(ag.Host) {
-				vars[v] = true
-			}
+	if a.ok(attrHost) && checkHost(p, a, ag.Host) && vars != nil {
+		for v := range templateVars(ag.Host) {
+			vars[v] = true
 		}
 	}
 	if a.ok(attrMethods) {
-		ag.Methods = normaliseMethods(p, ag.Methods, ag.methodPos, a.pos(attrMethods))
+		ag.Methods = normaliseMethods(p, a, ag.Methods, ag.methodPos)
 	}
 	switch {
 	case !a.has(attrTimeoutStatus):
 		ag.TimeoutStatus = DefaultTimeoutStatus
 	case a.ok(attrTimeoutStatus) && (ag.TimeoutStatus < 400 || ag.TimeoutStatus > 599):
-		p.addf(a.pos(attrTimeoutStatus), "timeout_status must be a 4xx or 5xx status, got %d", ag.TimeoutStatus)
+		p.addf(a.pos(attrTimeoutStatus), "%s must be a 4xx or 5xx status, got %d", attrTimeoutStatus, ag.TimeoutStatus)
 	}
 	switch {
 	case !a.has(attrMaxConcurrency):
 		ag.MaxConcurrency = len(ag.Calls)
 	case a.ok(attrMaxConcurrency) && ag.MaxConcurrency < 1:
-		p.addf(a.pos(attrMaxConcurrency), "max_concurrency must be at least 1, got %d", ag.MaxConcurrency)
+		p.addf(a.pos(attrMaxConcurrency), "%s must be at least 1, got %d", attrMaxConcurrency, ag.MaxConcurrency)
 	}
 	switch {
 	case !a.has(attrMaxResponseBytes):
 		ag.MaxResponseBytes = DefaultMaxResponseBytes
 	case a.ok(attrMaxResponseBytes) && ag.MaxResponseBytes < 1:
-		p.addf(a.pos(attrMaxResponseBytes), "max_response_bytes must be at least 1, got %d", ag.MaxResponseBytes)
+		p.addf(a.pos(attrMaxResponseBytes), "%s must be at least 1, got %d", attrMaxResponseBytes, ag.MaxResponseBytes)
 	}
+	checkBalancer(p, a, &ag.Balancer)
 	for i, h := range ag.ForwardHeaders {
 		if !isToken(h) {
-			p.addf(ag.headerPos[i], "forward_headers: %q is not a valid header name", h)
+			p.addf(ag.headerPos[i], "%s: %q is not a valid header name", attrForwardHeaders, h)
 			continue
 		}
 		ag.ForwardHeaders[i] = textproto.CanonicalMIMEHeaderKey(h)
 	}
 	if len(ag.Calls) == 0 {
-		p.addf(ag.Pos, "aggregate %q: at least one %q block is required", ag.Name, blockCall)
+		p.addf(ag.Pos, "%s %q: at least one %q block is required", aggregateSpec.typ, ag.Name, callSpec.typ)
 	}
 	seen := map[string]Pos{}
 	for i := range ag.Calls {
 		validateCall(p, ag, &ag.Calls[i], ag.calls[i], vars)
 		c := &ag.Calls[i]
 		if first, dup := seen[c.Name]; dup {
-			p.addf(p.pos(ag.calls[i].block.LabelRanges[0]), "call name %q already defined at %d:%d", c.Name, first.Line, first.Column)
+			p.addf(p.pos(ag.calls[i].block.LabelRanges[0]), "%s name %q already defined at %d:%d", callSpec.typ, c.Name, first.Line, first.Column)
 		} else {
 			seen[c.Name] = c.Pos
 		}
@@ -252,47 +214,48 @@ func validateAggregate(p *problems, ag *aggregateSrc) {
 func validateCall(p *problems, ag *aggregateSrc, c *Call, src *callSrc, vars map[string]bool) {
 	a := src.attrs
 	if c.Name == "" {
-		p.addf(p.pos(src.block.LabelRanges[0]), "call name must not be empty")
+		p.addf(p.pos(src.block.LabelRanges[0]), "%s name must not be empty", callSpec.typ)
 	}
 	if c.Name == "errors" {
-		p.addf(p.pos(src.block.LabelRanges[0]), "call name %q is reserved for the merged body's error member", c.Name)
+		p.addf(p.pos(src.block.LabelRanges[0]), "%s name %q is reserved for the merged body's error member", callSpec.typ, c.Name)
 	}
 	switch {
 	case !a.has(attrService):
-		p.addf(c.Pos, "call %q: missing required attribute %q", c.Name, attrService)
+		p.addf(c.Pos, "%s %q: missing required attribute %q", callSpec.typ, c.Name, attrService)
 	case a.ok(attrService) && c.Service == "":
-		p.addf(a.pos(attrService), "service must not be empty")
+		p.addf(a.pos(attrService), "%s must not be empty", attrService)
 	}
-	if a.ok(attrTag) && c.Tag == "" {
-		p.addf(a.pos(attrTag), "tag must not be empty (omit it to use every instance)")
+	if a.ok(attrTag) {
+		checkTag(p, a, c.Tag)
 	}
 	switch {
 	case !a.has(attrPath):
-		p.addf(c.Pos, "call %q: missing required attribute %q", c.Name, attrPath)
+		p.addf(c.Pos, "%s %q: missing required attribute %q", callSpec.typ, c.Name, attrPath)
 	case a.ok(attrPath):
-		checkCallPath(p, a.pos(attrPath), c.Path, vars)
+		checkCallPath(p, a, c.Path, vars)
 	}
 	if a.ok(attrTimeout) && ag.Timeout > 0 && c.Timeout > ag.Timeout {
-		p.addf(a.pos(attrTimeout), "call timeout %v exceeds the aggregate's timeout %v", c.Timeout, ag.Timeout)
+		p.addf(a.pos(attrTimeout), "%s %v exceeds the %s's %s %v", callSpec.ref(attrTimeout), c.Timeout, aggregateSpec.typ, attrTimeout, ag.Timeout)
 	}
 }
 
 // checkCallPath requires an absolute path whose placeholders are all
 // known, so a typo fails at push time instead of producing "/users/{idd}".
-func checkCallPath(p *problems, at Pos, path string, vars map[string]bool) {
+func checkCallPath(p *problems, a *attrs, path string, vars map[string]bool) {
+	at := a.pos(attrPath)
 	if !strings.HasPrefix(path, "/") {
-		p.addf(at, "path must start with \"/\", got %q", path)
+		p.addf(at, "%s must start with \"/\", got %q", attrPath, path)
 		return
 	}
 	names, err := Placeholders(path)
 	if err != nil {
-		p.addf(at, "path: %v", err)
+		p.addf(at, "%s: %v", attrPath, err)
 		return
 	}
 	for _, n := range names {
 		if q, ok := strings.CutPrefix(n, "query."); ok {
 			if q == "" {
-				p.addf(at, "path: placeholder {%s} names no query parameter", n)
+				p.addf(at, "%s: placeholder {%s} names no query parameter", attrPath, n)
 			}
 			continue
 		}
@@ -302,8 +265,8 @@ func checkCallPath(p *problems, at Pos, path string, vars map[string]bool) {
 				known = append(known, "{"+v+"}")
 			}
 			slices.Sort(known)
-			p.addf(at, "path: {%s} is not a variable of the aggregate's path (have %s; use {query.NAME} for query parameters)",
-				n, strings.Join(append(known, "{query.NAME}"), ", "))
+			p.addf(at, "%s: {%s} is not a variable of the %s's %s (have %s; use {query.NAME} for query parameters)",
+				attrPath, n, aggregateSpec.typ, attrPath, strings.Join(append(known, "{query.NAME}"), ", "))
 		}
 	}
 }

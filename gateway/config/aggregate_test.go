@@ -73,6 +73,7 @@ func TestParseAggregateAppliesDefaultsAndKeepsCallOrder(t *testing.T) {
 		Name: "dash", SourceKey: "k", Pos: config.Pos{Key: "k", Line: 1, Column: 1},
 		Path: "/api/dashboard/{id:[0-9]+}", Methods: []string{"GET"}, Timeout: 2 * time.Second,
 		TimeoutStatus: 504, MaxConcurrency: 2, MaxResponseBytes: 10 << 20, ForwardHeaders: []string{"X-Tenant"},
+		Balancer: "round_robin",
 		Calls: []config.Call{
 			{Name: "user", Service: "users", Path: "/users/{id}", Required: true, Pos: config.Pos{Key: "k", Line: 6, Column: 3}},
 			{Name: "orders", Service: "orders", Tag: "v2", Path: "/orders?user={id}&since={query.since}",

@@ -18,37 +18,57 @@ import (
 //
 // Absent attributes read as the zero value; use has to tell "absent" from
 // "present", and ok to know whether a present value can be validated further.
+//
+// Every method asks for an attribute of the block's spec; asking for one
+// the spec does not declare panics (see get).
 type attrs struct {
-	p   *problems
-	set hcl.Attributes
-	bad map[string]bool
+	p    *problems
+	spec *blockSpec
+	set  hcl.Attributes
+	bad  map[attr]bool
 }
 
-func newAttrs(p *problems, set hcl.Attributes) *attrs {
-	return &attrs{p: p, set: set, bad: map[string]bool{}}
+// newAttrs reads set, the attributes of a body decoded against spec.
+func newAttrs(p *problems, spec *blockSpec, set hcl.Attributes) *attrs {
+	return &attrs{p: p, spec: spec, set: set, bad: map[attr]bool{}}
+}
+
+// get returns the attribute as written in the block, if it is. An
+// attribute the block does not declare can never be written in it (HCL
+// rejects it against the derived schema), so asking for one is a bug in
+// the reader: get panics rather than let it read as absent. Parse turns
+// the panic into an internal error rejecting the document, and every test
+// decoding the block fails.
+func (a *attrs) get(name attr) (*hcl.Attribute, bool) {
+	a.spec.mustHave(name)
+	if a.p.read != nil {
+		a.p.read(a.spec, name)
+	}
+	at, ok := a.set[name.name]
+	return at, ok
 }
 
 // has reports whether the attribute is written in the block at all.
-func (a *attrs) has(name string) bool {
-	_, ok := a.set[name]
+func (a *attrs) has(name attr) bool {
+	_, ok := a.get(name)
 	return ok
 }
 
 // ok reports whether the attribute is present and was read without problems;
 // only then are further rules on its value meaningful.
-func (a *attrs) ok(name string) bool { return a.has(name) && !a.bad[name] }
+func (a *attrs) ok(name attr) bool { return a.has(name) && !a.bad[name] }
 
 // pos is where the attribute's value starts; the zero Pos if absent.
-func (a *attrs) pos(name string) Pos {
-	attr, ok := a.set[name]
+func (a *attrs) pos(name attr) Pos {
+	at, ok := a.get(name)
 	if !ok {
 		return Pos{}
 	}
-	return a.p.pos(attr.Expr.Range())
+	return a.p.pos(at.Expr.Range())
 }
 
 // fail records a problem with the attribute's value and marks it unusable.
-func (a *attrs) fail(name string, at Pos, format string, args ...any) {
+func (a *attrs) fail(name attr, at Pos, format string, args ...any) {
 	a.bad[name] = true
 	a.p.addf(at, format, args...)
 }
@@ -56,13 +76,13 @@ func (a *attrs) fail(name string, at Pos, format string, args ...any) {
 // value evaluates the attribute as a constant: documents have no variables or
 // functions, so the EvalContext is nil and any reference is reported by HCL
 // with its own position.
-func (a *attrs) value(name string) (cty.Value, bool) {
-	attr, ok := a.set[name]
+func (a *attrs) value(name attr) (cty.Value, bool) {
+	at, ok := a.get(name)
 	if !ok {
 		return cty.NilVal, false
 	}
-	v, diags := attr.Expr.Value(nil)
-	if a.p.diags(diags, attr.Expr.Range()) {
+	v, diags := at.Expr.Value(nil)
+	if a.p.diags(diags, at.Expr.Range()) {
 		a.bad[name] = true
 		return cty.NilVal, false
 	}
@@ -78,7 +98,7 @@ func (a *attrs) value(name string) (cty.Value, bool) {
 }
 
 // typed evaluates the attribute and checks it has type want.
-func (a *attrs) typed(name string, want cty.Type) (cty.Value, bool) {
+func (a *attrs) typed(name attr, want cty.Type) (cty.Value, bool) {
 	v, ok := a.value(name)
 	if !ok {
 		return cty.NilVal, false
@@ -91,7 +111,7 @@ func (a *attrs) typed(name string, want cty.Type) (cty.Value, bool) {
 }
 
 // str reads a string attribute.
-func (a *attrs) str(name string) string {
+func (a *attrs) str(name attr) string {
 	v, ok := a.typed(name, cty.String)
 	if !ok {
 		return ""
@@ -101,7 +121,7 @@ func (a *attrs) str(name string) string {
 
 // strList reads a list of strings, returning each element's position too so
 // rules on single elements (such as an invalid method) point at the element.
-func (a *attrs) strList(name string) ([]string, []Pos) {
+func (a *attrs) strList(name attr) ([]string, []Pos) {
 	v, ok := a.value(name)
 	if !ok {
 		return nil, nil
@@ -113,7 +133,8 @@ func (a *attrs) strList(name string) ([]string, []Pos) {
 	}
 	// Element expressions exist only for a literal [...]; anything else (a
 	// parenthesised list, say) falls back to the attribute's position.
-	exprs, _ := hcl.ExprList(a.set[name].Expr)
+	written, _ := a.get(name)
+	exprs, _ := hcl.ExprList(written.Expr)
 	vals, poss := make([]string, 0, v.LengthInt()), make([]Pos, 0, v.LengthInt())
 	for i, it := 0, v.ElementIterator(); it.Next(); i++ {
 		_, ev := it.Element()
@@ -135,7 +156,7 @@ func (a *attrs) strList(name string) ([]string, []Pos) {
 }
 
 // strMap reads an object or map whose values are all strings.
-func (a *attrs) strMap(name string) map[string]string {
+func (a *attrs) strMap(name attr) map[string]string {
 	v, ok := a.value(name)
 	if !ok {
 		return nil
@@ -163,7 +184,7 @@ func (a *attrs) strMap(name string) map[string]string {
 // duration reads a Go duration string ("5s", "250ms"). Every duration in a
 // route document bounds a wait or a window, where zero or negative is
 // always a mistake, so it must be positive.
-func (a *attrs) duration(name string) time.Duration {
+func (a *attrs) duration(name attr) time.Duration {
 	s := a.str(name)
 	if !a.ok(name) {
 		return 0
@@ -181,7 +202,7 @@ func (a *attrs) duration(name string) time.Duration {
 }
 
 // integer reads a whole number that fits in an int.
-func (a *attrs) integer(name string) int {
+func (a *attrs) integer(name attr) int {
 	v, ok := a.typed(name, cty.Number)
 	if !ok {
 		return 0
@@ -200,7 +221,7 @@ func (a *attrs) integer(name string) int {
 }
 
 // number reads any finite number.
-func (a *attrs) number(name string) float64 {
+func (a *attrs) number(name attr) float64 {
 	v, ok := a.typed(name, cty.Number)
 	if !ok {
 		return 0
@@ -214,7 +235,7 @@ func (a *attrs) number(name string) float64 {
 }
 
 // boolean reads true or false.
-func (a *attrs) boolean(name string) bool {
+func (a *attrs) boolean(name attr) bool {
 	v, ok := a.typed(name, cty.Bool)
 	return ok && v.True()
 }

@@ -10,8 +10,13 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
-// TestAttrs covers the typed readers, including those no route attribute
-// uses yet, against one attribute `v` on line 1.
+// attrV is the one attribute of testSpec, the block TestAttrs reads.
+var (
+	attrV    = attr{"v"}
+	testSpec = declare(&blockSpec{typ: "test", attrs: []attr{attrV}})
+)
+
+// TestAttrs covers every typed reader against one attribute `v` on line 1.
 func TestAttrs(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -58,7 +63,7 @@ func TestAttrs(t *testing.T) {
 				t.Fatal(diags)
 			}
 			p := &problems{key: "k"}
-			a := newAttrs(p, set)
+			a := newAttrs(p, testSpec, set)
 			if got := tt.read(a); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("value = %#v, want %#v", got, tt.want)
 			}
@@ -68,20 +73,20 @@ func TestAttrs(t *testing.T) {
 			case tt.wantErr != "" && (len(p.errs) != 1 || !strings.HasPrefix(p.errs[0].Error(), tt.wantErr)):
 				t.Errorf("errors = %v, want one starting %q", p.errs, tt.wantErr)
 			}
-			if ok := a.ok("v"); ok != (tt.wantErr == "" && a.has("v")) {
+			if ok := a.ok(attrV); ok != (tt.wantErr == "" && a.has(attrV)) {
 				t.Errorf("ok = %v with errors %v", ok, p.errs)
 			}
 		})
 	}
 }
 
-func strOf(a *attrs) any  { return a.str("v") }
-func durOf(a *attrs) any  { return a.duration("v") }
-func intOf(a *attrs) any  { return a.integer("v") }
-func numOf(a *attrs) any  { return a.number("v") }
-func boolOf(a *attrs) any { return a.boolean("v") }
-func mapOf(a *attrs) any  { return a.strMap("v") }
+func strOf(a *attrs) any  { return a.str(attrV) }
+func durOf(a *attrs) any  { return a.duration(attrV) }
+func intOf(a *attrs) any  { return a.integer(attrV) }
+func numOf(a *attrs) any  { return a.number(attrV) }
+func boolOf(a *attrs) any { return a.boolean(attrV) }
+func mapOf(a *attrs) any  { return a.strMap(attrV) }
 func listOf(a *attrs) any {
-	v, _ := a.strList("v")
+	v, _ := a.strList(attrV)
 	return v
 }

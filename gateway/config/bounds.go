@@ -58,10 +58,10 @@ const (
 	MaxBlocksPerDocument = 5_000
 
 	// MaxItemsPerBlock bounds the attributes and nested blocks of any one
-	// block (an aggregate's call blocks aside): the longest valid block
-	// has about 25, so a block past the bound is garbage whose per-item
-	// errors would only bury the real ones. Reported at the first item
-	// past the bound.
+	// block (an aggregate's call blocks aside): the longest valid block, a
+	// route with every attribute and policy block, has 16, so a block past
+	// the bound is garbage whose per-item errors would only bury the real
+	// ones. Reported at the first item past the bound.
 	MaxItemsPerBlock = 64
 
 	// MaxCallsPerAggregate bounds the call blocks of one aggregate: every
@@ -486,10 +486,10 @@ func checkCounts(p *problems, body hcl.Body) bool {
 // checkBlock checks blk's items and its nested blocks'. Nesting is already
 // bounded by MaxNestingDepth, so the recursion is too.
 func checkBlock(p *problems, blk *hclsyntax.Block) {
-	isCall := func(b *hclsyntax.Block) bool { return blk.Type == blockAggregate && b.Type == blockCall }
-	if blk.Type == blockAggregate {
+	isCall := func(b *hclsyntax.Block) bool { return blk.Type == aggregateSpec.typ && b.Type == callSpec.typ }
+	if blk.Type == aggregateSpec.typ {
 		overCount(p, items(blk.Body, false, isCall), MaxCallsPerAggregate,
-			fmt.Sprintf("aggregate %q has more than %%d call blocks, the limit", label(blk)))
+			fmt.Sprintf("%s %q has more than %%d %s blocks, the limit", aggregateSpec.typ, label(blk), callSpec.typ))
 	}
 	notCall := func(b *hclsyntax.Block) bool { return !isCall(b) }
 	overCount(p, items(blk.Body, true, notCall), MaxItemsPerBlock,

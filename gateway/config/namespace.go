@@ -4,7 +4,7 @@ package config
 // aggregate: both are named, both match requests, and neither may repeat
 // the other's name or matcher.
 type matcher struct {
-	kind string // "route" or "aggregate", for messages
+	kind string // routeSpec.typ or aggregateSpec.typ, for messages
 	name string
 	pos  Pos
 	key  string // MatchKey
@@ -15,11 +15,11 @@ func (d *Document) matchers() []matcher {
 	out := make([]matcher, 0, len(d.Routes)+len(d.Aggregates))
 	for i := range d.Routes {
 		r := &d.Routes[i]
-		out = append(out, matcher{kind: "route", name: r.Name, pos: r.Pos, key: r.MatchKey()})
+		out = append(out, matcher{kind: routeSpec.typ, name: r.Name, pos: r.Pos, key: r.MatchKey()})
 	}
 	for i := range d.Aggregates {
 		a := &d.Aggregates[i]
-		out = append(out, matcher{kind: blockAggregate, name: a.Name, pos: a.Pos, key: a.MatchKey()})
+		out = append(out, matcher{kind: aggregateSpec.typ, name: a.Name, pos: a.Pos, key: a.MatchKey()})
 	}
 	return out
 }
@@ -32,7 +32,7 @@ func validateAggregateNamespace(p *problems, routes []*routeSrc, aggs []*aggrega
 	names := map[string]matcher{}
 	keys := map[string]matcher{}
 	for _, r := range routes {
-		m := matcher{kind: "route", name: r.Name, pos: r.Pos}
+		m := matcher{kind: routeSpec.typ, name: r.Name, pos: r.Pos}
 		if _, dup := names[r.Name]; !dup && r.Name != "" {
 			names[r.Name] = m
 		}
@@ -43,11 +43,11 @@ func validateAggregateNamespace(p *problems, routes []*routeSrc, aggs []*aggrega
 		}
 	}
 	for _, a := range aggs {
-		m := matcher{kind: blockAggregate, name: a.Name, pos: a.Pos}
+		m := matcher{kind: aggregateSpec.typ, name: a.Name, pos: a.Pos}
 		if a.Name != "" {
 			if first, dup := names[a.Name]; dup {
-				p.addf(p.pos(a.block.LabelRanges[0]), "aggregate name %q already defined by %s at %d:%d",
-					a.Name, first.kind, first.pos.Line, first.pos.Column)
+				p.addf(p.pos(a.block.LabelRanges[0]), "%s name %q already defined by %s at %d:%d",
+					aggregateSpec.typ, a.Name, first.kind, first.pos.Line, first.pos.Column)
 			} else {
 				names[a.Name] = m
 			}
@@ -56,8 +56,8 @@ func validateAggregateNamespace(p *problems, routes []*routeSrc, aggs []*aggrega
 			continue
 		}
 		if first, dup := keys[a.MatchKey()]; dup {
-			p.addf(a.Pos, "aggregate %q matches the same requests as %s %q at %d:%d",
-				a.Name, first.kind, first.name, first.pos.Line, first.pos.Column)
+			p.addf(a.Pos, "%s %q matches the same requests as %s %q at %d:%d",
+				aggregateSpec.typ, a.Name, first.kind, first.name, first.pos.Line, first.pos.Column)
 			continue
 		}
 		keys[a.MatchKey()] = m

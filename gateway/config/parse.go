@@ -9,56 +9,6 @@ import (
 	"github.com/hashicorp/hcl/v2/hclparse"
 )
 
-// Block types and route attribute names as written in documents.
-const (
-	blockRoute = "route"
-
-	attrPath        = "path"
-	attrPathPrefix  = "path_prefix"
-	attrMethods     = "methods"
-	attrHost        = "host"
-	attrCaseFold    = "case_insensitive"
-	attrService     = "service"
-	attrTag         = "tag"
-	attrStripPrefix = "strip_prefix"
-	attrBalancer    = "balancer"
-	attrTimeout     = "timeout"
-)
-
-// documentSchema lists what may appear at the top level. A new top-level
-// concept adds a block type here and a case in Parse; HCL itself reports
-// anything not listed, with its position.
-var documentSchema = &hcl.BodySchema{
-	Blocks: []hcl.BlockHeaderSchema{
-		{Type: blockRoute, LabelNames: []string{"name"}},
-		{Type: blockAggregate, LabelNames: []string{"name"}},
-	},
-}
-
-// routeSchema lists what may appear inside a route block. Nothing is marked
-// Required: HCL would place that error at the closing brace, while
-// validateRoute points at the block header and names the route.
-var routeSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{
-		{Name: attrPath},
-		{Name: attrPathPrefix},
-		{Name: attrMethods},
-		{Name: attrHost},
-		{Name: attrCaseFold},
-		{Name: attrService},
-		{Name: attrTag},
-		{Name: attrStripPrefix},
-		{Name: attrBalancer},
-		{Name: attrTimeout},
-	},
-}
-
-func init() {
-	// Policies are declared next to their decoders (policy_decode.go).
-	routeSchema.Attributes = append(routeSchema.Attributes, upstreamPolicyAttrs...)
-	routeSchema.Blocks = append(append(routeSchema.Blocks, accessPolicyBlocks...), upstreamPolicyBlocks...)
-}
-
 // Parse parses and validates one route document. key names the document in
 // every position (it is a Consul KV key or a file name; its extension does
 // not matter, the content is always HCL native syntax). modifyIndex is
@@ -74,13 +24,18 @@ func init() {
 // MaxDocumentBytes and the bounds after it). A panic inside Parse is a bug,
 // but one document must not take a gateway down with it: it is returned as
 // an Errors at KEY:1:1 that also matches *PanicError.
-func Parse(key string, src []byte, modifyIndex uint64) (doc *Document, err error) {
+func Parse(key string, src []byte, modifyIndex uint64) (*Document, error) {
+	return parse(&problems{key: key}, src, modifyIndex)
+}
+
+// parse is Parse recording into p, which names the document.
+func parse(p *problems, src []byte, modifyIndex uint64) (doc *Document, err error) {
+	key := p.key
 	defer func() {
 		if v := recover(); v != nil {
 			doc, err = nil, panicked(key, v)
 		}
 	}()
-	p := &problems{key: key}
 	if checkBytes(p, src) {
 		return nil, p.err()
 	}
@@ -93,16 +48,16 @@ func Parse(key string, src []byte, modifyIndex uint64) (doc *Document, err error
 	if checkCounts(p, file.Body) {
 		return nil, p.err()
 	}
-	content, diags := file.Body.Content(documentSchema)
+	content, diags := file.Body.Content(documentSpec.schema)
 	p.diags(diags, hcl.Range{})
 
 	var routes []*routeSrc
 	var aggs []*aggregateSrc
 	for _, b := range content.Blocks {
 		switch b.Type {
-		case blockRoute:
+		case routeSpec.typ:
 			routes = append(routes, decodeRoute(p, b))
-		case blockAggregate:
+		case aggregateSpec.typ:
 			aggs = append(aggs, decodeAggregate(p, b))
 		}
 	}
@@ -177,9 +132,7 @@ func (r *routeSrc) labelPos(p *problems) Pos {
 // other count are reported by HCL and never reach here.
 func decodeRoute(p *problems, b *hcl.Block) *routeSrc {
 	r := &routeSrc{block: b, mark: p.mark()}
-	content, diags := b.Body.Content(routeSchema)
-	p.diags(diags, b.DefRange)
-	a := newAttrs(p, content.Attributes)
+	a, blocks := decodeBody(p, b, routeSpec)
 	r.attrs = a
 
 	r.Name = b.Labels[0]
@@ -196,7 +149,7 @@ func decodeRoute(p *problems, b *hcl.Block) *routeSrc {
 	r.StripPrefix = a.str(attrStripPrefix)
 	r.Balancer = a.str(attrBalancer)
 	r.Timeout = a.duration(attrTimeout)
-	decodeAccessPolicy(p, content.Blocks, &r.Policy)
-	decodeUpstreamPolicy(p, content.Blocks, a, &r.Policy)
+	decodeAccessPolicy(p, blocks, &r.Policy)
+	decodeUpstreamPolicy(p, blocks, a, &r.Policy)
 	return r
 }

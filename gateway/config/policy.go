@@ -60,7 +60,7 @@ type RateLimit struct {
 }
 
 // JWT verifies a bearer token on every request. Exactly one key source is
-// set: Secret for HS* algorithms, PublicKeyFile or JWKSURL otherwise.
+// set: SecretEnv for HS* algorithms, PublicKeyFile or JWKSURL otherwise.
 type JWT struct {
 	// Algorithms are the accepted "alg" values; never empty, never "none",
 	// never mixing HMAC with public-key algorithms.
@@ -84,7 +84,8 @@ type JWT struct {
 
 // ForwardAuth asks a Consul service whether to admit each request.
 type ForwardAuth struct {
-	// Service is the Consul service called; balanced like a route's.
+	// Service is the Consul service called; its instances are picked with
+	// the Balancer of the route or aggregate the block is on.
 	Service string
 	// Path is requested on the auth service; starts with "/".
 	Path string

@@ -11,111 +11,39 @@ import (
 	"github.com/hashicorp/hcl/v2"
 )
 
-// Policy block and attribute names as written in documents.
-const (
-	blockRateLimit      = "rate_limit"
-	blockJWT            = "jwt"
-	blockForwardAuth    = "forward_auth"
-	blockCircuitBreaker = "circuit_breaker"
-	blockFallback       = "fallback"
-
-	attrRetries            = "retries"
-	attrRetryNonIdempotent = "retry_non_idempotent"
-)
-
-// accessPolicyBlocks are the admission blocks any request-serving block
-// (route, aggregate) may carry; decodeAccessPolicy reads them.
-var accessPolicyBlocks = []hcl.BlockHeaderSchema{
-	{Type: blockRateLimit}, {Type: blockJWT}, {Type: blockForwardAuth},
-}
-
-// upstreamPolicyBlocks and upstreamPolicyAttrs protect calls to a service;
-// decodeUpstreamPolicy reads them.
-var (
-	upstreamPolicyBlocks = []hcl.BlockHeaderSchema{{Type: blockCircuitBreaker}}
-	upstreamPolicyAttrs  = []hcl.AttributeSchema{{Name: attrRetries}, {Name: attrRetryNonIdempotent}}
-)
-
-var rateLimitSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-	{Name: "requests_per_second"}, {Name: "burst"}, {Name: "key"},
-}}
-
-var jwtSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-	{Name: "algorithms"}, {Name: "secret_env"}, {Name: "public_key_file"}, {Name: "jwks_url"},
-	{Name: "issuer"}, {Name: "audience"}, {Name: "forward_claims"},
-}}
-
-var forwardAuthSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-	{Name: "service"}, {Name: "path"}, {Name: "copy_headers"}, {Name: "timeout"},
-}}
-
-var breakerSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{
-		{Name: "failure_ratio"}, {Name: "min_requests"}, {Name: "open_timeout"}, {Name: "serve_stale"},
-	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: blockFallback}},
-}
-
-var fallbackSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-	{Name: "status"}, {Name: "content_type"}, {Name: "body"},
-}}
-
 // MaxRetries caps `retries`: more attempts than this only multiply load on
 // a service that is already failing.
 const MaxRetries = 10
 
-// blockAttrs decodes one nested block against its schema.
-func blockAttrs(p *problems, b *hcl.Block, schema *hcl.BodySchema) (*attrs, hcl.Blocks) {
-	content, diags := b.Body.Content(schema)
-	p.diags(diags, b.DefRange)
-	return newAttrs(p, content.Attributes), content.Blocks
-}
-
-// single returns the one block of type typ in blocks, reporting every
-// further one; nil when there is none.
-func single(p *problems, blocks hcl.Blocks, typ string) *hcl.Block {
-	var first *hcl.Block
-	for _, b := range blocks {
-		if b.Type != typ {
-			continue
-		}
-		if first != nil {
-			p.addf(p.pos(b.DefRange), "only one %s block is allowed (first at %d:%d)", typ, first.DefRange.Start.Line, first.DefRange.Start.Column)
-			continue
-		}
-		first = b
-	}
-	return first
-}
-
-// decodeAccessPolicy reads the rate_limit, jwt and forward_auth blocks out
-// of blocks (other block types are ignored) into pol, with every rule that
-// spans them. Any block type listing accessPolicyBlocks in its schema can
-// call it.
+// decodeAccessPolicy reads the accessPolicy blocks (rate_limit, jwt,
+// forward_auth) out of blocks (other block types are ignored) into pol,
+// with every rule that spans them. Any block spec with the accessPolicy
+// part can call it.
 func decodeAccessPolicy(p *problems, blocks hcl.Blocks, pol *Policy) {
 	var keyPos Pos
-	if b := single(p, blocks, blockRateLimit); b != nil {
+	if b := single(p, blocks, rateLimitSpec); b != nil {
 		pol.RateLimit, keyPos = decodeRateLimit(p, b)
 	}
-	jb := single(p, blocks, blockJWT)
+	jb := single(p, blocks, jwtSpec)
 	if jb != nil {
 		pol.JWT = decodeJWT(p, jb)
 	}
-	if fb := single(p, blocks, blockForwardAuth); fb != nil {
+	if fb := single(p, blocks, forwardAuthSpec); fb != nil {
 		pol.ForwardAuth = decodeForwardAuth(p, fb)
 		if jb != nil {
 			later := fb
 			if jb.DefRange.Start.Byte > fb.DefRange.Start.Byte {
 				later = jb
 			}
-			p.addf(p.pos(later.DefRange), "only one of %q and %q may be set", blockJWT, blockForwardAuth)
+			p.addf(p.pos(later.DefRange), "only one of %q and %q may be set", jwtSpec.typ, forwardAuthSpec.typ)
 		}
 	}
 	if rl := pol.RateLimit; rl != nil && rl.KeyKind == RateKeyJWT && jb == nil {
-		p.addf(keyPos, "rate_limit key %q needs a jwt block: only verified claims are used as keys", rl.Key)
+		p.addf(keyPos, "%s %q needs a %s block: only verified claims are used as keys", rateLimitSpec.ref(attrKey), rl.Key, jwtSpec.typ)
 	}
 	if rl := pol.RateLimit; rl != nil && rl.KeyKind == RateKeyAuthHeader && rl.KeyName != "" && !authSets(pol, rl.KeyName) {
-		p.addf(keyPos, "rate_limit key %q needs a jwt forward_claims or forward_auth copy_headers entry for %s: only headers the route's auth sets are verified", rl.Key, rl.KeyName)
+		p.addf(keyPos, "%s %q needs a %s or %s entry for %s: only headers the route's auth sets are verified",
+			rateLimitSpec.ref(attrKey), rl.Key, jwtSpec.ref(attrForwardClaims), forwardAuthSpec.ref(attrCopyHeaders), rl.KeyName)
 	}
 }
 
@@ -145,7 +73,7 @@ var gatewayHeaders = []string{
 
 // authHeaderName canonicalises a header an auth policy sets, reporting
 // names that are not tokens or that the gateway owns; what names the
-// header in the message, e.g. `copy_headers`.
+// header in the message, e.g. "copy_headers".
 func authHeaderName(p *problems, pos Pos, what, h string) (string, bool) {
 	if !isToken(h) {
 		p.addf(pos, "%s: %q is not a valid header name", what, h)
@@ -159,42 +87,49 @@ func authHeaderName(p *problems, pos Pos, what, h string) (string, bool) {
 	return c, true
 }
 
-// decodeUpstreamPolicy reads circuit_breaker out of blocks and retries and
-// retry_non_idempotent out of a into pol.
+// decodeUpstreamPolicy reads the upstreamPolicy part into pol: the
+// circuit_breaker block out of blocks, and retries and
+// retry_non_idempotent out of a, whose spec must have the part.
 func decodeUpstreamPolicy(p *problems, blocks hcl.Blocks, a *attrs, pol *Policy) {
-	if b := single(p, blocks, blockCircuitBreaker); b != nil {
+	if b := single(p, blocks, circuitBreakerSpec); b != nil {
 		pol.CircuitBreaker = decodeBreaker(p, b)
 	}
 	pol.Retries = a.integer(attrRetries)
 	if a.ok(attrRetries) && (pol.Retries < 0 || pol.Retries > MaxRetries) {
-		p.addf(a.pos(attrRetries), "retries must be between 0 and %d, got %d", MaxRetries, pol.Retries)
+		p.addf(a.pos(attrRetries), "%s must be between 0 and %d, got %d", attrRetries, MaxRetries, pol.Retries)
 	}
 	pol.RetryNonIdempotent = a.boolean(attrRetryNonIdempotent)
 }
 
+// missing reports that block b, of spec, lacks the required attribute name.
+func missing(p *problems, b *hcl.Block, spec *blockSpec, name attr) {
+	spec.mustHave(name)
+	p.addf(p.pos(b.DefRange), "%s: missing required attribute %q", spec.typ, name)
+}
+
 func decodeRateLimit(p *problems, b *hcl.Block) (*RateLimit, Pos) {
-	a, _ := blockAttrs(p, b, rateLimitSchema)
-	rl := &RateLimit{RequestsPerSecond: a.number("requests_per_second"), Burst: a.integer("burst"), Key: a.str("key")}
+	a, _ := decodeBody(p, b, rateLimitSpec)
+	rl := &RateLimit{RequestsPerSecond: a.number(attrRequestsPerSecond), Burst: a.integer(attrBurst), Key: a.str(attrKey)}
 	switch {
-	case !a.has("requests_per_second"):
-		p.addf(p.pos(b.DefRange), "rate_limit: missing required attribute %q", "requests_per_second")
-	case a.ok("requests_per_second") && rl.RequestsPerSecond <= 0:
-		p.addf(a.pos("requests_per_second"), "requests_per_second must be positive, got %g", rl.RequestsPerSecond)
+	case !a.has(attrRequestsPerSecond):
+		missing(p, b, rateLimitSpec, attrRequestsPerSecond)
+	case a.ok(attrRequestsPerSecond) && rl.RequestsPerSecond <= 0:
+		p.addf(a.pos(attrRequestsPerSecond), "%s must be positive, got %g", attrRequestsPerSecond, rl.RequestsPerSecond)
 	}
 	switch {
-	case !a.has("burst"):
+	case !a.has(attrBurst):
 		// A bucket of one second's worth of requests, as most users expect.
 		rl.Burst = max(1, int(math.Ceil(rl.RequestsPerSecond)))
-	case a.ok("burst") && rl.Burst < 1:
-		p.addf(a.pos("burst"), "burst must be at least 1, got %d", rl.Burst)
+	case a.ok(attrBurst) && rl.Burst < 1:
+		p.addf(a.pos(attrBurst), "%s must be at least 1, got %d", attrBurst, rl.Burst)
 	}
-	if !a.has("key") {
+	if !a.has(attrKey) {
 		rl.Key = RateKeyIP
 	}
 	kind, name, _ := strings.Cut(rl.Key, ":")
 	rl.KeyKind = kind
 	switch {
-	case !a.ok("key") && a.has("key"):
+	case !a.ok(attrKey) && a.has(attrKey):
 	case kind == RateKeyIP && name == "" && !strings.Contains(rl.Key, ":"):
 	case kind == RateKeyHeader && isToken(name):
 		rl.KeyName = textproto.CanonicalMIMEHeaderKey(name)
@@ -203,9 +138,9 @@ func decodeRateLimit(p *problems, b *hcl.Block) (*RateLimit, Pos) {
 	case kind == RateKeyAuthHeader && isToken(name):
 		rl.KeyName = textproto.CanonicalMIMEHeaderKey(name)
 	default:
-		p.addf(a.pos("key"), `rate_limit key %q: want "ip", "header:NAME", "jwt:CLAIM" or "auth_header:NAME"`, rl.Key)
+		p.addf(a.pos(attrKey), `%s %q: want "ip", "header:NAME", "jwt:CLAIM" or "auth_header:NAME"`, rateLimitSpec.ref(attrKey), rl.Key)
 	}
-	return rl, a.pos("key")
+	return rl, a.pos(attrKey)
 }
 
 // Algorithms lists every JWT algorithm a jwt block may pin.
@@ -215,12 +150,12 @@ var Algorithms = []string{
 }
 
 func decodeJWT(p *problems, b *hcl.Block) *JWT {
-	a, _ := blockAttrs(p, b, jwtSchema)
+	a, _ := decodeBody(p, b, jwtSpec)
 	j := &JWT{
-		SecretEnv: a.str("secret_env"), PublicKeyFile: a.str("public_key_file"), JWKSURL: a.str("jwks_url"),
-		Issuer: a.str("issuer"), Audience: a.str("audience"),
+		SecretEnv: a.str(attrSecretEnv), PublicKeyFile: a.str(attrPublicKeyFile), JWKSURL: a.str(attrJWKSURL),
+		Issuer: a.str(attrIssuer), Audience: a.str(attrAudience),
 	}
-	algs, algPos := a.strList("algorithms")
+	algs, algPos := a.strList(attrAlgorithms)
 	hmac, public := false, false
 	for i, alg := range algs {
 		switch {
@@ -235,17 +170,17 @@ func decodeJWT(p *problems, b *hcl.Block) *JWT {
 		}
 	}
 	switch {
-	case !a.has("algorithms"):
-		p.addf(p.pos(b.DefRange), "jwt: missing required attribute %q (pin the algorithms your issuer uses)", "algorithms")
-	case a.ok("algorithms") && len(algs) == 0:
-		p.addf(a.pos("algorithms"), "algorithms must not be empty")
+	case !a.has(attrAlgorithms):
+		p.addf(p.pos(b.DefRange), "%s: missing required attribute %q (pin the algorithms your issuer uses)", jwtSpec.typ, attrAlgorithms)
+	case a.ok(attrAlgorithms) && len(algs) == 0:
+		p.addf(a.pos(attrAlgorithms), "%s must not be empty", attrAlgorithms)
 	case hmac && public:
 		// The classic confusion attack signs HS256 with the RSA public key;
 		// never letting one route accept both families rules it out.
-		p.addf(a.pos("algorithms"), "algorithms must not mix HMAC (HS*) with public-key algorithms")
+		p.addf(a.pos(attrAlgorithms), "%s must not mix HMAC (HS*) with public-key algorithms", attrAlgorithms)
 	}
 	sources := 0
-	for _, n := range []string{"secret_env", "public_key_file", "jwks_url"} {
+	for _, n := range []attr{attrSecretEnv, attrPublicKeyFile, attrJWKSURL} {
 		if a.has(n) {
 			sources++
 		}
@@ -256,31 +191,31 @@ func decodeJWT(p *problems, b *hcl.Block) *JWT {
 	switch {
 	case hmac && public:
 		// Already reported; which key source fits is undecidable.
-	case hmac && !a.has("secret_env"):
-		p.addf(p.pos(b.DefRange), "jwt: HS* algorithms need secret_env (the environment variable holding the secret)")
+	case hmac && !a.has(attrSecretEnv):
+		p.addf(p.pos(b.DefRange), "%s: HS* algorithms need %s (the environment variable holding the secret)", jwtSpec.typ, attrSecretEnv)
 	case hmac && sources > 1:
-		p.addf(p.pos(b.DefRange), "jwt: HS* algorithms take only secret_env, not public_key_file or jwks_url")
-	case public && a.has("secret_env"):
-		p.addf(a.pos("secret_env"), "secret_env is only for HS* algorithms")
+		p.addf(p.pos(b.DefRange), "%s: HS* algorithms take only %s, not %s or %s", jwtSpec.typ, attrSecretEnv, attrPublicKeyFile, attrJWKSURL)
+	case public && a.has(attrSecretEnv):
+		p.addf(a.pos(attrSecretEnv), "%s is only for HS* algorithms", attrSecretEnv)
 	case public && sources == 0:
-		p.addf(p.pos(b.DefRange), "jwt: %s needs jwks_url or public_key_file", strings.Join(j.Algorithms, ", "))
+		p.addf(p.pos(b.DefRange), "%s: %s needs %s or %s", jwtSpec.typ, strings.Join(j.Algorithms, ", "), attrJWKSURL, attrPublicKeyFile)
 	case public && sources > 1:
-		p.addf(a.pos("jwks_url"), "only one of %q and %q may be set", "jwks_url", "public_key_file")
+		p.addf(a.pos(attrJWKSURL), "only one of %q and %q may be set", attrJWKSURL, attrPublicKeyFile)
 	}
-	if a.ok("jwks_url") && j.JWKSURL != "" {
+	if a.ok(attrJWKSURL) && j.JWKSURL != "" {
 		if u, err := url.Parse(j.JWKSURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			p.addf(a.pos("jwks_url"), "jwks_url must be an absolute http or https URL, got %q", RedactURL(j.JWKSURL))
+			p.addf(a.pos(attrJWKSURL), "%s must be an absolute http or https URL, got %q", attrJWKSURL, RedactURL(j.JWKSURL))
 		}
 	}
-	for _, n := range []string{"issuer", "audience"} {
+	for _, n := range []attr{attrIssuer, attrAudience} {
 		if a.ok(n) && a.str(n) == "" {
 			p.addf(a.pos(n), "%s must not be empty (omit it to accept any)", n)
 		}
 	}
-	if claims := a.strMap("forward_claims"); claims != nil {
+	if claims := a.strMap(attrForwardClaims); claims != nil {
 		j.ForwardClaims = make(map[string]string, len(claims))
 		for claim, h := range claims {
-			if c, ok := authHeaderName(p, a.pos("forward_claims"), fmt.Sprintf("forward_claims[%q]", claim), h); ok {
+			if c, ok := authHeaderName(p, a.pos(attrForwardClaims), fmt.Sprintf("%s[%q]", attrForwardClaims, claim), h); ok {
 				j.ForwardClaims[claim] = c
 			}
 		}
@@ -289,64 +224,69 @@ func decodeJWT(p *problems, b *hcl.Block) *JWT {
 }
 
 func decodeForwardAuth(p *problems, b *hcl.Block) *ForwardAuth {
-	a, _ := blockAttrs(p, b, forwardAuthSchema)
-	f := &ForwardAuth{Service: a.str("service"), Path: a.str("path"), Timeout: a.duration("timeout")}
+	a, _ := decodeBody(p, b, forwardAuthSpec)
+	f := &ForwardAuth{Service: a.str(attrService), Path: a.str(attrPath), Timeout: a.duration(attrTimeout)}
 	switch {
-	case !a.has("service"):
-		p.addf(p.pos(b.DefRange), "forward_auth: missing required attribute %q", "service")
-	case a.ok("service") && f.Service == "":
-		p.addf(a.pos("service"), "service must not be empty")
+	case !a.has(attrService):
+		missing(p, b, forwardAuthSpec, attrService)
+	case a.ok(attrService) && f.Service == "":
+		p.addf(a.pos(attrService), "%s must not be empty", attrService)
 	}
 	switch {
-	case !a.has("path"):
-		p.addf(p.pos(b.DefRange), "forward_auth: missing required attribute %q", "path")
-	case a.ok("path") && !strings.HasPrefix(f.Path, "/"):
-		p.addf(a.pos("path"), "path must start with \"/\", got %q", f.Path)
+	case !a.has(attrPath):
+		missing(p, b, forwardAuthSpec, attrPath)
+	case a.ok(attrPath) && !strings.HasPrefix(f.Path, "/"):
+		p.addf(a.pos(attrPath), "%s must start with \"/\", got %q", attrPath, f.Path)
 	}
-	hdrs, pos := a.strList("copy_headers")
+	hdrs, pos := a.strList(attrCopyHeaders)
 	for i, h := range hdrs {
-		if c, ok := authHeaderName(p, pos[i], "copy_headers", h); ok {
+		if c, ok := authHeaderName(p, pos[i], attrCopyHeaders.name, h); ok {
 			f.CopyHeaders = append(f.CopyHeaders, c)
 		}
 	}
-	if !a.has("timeout") {
+	if !a.has(attrTimeout) {
 		f.Timeout = DefaultForwardAuthTimeout
 	}
 	return f
 }
 
 func decodeBreaker(p *problems, b *hcl.Block) *CircuitBreaker {
-	a, blocks := blockAttrs(p, b, breakerSchema)
+	a, blocks := decodeBody(p, b, circuitBreakerSpec)
 	c := &CircuitBreaker{
-		FailureRatio: a.number("failure_ratio"), MinRequests: a.integer("min_requests"),
-		OpenTimeout: a.duration("open_timeout"), ServeStale: a.boolean("serve_stale"),
+		FailureRatio: a.number(attrFailureRatio), MinRequests: a.integer(attrMinRequests),
+		OpenTimeout: a.duration(attrOpenTimeout), ServeStale: a.boolean(attrServeStale),
 	}
 	switch {
-	case !a.has("failure_ratio"):
-		p.addf(p.pos(b.DefRange), "circuit_breaker: missing required attribute %q", "failure_ratio")
-	case a.ok("failure_ratio") && (c.FailureRatio <= 0 || c.FailureRatio > 1):
-		p.addf(a.pos("failure_ratio"), "failure_ratio must be in (0, 1], got %g", c.FailureRatio)
+	case !a.has(attrFailureRatio):
+		missing(p, b, circuitBreakerSpec, attrFailureRatio)
+	case a.ok(attrFailureRatio) && (c.FailureRatio <= 0 || c.FailureRatio > 1):
+		p.addf(a.pos(attrFailureRatio), "%s must be in (0, 1], got %g", attrFailureRatio, c.FailureRatio)
 	}
 	switch {
-	case !a.has("min_requests"):
+	case !a.has(attrMinRequests):
 		c.MinRequests = DefaultMinRequests
-	case a.ok("min_requests") && c.MinRequests < 1:
-		p.addf(a.pos("min_requests"), "min_requests must be at least 1, got %d", c.MinRequests)
+	case a.ok(attrMinRequests) && c.MinRequests < 1:
+		p.addf(a.pos(attrMinRequests), "%s must be at least 1, got %d", attrMinRequests, c.MinRequests)
 	}
-	if !a.has("open_timeout") {
+	if !a.has(attrOpenTimeout) {
 		c.OpenTimeout = DefaultOpenTimeout
 	}
-	if fb := single(p, blocks, blockFallback); fb != nil {
-		fa, _ := blockAttrs(p, fb, fallbackSchema)
-		c.Fallback = &Fallback{Status: fa.integer("status"), ContentType: fa.str("content_type"), Body: fa.str("body")}
-		switch {
-		case !fa.has("status"):
-			c.Fallback.Status = 200
-		case fa.ok("status") && (c.Fallback.Status < 200 || c.Fallback.Status > 599):
-			p.addf(fa.pos("status"), "status must be between 200 and 599, got %d", c.Fallback.Status)
-		}
+	if fb := single(p, blocks, fallbackSpec); fb != nil {
+		c.Fallback = decodeFallback(p, fb)
 	}
 	return c
+}
+
+func decodeFallback(p *problems, b *hcl.Block) *Fallback {
+	a, _ := decodeBody(p, b, fallbackSpec)
+	f := &Fallback{Status: a.integer(attrStatus), ContentType: a.str(attrContentType), Body: a.str(attrBody)}
+	switch {
+	case !a.has(attrStatus):
+		f.Status = 200
+	case a.ok(attrStatus) && (f.Status < 200 || f.Status > 599):
+		p.addf(a.pos(attrStatus), "%s must be between 200 and 599, got %d", attrStatus, f.Status)
+	}
+	return f
 }
 
 // RedactURL is raw with the password of its userinfo replaced by "xxxxx",

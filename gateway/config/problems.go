@@ -13,6 +13,9 @@ import (
 type problems struct {
 	key  string
 	errs Errors
+	// read, when set, sees every attribute a decoder asks a block for;
+	// tests use it to prove every declared attribute is read.
+	read func(*blockSpec, attr)
 }
 
 // pos converts an HCL range to a Pos in this document. HCL leaves the range

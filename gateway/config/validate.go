@@ -22,7 +22,7 @@ func validateDocument(p *problems, routes []*routeSrc) {
 	for _, r := range routes {
 		if r.Name != "" {
 			if first, dup := names[r.Name]; dup {
-				p.addf(r.labelPos(p), "route name %q already defined at %d:%d", r.Name, first.Pos.Line, first.Pos.Column)
+				p.addf(r.labelPos(p), "%s name %q already defined at %d:%d", routeSpec.typ, r.Name, first.Pos.Line, first.Pos.Column)
 			} else {
 				names[r.Name] = r
 			}
@@ -34,8 +34,8 @@ func validateDocument(p *problems, routes []*routeSrc) {
 		}
 		key := r.MatchKey()
 		if first, dup := matchers[key]; dup {
-			p.addf(r.Pos, "route %q matches the same requests as route %q at %d:%d",
-				r.Name, first.Name, first.Pos.Line, first.Pos.Column)
+			p.addf(r.Pos, "%s %q matches the same requests as %s %q at %d:%d",
+				routeSpec.typ, r.Name, routeSpec.typ, first.Name, first.Pos.Line, first.Pos.Column)
 			continue
 		}
 		matchers[key] = r
@@ -48,14 +48,14 @@ func validateDocument(p *problems, routes []*routeSrc) {
 func validateRoute(p *problems, r *routeSrc) {
 	a := r.attrs
 	if r.Name == "" {
-		p.addf(r.labelPos(p), "route name must not be empty")
+		p.addf(r.labelPos(p), "%s name must not be empty", routeSpec.typ)
 	}
 
 	switch {
 	case !a.has(attrService):
-		p.addf(r.Pos, "route %q: missing required attribute %q", r.Name, attrService)
+		p.addf(r.Pos, "%s %q: missing required attribute %q", routeSpec.typ, r.Name, attrService)
 	case a.ok(attrService) && r.Service == "":
-		p.addf(a.pos(attrService), "service must not be empty")
+		p.addf(a.pos(attrService), "%s must not be empty", attrService)
 	}
 
 	switch hasPath, hasPrefix := a.has(attrPath), a.has(attrPathPrefix); {
@@ -67,7 +67,7 @@ func validateRoute(p *problems, r *routeSrc) {
 		}
 		p.addf(later, "only one of %q and %q may be set", attrPath, attrPathPrefix)
 	case !hasPath && !hasPrefix:
-		p.addf(r.Pos, "route %q: one of %q or %q is required", r.Name, attrPath, attrPathPrefix)
+		p.addf(r.Pos, "%s %q: one of %q or %q is required", routeSpec.typ, r.Name, attrPath, attrPathPrefix)
 	case a.ok(attrPath):
 		checkTemplate(p, a, attrPath, r.Path, func(rt *mux.Route) *mux.Route { return rt.Path(r.Path) })
 	case a.ok(attrPathPrefix):
@@ -75,38 +75,62 @@ func validateRoute(p *problems, r *routeSrc) {
 	}
 
 	if a.ok(attrHost) {
-		if r.Host == "" {
-			p.addf(a.pos(attrHost), "host must not be empty (omit it to match any host)")
-		} else if err := muxError(func(rt *mux.Route) *mux.Route { return rt.Host(r.Host) }); err != nil {
-			p.addf(a.pos(attrHost), "host: invalid template %q: %v", r.Host, err)
-		}
+		checkHost(p, a, r.Host)
 	}
 
 	if a.ok(attrMethods) {
-		r.Methods = normaliseMethods(p, r.Methods, r.methodPos, a.pos(attrMethods))
+		r.Methods = normaliseMethods(p, a, r.Methods, r.methodPos)
 	}
 
-	if a.ok(attrTag) && r.Tag == "" {
-		p.addf(a.pos(attrTag), "tag must not be empty (omit it to use every instance)")
+	if a.ok(attrTag) {
+		checkTag(p, a, r.Tag)
 	}
 	if a.ok(attrStripPrefix) && !strings.HasPrefix(r.StripPrefix, "/") {
-		p.addf(a.pos(attrStripPrefix), "strip_prefix must start with \"/\", got %q", r.StripPrefix)
+		p.addf(a.pos(attrStripPrefix), "%s must start with \"/\", got %q", attrStripPrefix, r.StripPrefix)
 	}
 
-	switch {
-	case !a.has(attrBalancer):
-		r.Balancer = balancer.RoundRobin
-	case a.ok(attrBalancer) && !slices.Contains(balancer.Names, r.Balancer):
-		p.addf(a.pos(attrBalancer), "unknown balancer %q (want one of %s)", r.Balancer, strings.Join(balancer.Names, ", "))
-	}
+	checkBalancer(p, a, &r.Balancer)
 
 	r.valid = p.clean(r.mark)
 }
 
-// checkTemplate applies the rules shared by path and path_prefix: a leading
-// slash (mux would accept a relative template that can never match) and a
-// template mux can compile.
-func checkTemplate(p *problems, a *attrs, name, tpl string, set func(*mux.Route) *mux.Route) {
+// checkHost applies the rules of a host attribute read cleanly from a
+// (a route's or an aggregate's) and reports whether they hold.
+func checkHost(p *problems, a *attrs, host string) bool {
+	if host == "" {
+		p.addf(a.pos(attrHost), "%s must not be empty (omit it to match any host)", attrHost)
+		return false
+	}
+	if err := muxError(func(rt *mux.Route) *mux.Route { return rt.Host(host) }); err != nil {
+		p.addf(a.pos(attrHost), "%s: invalid template %q: %v", attrHost, host, err)
+		return false
+	}
+	return true
+}
+
+// checkTag applies the rule of a tag attribute read cleanly from a (a
+// route's or a call's).
+func checkTag(p *problems, a *attrs, tag string) {
+	if tag == "" {
+		p.addf(a.pos(attrTag), "%s must not be empty (omit it to use every instance)", attrTag)
+	}
+}
+
+// checkBalancer defaults the balancer of a route or an aggregate, whose
+// attributes are a, or checks it names one of balancer.Names.
+func checkBalancer(p *problems, a *attrs, name *string) {
+	switch {
+	case !a.has(attrBalancer):
+		*name = balancer.RoundRobin
+	case a.ok(attrBalancer) && !slices.Contains(balancer.Names, *name):
+		p.addf(a.pos(attrBalancer), "unknown %s %q (want one of %s)", attrBalancer, *name, strings.Join(balancer.Names, ", "))
+	}
+}
+
+// checkTemplate applies the rules shared by a route's path and path_prefix
+// and an aggregate's path: a leading slash (mux would accept a relative
+// template that can never match) and a template mux can compile.
+func checkTemplate(p *problems, a *attrs, name attr, tpl string, set func(*mux.Route) *mux.Route) {
 	if !strings.HasPrefix(tpl, "/") {
 		p.addf(a.pos(name), "%s must start with \"/\", got %q", name, tpl)
 		return
@@ -130,18 +154,19 @@ func muxError(set func(*mux.Route) *mux.Route) (err error) {
 	return set(mux.NewRouter().NewRoute()).GetError()
 }
 
-// normaliseMethods upper-cases and de-duplicates methods, keeping first
+// normaliseMethods upper-cases and de-duplicates the methods attribute
+// read cleanly from a, at holding each element's position, keeping first
 // occurrences in order. Methods are case-sensitive on the wire, but a
 // lower-case method in a document is a typo, not an intent to match "get".
-func normaliseMethods(p *problems, methods []string, at []Pos, whole Pos) []string {
+func normaliseMethods(p *problems, a *attrs, methods []string, at []Pos) []string {
 	if len(methods) == 0 {
-		p.addf(whole, "methods must not be empty (omit it to allow any method)")
+		p.addf(a.pos(attrMethods), "%s must not be empty (omit it to allow any method)", attrMethods)
 		return nil
 	}
 	out := make([]string, 0, len(methods))
 	for i, m := range methods {
 		if !isToken(m) {
-			p.addf(at[i], "methods: %q is not a valid HTTP method", m)
+			p.addf(at[i], "%s: %q is not a valid HTTP method", attrMethods, m)
 			continue
 		}
 		m = strings.ToUpper(m)
