@@ -18,12 +18,14 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway"
@@ -164,8 +166,7 @@ func serve(args []string, stderr io.Writer) error {
 	return err
 }
 
-// app is a running gateway: listeners, watches and the controller. main
-// and the integration tests start it the same way.
+// app is a running gateway: listeners, watches and the controller.
 type app struct {
 	gw          *gateway.Gateway
 	status      *registry.Status
@@ -211,6 +212,13 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		return nil, err
 	}
 	m := metrics.New(metrics.Options{LastSync: a.status.LastSuccess})
+	// The Go runtime's series (go_goroutines, go_memstats_*, and the live
+	// heap as of the last GC, go_gc_heap_live_bytes) are what shows a leak
+	// in production, and what the end-to-end tests read to check that the
+	// running binary leaks no goroutines or memory. Registered here, not in
+	// metrics.New, because they describe the process rather than a gateway.
+	m.Registry().MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})))
 	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
 		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/gatewayco/gateway/internal/consultest"
 )
 
 func writeFile(t *testing.T, name, content string) string {
@@ -21,8 +23,13 @@ func writeFile(t *testing.T, name, content string) string {
 	return p
 }
 
+// usersDoc is a valid route document: one route to the users service.
+func usersDoc(route, prefix string) string {
+	return fmt.Sprintf("route %q {\n  path_prefix = %q\n  service     = \"users\"\n}\n", route, prefix)
+}
+
 func TestRoutesValidateReportsFileLineColumn(t *testing.T) {
-	good := writeFile(t, "good.hcl", routeDoc("users", "/api/users", "users"))
+	good := writeFile(t, "good.hcl", usersDoc("users", "/api/users"))
 	bad := writeFile(t, "bad.hcl", "route \"x\" {\n  path_prefix = \"/x\"\n  service = \"x\"\n  timeout = \"soon\"\n}\n")
 	tests := []struct {
 		name       string
@@ -54,8 +61,12 @@ func TestRoutesValidateReportsFileLineColumn(t *testing.T) {
 }
 
 func TestRoutesPushWritesToKVWithCheckAndSet(t *testing.T) {
-	client, addr := startConsul(t)
-	file := writeFile(t, "users.hcl", routeDoc("users", "/api/users", "users"))
+	addr := consultest.StartDev(t).HTTPAddr
+	client, err := api.NewClient(&api.Config{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := writeFile(t, "users.hcl", usersDoc("users", "/api/users"))
 	var out, errb bytes.Buffer
 
 	// Flags after the file work too; the default key is prefix + file name.
@@ -90,7 +101,10 @@ func TestRoutesPushWritesToKVWithCheckAndSet(t *testing.T) {
 	// -cas guards against overwriting a change made since the operator
 	// last read the key: the stale push is refused.
 	seen := pair.ModifyIndex
-	putRoute(t, client, "users.hcl", routeDoc("users", "/api/users", "users")+routeDoc("admin", "/api/admin", "users"))
+	newer := usersDoc("users", "/api/users") + usersDoc("admin", "/api/admin")
+	if _, err := client.KV().Put(&api.KVPair{Key: "gateway/routes/users.hcl", Value: []byte(newer)}, nil); err != nil {
+		t.Fatal(err)
+	}
 	err = run([]string{"routes", "push", "-cas", fmt.Sprint(seen), "-consul", addr, file}, &out, &errb)
 	if !errors.Is(err, errConflict) {
 		t.Fatalf("stale -cas push: %v, want errConflict", err)
@@ -109,7 +123,7 @@ func TestRoutesPushWritesToKVWithCheckAndSet(t *testing.T) {
 
 	// A document that clashes with another key (a route name taken) is
 	// refused before it is written, as the gateway would reject it.
-	clash := writeFile(t, "other.hcl", routeDoc("users", "/api/other", "other"))
+	clash := writeFile(t, "other.hcl", usersDoc("users", "/api/other"))
 	errb.Reset()
 	err = run([]string{"routes", "push", "-consul", addr, clash}, &out, &errb)
 	if !errors.Is(err, errInvalidDocs) || !strings.Contains(errb.String(), "already defined") {
@@ -117,33 +131,5 @@ func TestRoutesPushWritesToKVWithCheckAndSet(t *testing.T) {
 	}
 	if p, _, _ := client.KV().Get("gateway/routes/other.hcl", nil); p != nil {
 		t.Fatal("a clashing document was written")
-	}
-}
-
-func TestServeRejectsBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"-log-level", "loud"}, {"extra"}, {"routes"}, {"routes", "frobnicate"},
-		{"-max-conns", "-1"}, {"-idle-timeout", "0"}, {"-body-read-timeout", "0"},
-		// The last-good state must not sit inside the routes prefix, nor
-		// the other way round.
-		{"-kv-prefix", "gateway/state/"}, {"-state-prefix", "gateway/routes/lastgood/"}} {
-		if err := run(args, &bytes.Buffer{}, &bytes.Buffer{}); !errors.Is(err, errUsage) {
-			t.Errorf("run(%q) = %v, want a usage error", args, err)
-		}
-	}
-}
-
-// TestAdminListenerDefaultsToLoopback: /routes shows the topology, so out
-// of the box only the gateway's own host may reach it.
-func TestAdminListenerDefaultsToLoopback(t *testing.T) {
-	var f serveFlags
-	if err := newServeFlagSet(&f, io.Discard).Parse(nil); err != nil {
-		t.Fatal(err)
-	}
-	host, _, err := net.SplitHostPort(f.admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		t.Fatalf("default -admin %q is not a loopback address", f.admin)
 	}
 }

@@ -1,12 +1,8 @@
-package main
+package e2e
 
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,77 +11,51 @@ import (
 
 	"github.com/gatewayco/gateway/internal/consultest"
 	"github.com/gatewayco/gateway/internal/testkit"
-	"github.com/gatewayco/gateway/registry"
 )
 
-// consulCounter sits between the gateway and Consul and records when each
-// request started, to prove the gateway does not hammer an absent Consul.
-type consulCounter struct {
-	mu     sync.Mutex
-	starts []time.Time
-}
-
-func (c *consulCounter) between(from, to time.Time) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, s := range c.starts {
-		if !s.Before(from) && s.Before(to) {
-			n++
-		}
-	}
-	return n
-}
-
-func startConsulCounter(t *testing.T, consulAddr string) (*consulCounter, string) {
-	t.Helper()
-	target, _ := url.Parse("http://" + consulAddr)
-	rp := httputil.NewSingleHostReverseProxy(target)
-	c := &consulCounter{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.mu.Lock()
-		c.starts = append(c.starts, time.Now())
-		c.mu.Unlock()
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return c, srv.Listener.Addr().String()
-}
+// The gateway's watch backoff, as its registry defaults it (50 ms doubling
+// to 4 s, jittered; the README's "Failure behaviour" table). Written out
+// here because these tests see the gateway only from outside.
+const (
+	backoffMin = 50 * time.Millisecond
+	backoffMax = 4 * time.Second
+)
 
 // maxCallsPerWatch is the most calls one watch can start in d while every
 // call fails: one at once, then one after each backoff delay, taking every
 // delay at its shortest (half its step, the jitter's lower bound).
 func maxCallsPerWatch(d time.Duration) int {
-	calls, elapsed, step := 1, time.Duration(0), registry.DefaultBackoffMin
+	calls, elapsed, step := 1, time.Duration(0), backoffMin
 	for {
 		elapsed += step / 2
 		if elapsed > d {
 			return calls
 		}
 		calls++
-		step = min(step*2, registry.DefaultBackoffMax)
+		step = min(step*2, backoffMax)
 	}
 }
 
 // TestConsulOutageUnderLoadLosesNoRequest stops the Consul server while 8
 // clients send requests and brings it back with its data.
 func TestConsulOutageUnderLoadLosesNoRequest(t *testing.T) {
+	t.Parallel()
 	agent := consultest.Start(t)
 	client := consulClient(t, agent.HTTPAddr)
 	startBackend(t, client, "users", "users-1")
 	startBackend(t, client, "users", "users-2")
 	putRoute(t, client, "users.hcl", routeDoc("users", "/api/users", "users"))
-	counter, proxied := startConsulCounter(t, agent.HTTPAddr)
-	a := startGateway(t, proxied)
-	testkit.WaitFor(t, "route served", func() bool { code, _ := getInstance(t, a, "/api/users"); return code == 200 })
+	counter := startConsulProxy(t, agent.HTTPAddr)
+	gw := startGateway(t, counter.addr)
+	testkit.WaitFor(t, "route served", func() bool { code, _ := getInstance(t, gw, "/api/users"); return code == 200 })
 
-	l := startLoad(t, "http://"+a.publicAddr+"/api/users", 8)
+	l := startLoad(t, gw.url("/api/users"), 8)
 	l.waitProgress(t, 200)
 
 	agent.Stop(t)
 	down := time.Now()
 	testkit.WaitFor(t, "/health degraded", func() bool {
-		code, body := adminGet(t, a, "/health")
+		code, body := adminGet(t, gw, "/health")
 		return code == 200 && body["status"] == "degraded"
 	})
 	l.waitProgress(t, 500) // traffic keeps flowing while Consul is away
@@ -109,52 +79,36 @@ func TestConsulOutageUnderLoadLosesNoRequest(t *testing.T) {
 
 	client = consulClient(t, agent.HTTPAddr)
 	putRoute(t, client, "more.hcl", routeDoc("more", "/api/more", "users"))
-	testkit.WaitFor(t, "change after return served", func() bool { code, _ := getInstance(t, a, "/api/more"); return code == 200 })
+	testkit.WaitFor(t, "change after return served", func() bool { code, _ := getInstance(t, gw, "/api/more"); return code == 200 })
 	t.Logf("Consul back -> KV change served: %v", time.Since(up).Round(time.Millisecond))
-	testkit.WaitFor(t, "/health ok", func() bool { _, body := adminGet(t, a, "/health"); return body["status"] == "ok" })
+	testkit.WaitFor(t, "/health ok", func() bool { _, body := adminGet(t, gw, "/health"); return body["status"] == "ok" })
 	t.Logf("%d requests served through the outage, none failed", l.finish(t))
-}
-
-// settledGoroutines waits until the goroutine count stops falling (closed
-// connections take a moment to unwind) and returns it.
-func settledGoroutines() int {
-	n := runtime.NumGoroutine()
-	for range 100 {
-		time.Sleep(20 * time.Millisecond)
-		m := runtime.NumGoroutine()
-		if m == n {
-			return n
-		}
-		n = m
-	}
-	return n
-}
-
-// heapAfterGC is the live heap, measured the same way before and after.
-func heapAfterGC() uint64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
 }
 
 // TestConfigChurnUnderLoad writes 1,000 route documents, valid and invalid
 // alternating, into one key while 8 clients use a route of another key.
+// Afterwards the gateway's goroutines and live heap are back where they
+// were before the churn.
 func TestConfigChurnUnderLoad(t *testing.T) {
+	t.Parallel()
 	client, addr := startConsul(t)
-	startBackend(t, client, "users", "users-1")
+	users := startBackend(t, client, "users", "users-1")
 	putRoute(t, client, "users.hcl", routeDoc("users", "/api/users", "users"))
-	a := startGateway(t, addr)
-	testkit.WaitFor(t, "route served", func() bool { code, _ := getInstance(t, a, "/api/users"); return code == 200 })
-	// The baseline is taken after the same load has run once, so pooled
-	// keep-alive connections to the upstream count on both sides.
-	warm := startLoad(t, "http://"+a.publicAddr+"/api/users", 8)
+	gw := startGateway(t, addr)
+	testkit.WaitFor(t, "route served", func() bool { code, _ := getInstance(t, gw, "/api/users"); return code == 200 })
+	// The baselines are taken once the same load has run. The live heap is
+	// read while it runs, which is what makes the gateway collect garbage,
+	// and so is the one after the churn; goroutines are counted once the
+	// upstream has closed the gateway's pooled connections, which the load
+	// may have left more or fewer of.
+	warm := startLoad(t, gw.url("/api/users"), 8)
 	warm.waitProgress(t, 500)
+	heap := liveHeapAfterGC(t, gw)
 	warm.finish(t)
-	goroutines := settledGoroutines()
-	heap := heapAfterGC()
+	users.srv.CloseClientConnections()
+	goroutines := goroutineBaseline(t, gw)
 
-	l := startLoad(t, "http://"+a.publicAddr+"/api/users", 8)
+	l := startLoad(t, gw.url("/api/users"), 8)
 	const writes = 1000
 	reported := 0
 	for i := range writes {
@@ -162,9 +116,10 @@ func TestConfigChurnUnderLoad(t *testing.T) {
 			name := fmt.Sprintf("churn-%d", i)
 			putRoute(t, client, "churn.hcl", routeDoc(name, "/churn/"+name, "users"))
 			testkit.WaitFor(t, name+" served", func() bool {
-				for _, r := range a.gw.Table().Routes() {
-					if r.Config.Name == name {
-						return len(a.gw.Table().Errors()) == 0
+				rt := getRoutes(t, gw)
+				for _, r := range rt.Routes {
+					if r.Name == name {
+						return len(rt.Errors) == 0
 					}
 				}
 				return false
@@ -176,20 +131,18 @@ func TestConfigChurnUnderLoad(t *testing.T) {
 		bad := fmt.Sprintf("bad-%d", i)
 		putRoute(t, client, "churn.hcl", fmt.Sprintf("route \"churn\" {\n  path_prefix = \"/churn\"\n  service = \"users\"\n  balancer = %q\n}\n", bad))
 		testkit.WaitFor(t, bad+" reported", func() bool {
-			errs := a.gw.Table().Errors()
-			return len(errs) == 1 && errs[0].Key == "gateway/routes/churn.hcl" && strings.Contains(errs[0].Message, bad)
+			errs := getRoutes(t, gw).Errors
+			return len(errs) == 1 && errs[0].Key == routesPrefix+"churn.hcl" && strings.Contains(errs[0].Message, bad)
 		})
 		reported++
 	}
+	after := liveHeapAfterGC(t, gw)
 	served := l.finish(t)
 	t.Logf("%d KV writes (%d invalid, all reported) under load; %d requests, none failed", writes, reported, served)
 
-	if after := settledGoroutines(); after > goroutines+2 {
-		buf := make([]byte, 1<<20)
-		t.Fatalf("goroutines: %d before the churn, %d after:\n%s", goroutines, after, buf[:runtime.Stack(buf, true)])
-	}
-	after := heapAfterGC()
-	t.Logf("heap: %d KiB before, %d KiB after", heap>>10, after>>10)
+	users.srv.CloseClientConnections()
+	checkGoroutinesBack(t, gw, goroutines)
+	t.Logf("gateway live heap: %d KiB before, %d KiB after", heap>>10, after>>10)
 	// Bounded, not equal: the runtime and the Consul client keep caches.
 	if after > heap+8<<20 {
 		t.Fatalf("live heap grew from %d KiB to %d KiB over the churn", heap>>10, after>>10)
@@ -201,6 +154,7 @@ func TestConfigChurnUnderLoad(t *testing.T) {
 // answers at once, every upstream request is cancelled, and once the load
 // stops the gateway's goroutines are back to their baseline.
 func TestSlowUpstreamUnderLoad(t *testing.T) {
+	t.Parallel()
 	client, addr := startConsul(t)
 	release := make(chan struct{})
 	var reached, cancelled atomic.Int64
@@ -224,9 +178,9 @@ func TestSlowUpstreamUnderLoad(t *testing.T) {
   }
 }
 `)
-	a := startGateway(t, addr)
-	testkit.WaitFor(t, "route loaded", func() bool { return len(a.gw.Table().Routes()) == 1 })
-	goroutines := settledGoroutines()
+	gw := startGateway(t, addr)
+	testkit.WaitFor(t, "route loaded", func() bool { return len(getRoutes(t, gw).Routes) == 1 })
+	goroutines := goroutineBaseline(t, gw)
 
 	var timeouts, open, other atomic.Int64
 	var wg sync.WaitGroup
@@ -237,7 +191,7 @@ func TestSlowUpstreamUnderLoad(t *testing.T) {
 			c := &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second}
 			defer c.CloseIdleConnections()
 			for range 10 {
-				resp, err := c.Get("http://" + a.publicAddr + "/api/stuck")
+				resp, err := c.Get(gw.url("/api/stuck"))
 				if err != nil {
 					other.Add(1)
 					continue
@@ -259,15 +213,12 @@ func TestSlowUpstreamUnderLoad(t *testing.T) {
 	if other.Load() > 0 || timeouts.Load() < 10 || open.Load() == 0 {
 		t.Fatalf("want only 504s (at least min_requests of them) then 503s from the open breaker")
 	}
-	if got, _ := a.gw.Table().Routes()[0].Breaker(); got.String() != "open" {
+	if got := getRoutes(t, gw).Routes[0].CircuitBreaker; got != "open" {
 		t.Fatalf("breaker %q, want open", got)
 	}
 	testkit.WaitFor(t, "every upstream request cancelled", func() bool { return cancelled.Load() == reached.Load() })
 	if reached.Load() != timeouts.Load() {
 		t.Fatalf("upstream saw %d requests, want one per 504 (%d): an open breaker must not call it", reached.Load(), timeouts.Load())
 	}
-	if after := settledGoroutines(); after > goroutines+2 {
-		buf := make([]byte, 1<<20)
-		t.Fatalf("goroutines: %d before, %d after:\n%s", goroutines, after, buf[:runtime.Stack(buf, true)])
-	}
+	checkGoroutinesBack(t, gw, goroutines)
 }

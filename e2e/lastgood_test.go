@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -35,7 +35,7 @@ type lastGoodView struct {
 
 // viewOf reads a gateway process's /routes and sends it one request; ok is
 // false while it cannot answer.
-func viewOf(p *gatewayProcess, path string) (v lastGoodView, ok bool) {
+func viewOf(p *gatewayProc, path string) (v lastGoodView, ok bool) {
 	resp, err := http.Get("http://" + p.admin + "/routes")
 	if err != nil {
 		return v, false
@@ -44,7 +44,7 @@ func viewOf(p *gatewayProcess, path string) (v lastGoodView, ok bool) {
 	if json.NewDecoder(resp.Body).Decode(&v) != nil {
 		return v, false
 	}
-	r, err := http.Get("http://" + p.publicAddr + path)
+	r, err := http.Get(p.url(path))
 	if err != nil {
 		return v, false
 	}
@@ -60,20 +60,19 @@ func viewOf(p *gatewayProcess, path string) (v lastGoodView, ok bool) {
 // which it can only learn from Consul. Deleting the key must then remove
 // the stored version, so a re-created bad key serves nothing anywhere.
 func TestReplicasAgreeOnLastGoodVersion(t *testing.T) {
-	bin := buildGateway(t)
+	t.Parallel()
 	client, consulAddr := startConsul(t)
 	startBackend(t, client, "users", "users-1")
 	putRoute(t, client, "users.hcl", routeDoc("users", "/api/users", "users"))
-	pair, _, err := client.KV().Get("gateway/routes/users.hcl", nil)
+	pair, _, err := client.KV().Get(routesPrefix+"users.hcl", nil)
 	if err != nil || pair == nil {
 		t.Fatalf("read back the good version: %v", err)
 	}
 	goodIndex := pair.ModifyIndex
 
-	args := []string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-consul", consulAddr, "-log-json", "-access-log=false"}
-	first := startGatewayProcess(t, bin, args...)
-	second := startGatewayProcess(t, bin, args...)
-	for _, g := range []*gatewayProcess{first, second} {
+	first := startGateway(t, consulAddr)
+	second := startGateway(t, consulAddr)
+	for _, g := range []*gatewayProc{first, second} {
 		testkit.WaitFor(t, "the good version served", func() bool {
 			v, ok := viewOf(g, "/api/users/1")
 			return ok && len(v.Routes) == 1 && v.Status == 200
@@ -99,7 +98,7 @@ func TestReplicasAgreeOnLastGoodVersion(t *testing.T) {
 		t.Errorf("error entry %+v; want the key, serving last_good, last_good_index %d and a last_good_since", e, goodIndex)
 	}
 
-	third := startGatewayProcess(t, bin, args...)
+	third := startGateway(t, consulAddr)
 	var got lastGoodView
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -111,7 +110,7 @@ func TestReplicasAgreeOnLastGoodVersion(t *testing.T) {
 		got, ok = viewOf(third, "/api/users/1")
 		return ok && reflect.DeepEqual(got, want)
 	})
-	t.Logf("third replica agreed %v after it logged its addresses; all three: %+v", took.Round(time.Millisecond), got)
+	t.Logf("third replica agreed %v after its /health first answered 200; all three: %+v", took.Round(time.Millisecond), got)
 
 	// The version they agree on is the one kept in Consul.
 	p, _, err := client.KV().Get("gateway/state/lastgood/users.hcl", nil)
@@ -138,7 +137,7 @@ func TestReplicasAgreeOnLastGoodVersion(t *testing.T) {
 	if _, err := client.KV().Put(&api.KVPair{Key: "gateway/routes/users.hcl", Value: []byte(bad)}, nil); err != nil {
 		t.Fatal(err)
 	}
-	for _, g := range []*gatewayProcess{first, second, third} {
+	for _, g := range []*gatewayProc{first, second, third} {
 		testkit.WaitFor(t, "the re-created bad key serves nothing", func() bool {
 			v, ok := viewOf(g, "/api/users/1")
 			return ok && len(v.Routes) == 0 && len(v.Errors) == 1 && v.Errors[0].Serving == "nothing" && v.Status == 404

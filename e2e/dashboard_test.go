@@ -1,7 +1,8 @@
-package main
+package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"net/http"
@@ -14,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatewayco/gateway/gateway"
 	"github.com/gatewayco/gateway/internal/testkit"
 )
 
@@ -62,16 +62,17 @@ func runChromium(t *testing.T, bin, url string, extra ...string) string {
 }
 
 func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
+	t.Parallel()
 	chromium := requireChromium(t)
 	client, addr := startConsul(t)
 	var instances []string
 	for _, id := range []string{"users-1", "users-2"} {
-		instances = append(instances, startBackend(t, client, "users", id).srv.Listener.Addr().String())
+		instances = append(instances, startBackend(t, client, "users", id).addr())
 	}
-	instances = append(instances, startBackend(t, client, "orders", "orders-1").srv.Listener.Addr().String())
+	instances = append(instances, startBackend(t, client, "orders", "orders-1").addr())
 	// The demo's own route document, so the screenshot shows what a
 	// newcomer sees after ./scripts/dev.sh.
-	demo, err := os.ReadFile("routes.hcl")
+	demo, err := os.ReadFile(repoFile("routes.hcl"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,18 +80,18 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 	putRoute(t, client, "team-b.hcl", "route \"search\" {\n  path_prefix = \"/api/search\"\n  service     = \"search\"\n  balancer    = \"fastest\"\n}\n")
 	putRoute(t, client, "legacy.hcl", routeDoc("legacy", "/api/legacy", "orders"))
 	a := startGateway(t, addr)
-	testkit.WaitFor(t, "the legacy route", func() bool { return len(a.gw.Table().Routes()) == 4 })
+	testkit.WaitFor(t, "the legacy route", func() bool { return len(getRoutes(t, a).Routes) == 4 })
 	// A bad write to legacy.hcl: it keeps serving its last good version.
 	putRoute(t, client, "legacy.hcl", "route \"legacy\" {\n  path_prefix = \n}\n")
 	var configErr string
-	var lastGood gateway.ConfigError
+	var lastGood configError
 	testkit.WaitFor(t, "routes and the config errors loaded", func() bool {
-		tbl := a.gw.Table()
-		if len(tbl.Routes()) != 4 || len(tbl.Aggregates()) != 1 || len(tbl.Errors()) != 2 {
+		tbl := getRoutes(t, a)
+		if len(tbl.Routes) != 4 || len(tbl.Aggregates) != 1 || len(tbl.Errors) != 2 {
 			return false
 		}
 		// Sorted by key: legacy.hcl, then team-b.hcl.
-		lastGood, configErr = tbl.Errors()[0], tbl.Errors()[1].Message
+		lastGood, configErr = tbl.Errors[0], tbl.Errors[1].Message
 		return true
 	})
 
@@ -105,7 +106,7 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 			case <-time.After(20 * time.Millisecond):
 			}
 			path := []string{"/api/users/1", "/api/orders", "/api/products", "/api/dashboard/1", "/nowhere"}[i%5]
-			if resp, err := http.Get("http://" + a.publicAddr + path); err == nil {
+			if resp, err := http.Get(a.url(path)); err == nil {
 				resp.Body.Close()
 			}
 		}
@@ -117,15 +118,28 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 	// polls (virtual time runs them milliseconds apart) get real rates.
 	adminGet(t, a, "/api/state")
 	testkit.WaitFor(t, "traffic on every route", func() bool {
+		var state struct {
+			Entries []struct {
+				Name     string `json:"name"`
+				Requests uint64 `json:"requests"`
+			} `json:"entries"`
+		}
+		if err := json.Unmarshal([]byte(adminText(t, a, "/api/state")), &state); err != nil {
+			t.Fatalf("/api/state: %v", err)
+		}
+		requests := map[string]uint64{}
+		for _, e := range state.Entries {
+			requests[e.Name] = e.Requests
+		}
 		for _, rt := range []string{"users", "orders", "products", "user-dashboard"} {
-			if total, _ := a.gw.Metrics().Counts(rt); total < 10 {
+			if requests[rt] < 10 {
 				return false
 			}
 		}
 		return true
 	})
 
-	url := "http://" + a.adminAddr + "/"
+	url := "http://" + a.admin + "/"
 	dom := runChromium(t, chromium, url, "--dump-dom")
 	wants := []string{"users", "orders", "products", "user-dashboard", "round_robin", "gateway/routes/team-b.hcl",
 		// The error text as the gateway reported it (line:col included).
@@ -157,10 +171,8 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 		t.Logf("DOM:\n%s", dom)
 	}
 
-	shot, err := filepath.Abs(filepath.Join("artifacts", "dashboard.png"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// At the repository root, where CI collects artifacts/.
+	shot := repoFile(filepath.Join("artifacts", "dashboard.png"))
 	if err := os.MkdirAll(filepath.Dir(shot), 0o755); err != nil {
 		t.Fatal(err)
 	}

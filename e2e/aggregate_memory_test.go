@@ -1,8 +1,7 @@
-package main
+package e2e
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -56,25 +55,7 @@ func vmHWM(t *testing.T, pid int) int64 {
 	return 0
 }
 
-// metricValue returns one unlabelled sample from the admin /metrics, or
-// "" when absent.
-func metricValue(t *testing.T, admin, name string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			return v
-		}
-	}
-	return ""
-}
-
-// bigAggregateRun starts the built binary with flags against three 4 MiB
+// bigAggregateRun starts the binary bin with flags against three 4 MiB
 // upstreams, sends rounds × clients concurrent aggregates and returns how
 // many were answered and refused, and the process's VmHWM.
 func bigAggregateRun(t *testing.T, bin string, rounds, clients int, flags ...string) (ok, refused int, hwm int64) {
@@ -88,21 +69,13 @@ func bigAggregateRun(t *testing.T, bin string, rounds, clients int, flags ...str
 		})
 	}
 	putRoute(t, client, "big.hcl", bigAggregateDoc)
-	gw := startGatewayProcess(t, bin, append([]string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0",
-		"-consul", consulAddr, "-log-json", "-access-log=false"}, flags...)...)
+	gw := startGatewayBin(t, bin, consulAddr, flags...)
 	testkit.WaitFor(t, "aggregate with its three calls' instances", func() bool {
-		resp, err := http.Get("http://" + gw.admin + "/routes")
-		if err != nil {
+		aggs := getRoutes(t, gw).Aggregates
+		if len(aggs) != 1 || len(aggs[0].Calls) != 3 {
 			return false
 		}
-		defer resp.Body.Close()
-		var body struct {
-			Aggregates []struct{ Calls []struct{ Instances []any } }
-		}
-		if json.NewDecoder(resp.Body).Decode(&body) != nil || len(body.Aggregates) != 1 || len(body.Aggregates[0].Calls) != 3 {
-			return false
-		}
-		for _, c := range body.Aggregates[0].Calls {
+		for _, c := range aggs[0].Calls {
 			if len(c.Instances) != 1 {
 				return false
 			}
@@ -119,7 +92,7 @@ func bigAggregateRun(t *testing.T, bin string, rounds, clients int, flags ...str
 			wg.Go(func() {
 				hc := &http.Client{Transport: &http.Transport{}}
 				defer hc.CloseIdleConnections()
-				resp, err := hc.Get(fmt.Sprintf("http://%s/api/big/%d-%d", gw.publicAddr, round, i))
+				resp, err := hc.Get(gw.url(fmt.Sprintf("/api/big/%d-%d", round, i)))
 				if err != nil {
 					t.Errorf("GET: %v", err)
 					return
@@ -141,9 +114,9 @@ func bigAggregateRun(t *testing.T, bin string, rounds, clients int, flags ...str
 		}
 		wg.Wait()
 	}
-	hwm = vmHWM(t, gw.cmd.Process.Pid)
-	if v := metricValue(t, gw.admin, "gateway_aggregate_buffered_bytes"); v != "0" {
-		t.Errorf("gateway_aggregate_buffered_bytes = %q after every answer, want 0", v)
+	hwm = vmHWM(t, gw.pid())
+	if v := sample(scrape(t, gw), "gateway_aggregate_buffered_bytes"); v != 0 {
+		t.Errorf("gateway_aggregate_buffered_bytes = %v after every answer, want 0", v)
 	}
 	return ok, refused, hwm
 }
@@ -154,8 +127,13 @@ func bigAggregateRun(t *testing.T, bin string, rounds, clients int, flags ...str
 // reached" with Retry-After, and the budget is back to zero afterwards.
 // GATEWAY_MEASURE_RSS=1 also runs the same load without a bound and with
 // the default one, and logs each run's VmHWM (about 1.5 GiB unbounded).
+//
+// It runs alone, not in parallel: gigabytes through loopback would starve the
+// other tests, and other tests would blur its VmHWM.
 func TestAggregateMemoryBoundHoldsInTheBinary(t *testing.T) {
-	bin := buildGateway(t)
+	// Built without the race detector, whose shadow memory would make the
+	// VmHWM figures meaningless.
+	bin := plainGatewayBin(t)
 	const rounds, clients = 3, 64
 	ok, refused, hwm := bigAggregateRun(t, bin, rounds, clients, "-aggregate-max-bytes", strconv.Itoa(64<<20))
 	t.Logf("bound 64 MiB: %d answered, %d refused, VmHWM %d MiB", ok, refused, hwm>>20)

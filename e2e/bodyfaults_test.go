@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -115,6 +114,7 @@ func isReset(err error) bool {
 // neither ejected nor counted as failing, nor does the route's breaker
 // open: another client is served as before.
 func TestClientBodyFaultsAreNotUpstreamFailures(t *testing.T) {
+	t.Parallel()
 	client, addr := startConsul(t)
 	b := startBackendWith(t, client, "body", "body-1", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := io.Copy(io.Discard, r.Body); err != nil {
@@ -139,21 +139,19 @@ func TestClientBodyFaultsAreNotUpstreamFailures(t *testing.T) {
 	faults := []bodyFault{malformedChunked("/api/body"), shortBody("/api/body"), stalledBody("/api/body")}
 	const n = 50
 	for i := range n {
-		sendFault(t, a.publicAddr, "body", faults[i%len(faults)])
+		sendFault(t, a.public, "body", faults[i%len(faults)])
 	}
 
 	// Another client, on its own connection.
 	if code, inst := getInstance(t, a, "/api/body"); code != 200 || inst != "body-1" {
 		t.Fatalf("after %d client faults a good request got %d from %q, want 200 from body-1", n, code, inst)
 	}
-	_, routes := adminGet(t, a, "/routes")
-	rt := routes["routes"].([]any)[0].(map[string]any)
-	inst := rt["instances"].([]any)[0].(map[string]any)
-	if inst["ejected"] == true || rt["circuit_breaker"] != "closed" {
-		t.Fatalf("after %d client faults /routes shows ejected=%v, breaker %v; want not ejected, closed", n, inst["ejected"], rt["circuit_breaker"])
+	rt := getRoutes(t, a).Routes[0]
+	if inst := rt.Instances[0]; inst.Ejected || rt.CircuitBreaker != "closed" {
+		t.Fatalf("after %d client faults /routes shows ejected=%v, breaker %v; want not ejected, closed", n, inst.Ejected, rt.CircuitBreaker)
 	}
 	fams := scrape(t, a)
-	host := b.srv.Listener.Addr().String()
+	host := b.addr()
 	if got := sample(fams, "gateway_upstream_errors_total", "service=body", "instance="+host); got > 0 {
 		t.Fatalf("gateway_upstream_errors_total{instance=%q} = %v, want 0: client faults are not upstream errors", host, got)
 	}
@@ -168,6 +166,7 @@ func TestClientBodyFaultsAreNotUpstreamFailures(t *testing.T) {
 // read timeout passes; the upstream request is cancelled, and no
 // goroutine is left behind.
 func TestStalledBodyIsCutOff(t *testing.T) {
+	t.Parallel()
 	client, addr := startConsul(t)
 	var reached, cancelled atomic.Int64
 	startBackendWith(t, client, "slowbody", "slowbody-1", func(w http.ResponseWriter, r *http.Request) {
@@ -187,8 +186,8 @@ route "untimed" {
 }
 `)
 	a := startGateway(t, addr, "-body-read-timeout", "300ms")
-	testkit.WaitFor(t, "routes loaded", func() bool { return len(a.gw.Table().Routes()) == 2 })
-	goroutines := settledGoroutines()
+	testkit.WaitFor(t, "routes loaded", func() bool { return len(getRoutes(t, a).Routes) == 2 })
+	goroutines := goroutineBaseline(t, a)
 
 	cases := []struct {
 		route string
@@ -201,7 +200,7 @@ route "untimed" {
 	for _, c := range cases {
 		t.Run(c.route+": "+c.fault.name, func(t *testing.T) {
 			start := time.Now()
-			sendFault(t, a.publicAddr, c.route, c.fault)
+			sendFault(t, a.public, c.route, c.fault)
 			t.Logf("answered 408 after %v", time.Since(start).Round(time.Millisecond))
 		})
 	}
@@ -209,10 +208,7 @@ route "untimed" {
 	if reached.Load() != int64(len(cases)) {
 		t.Fatalf("upstream saw %d requests, want %d", reached.Load(), len(cases))
 	}
-	if after := settledGoroutines(); after > goroutines+2 {
-		buf := make([]byte, 1<<20)
-		t.Fatalf("goroutines: %d before, %d after:\n%s", goroutines, after, buf[:runtime.Stack(buf, true)])
-	}
+	checkGoroutinesBack(t, a, goroutines)
 }
 
 // TestConnectionLimits: -max-conns stops accepting while that many client
@@ -220,6 +216,7 @@ route "untimed" {
 // one closes, and the metrics show it), and -idle-timeout closes keep-alive
 // connections left idle.
 func TestConnectionLimits(t *testing.T) {
+	t.Parallel()
 	client, addr := startConsul(t)
 	startBackend(t, client, "conns", "conns-1")
 	putRoute(t, client, "conns.hcl", routeDoc("conns", "/api/conns", "conns"))
@@ -237,9 +234,9 @@ func TestConnectionLimits(t *testing.T) {
 		}
 		return resp, err
 	}
-	dial := func(t *testing.T, a *app) (net.Conn, *bufio.Reader) {
+	dial := func(t *testing.T, a *gatewayProc) (net.Conn, *bufio.Reader) {
 		t.Helper()
-		conn, err := net.Dial("tcp", a.publicAddr)
+		conn, err := net.Dial("tcp", a.public)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -251,7 +248,7 @@ func TestConnectionLimits(t *testing.T) {
 
 	t.Run("max conns", func(t *testing.T) {
 		a := startGateway(t, addr, "-max-conns", "2")
-		testkit.WaitFor(t, "route loaded", func() bool { return len(a.gw.Table().Routes()) == 1 })
+		testkit.WaitFor(t, "route loaded", func() bool { return len(getRoutes(t, a).Routes) == 1 })
 		var conns []net.Conn
 		for i := range 2 {
 			conn, br := dial(t, a)
@@ -293,7 +290,7 @@ func TestConnectionLimits(t *testing.T) {
 
 	t.Run("idle timeout", func(t *testing.T) {
 		a := startGateway(t, addr, "-idle-timeout", "300ms")
-		testkit.WaitFor(t, "route loaded", func() bool { return len(a.gw.Table().Routes()) == 1 })
+		testkit.WaitFor(t, "route loaded", func() bool { return len(getRoutes(t, a).Routes) == 1 })
 		conn, br := dial(t, a)
 		if resp, err := get(t, conn, br); err != nil || resp.StatusCode != 200 {
 			t.Fatalf("%v %v", resp, err)

@@ -1,13 +1,11 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,7 +16,7 @@ import (
 )
 
 // authEnvSecret names the environment variable the test routes' jwt blocks
-// read their HMAC secret from.
+// read their HMAC secret from (set for every gateway, see gatewayEnv).
 const authEnvSecret = "GATEWAY_E2E_JWT_SECRET"
 
 const authSecret = "an-e2e-secret-of-at-least-32-bytes"
@@ -29,11 +27,7 @@ func hsToken(t *testing.T, claims jwt.MapClaims) string {
 	if _, ok := claims["exp"]; !ok {
 		claims["exp"] = time.Now().Add(time.Hour).Unix()
 	}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(authSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return testkit.SignJWT(t, jwt.SigningMethodHS256, "", []byte(authSecret), claims)
 }
 
 // authRig is a real Consul with an "echo" service answering with the
@@ -48,10 +42,9 @@ type authRig struct {
 
 func startAuthRig(t *testing.T) *authRig {
 	t.Helper()
-	t.Setenv(authEnvSecret, authSecret)
 	rig := &authRig{}
 	rig.client, rig.addr = startConsul(t)
-	registerHandler(t, rig.client, "echo", "echo-1", func(w http.ResponseWriter, r *http.Request) {
+	startBackendWith(t, rig.client, "echo", "echo-1", func(w http.ResponseWriter, r *http.Request) {
 		rig.echoHits.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]string{
@@ -61,7 +54,7 @@ func startAuthRig(t *testing.T) *authRig {
 			"authorization": strings.Join(r.Header.Values("Authorization"), " | "),
 		})
 	})
-	registerHandler(t, rig.client, "auth", "auth-1", func(w http.ResponseWriter, r *http.Request) {
+	startBackendWith(t, rig.client, "auth", "auth-1", func(w http.ResponseWriter, r *http.Request) {
 		rig.authCalls.Add(1)
 		switch r.Header.Get("Authorization") {
 		case "Bearer ok":
@@ -113,9 +106,9 @@ aggregate "agg" {
 
 // call sends one request with headers given as "Name: value" lines and
 // decodes a JSON object answer (nil when the body is not one).
-func call(t *testing.T, a *app, path string, headers ...string) (int, map[string]any) {
+func call(t *testing.T, p *gatewayProc, path string, headers ...string) (int, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequest("GET", "http://"+a.publicAddr+path, nil)
+	req, err := http.NewRequest("GET", p.url(path), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,22 +129,17 @@ func call(t *testing.T, a *app, path string, headers ...string) (int, map[string
 // waitServed waits until path answers want with the given headers, or
 // fails with the gateway's configuration errors when the document was
 // rejected instead.
-func waitServed(t *testing.T, a *app, path string, want int, headers ...string) {
+func waitServed(t *testing.T, p *gatewayProc, path string, want int, headers ...string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		code, _ := call(t, a, path, headers...)
-		if code == want {
-			return
+	testkit.WaitFor(t, fmt.Sprintf("%s answers %d", path, want), func() bool {
+		if code, _ := call(t, p, path, headers...); code == want {
+			return true
 		}
-		if _, routes := adminGet(t, a, "/routes"); len(routes["errors"].([]any)) > 0 {
-			t.Fatalf("route document rejected: %v", routes["errors"])
+		if errs := getRoutes(t, p).Errors; len(errs) > 0 {
+			t.Fatalf("route document rejected: %+v", errs)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still %d, want %d", path, code, want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	})
 }
 
 // TestGatewaySetHeadersSurviveAClientsConnectionHeader: a client naming
@@ -159,6 +147,7 @@ func waitServed(t *testing.T, a *app, path string, want int, headers ...string) 
 // remove the verified claim, the auth service's answer or the request ID
 // from what the upstream receives, on routes and aggregate calls alike.
 func TestGatewaySetHeadersSurviveAClientsConnectionHeader(t *testing.T) {
+	t.Parallel()
 	rig := startAuthRig(t)
 	putRoute(t, rig.client, "auth.hcl", authRoutes)
 	a := startGateway(t, rig.addr)
@@ -190,7 +179,7 @@ func TestGatewaySetHeadersSurviveAClientsConnectionHeader(t *testing.T) {
 
 	// Without a valid ID of its own the client gets a generated one; the
 	// upstream must see exactly the ID the client is answered with.
-	req, _ := http.NewRequest("GET", "http://"+a.publicAddr+"/jwt/x", nil)
+	req, _ := http.NewRequest("GET", a.url("/jwt/x"), nil)
 	req.Header.Set("Authorization", strings.TrimPrefix(tok, "Authorization: "))
 	req.Header.Set("Connection", "X-Request-Id")
 	resp, err := http.DefaultClient.Do(req)
@@ -218,6 +207,7 @@ func TestGatewaySetHeadersSurviveAClientsConnectionHeader(t *testing.T) {
 // both; on a route with jwt or forward_auth it is refused with 400, and
 // neither the auth service nor the upstream sees it.
 func TestDuplicateCredentialsAreRefusedBeforeAnyUpstream(t *testing.T) {
+	t.Parallel()
 	rig := startAuthRig(t)
 	putRoute(t, rig.client, "auth.hcl", authRoutes)
 	a := startGateway(t, rig.addr)
@@ -263,6 +253,7 @@ func TestDuplicateCredentialsAreRefusedBeforeAnyUpstream(t *testing.T) {
 // The gateway refuses the token with 401 instead of failing at the
 // transport with 502, which would open the route's breaker for everyone.
 func TestUnsendableClaimIsRefusedAndNeverCountsAgainstTheUpstream(t *testing.T) {
+	t.Parallel()
 	rig := startAuthRig(t)
 	putRoute(t, rig.client, "auth.hcl", authRoutes)
 	a := startGateway(t, rig.addr)
@@ -303,6 +294,7 @@ func TestUnsendableClaimIsRefusedAndNeverCountsAgainstTheUpstream(t *testing.T) 
 // what auth verified (a jwt claim, a header the auth service returned), a
 // client rotating X-API-Key values is still one client.
 func TestRateLimitKeyedOnAVerifiedValueHoldsAgainstRotatingAPIKeys(t *testing.T) {
+	t.Parallel()
 	rig := startAuthRig(t)
 	putRoute(t, rig.client, "rl.hcl", `
 route "rl-claim" {
@@ -352,29 +344,12 @@ route "rl-auth" {
 	}
 }
 
-// logSink is a log output the gateway's goroutines and the test share.
-type logSink struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestAccessLogIsOneLinePerRequestWhateverThePathHolds sends paths whose
 // decoded form holds LF, CR, NUL, ESC, quotes and a raw invalid UTF-8 byte,
 // in both log formats; each request must be exactly one access-log line,
 // and no line may be anything but a log entry.
 func TestAccessLogIsOneLinePerRequestWhateverThePathHolds(t *testing.T) {
+	t.Parallel()
 	client, addr := startConsul(t)
 	startBackend(t, client, "echo", "echo-1")
 	putRoute(t, client, "log.hcl", routeDoc("log", "/log", "echo"))
@@ -391,11 +366,11 @@ func TestAccessLogIsOneLinePerRequestWhateverThePathHolds(t *testing.T) {
 		json bool
 	}{{"text", false}, {"json", true}} {
 		t.Run(mode.name, func(t *testing.T) {
-			var buf logSink
-			a := startGatewayLogged(t, addr, newLogger("info", mode.json, &buf), "-access-log=true")
-			testkit.WaitFor(t, "route served", func() bool { c, _ := getInstance(t, a, "/log/ready"); return c == 200 })
+			a := startGateway(t, addr, "-log-level", "info", fmt.Sprintf("-log-json=%t", mode.json), "-access-log=true")
+			ready := 0
+			testkit.WaitFor(t, "route served", func() bool { ready++; c, _ := getInstance(t, a, "/log/ready"); return c == 200 })
 			accessLines := func() (entries []string, stray []string) {
-				for _, l := range strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n") {
+				for _, l := range a.logLines() {
 					if mode.json {
 						var m map[string]any
 						if json.Unmarshal([]byte(l), &m) != nil {
@@ -413,6 +388,9 @@ func TestAccessLogIsOneLinePerRequestWhateverThePathHolds(t *testing.T) {
 				}
 				return entries, stray
 			}
+			// The log is read as the process writes it: wait for the
+			// entries of the requests sent so far before counting on.
+			testkit.WaitFor(t, "the readiness requests logged", func() bool { e, _ := accessLines(); return len(e) >= ready })
 			before, _ := accessLines()
 			for _, p := range targets {
 				// A backslash is refused before routing (400), and that
@@ -426,16 +404,10 @@ func TestAccessLogIsOneLinePerRequestWhateverThePathHolds(t *testing.T) {
 				}
 			}
 			want := len(before) + len(targets)
-			deadline := time.Now().Add(10 * time.Second)
-			for e, _ := accessLines(); len(e) < want; e, _ = accessLines() {
-				if time.Now().After(deadline) {
-					t.Fatalf("%d access entries, want %d; log:\n%s", len(e), want, buf.String())
-				}
-				time.Sleep(time.Millisecond)
-			}
+			testkit.WaitFor(t, fmt.Sprintf("%d access entries", want), func() bool { e, _ := accessLines(); return len(e) >= want })
 			entries, stray := accessLines()
 			if len(entries) != want || len(stray) != 0 {
-				t.Fatalf("%d access entries (want %d); lines that are not log entries: %q\nlog:\n%s", len(entries), want, stray, buf.String())
+				t.Fatalf("%d access entries (want %d); lines that are not log entries: %q\nlog:\n%s", len(entries), want, stray, a.logText())
 			}
 		})
 	}
@@ -445,6 +417,7 @@ func TestAccessLogIsOneLinePerRequestWhateverThePathHolds(t *testing.T) {
 // it, but the password never appears in logs, /routes, the dashboard's
 // state or /metrics, whether the document is valid or not.
 func TestCredentialsInURLsNeverShown(t *testing.T) {
+	t.Parallel()
 	const pw = "s3cr3t-pw"
 	var sawAuth atomic.Value
 	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -473,8 +446,7 @@ route "bad" {
     jwks_url   = "ftp://gwuser:`+pw+`@keys.example.com/jwks"
   }
 }`)
-	var buf logSink
-	a := startGatewayLogged(t, addr, newLogger("debug", true, &buf), "-access-log=true")
+	a := startGateway(t, addr, "-log-level", "debug", "-access-log=true")
 	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": "x"})
 	tok.Header["kid"] = "k1"
 	unsigned, _ := tok.SigningString()
@@ -485,19 +457,10 @@ route "bad" {
 	if got := sawAuth.Load(); got != "gwuser:"+pw {
 		t.Errorf("JWKS server saw credentials %q; the URL's userinfo must still be used", got)
 	}
-	testkit.WaitFor(t, "the bad document reported", func() bool {
-		_, routes := adminGet(t, a, "/routes")
-		return len(routes["errors"].([]any)) > 0
-	})
-	shown := map[string]string{"log": buf.String()}
+	testkit.WaitFor(t, "the bad document reported", func() bool { return len(getRoutes(t, a).Errors) > 0 })
+	shown := map[string]string{"log": a.logText()}
 	for _, p := range []string{"/routes", "/api/state", "/metrics"} {
-		resp, err := http.Get("http://" + a.adminAddr + p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		shown[p] = string(b)
+		shown[p] = adminText(t, a, p)
 	}
 	if !strings.Contains(shown["/routes"], "gwuser:xxxxx@keys.example.com") {
 		t.Errorf("/routes does not show the redacted URL of the bad document:\n%s", shown["/routes"])

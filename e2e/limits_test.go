@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -18,6 +18,7 @@ import (
 // headers and bodies are refused with the right status before any upstream
 // sees them, and a client trickling its headers is cut off.
 func TestClientLimits(t *testing.T) {
+	t.Parallel()
 	client, addr := startConsul(t)
 	var upstreamCalls atomic.Int64
 	startBackendWith(t, client, "upload", "upload-1", func(w http.ResponseWriter, r *http.Request) {
@@ -28,7 +29,7 @@ func TestClientLimits(t *testing.T) {
 	putRoute(t, client, "upload.hcl", routeDoc("upload", "/upload", "upload"))
 	a := startGateway(t, addr, "-max-body-bytes", "1024", "-max-header-bytes", "4096", "-read-header-timeout", "300ms")
 	testkit.WaitFor(t, "route", func() bool { code, _ := getInstance(t, a, "/upload"); return code == 200 })
-	url := "http://" + a.publicAddr + "/upload"
+	url := a.url("/upload")
 
 	t.Run("body within the limit passes", func(t *testing.T) {
 		resp, err := http.Post(url, "text/plain", strings.NewReader(strings.Repeat("x", 1000)))
@@ -73,7 +74,7 @@ func TestClientLimits(t *testing.T) {
 		}
 	})
 	t.Run("slowloris client is cut off by ReadHeaderTimeout", func(t *testing.T) {
-		conn, err := net.Dial("tcp", a.publicAddr)
+		conn, err := net.Dial("tcp", a.public)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,34 +1,14 @@
-package main
+package e2e
 
 import (
-	"net"
+	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/gatewayco/gateway/internal/testkit"
-	"github.com/hashicorp/consul/api"
 )
-
-// registerHandler runs h as an instance of service registered in Consul
-// with a passing TTL check.
-func registerHandler(t *testing.T, client *api.Client, service, id string, h http.HandlerFunc) {
-	t.Helper()
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	p, _ := strconv.Atoi(port)
-	reg := &api.AgentServiceRegistration{ID: id, Name: service, Address: host, Port: p,
-		Check: &api.AgentServiceCheck{CheckID: "ttl-" + id, TTL: "10m"}}
-	if err := client.Agent().ServiceRegister(reg); err != nil {
-		t.Fatal(err)
-	}
-	if err := client.Agent().UpdateTTL("ttl-"+id, "test", api.HealthPassing); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func policyDoc(burst int, extra string) string {
 	return `
@@ -60,9 +40,9 @@ route "flaky" {
 ` + extra
 }
 
-func send(t *testing.T, a *app, path, auth string) (int, string) {
+func send(t *testing.T, p *gatewayProc, path, auth string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+a.publicAddr+path, nil)
+	req, _ := http.NewRequest("GET", p.url(path), nil)
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
@@ -71,16 +51,8 @@ func send(t *testing.T, a *app, path, auth string) (int, string) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var sb strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := resp.Body.Read(buf)
-		sb.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	return resp.StatusCode, sb.String()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }
 
 // TestPoliciesFromKVDocumentRateLimitForwardAuthAndBreaker drives every
@@ -89,16 +61,17 @@ func send(t *testing.T, a *app, path, auth string) (int, string) {
 // state survives a table swap that leaves its policy alone and is reset by
 // one that changes it, and a breaker trips and shows in /routes.
 func TestPoliciesFromKVDocumentRateLimitForwardAuthAndBreaker(t *testing.T) {
+	t.Parallel()
 	client, addr := startConsul(t)
 	startBackend(t, client, "api", "api-1")
-	registerHandler(t, client, "auth", "auth-1", func(w http.ResponseWriter, r *http.Request) {
+	startBackendWith(t, client, "auth", "auth-1", func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer ok" {
 			http.Error(w, "denied by auth", http.StatusForbidden)
 			return
 		}
 		w.Header().Set("X-User-Id", "u-1")
 	})
-	registerHandler(t, client, "flaky", "flaky-1", func(w http.ResponseWriter, r *http.Request) {
+	startBackendWith(t, client, "flaky", "flaky-1", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "boom", http.StatusInternalServerError)
 	})
 	putRoute(t, client, "policies.hcl", policyDoc(2, ""))
@@ -141,11 +114,9 @@ func TestPoliciesFromKVDocumentRateLimitForwardAuthAndBreaker(t *testing.T) {
 	if code, body := send(t, a, "/flaky", ""); code != 200 || body != "fallback" {
 		t.Fatalf("open breaker: %d %q, want the fallback", code, body)
 	}
-	_, routes := adminGet(t, a, "/routes")
-	for _, r := range routes["routes"].([]any) {
-		rv := r.(map[string]any)
-		if rv["name"] == "flaky" && rv["circuit_breaker"] != "open" {
-			t.Fatalf("/routes shows breaker %v, want open", rv["circuit_breaker"])
+	for _, r := range getRoutes(t, a).Routes {
+		if r.Name == "flaky" && r.CircuitBreaker != "open" {
+			t.Fatalf("/routes shows breaker %q, want open", r.CircuitBreaker)
 		}
 	}
 }

@@ -1,16 +1,14 @@
-package main
+package e2e
 
 import (
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/gatewayco/gateway/internal/testkit"
-	"github.com/gatewayco/gateway/registry"
 )
 
 // demoProcess is a real demo-service process registered in Consul with an
@@ -18,15 +16,6 @@ import (
 type demoProcess struct {
 	id, listen string
 	cmd        *exec.Cmd
-}
-
-func buildDemo(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "demo-service")
-	if out, err := exec.Command("go", "build", "-o", bin, "./examples/demo-service").CombinedOutput(); err != nil {
-		t.Fatalf("build demo-service: %v\n%s", err, out)
-	}
-	return bin
 }
 
 func startDemo(t *testing.T, bin, consulAddr, id, listen string) *demoProcess {
@@ -52,18 +41,12 @@ func freeAddr(t *testing.T) string {
 }
 
 // instanceState reads one instance's flags from /routes.
-func instanceState(t *testing.T, a *app, id string) (listed, passing, ejected bool) {
+func instanceState(t *testing.T, a *gatewayProc, id string) (listed, passing, ejected bool) {
 	t.Helper()
-	_, body := adminGet(t, a, "/routes")
-	routes, _ := body["routes"].([]any)
-	for _, r := range routes {
-		insts, _ := r.(map[string]any)["instances"].([]any)
-		for _, i := range insts {
-			m := i.(map[string]any)
-			if m["id"] == id {
-				p, _ := m["passing"].(bool)
-				e, _ := m["ejected"].(bool)
-				return true, p, e
+	for _, r := range getRoutes(t, a).Routes {
+		for _, in := range r.Instances {
+			if in.ID == id {
+				return true, in.Passing, in.Ejected
 			}
 		}
 	}
@@ -75,7 +58,8 @@ func instanceState(t *testing.T, a *app, id string) (listed, passing, ejected bo
 // ejection stops traffic to it before Consul's check notices, and once the
 // process is back and its check passes it serves again.
 func TestKilledInstanceUnderLoadLosesNoGET(t *testing.T) {
-	bin := buildDemo(t)
+	t.Parallel()
+	bin := demoBin(t)
 	client, addr := startConsul(t)
 	var procs []*demoProcess
 	for i := range 3 {
@@ -89,11 +73,19 @@ func TestKilledInstanceUnderLoadLosesNoGET(t *testing.T) {
 }
 `)
 	a := startGateway(t, addr)
-	testkit.WaitFor(t, "three passing instances", func() bool {
-		r := a.gw.Table().Routes()
-		return len(r) == 1 && len(r[0].Instances) == 3 && len(registry.Passing(r[0].Instances)) == 3 && r[0].Panic == ""
+	testkit.WaitValue(t, "three passing instances", func() (routesBody, bool) {
+		rt := getRoutes(t, a)
+		if len(rt.Routes) != 1 || len(rt.Routes[0].Instances) != 3 || rt.Routes[0].Panic != "" {
+			return rt, false
+		}
+		for _, in := range rt.Routes[0].Instances {
+			if !in.Passing {
+				return rt, false
+			}
+		}
+		return rt, true
 	})
-	l := startLoad(t, "http://"+a.publicAddr+"/api/users/7", 8)
+	l := startLoad(t, a.url("/api/users/7"), 8)
 	l.waitProgress(t, 300)
 
 	victim := procs[1]

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"net/http"
@@ -15,8 +15,12 @@ import (
 // catch-all; a request without Host, or with a path an upstream framework
 // would resolve elsewhere (";", "\"), is refused with 400 and reaches no
 // upstream.
+// routerSecretEnv names the environment variable the router test's jwt
+// blocks read their secret from (set for every gateway, see gatewayEnv).
+const routerSecretEnv = "E2E_ROUTER_SECRET"
+
 func TestRoutingSpellingsThroughConsul(t *testing.T) {
-	t.Setenv("E2E_ROUTER_SECRET", "s3cret")
+	t.Parallel()
 	client, addr := startConsul(t)
 	startBackend(t, client, "api", "api-1")
 	startBackend(t, client, "admin", "admin-1")

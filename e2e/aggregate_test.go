@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gatewayco/gateway/internal/testkit"
-	"go.uber.org/goleak"
 )
 
 // dashboardUpstreams are the three services behind the aggregate. Each
@@ -123,13 +122,17 @@ type dashAnswer struct {
 	elapsed time.Duration
 }
 
-func getDashboard(t *testing.T, a *app, path string) dashAnswer {
+// dashboardClient is the aggregate test's own client transport, so the
+// test can close its connections before counting the gateway's goroutines.
+var dashboardClient = &http.Transport{}
+
+func getDashboard(t *testing.T, p *gatewayProc, path string) dashAnswer {
 	t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+a.publicAddr+path, nil)
+	req, _ := http.NewRequest("GET", p.url(path), nil)
 	req.Header.Set("Authorization", "Bearer e2e")
 	req.Header.Set("X-Request-Id", "req-7")
 	start := time.Now()
-	resp, err := http.DefaultTransport.RoundTrip(req) // no redirect following
+	resp, err := dashboardClient.RoundTrip(req) // no redirect following
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
@@ -146,30 +149,52 @@ func getDashboard(t *testing.T, a *app, path string) dashAnswer {
 	return d
 }
 
+// TestAggregateFansOutThroughConsulAndMergesJSON does not run in parallel
+// with other tests: its user call has 100 ms between the upstream's 200 ms
+// and the call's 300 ms timeout, a margin a machine busy with another
+// test's load can eat.
 func TestAggregateFansOutThroughConsulAndMergesJSON(t *testing.T) {
 	client, addr := startConsul(t)
 	up := &dashboardUpstreams{cancelled: make(chan string, 16)}
 	pathID := func(r *http.Request) string { return strings.TrimPrefix(r.URL.Path, "/users/") }
 	queryID := func(r *http.Request) string { return r.URL.Query().Get("user") }
-	startBackendWith(t, client, "users", "users-1", up.handler("users", pathID))
-	startBackendWith(t, client, "orders", "orders-1", up.handler("orders", queryID))
-	startBackendWith(t, client, "products", "products-1", up.handler("products", queryID))
+	upstreams := []*backend{
+		startBackendWith(t, client, "users", "users-1", up.handler("users", pathID)),
+		startBackendWith(t, client, "orders", "orders-1", up.handler("orders", queryID)),
+		startBackendWith(t, client, "products", "products-1", up.handler("products", queryID)),
+	}
+	// closeConns closes the test's connections to the gateway and, from
+	// the upstreams' side, the gateway's pooled ones to them, so the
+	// gateway's goroutine count holds no connection at all.
+	closeConns := func() {
+		dashboardClient.CloseIdleConnections()
+		for _, b := range upstreams {
+			b.srv.CloseClientConnections()
+		}
+	}
 	putRoute(t, client, "dashboard.hcl", dashboardDoc)
 	a := startGateway(t, addr)
 	testkit.WaitFor(t, "aggregates with every call's instance", func() bool {
-		for _, ag := range a.gw.Table().Aggregates() {
+		aggs := getRoutes(t, a).Aggregates
+		for _, ag := range aggs {
 			for _, c := range ag.Calls {
 				if len(c.Instances) != 1 {
 					return false
 				}
 			}
 		}
-		return len(a.gw.Table().Aggregates()) == 2
+		return len(aggs) == 2
 	})
-	// Warm up, then count goroutines from here: requests must not leave any
-	// behind (keep-alive connections to the upstreams are pooled on purpose).
-	getDashboard(t, a, "/api/dashboard/0")
-	leaks := goleak.IgnoreCurrent()
+	// Warm up, then count the gateway's goroutines from here: requests must
+	// not leave any behind.
+	testkit.WaitFor(t, "a warm-up answer with every call", func() bool {
+		return getDashboard(t, a, "/api/dashboard/0").status == http.StatusOK
+	})
+	closeConns()
+	testkit.WaitFor(t, "the warm-up's client connection closed", func() bool {
+		return sample(scrape(t, a), "gateway_connections_open") == 0
+	})
+	leaks := goroutineBaseline(t, a)
 
 	t.Run("calls run concurrently and every member is merged", func(t *testing.T) {
 		up.maxInflight.Store(0)
@@ -301,11 +326,6 @@ func TestAggregateFansOutThroughConsulAndMergesJSON(t *testing.T) {
 		}
 	})
 
-	goleak.VerifyNone(t, leaks,
-		// Pooled keep-alive connections: the gateway's to the upstreams and
-		// the test's to the gateway, and the servers' ends of them.
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreAnyFunction("net/http.(*conn).serve"),
-		goleak.IgnoreAnyFunction("net/http.(*connReader).backgroundRead"))
+	closeConns()
+	checkGoroutinesBack(t, a, leaks)
 }

@@ -1,73 +1,21 @@
-package main
+package e2e
 
 import (
 	"fmt"
-	"net/http"
+	"net"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/consul/api"
-	"github.com/hashicorp/go-hclog"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/gatewayco/gateway/internal/consultest"
 	"github.com/gatewayco/gateway/internal/testkit"
 )
 
-// scrape fetches the admin /metrics page and parses it as Prometheus does.
-func scrape(t *testing.T, a *app) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get("http://" + a.adminAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("/metrics: status %d", resp.StatusCode)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("/metrics does not parse: %v", err)
-	}
-	return fams
-}
-
-// sample returns the value of the series of name whose labels include
-// every label in want ("k=v" pairs), or -1 when there is none.
-func sample(fams map[string]*dto.MetricFamily, name string, want ...string) float64 {
-	f := fams[name]
-	if f == nil {
-		return -1
-	}
-next:
-	for _, m := range f.GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for _, kv := range want {
-			k, v, _ := strings.Cut(kv, "=")
-			if have[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue()
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return -1
-}
-
 func TestMetricsEndpointSeriesMoveWithTraffic(t *testing.T) {
+	t.Parallel()
 	agent := consultest.Start(t)
 	client := consulClient(t, agent.HTTPAddr)
 	b := startBackend(t, client, "users", "users-1")
@@ -86,7 +34,7 @@ func TestMetricsEndpointSeriesMoveWithTraffic(t *testing.T) {
 	getInstance(t, a, "/unrouted/secret-path-123")
 	after := scrape(t, a)
 
-	inst := b.srv.Listener.Addr().String()
+	inst := b.addr()
 	moved := []struct {
 		name  string
 		label []string
@@ -148,21 +96,15 @@ func TestMetricsEndpointSeriesMoveWithTraffic(t *testing.T) {
 	})
 }
 
+// TestRegisterFlagRegistersWithPassingCheckAndDeregistersOnShutdown: with
+// -register the gateway enters the catalog under the ports it bound, with
+// an HTTP check on its admin /health that passes, and SIGTERM takes it out
+// again before it exits 0.
 func TestRegisterFlagRegistersWithPassingCheckAndDeregistersOnShutdown(t *testing.T) {
+	t.Parallel()
 	client, addr := startConsul(t)
-	f := serveFlags{listen: "127.0.0.1:0", admin: "127.0.0.1:0", prefix: "gateway/routes/", consul: addr,
-		self: selfFlags{register: true, name: "edge-gw"}}
 	putRoute(t, client, "empty.hcl", "# no routes yet\n")
-	a, err := startApp(f, hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			_ = a.shutdown(5 * time.Second)
-		}
-	})
+	gw := startGateway(t, addr, "-register", "-service-name", "edge-gw")
 	var entry *api.ServiceEntry
 	testkit.WaitFor(t, "edge-gw passing in consul", func() bool {
 		entries, _, err := client.Health().Service("edge-gw", "", true, nil)
@@ -172,12 +114,12 @@ func TestRegisterFlagRegistersWithPassingCheckAndDeregistersOnShutdown(t *testin
 		entry = entries[0]
 		return true
 	})
-	_, port, _ := splitHostPort(a.publicAddr)
-	_, adminPort, _ := splitHostPort(a.adminAddr)
-	if entry.Service.Port != port || entry.Service.Address != "127.0.0.1" {
-		t.Errorf("registered %s:%d, want 127.0.0.1:%d", entry.Service.Address, entry.Service.Port, port)
+	_, port, _ := net.SplitHostPort(gw.public)
+	_, adminPort, _ := net.SplitHostPort(gw.admin)
+	if got := strconv.Itoa(entry.Service.Port); got != port || entry.Service.Address != "127.0.0.1" {
+		t.Errorf("registered %s:%d, want 127.0.0.1:%s", entry.Service.Address, entry.Service.Port, port)
 	}
-	wantCheck := fmt.Sprintf("http://127.0.0.1:%d/health", adminPort)
+	wantCheck := fmt.Sprintf("http://127.0.0.1:%s/health", adminPort)
 	var sawCheck bool
 	for _, c := range entry.Checks {
 		if c.ServiceID == entry.Service.ID {
@@ -192,9 +134,9 @@ func TestRegisterFlagRegistersWithPassingCheckAndDeregistersOnShutdown(t *testin
 		t.Errorf("no passing service check on %s", wantCheck)
 	}
 
-	stopped = true
-	if err := a.shutdown(5 * time.Second); err != nil {
-		t.Fatal(err)
+	gw.signal(t, syscall.SIGTERM)
+	if err := gw.wait(t, stopTimeout); err != nil {
+		t.Fatalf("exit after SIGTERM: %v, want status 0", err)
 	}
 	services, err := client.Agent().Services()
 	if err != nil {
@@ -202,36 +144,5 @@ func TestRegisterFlagRegistersWithPassingCheckAndDeregistersOnShutdown(t *testin
 	}
 	if _, ok := services[entry.Service.ID]; ok {
 		t.Fatalf("%s still registered after shutdown", entry.Service.ID)
-	}
-}
-
-func TestSelfEntryAddresses(t *testing.T) {
-	host := func() (string, error) { return "box", nil }
-	tests := []struct {
-		name                string
-		flags               selfFlags
-		public, admin       string
-		wantAddr, wantCheck string
-		wantID              string
-	}{
-		{"loopback defaults", selfFlags{name: "gateway"}, "127.0.0.1:8080", "127.0.0.1:8081",
-			"127.0.0.1", "http://127.0.0.1:8081/health", "gateway-box-8080"},
-		{"wildcard listen: node address, check on loopback admin", selfFlags{name: "gateway"}, "[::]:8080", "127.0.0.1:8081",
-			"", "http://127.0.0.1:8081/health", "gateway-box-8080"},
-		{"container: admin on all interfaces, check via advertise", selfFlags{name: "gw", advertise: "gateway"}, "0.0.0.0:8080", "0.0.0.0:8081",
-			"gateway", "http://gateway:8081/health", "gw-box-8080"},
-		{"nothing concrete: check on loopback", selfFlags{name: "gateway"}, "0.0.0.0:9000", "0.0.0.0:9001",
-			"", "http://127.0.0.1:9001/health", "gateway-box-9000"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			s, err := selfEntry(tc.flags, tc.public, tc.admin, host)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if s.Address != tc.wantAddr || s.CheckURL != tc.wantCheck || s.ID != tc.wantID {
-				t.Errorf("got address %q check %q id %q; want %q %q %q", s.Address, s.CheckURL, s.ID, tc.wantAddr, tc.wantCheck, tc.wantID)
-			}
-		})
 	}
 }
