@@ -73,7 +73,15 @@ func TestKilledInstanceUnderLoadLosesNoGET(t *testing.T) {
 }
 `)
 	a := startGateway(t, addr)
-	testkit.WaitValue(t, "three passing instances", func() (routesBody, bool) {
+	// Consul's own verdict first, with room for its 1 s HTTP checks to run
+	// on a loaded machine; then the gateway, which must follow it promptly.
+	// Split this way, a slow agent and a gateway that missed a change fail
+	// with different messages.
+	testkit.WaitWithin(t, time.Minute, "Consul lists three passing users instances", func() bool {
+		entries, _, err := client.Health().Service("users", "", true, nil)
+		return err == nil && len(entries) == 3
+	})
+	testkit.WaitValue(t, "the gateway routes to the three passing instances", func() (routesBody, bool) {
 		rt := getRoutes(t, a)
 		if len(rt.Routes) != 1 || len(rt.Routes[0].Instances) != 3 || rt.Routes[0].Panic != "" {
 			return rt, false
