@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,11 @@ type clientBody struct {
 	w      http.ResponseWriter // the server's own, whose connection carries the body
 	idle   time.Duration       // <= 0: no idle bound
 	failed atomic.Pointer[clientBodyError]
+	// reading counts reads waiting on the client right now. When the
+	// route deadline ends the exchange while one waits, the transport
+	// may report the deadline before the read returns its own timeout:
+	// the body was not in by the deadline, so the fault is the client's.
+	reading atomic.Int32
 
 	// mu orders deadline changes against Close: ReverseProxy closes the
 	// body before its handler returns, and the transport goroutine may
@@ -77,7 +83,9 @@ func (b *clientBody) bound(ctx context.Context) {
 
 func (b *clientBody) Read(p []byte) (int, error) {
 	b.arm()
+	b.reading.Add(1)
 	n, err := b.rc.Read(p)
+	b.reading.Add(-1)
 	switch {
 	case err == nil:
 	case err == io.EOF:
@@ -89,8 +97,11 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		b.mu.Lock()
 		closed := b.closed
 		b.mu.Unlock()
-		if closed {
-			return n, err // a read after Close is the caller's mistake, not the client's
+		if closed && !isTimeout(err) {
+			// A read after Close is the caller's mistake, not the
+			// client's. A timeout is not: that read started before Close
+			// and ran into the deadline waiting for the client.
+			return n, err
 		}
 		e := &clientBodyError{err: err}
 		b.failed.CompareAndSwap(nil, e)
@@ -204,6 +215,9 @@ func BodyError(req *http.Request, err error) error {
 	if ex := From(req.Context()); ex != nil {
 		if be := ex.body.failed.Load(); be != nil {
 			return be
+		}
+		if ex.body.reading.Load() > 0 && errors.Is(req.Context().Err(), context.DeadlineExceeded) {
+			return &clientBodyError{err: os.ErrDeadlineExceeded}
 		}
 	}
 	return nil

@@ -77,3 +77,41 @@ func TestGuardedBodyMarksItsErrorsAsTheClients(t *testing.T) {
 		t.Fatal("a read after Close was blamed on the client")
 	}
 }
+
+// TestDeadlineWhileWaitingOnTheBodyIsTheClients: the route deadline and
+// the body's read deadline are the same instant, and the transport may
+// report the deadline while the read waiting on the client has not yet
+// returned its timeout. The body was not in by the deadline: 408, never
+// a failure of the upstream.
+func TestDeadlineWhileWaitingOnTheBodyIsTheClients(t *testing.T) {
+	release := make(chan struct{})
+	waiting := make(chan struct{})
+	body := readerFunc(func(p []byte) (int, error) {
+		close(waiting)
+		<-release
+		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	})
+	ex := &Exchange{}
+	ctx, cancel := context.WithTimeout(NewContext(context.Background(), ex), 0)
+	defer cancel()
+	req := httptest.NewRequest("PUT", "/", io.NopCloser(body)).WithContext(ctx)
+	ex.GuardBody(httptest.NewRecorder(), req, 0)
+	done := make(chan error, 1)
+	go func() { _, err := req.Body.Read(make([]byte, 1)); done <- err }()
+	<-waiting
+	if got := Classify(req, context.DeadlineExceeded); got != FaultBodyTimeout {
+		t.Fatalf("while the read waits: Classify = %d, want FaultBodyTimeout (%d)", got, FaultBodyTimeout)
+	}
+	// The read's own timeout, arriving after the transport closed the
+	// body, still names the client.
+	_ = req.Body.Close()
+	close(release)
+	<-done
+	if got := Classify(req, context.DeadlineExceeded); got != FaultBodyTimeout {
+		t.Fatalf("after the read timed out: Classify = %d, want FaultBodyTimeout (%d)", got, FaultBodyTimeout)
+	}
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
