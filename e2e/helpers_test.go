@@ -457,16 +457,17 @@ func startConsulProxy(t *testing.T, consulAddr string) *consulProxy {
 	t.Helper()
 	target, _ := url.Parse("http://" + consulAddr)
 	c := &consulProxy{health: map[string]*healthAnswer{}}
-	rp := httputil.NewSingleHostReverseProxy(target)
-	// Calls cut short (the gateway stopping, Consul stopped on purpose)
-	// are the tests' doing; the gateway sees and reports each as a 502.
-	rp.ErrorLog = log.New(io.Discard, "", 0)
-	director := rp.Director
-	rp.Director = func(r *http.Request) {
-		director(r)
-		// Uncompressed answers, so ModifyResponse can read them; the
-		// transport still compresses on the wire to Consul if it likes.
-		r.Header.Del("Accept-Encoding")
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host
+			// Uncompressed answers, so ModifyResponse can read them.
+			pr.Out.Header.Del("Accept-Encoding")
+		},
+		// Calls cut short (the gateway stopping, Consul stopped on
+		// purpose) are the tests' doing; the gateway sees and reports
+		// each as a 502.
+		ErrorLog: log.New(io.Discard, "", 0),
 	}
 	rp.ModifyResponse = func(resp *http.Response) error {
 		service, ok := strings.CutPrefix(resp.Request.URL.Path, "/v1/health/service/")
