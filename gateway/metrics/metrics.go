@@ -129,7 +129,7 @@ func New(opts Options) *Metrics {
 		}, []string{"stage"}),
 		watchErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_consul_watch_errors_total",
-			Help: "Failed Consul queries of the KV and health watches.",
+			Help: "Failed Consul queries of the route, last-good state and health watches.",
 		}),
 		breaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gateway_circuit_breaker_state",
