@@ -24,21 +24,7 @@ func TestMatcherAgreesWithReferenceOnCaseInsensitiveRoutes(t *testing.T) {
 	segs := []string{"api", "API", "Api", "users", "Users", "v1", "V1", "a", "A", "ap"}
 	hosts := []string{"", "", "a.example.com", "{sub}.c.example.com"}
 	methods := [][]string{nil, nil, {"GET"}, {"POST"}}
-	randPath := func(vars bool) string {
-		var b strings.Builder
-		for i := range 1 + rng.IntN(4) {
-			b.WriteByte('/')
-			if vars && rng.IntN(4) == 0 {
-				fmt.Fprintf(&b, "{v%d}", i)
-				continue
-			}
-			b.WriteString(segs[rng.IntN(len(segs))])
-		}
-		if rng.IntN(5) == 0 {
-			b.WriteByte('/')
-		}
-		return b.String()
-	}
+	randPath := func(vars bool) string { return randomPath(rng, segs, vars) }
 	for table := range 200 {
 		var specs []Spec
 		for i := range 1 + rng.IntN(30) {

@@ -38,22 +38,7 @@ func TestMatcherAgreesWithMux(t *testing.T) {
 	segs := []string{"api", "users", "v1", "items", "a", "ap"}
 	hosts := []string{"", "", "a.example.com", "b.example.com", "{sub}.c.example.com"}
 	methods := [][]string{nil, nil, {"GET"}, {"POST"}, {"GET", "PUT"}}
-	randPath := func(vars bool) string {
-		n := 1 + rng.IntN(4)
-		var b strings.Builder
-		for i := range n {
-			b.WriteByte('/')
-			if vars && rng.IntN(4) == 0 {
-				fmt.Fprintf(&b, "{v%d}", i)
-				continue
-			}
-			b.WriteString(segs[rng.IntN(len(segs))])
-		}
-		if rng.IntN(5) == 0 {
-			b.WriteByte('/')
-		}
-		return b.String()
-	}
+	randPath := func(vars bool) string { return randomPath(rng, segs, vars) }
 	for table := range 200 {
 		var specs []Spec
 		for i := range 1 + rng.IntN(30) {
@@ -133,4 +118,23 @@ func TestMatcherAgreesWithMux(t *testing.T) {
 			}
 		}
 	}
+}
+
+// randomPath draws a path (or, with vars, a template) of one to four
+// segments from segs, sometimes with a trailing slash: the matcher tests'
+// small vocabulary, so that routes and requests collide often.
+func randomPath(rng *rand.Rand, segs []string, vars bool) string {
+	var b strings.Builder
+	for i := range 1 + rng.IntN(4) {
+		b.WriteByte('/')
+		if vars && rng.IntN(4) == 0 {
+			fmt.Fprintf(&b, "{v%d}", i)
+			continue
+		}
+		b.WriteString(segs[rng.IntN(len(segs))])
+	}
+	if rng.IntN(5) == 0 {
+		b.WriteByte('/')
+	}
+	return b.String()
 }
