@@ -46,10 +46,10 @@ func (u *Upstream) send(req *http.Request) (*http.Response, error) {
 	if u.retry.Budget != nil {
 		u.retry.Budget.Request()
 	}
-	var triedBuf [4]int // room for the usual attempts without allocating
-	tried := triedBuf[:0]
+	view := u.newView()
+	defer releaseView(view)
 	for attempt := 1; ; attempt++ {
-		i := u.pick(tried)
+		i := u.pick(view)
 		if i < 0 {
 			if u.metrics != nil {
 				u.noInstance.Record(true)
@@ -64,8 +64,8 @@ func (u *Upstream) send(req *http.Request) (*http.Response, error) {
 			}
 		}
 		resp, err := u.to(r, i)
-		tried = append(tried, i)
-		if attempt >= tries || len(tried) >= len(u.hosts) || !retryWorthy(req, resp, err) {
+		view.tried = append(view.tried, i)
+		if attempt >= tries || len(view.tried) >= len(u.hosts) || !retryWorthy(req, resp, err) {
 			return resp, err
 		}
 		// A failed dial never reached the service, so retrying it adds no

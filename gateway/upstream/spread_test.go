@@ -37,7 +37,7 @@ func TestSpreadIsEvenWithAnUnavailableInstance(t *testing.T) {
 				const picks = 4000
 				counts := make([]int, 5)
 				for range picks {
-					counts[u.pick(tried)]++
+					counts[u.pick(&poolView{u: u, tried: tried})]++
 				}
 				if counts[1] != 0 {
 					t.Fatalf("unavailable instance got %d picks: %v", counts[1], counts)
@@ -64,10 +64,10 @@ func TestEjectedInstanceIsTheLastResort(t *testing.T) {
 		hosts: []string{"a:1", "b:1"}, health: []*balancer.InstanceHealth{{}, {}}}
 	u.health[0].EjectUntil(now.Add(time.Minute))
 	u.health[1].EjectUntil(now.Add(time.Minute))
-	if got := u.pick(nil); got < 0 {
+	if got := u.pick(&poolView{u: u}); got < 0 {
 		t.Fatalf("pick = %d with only ejected instances, want one of them", got)
 	}
-	if got := u.pick([]int{0}); got != 1 {
+	if got := u.pick(&poolView{u: u, tried: []int{0}}); got != 1 {
 		t.Fatalf("pick = %d with 0 tried and 1 ejected, want 1", got)
 	}
 }

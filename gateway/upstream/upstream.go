@@ -12,6 +12,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/gatewayco/gateway/balancer"
@@ -130,32 +131,49 @@ func (u *Upstream) ejected(i int, now time.Time) bool {
 	return u.health != nil && i < len(u.health) && u.health[i].Ejected(now)
 }
 
-// pick asks the balancer for an instance among those the pool view calls
+// pick asks the balancer for an instance among those the pool view v calls
 // available: not tried by an earlier attempt of this request (a retry
 // never lands on the instance that just failed) and not ejected. An
 // ejected instance is still used when nothing else is left: trying it
 // beats refusing the request.
-func (u *Upstream) pick(tried []int) int {
+func (u *Upstream) pick(v *poolView) int {
 	if len(u.hosts) == 0 {
 		return -1
 	}
-	view := &poolView{u: u, tried: tried}
+	v.keepEjected = false
 	if u.health != nil {
-		view.now = u.now().UnixNano()
+		v.now = u.now().UnixNano()
 	}
-	if i := u.balancer.Pick(view); i >= 0 {
+	if i := u.balancer.Pick(v); i >= 0 {
 		return i
 	}
-	view.keepEjected = true
-	return u.balancer.Pick(view)
+	v.keepEjected = true
+	return u.balancer.Pick(v)
 }
 
-// poolView is the balancer's view of an upstream for one pick.
+// poolView is the balancer's view of an upstream for one request's picks.
 type poolView struct {
 	u           *Upstream
-	tried       []int
-	now         int64 // Unix nanoseconds, for ejection; zero without outlier ejection
-	keepEjected bool  // last resort: ejected instances count as available
+	tried       []int  // instances this request tried, in buf while it fits
+	buf         [4]int // room for the usual attempts
+	now         int64  // Unix nanoseconds, for ejection; zero without outlier ejection
+	keepEjected bool   // last resort: ejected instances count as available
+}
+
+// views recycles pool views. The balancer takes its pool as an interface,
+// so a view (and the tried list inside it) cannot live on the stack; from
+// a pool, the request path allocates neither.
+var views = sync.Pool{New: func() any { return new(poolView) }}
+
+func (u *Upstream) newView() *poolView {
+	v := views.Get().(*poolView)
+	v.u, v.tried = u, v.buf[:0]
+	return v
+}
+
+func releaseView(v *poolView) {
+	*v = poolView{}
+	views.Put(v)
 }
 
 func (p *poolView) Len() int { return len(p.u.hosts) }
