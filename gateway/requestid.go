@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
+	"strings"
 
 	"github.com/gatewayco/gateway/gateway/exchange"
 )
@@ -19,15 +20,20 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// validRequestID accepts what is safe to log and forward: 1 to 128
-// printable ASCII characters (space included). Anything else, such as
-// control characters that would forge log lines, is replaced.
+// validRequestID accepts what is safe to log and forward: 1 to 128 of
+// the characters request IDs are made of (UUIDs, hex, base64 and the
+// usual separators: letters, digits and - _ . : + / = @). Anything else is
+// replaced: control characters would forge log lines, and quotes, spaces
+// or backslashes would forge fields within one.
 func validRequestID(id string) bool {
 	if id == "" || len(id) > maxRequestIDLen {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
-		if id[i] < 0x20 || id[i] > 0x7e {
+		switch c := id[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("-_.:+/=@", c) >= 0:
+		default:
 			return false
 		}
 	}

@@ -59,6 +59,12 @@ func TestRequestIDIsKeptWhenValidAndReplacedOtherwise(t *testing.T) {
 		{"non-ASCII: replaced", []string{"idé"}, "generated-id"},
 		{"empty: replaced", []string{""}, "generated-id"},
 		{"two values: replaced", []string{"a", "b"}, "generated-id"},
+		{"uuid: propagated", []string{"3f2b8c1e-9d4a-4c7b-8e21-0a5f6d7c8b9a"}, "3f2b8c1e-9d4a-4c7b-8e21-0a5f6d7c8b9a"},
+		{"base64: propagated", []string{"aGVsbG8+d29ybGQ/=="}, "aGVsbG8+d29ybGQ/=="},
+		// Printable, but a quote, a backslash or a space would forge
+		// fields of the access-log line in text mode.
+		{"quote and fields: replaced", []string{`abc\" route=admin status=200 forged=\"1`}, "generated-id"},
+		{"space: replaced", []string{"a b"}, "generated-id"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,6 +85,9 @@ func TestRequestIDIsKeptWhenValidAndReplacedOtherwise(t *testing.T) {
 				t.Errorf("response X-Request-Id %q, want [%q]", got, tc.want)
 			}
 		})
+	}
+	if strings.Contains(log.String(), "forged") || strings.Contains(log.String(), "route=admin") {
+		t.Errorf("a client's request ID forged access-log fields:\n%s", log.String())
 	}
 	if !strings.Contains(log.String(), "request_id=client-abc-123") {
 		t.Errorf("access log lacks request_id=client-abc-123:\n%s", log.String())
