@@ -10,7 +10,9 @@ import (
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/policy"
 	"github.com/gatewayco/gateway/gateway/upstream"
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // forgingAuth answers every request to the auth instance at host itself,
@@ -61,5 +63,48 @@ route "api" {
 	}
 	if n := hits.Load(); n != 0 {
 		t.Fatalf("%d requests with an unsendable header reached the upstream", n)
+	}
+}
+
+// TestUnderscoreSpellingsOfVerifiedHeadersNeverReachTheUpstream: CGI-style
+// frameworks read X_User_Email as X-User-Email, so a client-sent
+// underscore copy of a forward_claims header would stand beside (or, for
+// a claim the token lacks, instead of) the verified value.
+func TestUnderscoreSpellingsOfVerifiedHeadersNeverReachTheUpstream(t *testing.T) {
+	secret := "an-underscore-test-secret-32-byte"
+	t.Setenv("TEST_UNDERSCORE_SECRET", secret)
+	echo := &headerEcho{}
+	_, inst := startUpstream(t, "api-1", echo.serve)
+	pg := startPolicyGateway(t, Options{}, `
+route "api" {
+  path_prefix = "/api"
+  service     = "api"
+  jwt {
+    algorithms     = ["HS256"]
+    secret_env     = "TEST_UNDERSCORE_SECRET"
+    forward_claims = { sub = "X-User-Id", email = "X-User-Email" }
+  }
+}`, map[string][]registry.Instance{"api": {inst}})
+	tok := testkit.SignJWT(t, jwt.SigningMethodHS256, "", []byte(secret), jwt.MapClaims{"sub": "bob", "exp": time.Now().Add(time.Hour).Unix()})
+	req, _ := http.NewRequest("GET", pg.url+"/api/x", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header["X_User_Id"] = []string{"alice"}
+	req.Header["X_USER_EMAIL"] = []string{"admin@corp"}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, want 200", resp.StatusCode)
+	}
+	got := echo.got()
+	for k, v := range got {
+		if n := strings.ToLower(strings.ReplaceAll(k, "_", "-")); (n == "x-user-id" && k != "X-User-Id") || n == "x-user-email" {
+			t.Errorf("upstream got %s: %q from the client", k, v)
+		}
+	}
+	if v := got.Values("X-User-Id"); len(v) != 1 || v[0] != "bob" {
+		t.Errorf("upstream X-User-Id %q, want the verified [bob]", v)
 	}
 }

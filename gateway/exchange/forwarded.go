@@ -143,3 +143,41 @@ func PeerIP(r *http.Request) string {
 	}
 	return host
 }
+
+// DeleteHeader removes name from h in every spelling an upstream may read
+// as that header: the canonical one, and any with underscores for dashes
+// in any case, which CGI-style frameworks (PHP, WSGI, Rack) read as the
+// same HTTP_X_USER_ID. Auth policies use it before they set a verified
+// value, so a client cannot slip its own value in beside it.
+func DeleteHeader(h http.Header, name string) {
+	h.Del(name)
+	for k := range h {
+		if strings.IndexByte(k, '_') >= 0 && sameHeaderName(k, name) {
+			delete(h, k)
+		}
+	}
+}
+
+// sameHeaderName compares header names ignoring case, with '_' equal to
+// '-', without allocating.
+func sameHeaderName(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if foldName(a[i]) != foldName(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func foldName(c byte) byte {
+	switch {
+	case c == '_':
+		return '-'
+	case 'A' <= c && c <= 'Z':
+		return c + 'a' - 'A'
+	}
+	return c
+}

@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"testing"
@@ -33,5 +34,19 @@ func TestClientAddrBelievesXFFOnlyFromTrustedProxies(t *testing.T) {
 				t.Fatalf("ClientAddr = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestDeleteHeaderRemovesEverySpellingAnUpstreamReadsAsIt(t *testing.T) {
+	h := http.Header{}
+	h.Set("X-User-Id", "alice")
+	h["X_user_id"] = []string{"alice"}
+	h["X_USER_ID"] = []string{"alice"}
+	h["X-user_Id"] = []string{"alice"}
+	h.Set("X-User-Idx", "keep")
+	h["X_User"] = []string{"keep"}
+	DeleteHeader(h, "X-User-Id")
+	if len(h) != 2 || h.Get("X-User-Idx") != "keep" || h["X_User"] == nil {
+		t.Fatalf("after DeleteHeader: %v, want only X-User-Idx and X_User", h)
 	}
 }

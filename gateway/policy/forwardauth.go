@@ -38,7 +38,7 @@ var hopHeaders = []string{
 func ForwardAuthenticated(route string, cfg *config.ForwardAuth, up http.RoundTripper, trusted []netip.Prefix, logger hclog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for _, h := range cfg.CopyHeaders {
-			r.Header.Del(h)
+			exchange.DeleteHeader(r.Header, h)
 		}
 		if !oneCredential(w, r, route, "") {
 			return

@@ -218,7 +218,7 @@ func oneCredential(w http.ResponseWriter, r *http.Request, route, challenge stri
 func JWTAuthenticated(route string, cfg *config.JWT, v *Verifier, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for _, h := range cfg.ForwardClaims {
-			r.Header.Del(h)
+			exchange.DeleteHeader(r.Header, h)
 		}
 		if !oneCredential(w, r, route, `Bearer error="invalid_request"`) {
 			return
