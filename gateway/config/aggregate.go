@@ -134,7 +134,7 @@ func decodeAggregate(p *problems, b *hcl.Block) *aggregateSrc {
 			Service: ca.str(attrService), Tag: ca.str(attrTag), Path: ca.str(attrPath),
 			Required: ca.boolean(attrRequired), Timeout: ca.duration(attrTimeout),
 		}
-		decodeUpstreamPolicy(p, cblocks, ca, &call.Policy)
+		decodeUpstreamPolicy(p, cblocks, ca, &call.Policy, &ag.Policy)
 		ag.Calls = append(ag.Calls, call)
 		ag.calls = append(ag.calls, &callSrc{block: cb, attrs: ca})
 	}

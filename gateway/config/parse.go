@@ -150,6 +150,6 @@ func decodeRoute(p *problems, b *hcl.Block) *routeSrc {
 	r.Balancer = a.str(attrBalancer)
 	r.Timeout = a.duration(attrTimeout)
 	decodeAccessPolicy(p, blocks, &r.Policy)
-	decodeUpstreamPolicy(p, blocks, a, &r.Policy)
+	decodeUpstreamPolicy(p, blocks, a, &r.Policy, &r.Policy)
 	return r
 }

@@ -89,10 +89,19 @@ func authHeaderName(p *problems, pos Pos, what, h string) (string, bool) {
 
 // decodeUpstreamPolicy reads the upstreamPolicy part into pol: the
 // circuit_breaker block out of blocks, and retries and
-// retry_non_idempotent out of a, whose spec must have the part.
-func decodeUpstreamPolicy(p *problems, blocks hcl.Blocks, a *attrs, pol *Policy) {
+// retry_non_idempotent out of a, whose spec must have the part. access is
+// the admission policy the calls are made under (the route's own, or the
+// aggregate's for its calls): with jwt or forward_auth, answers are per
+// user, whatever header carries the user, so serve_stale, which replays
+// one client's answer to the next, is refused.
+func decodeUpstreamPolicy(p *problems, blocks hcl.Blocks, a *attrs, pol *Policy, access *Policy) {
 	if b := single(p, blocks, circuitBreakerSpec); b != nil {
-		pol.CircuitBreaker = decodeBreaker(p, b)
+		var stalePos Pos
+		pol.CircuitBreaker, stalePos = decodeBreaker(p, b)
+		if pol.CircuitBreaker.ServeStale && (access.JWT != nil || access.ForwardAuth != nil) {
+			p.addf(stalePos, "%s cannot be used with %s or %s: their answers are per user, and a stale copy would be served to other users",
+				attrServeStale, jwtSpec.typ, forwardAuthSpec.typ)
+		}
 	}
 	pol.Retries = a.integer(attrRetries)
 	if a.ok(attrRetries) && (pol.Retries < 0 || pol.Retries > MaxRetries) {
@@ -250,7 +259,7 @@ func decodeForwardAuth(p *problems, b *hcl.Block) *ForwardAuth {
 	return f
 }
 
-func decodeBreaker(p *problems, b *hcl.Block) *CircuitBreaker {
+func decodeBreaker(p *problems, b *hcl.Block) (*CircuitBreaker, Pos) {
 	a, blocks := decodeBody(p, b, circuitBreakerSpec)
 	c := &CircuitBreaker{
 		FailureRatio: a.number(attrFailureRatio), MinRequests: a.integer(attrMinRequests),
@@ -274,7 +283,7 @@ func decodeBreaker(p *problems, b *hcl.Block) *CircuitBreaker {
 	if fb := single(p, blocks, fallbackSpec); fb != nil {
 		c.Fallback = decodeFallback(p, fb)
 	}
-	return c
+	return c, a.pos(attrServeStale)
 }
 
 func decodeFallback(p *problems, b *hcl.Block) *Fallback {

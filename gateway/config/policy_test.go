@@ -32,7 +32,7 @@ func TestParsePolicies(t *testing.T) {
 		`  circuit_breaker {`,
 		`    failure_ratio = 0.5`,
 		`    open_timeout  = "10s"`,
-		`    serve_stale   = true`,
+		`    serve_stale   = false`,
 		`    fallback {`,
 		`      content_type = "application/json"`,
 		`      body         = "{\"orders\": []}"`,
@@ -66,7 +66,7 @@ func TestParsePolicies(t *testing.T) {
 				Issuer: "https://auth.example.com", Audience: "api", ForwardClaims: map[string]string{"sub": "X-User-Id"},
 			},
 			CircuitBreaker: &config.CircuitBreaker{
-				FailureRatio: 0.5, MinRequests: config.DefaultMinRequests, OpenTimeout: 10 * time.Second, ServeStale: true,
+				FailureRatio: 0.5, MinRequests: config.DefaultMinRequests, OpenTimeout: 10 * time.Second, ServeStale: false,
 				Fallback: &config.Fallback{Status: 200, ContentType: "application/json", Body: `{"orders": []}`},
 			},
 		},
@@ -178,6 +178,53 @@ func TestParsePolicyErrors(t *testing.T) {
 				if !strings.HasPrefix(e.Error(), tt.want[i]) {
 					t.Errorf("error %d:\n got %q\nwant prefix %q", i, e.Error(), tt.want[i])
 				}
+			}
+		})
+	}
+}
+
+// TestServeStaleRefusedBehindAuth: behind jwt or forward_auth answers are
+// per user, whatever header carries the user, so replaying one client's
+// answer to the next is refused, on a route and on an aggregate's call.
+func TestServeStaleRefusedBehindAuth(t *testing.T) {
+	for name, src := range map[string]string{
+		"route with forward_auth": `route "r" {
+  path_prefix = "/r"
+  service     = "r"
+  forward_auth {
+    service = "auth"
+    path    = "/verify"
+  }
+  circuit_breaker {
+    failure_ratio = 0.5
+    serve_stale   = true
+  }
+}
+`,
+		"aggregate call under jwt": `aggregate "a" {
+  path = "/a/{id}"
+  jwt {
+    algorithms = ["HS256"]
+    secret_env = "S"
+  }
+  call "c" {
+    service = "c"
+    path    = "/c/{id}"
+    circuit_breaker {
+      failure_ratio = 0.5
+      serve_stale   = true
+    }
+  }
+}
+`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := config.Parse("k", []byte(src), 1)
+			if err == nil || !strings.Contains(err.Error(), "serve_stale cannot be used with jwt or forward_auth") {
+				t.Fatalf("err = %v, want serve_stale refused behind auth", err)
+			}
+			if !strings.Contains(err.Error(), "k:10:21:") && !strings.Contains(err.Error(), "k:12:23:") {
+				t.Errorf("err = %v, want it at serve_stale's value", err)
 			}
 		})
 	}

@@ -221,7 +221,7 @@ func outcome(req *http.Request, resp *http.Response, err error) error {
 
 func (b *RouteBreaker) whenOpen(req *http.Request) (*http.Response, error) {
 	if b.stale != nil && req.Method == http.MethodGet && req.Header.Get("Authorization") == "" && req.Header.Get("Cookie") == "" {
-		if e := b.stale.Get(staleKey(req)); e != nil {
+		if e := b.stale.lookup(req); e != nil {
 			h := e.Header.Clone()
 			h.Set(StaleHeader, "1")
 			return synthetic(req, e.Status, h, e.Body), nil

@@ -30,6 +30,39 @@ type StaleEntry struct {
 	Header http.Header
 	// Body is the whole body as the upstream sent it.
 	Body []byte
+	// Vary holds, for each request header the answer's Vary names, the
+	// value the request that got it sent: the answer is only replayed to
+	// a request sending the same values, as a shared cache does.
+	Vary map[string]string
+}
+
+// matches reports whether req may get e: it sends what e's request sent
+// in every header the answer varies on.
+func (e *StaleEntry) matches(req *http.Request) bool {
+	for name, v := range e.Vary {
+		if strings.Join(req.Header.Values(name), ", ") != v {
+			return false
+		}
+	}
+	return true
+}
+
+// varyOn returns the request's values of the headers resp varies on.
+func varyOn(req *http.Request, resp *http.Response) map[string]string {
+	var out map[string]string
+	for _, v := range resp.Header.Values("Vary") {
+		for _, name := range strings.Split(v, ",") {
+			name = http.CanonicalHeaderKey(strings.TrimSpace(name))
+			if name == "" {
+				continue
+			}
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[name] = strings.Join(req.Header.Values(name), ", ")
+		}
+	}
+	return out
 }
 
 // Defaults of a StaleCache: up to 1000 responses of up to 256 KiB, i.e. at
@@ -75,6 +108,14 @@ func (c *StaleCache) Put(e *StaleEntry) {
 	c.entries[e.Key] = c.lru.PushFront(e)
 }
 
+// lookup returns the entry for req when its Vary headers match, or nil.
+func (c *StaleCache) lookup(req *http.Request) *StaleEntry {
+	if e := c.Get(staleKey(req)); e != nil && e.matches(req) {
+		return e
+	}
+	return nil
+}
+
 // Get returns the entry for key, or nil.
 func (c *StaleCache) Get(key string) *StaleEntry {
 	c.mu.Lock()
@@ -103,14 +144,18 @@ func (c *StaleCache) record(req *http.Request, resp *http.Response) {
 	h := resp.Header.Clone()
 	h.Del("Set-Cookie")
 	resp.Body = &staleRecorder{rc: resp.Body, cache: c, entry: &StaleEntry{
-		Key: staleKey(req), Status: resp.StatusCode, Header: h,
+		Key: staleKey(req), Status: resp.StatusCode, Header: h, Vary: varyOn(req, resp),
 	}}
 }
 
 // shareable reports whether an answer may be replayed to other clients
 // while the breaker is open, by the rules a shared HTTP cache follows: not
 // when the request was personal (credentials or cookies) or the response
-// says it is (Set-Cookie, Cache-Control private or no-store, Vary: *).
+// says it is (Set-Cookie, Cache-Control private or no-store, Vary: *); an
+// answer that varies on other headers is replayed only to requests that
+// send the same values (StaleEntry.Vary). Routes with jwt or forward_auth
+// cannot serve stale at all (config refuses it): their answers are per
+// user, whatever header carries the user.
 func shareable(req *http.Request, resp *http.Response) bool {
 	if req.Header.Get("Authorization") != "" || req.Header.Get("Cookie") != "" {
 		return false
