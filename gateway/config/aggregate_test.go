@@ -1,9 +1,7 @@
 package config_test
 
 import (
-	"errors"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -158,22 +156,7 @@ func TestParseAggregateErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := config.Parse("k", tt.src, 1)
-			if got != nil {
-				t.Errorf("Parse returned a document despite errors: %+v", got)
-			}
-			var es config.Errors
-			if !errors.As(err, &es) || !errors.Is(err, config.ErrInvalid) {
-				t.Fatalf("Parse error %v is not config.Errors matching ErrInvalid", err)
-			}
-			if len(es) != len(tt.want) {
-				t.Fatalf("got %d errors, want %d:\n%v", len(es), len(tt.want), err)
-			}
-			for i, e := range es {
-				if !strings.HasPrefix(e.Error(), tt.want[i]) {
-					t.Errorf("error %d:\n got %q\nwant prefix %q", i, e.Error(), tt.want[i])
-				}
-			}
+			expectErrors(t, tt.src, tt.want)
 		})
 	}
 }

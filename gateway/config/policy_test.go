@@ -1,7 +1,6 @@
 package config_test
 
 import (
-	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -165,20 +164,7 @@ func TestParsePolicyErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := config.Parse("k", tt.src, 1)
-			if got != nil || !errors.Is(err, config.ErrInvalid) {
-				t.Fatalf("Parse = %v, %v; want ErrInvalid", got, err)
-			}
-			var es config.Errors
-			errors.As(err, &es)
-			if len(es) != len(tt.want) {
-				t.Fatalf("got %d errors, want %d:\n%v", len(es), len(tt.want), err)
-			}
-			for i, e := range es {
-				if !strings.HasPrefix(e.Error(), tt.want[i]) {
-					t.Errorf("error %d:\n got %q\nwant prefix %q", i, e.Error(), tt.want[i])
-				}
-			}
+			expectErrors(t, tt.src, tt.want)
 		})
 	}
 }

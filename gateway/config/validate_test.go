@@ -1,11 +1,7 @@
 package config_test
 
 import (
-	"errors"
-	"strings"
 	"testing"
-
-	"github.com/gatewayco/gateway/gateway/config"
 )
 
 // routeWith wraps attribute lines in a route block that is otherwise valid
@@ -146,25 +142,7 @@ func TestParseErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := config.Parse("k", tt.src, 1)
-			if got != nil {
-				t.Errorf("Parse returned a document despite errors: %+v", got)
-			}
-			if !errors.Is(err, config.ErrInvalid) {
-				t.Fatalf("Parse error %v does not match ErrInvalid", err)
-			}
-			var es config.Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("Parse error %T is not config.Errors", err)
-			}
-			if len(es) != len(tt.want) {
-				t.Fatalf("got %d errors, want %d:\n%v", len(es), len(tt.want), err)
-			}
-			for i, e := range es {
-				if !strings.HasPrefix(e.Error(), tt.want[i]) {
-					t.Errorf("error %d:\n got %q\nwant prefix %q", i, e.Error(), tt.want[i])
-				}
-			}
+			expectErrors(t, tt.src, tt.want)
 		})
 	}
 }
