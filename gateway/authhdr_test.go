@@ -74,7 +74,7 @@ func TestUnderscoreSpellingsOfVerifiedHeadersNeverReachTheUpstream(t *testing.T)
 	secret := "an-underscore-test-secret-32-byte"
 	t.Setenv("TEST_UNDERSCORE_SECRET", secret)
 	echo := &headerEcho{}
-	_, inst := startUpstream(t, "api-1", echo.serve)
+	_, inst := startUpstream(t, "api-1", echo.ServeHTTP)
 	pg := startPolicyGateway(t, Options{}, `
 route "api" {
   path_prefix = "/api"

@@ -97,3 +97,28 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// headerEcho is an upstream (or auth service, or aggregate call) that
+// records the last header set it received and answers 200 with a JSON
+// body, an X-User for copy_headers, and an X-Request-Id of its own, which
+// the gateway must replace on the way back.
+type headerEcho struct {
+	mu   sync.Mutex
+	last http.Header
+}
+
+func (h *headerEcho) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	h.last = r.Header.Clone()
+	h.mu.Unlock()
+	w.Header().Set("X-Request-Id", "upstream-own-id")
+	w.Header().Set("X-User", "u1")
+	_, _ = io.WriteString(w, `{"ok":true}`)
+}
+
+// got is the header set of the last request received.
+func (h *headerEcho) got() http.Header {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.last
+}

@@ -3,7 +3,6 @@ package gateway
 import (
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -12,30 +11,9 @@ import (
 	"github.com/gatewayco/gateway/registry"
 )
 
-// headerEcho is an upstream that records the headers it received and, like
-// many real services, echoes its own X-Request-Id back.
-type headerEcho struct {
-	mu   sync.Mutex
-	last http.Header
-}
-
-func (h *headerEcho) serve(w http.ResponseWriter, r *http.Request) {
-	h.mu.Lock()
-	h.last = r.Header.Clone()
-	h.mu.Unlock()
-	w.Header().Set("X-Request-Id", "upstream-own-id")
-	w.WriteHeader(http.StatusOK)
-}
-
-func (h *headerEcho) got() http.Header {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.last
-}
-
 func TestRequestIDIsKeptWhenValidAndReplacedOtherwise(t *testing.T) {
 	echo := &headerEcho{}
-	_, inst := startUpstream(t, "echo-1", echo.serve)
+	_, inst := startUpstream(t, "echo-1", echo.ServeHTTP)
 	var log syncBuffer
 	gw := New(Options{
 		RequestID: func() string { return "generated-id" },
@@ -123,7 +101,7 @@ func TestDefaultRequestIDIs32HexCharsAndUnique(t *testing.T) {
 
 func TestTraceContextHeadersReachUpstreamUntouched(t *testing.T) {
 	echo := &headerEcho{}
-	_, inst := startUpstream(t, "echo-1", echo.serve)
+	_, inst := startUpstream(t, "echo-1", echo.ServeHTTP)
 	gw := New(Options{})
 	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("echo", "/", "echo")},
 		fixed(map[string][]registry.Instance{"echo": {inst}}), nil))

@@ -2,11 +2,8 @@ package gateway
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/gatewayco/gateway/gateway/config"
@@ -23,27 +20,6 @@ var (
 		"X-Original-Forwarded-For", "X-ProxyUser-IP"}
 )
 
-// headerRecorder is an upstream answering 200 that keeps the last header
-// set it received.
-type headerRecorder struct {
-	mu   sync.Mutex
-	last http.Header
-}
-
-func (h *headerRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.mu.Lock()
-	h.last = r.Header.Clone()
-	h.mu.Unlock()
-	w.Header().Set("X-User", "u1")
-	_, _ = io.WriteString(w, `{"ok":true}`)
-}
-
-func (h *headerRecorder) seen() http.Header {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.last
-}
-
 // TestSpoofableHeadersNeverReachUpstreams: rewrite headers are dropped
 // from every peer, since the gateway routed on the request line;
 // client-address headers are dropped unless the peer is a trusted proxy.
@@ -51,7 +27,7 @@ func (h *headerRecorder) seen() http.Header {
 // X-Client-IP) count as the same header. The rule holds for the route's
 // upstream, its forward-auth service and aggregate calls alike.
 func TestSpoofableHeadersNeverReachUpstreams(t *testing.T) {
-	up, auth, call := &headerRecorder{}, &headerRecorder{}, &headerRecorder{}
+	up, auth, call := &headerEcho{}, &headerEcho{}, &headerEcho{}
 	_, upInst := startUpstream(t, "up", up.ServeHTTP)
 	_, authInst := startUpstream(t, "auth", auth.ServeHTTP)
 	_, callInst := startUpstream(t, "call", call.ServeHTTP)
@@ -98,8 +74,8 @@ aggregate "agg" {
 					t.Fatalf("%s: %d %s", path, status, body)
 				}
 			}
-			for name, rec := range map[string]*headerRecorder{"upstream": up, "auth service": auth, "aggregate call": call} {
-				seen := rec.seen()
+			for name, rec := range map[string]*headerEcho{"upstream": up, "auth service": auth, "aggregate call": call} {
+				seen := rec.got()
 				if seen == nil {
 					t.Fatalf("%s was not called", name)
 				}
@@ -119,7 +95,7 @@ aggregate "agg" {
 			if trusted {
 				// A trusted proxy's client-address headers are its own.
 				for _, k := range []string{"X-Client-IP", "True-Client-IP", "CF-Connecting-IP", "X-Forwarded-Server"} {
-					if up.seen().Get(k) != "forged" {
+					if up.got().Get(k) != "forged" {
 						t.Errorf("upstream lost %s from a trusted proxy", k)
 					}
 				}
