@@ -195,7 +195,7 @@ func (g *Gateway) finish(ex *exchange.Exchange, r *http.Request) {
 		return
 	}
 	g.access.Info("request",
-		"request_id", logValue(ex.RequestID),
+		"request_id", ex.RequestID, // safe as it is: validRequestID
 		"method", r.Method,
 		"path", logValue(r.URL.Path),
 		"route", ex.Route,

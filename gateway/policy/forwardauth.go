@@ -36,10 +36,9 @@ var hopHeaders = []string{
 // auth fails closed. A request with two Authorization headers is refused
 // with 400 before the auth service is asked.
 func ForwardAuthenticated(route string, cfg *config.ForwardAuth, up http.RoundTripper, trusted []netip.Prefix, logger hclog.Logger, next http.Handler) http.Handler {
+	own := exchange.NewHeaderSet(cfg.CopyHeaders...)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for _, h := range cfg.CopyHeaders {
-			exchange.DeleteHeader(r.Header, h)
-		}
+		own.Strip(r.Header)
 		if !oneCredential(w, r, route, "") {
 			return
 		}

@@ -11,8 +11,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -216,10 +218,9 @@ func oneCredential(w http.ResponseWriter, r *http.Request, route, challenge stri
 // makes the token invalid: forwarding it is impossible, and dropping it
 // would hand the upstream a partial identity.
 func JWTAuthenticated(route string, cfg *config.JWT, v *Verifier, next http.Handler) http.Handler {
+	own := exchange.NewHeaderSet(slices.Collect(maps.Values(cfg.ForwardClaims))...)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for _, h := range cfg.ForwardClaims {
-			exchange.DeleteHeader(r.Header, h)
-		}
+		own.Strip(r.Header)
 		if !oneCredential(w, r, route, `Bearer error="invalid_request"`) {
 			return
 		}
