@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"testing"
 )
 
@@ -38,15 +39,19 @@ func TestClientAddrBelievesXFFOnlyFromTrustedProxies(t *testing.T) {
 }
 
 func TestHeaderSetStripsEverySpellingAnUpstreamReadsAsIt(t *testing.T) {
+	// Keys as a client may send them: net/http leaves a key with an
+	// underscore uncanonicalised, so they are set raw.
 	h := http.Header{}
-	h.Set("X-User-Id", "alice")
-	h["X_user_id"] = []string{"alice"}
-	h["X_USER_ID"] = []string{"alice"}
-	h["X-user_Id"] = []string{"alice"}
-	h.Set("X-User-Idx", "keep")
-	h["X_User"] = []string{"keep"}
+	for _, k := range []string{"X-User-Id", "X_user_id", "X_USER_ID", "X-user_Id", "X-User-Idx", "X_User"} {
+		h[k] = []string{"v"}
+	}
 	NewHeaderSet("x-user-id").Strip(h)
-	if len(h) != 2 || h.Get("X-User-Idx") != "keep" || h["X_User"] == nil {
-		t.Fatalf("after Strip: %v, want only X-User-Idx and X_User", h)
+	var left []string
+	for k := range h {
+		left = append(left, k)
+	}
+	slices.Sort(left)
+	if want := []string{"X-User-Idx", "X_User"}; !slices.Equal(left, want) {
+		t.Fatalf("after Strip: %v, want %v", left, want)
 	}
 }
