@@ -60,6 +60,9 @@ type Route struct {
 	Balancer string
 	// Timeout bounds the whole upstream exchange; zero means no route timeout.
 	Timeout time.Duration
+	// ACME asks for a certificate for Host from the ACME CA; validation
+	// ensures Host is then one exact DNS name (see ACMEHostError).
+	ACME bool
 
 	// Policy holds the route's rate limit, auth, circuit breaker and
 	// retries; the zero Policy turns them all off.

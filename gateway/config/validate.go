@@ -74,8 +74,9 @@ func validateRoute(p *problems, r *routeSrc) {
 		checkTemplate(p, a, attrPathPrefix, r.PathPrefix, func(rt *mux.Route) *mux.Route { return rt.PathPrefix(r.PathPrefix) })
 	}
 
-	if a.ok(attrHost) {
-		checkHost(p, a, r.Host)
+	hostOK := a.ok(attrHost) && checkHost(p, a, r.Host)
+	if r.ACME {
+		checkACMEHost(p, a, r.Host, hostOK)
 	}
 
 	if a.ok(attrMethods) {
