@@ -1,0 +1,365 @@
+// Package acme obtains and renews certificates from an ACME CA for the hosts
+// of `acme = true` routes, with certmagic, keeping every certificate,
+// account key, challenge token and lock in Consul KV (registry.Store) so
+// that N gateway replicas make one order per host and serve the same
+// certificate. HTTP-01 is answered by Manager.HTTPHandler on the plain
+// listener, TLS-ALPN-01 by Manager.GetCertificate on the TLS listener; the
+// replica the CA reaches need not be the one that made the order, since
+// challenge tokens are shared through Consul too.
+package acme
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/hashicorp/go-hclog"
+	"github.com/mholt/acmez/v3"
+	"golang.org/x/time/rate"
+
+	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/exchange"
+	"github.com/gatewayco/gateway/registry"
+)
+
+// Defaults of Options.
+const (
+	// LetsEncrypt is the default CA: Let's Encrypt's production directory.
+	LetsEncrypt = certmagic.LetsEncryptProductionCA
+	// DefaultMaxHosts bounds the names the manager obtains certificates
+	// for; names past it (in sorted order) are left out and logged. Route
+	// documents are hostile: without a bound one document could make the
+	// gateway ask the CA for thousands of certificates.
+	DefaultMaxHosts = 100
+	// DefaultRenewInterval is how often certificates are checked for
+	// renewal (certmagic's RenewCheckInterval).
+	DefaultRenewInterval = 10 * time.Minute
+	// DefaultChallengeRate and DefaultChallengeBurst bound the challenge
+	// lookups that reach Consul (an HTTP-01 request or TLS-ALPN-01 hello
+	// whose token this replica does not hold itself), so clients
+	// requesting challenge paths cannot turn into a flood of KV reads.
+	DefaultChallengeRate  = rate.Limit(20)
+	DefaultChallengeBurst = 40
+)
+
+// ErrNoCertificate is what GetCertificate returns for a name it manages
+// but holds no certificate for yet.
+var ErrNoCertificate = errors.New("acme: no certificate yet")
+
+// Options configure a Manager.
+type Options struct {
+	// CA is the ACME directory URL; empty means LetsEncrypt.
+	CA string
+	// Email is the ACME account's contact; empty registers without one.
+	Email string
+	// CARootFile, if set, is a PEM file of roots trusted for the CA's
+	// HTTPS endpoint (a private or test CA such as Pebble), on top of
+	// the system roots.
+	CARootFile string
+	// Store holds everything certmagic keeps; it is shared by replicas.
+	Store *registry.Store
+	// HTTPAddr and TLSAddr are the plain and TLS listeners' addresses:
+	// certmagic tries to bind challenge servers there and, finding them
+	// in use, leaves answering to HTTPHandler and GetCertificate. An empty
+	// TLSAddr disables TLS-ALPN-01.
+	HTTPAddr, TLSAddr string
+	// DisableHTTP01 leaves HTTP-01 out (TLS-ALPN-01 only).
+	DisableHTTP01 bool
+	// MaxHosts bounds the managed names; zero means DefaultMaxHosts.
+	MaxHosts int
+	// RenewInterval is how often renewal is checked; zero means
+	// DefaultRenewInterval. Tests shorten it.
+	RenewInterval time.Duration
+	// Logger receives certmagic's logs; nil discards them.
+	Logger hclog.Logger
+}
+
+// Manager obtains and renews certificates for a set of hosts given by
+// SetHosts, and serves them and the challenges the CA asks for.
+type Manager struct {
+	cfg    *certmagic.Config
+	issuer *certmagic.ACMEIssuer
+	cache  *certmagic.Cache
+	logger hclog.Logger
+	max    int
+	limit  *rate.Limiter
+
+	// hosts is the current set, read on the request path without a lock.
+	hostsMu sync.RWMutex
+	hosts   map[string]bool
+
+	// managed holds a cancel func per host whose management runs, so a
+	// removed host's retries stop.
+	managedMu sync.Mutex
+	managed   map[string]context.CancelFunc
+	stopped   bool
+}
+
+// New builds a Manager; nothing is ordered until SetHosts.
+func New(opts Options) (*Manager, error) {
+	if opts.Store == nil {
+		return nil, errors.New("acme: a Store is required")
+	}
+	if opts.CA == "" {
+		opts.CA = LetsEncrypt
+	}
+	if opts.MaxHosts <= 0 {
+		opts.MaxHosts = DefaultMaxHosts
+	}
+	if opts.RenewInterval <= 0 {
+		opts.RenewInterval = DefaultRenewInterval
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	var roots *x509.CertPool
+	if opts.CARootFile != "" {
+		pem, err := os.ReadFile(opts.CARootFile)
+		if err != nil {
+			return nil, fmt.Errorf("acme: CA root: %w", err)
+		}
+		if roots, err = x509.SystemCertPool(); err != nil {
+			roots = x509.NewCertPool()
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("acme: CA root %s: no PEM certificate", opts.CARootFile)
+		}
+	}
+	zl := newZap(opts.Logger)
+	m := &Manager{
+		logger:  opts.Logger,
+		max:     opts.MaxHosts,
+		limit:   rate.NewLimiter(DefaultChallengeRate, DefaultChallengeBurst),
+		hosts:   map[string]bool{},
+		managed: map[string]context.CancelFunc{},
+	}
+	m.cache = certmagic.NewCache(certmagic.CacheOptions{
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return m.cfg, nil },
+		RenewCheckInterval: opts.RenewInterval,
+		Logger:             zl,
+	})
+	m.cfg = certmagic.New(m.cache, certmagic.Config{
+		Storage: storage{s: opts.Store},
+		Logger:  zl,
+		// No OCSP requests: Let's Encrypt no longer runs OCSP, and
+		// stapling would be a second outbound path to bound.
+		OCSP: certmagic.OCSPConfig{DisableStapling: true},
+	})
+	iss := certmagic.ACMEIssuer{
+		CA:                      opts.CA,
+		Email:                   opts.Email,
+		Agreed:                  true,
+		TrustedRoots:            roots,
+		DisableHTTPChallenge:    opts.DisableHTTP01,
+		DisableTLSALPNChallenge: opts.TLSAddr == "",
+		Logger:                  zl,
+	}
+	if host, port, ok := splitAddr(opts.HTTPAddr); ok {
+		iss.ListenHost, iss.AltHTTPPort = host, port
+	}
+	if host, port, ok := splitAddr(opts.TLSAddr); ok {
+		iss.ListenHost, iss.AltTLSALPNPort = host, port
+	}
+	m.issuer = certmagic.NewACMEIssuer(m.cfg, iss)
+	m.cfg.Issuers = []certmagic.Issuer{m.issuer}
+	return m, nil
+}
+
+// splitAddr reads a listener address ("127.0.0.1:8080", ":80").
+func splitAddr(addr string) (string, int, bool) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, false
+	}
+	port, err := strconv.Atoi(p)
+	return host, port, err == nil && port > 0
+}
+
+// SetHosts makes the managed set equal to hosts: new names are loaded
+// from Consul or ordered (asynchronously, with certmagic's retries and
+// backoff), removed names stop being renewed and served. Invalid names and
+// names past MaxHosts are dropped and logged. It does not block on the CA
+// or Consul, so the controller can call it on every publish.
+func (m *Manager) SetHosts(hosts []string) {
+	want := m.filter(hosts)
+	m.hostsMu.Lock()
+	m.hosts = want
+	m.hostsMu.Unlock()
+
+	m.managedMu.Lock()
+	defer m.managedMu.Unlock()
+	if m.stopped {
+		return
+	}
+	var removed []certmagic.SubjectIssuer
+	for h, cancel := range m.managed {
+		if !want[h] {
+			cancel()
+			delete(m.managed, h)
+			removed = append(removed, certmagic.SubjectIssuer{Subject: h})
+			m.logger.Info("host no longer managed", "host", h)
+		}
+	}
+	if len(removed) > 0 {
+		m.cache.RemoveManaged(removed)
+	}
+	for _, h := range slices.Sorted(maps.Keys(want)) {
+		if m.managed[h] != nil {
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		m.managed[h] = cancel
+		m.logger.Info("managing certificate", "host", h)
+		if err := m.cfg.ManageAsync(ctx, []string{h}); err != nil {
+			m.logger.Error("managing certificate", "host", h, "error", err)
+		}
+	}
+}
+
+// filter normalises hosts, drops invalid ones and keeps at most m.max.
+func (m *Manager) filter(hosts []string) map[string]bool {
+	names := make([]string, 0, len(hosts))
+	for _, h := range hosts {
+		h = strings.ToLower(strings.TrimSuffix(h, "."))
+		if err := config.ValidACMEHost(h); err != nil {
+			m.logger.Warn("ignoring ACME host", "host", h, "error", err)
+			continue
+		}
+		names = append(names, h)
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	if len(names) > m.max {
+		m.logger.Warn("too many ACME hosts; the rest get no certificate", "hosts", len(names), "max", m.max, "first_left_out", names[m.max])
+		names = names[:m.max]
+	}
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	return want
+}
+
+// Hosts returns the managed names, sorted.
+func (m *Manager) Hosts() []string {
+	m.hostsMu.RLock()
+	defer m.hostsMu.RUnlock()
+	return slices.Sorted(maps.Keys(m.hosts))
+}
+
+func (m *Manager) manages(host string) bool {
+	m.hostsMu.RLock()
+	defer m.hostsMu.RUnlock()
+	return m.hosts[strings.ToLower(host)]
+}
+
+// HTTPHandler answers HTTP-01 challenges for managed hosts before next
+// sees the request: only GETs under /.well-known/acme-challenge/ whose Host
+// is managed, so routing is untouched for everything else (an unmanaged
+// host's challenge path is routed like any path). A token this replica
+// did not present itself is read from Consul, rate limited; beyond the
+// limit the answer is a 503 and the CA retries.
+func (m *Manager) HTTPHandler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !certmagic.LooksLikeHTTPChallenge(r) || !m.manages(hostOnly(r.Host)) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if !m.limit.Allow() {
+			exchange.WriteError(w, http.StatusServiceUnavailable, "acme challenge lookups over their rate limit", "")
+			return
+		}
+		if !m.issuer.HandleHTTPChallenge(w, r) {
+			exchange.WriteError(w, http.StatusNotFound, "no such acme challenge", "")
+		}
+	})
+}
+
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}
+
+// NextProtos is the ALPN protocol a TLS listener must offer, alongside its
+// own, for TLS-ALPN-01.
+const NextProtos = acmez.ACMETLS1Protocol
+
+// IsChallengeHello reports whether hello is a CA's TLS-ALPN-01 validation
+// (only "acme-tls/1" offered, RFC 8737), which GetCertificate must answer
+// before any other certificate source.
+func IsChallengeHello(hello *tls.ClientHelloInfo) bool {
+	return hello.ServerName != "" && len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acmez.ACMETLS1Protocol
+}
+
+// GetCertificate returns the certificate for hello's server name if it is
+// managed: a TLS-ALPN-01 challenge certificate for a CA's validation
+// hello, else the issued certificate from memory (never Consul). For
+// names it does not manage it returns nil, nil so a caller can try its
+// other sources; ErrNoCertificate while a managed name waits for issuance.
+func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	name := strings.ToLower(hello.ServerName)
+	if !m.manages(name) {
+		return nil, nil
+	}
+	if IsChallengeHello(hello) {
+		if !m.limit.Allow() {
+			return nil, errors.New("acme: challenge lookups over their rate limit")
+		}
+		return m.cfg.GetCertificate(hello)
+	}
+	var best *certmagic.Certificate
+	for _, c := range m.cache.AllMatchingCertificates(name) {
+		if best == nil || c.Leaf.NotAfter.After(best.Leaf.NotAfter) {
+			best = &c
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("%w for %q", ErrNoCertificate, name)
+	}
+	return &best.Certificate, nil
+}
+
+// Certificate describes one certificate the manager serves, for listings.
+type Certificate struct {
+	Names    []string
+	NotAfter time.Time
+	Serial   string
+}
+
+// Certificates lists the certificates held for managed hosts.
+func (m *Manager) Certificates() []Certificate {
+	var out []Certificate
+	for _, h := range m.Hosts() {
+		for _, c := range m.cache.AllMatchingCertificates(h) {
+			out = append(out, Certificate{Names: c.Names, NotAfter: c.Leaf.NotAfter, Serial: c.Leaf.SerialNumber.String()})
+		}
+	}
+	return out
+}
+
+// Stop ends renewals and pending orders; locks still held are released
+// when their Store is closed.
+func (m *Manager) Stop() {
+	m.managedMu.Lock()
+	m.stopped = true
+	for h, cancel := range m.managed {
+		cancel()
+		delete(m.managed, h)
+	}
+	m.managedMu.Unlock()
+	m.cache.Stop()
+}
