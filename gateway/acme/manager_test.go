@@ -207,4 +207,3 @@ func TestSetHostsBoundsAndValidates(t *testing.T) {
 		t.Errorf("GetCertificate of an unmanaged name = %v, %v; want nil, nil", c, err)
 	}
 }
-
