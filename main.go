@@ -245,6 +245,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	// metrics.New, because they describe the process rather than a gateway.
 	m.Registry().MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
 		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})))
+	m.Registry().MustRegister(certs.NewCollector(a.certs, nil))
 	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
 		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
@@ -262,7 +263,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	a.watches.Go(func() { ctl.Run(watchCtx, kv, a.health) })
 	a.runCertSources(watchCtx, f.tls, certFiles, client, opts, a.certs)
 
-	a.admin = newServer(admin.Handler(a.gw, a.status), logger, f)
+	a.admin = newServer(admin.Handler(a.gw, a.status, admin.Certs(a.certs, nil)), logger, f)
 	// Only the public side is limited: the admin listener stays reachable
 	// for /health and /metrics when clients fill every slot. The plain
 	// and TLS listeners share the one limit.
