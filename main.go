@@ -79,6 +79,7 @@ type serveFlags struct {
 	trustedProxies                          string
 	self                                    selfFlags
 	tls                                     tlsFlags
+	acme                                    acmeFlags
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -104,6 +105,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed (default: none)")
 	addSelfFlags(fs, &f.self)
 	addTLSFlags(fs, &f.tls)
+	addACMEFlags(fs, &f.acme)
 	return fs
 }
 
@@ -146,6 +148,9 @@ func serve(args []string, stderr io.Writer) error {
 	if err := f.tls.check(f.listen); err != nil {
 		return err
 	}
+	if err := f.acme.check(); err != nil {
+		return err
+	}
 	logger := newLogger(f.logLevel, f.logJSON, stderr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -185,6 +190,7 @@ type app struct {
 	adminAddr   string
 	tlsAddr     string
 	certs       *certs.Store
+	acme        acmeSide
 	stopWatches context.CancelFunc
 	watches     sync.WaitGroup
 	failed      chan error
@@ -205,7 +211,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		return nil, err
 	}
 	a := &app{status: &registry.Status{}, failed: make(chan error, 3), logger: logger, certs: certs.NewStore()}
-	var tlsHooks certs.Hooks
+	tlsHooks := a.acme.hooks(f.acme)
 	tside, certFiles, err := listenTLS(f.tls, a.certs, tlsHooks, logger)
 	if err != nil {
 		return nil, err
@@ -231,10 +237,16 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.adminAddr, a.tlsAddr = adminLn.Addr().String(), tside.addr
+	if err := a.acme.start(f.acme, client, a.publicAddr, a.tlsAddr, a.certs, logger.Named("acme")); err != nil {
+		closeAll()
+		adminLn.Close()
+		return nil, err
+	}
 	trusted, err := parseCIDRs(f.trustedProxies)
 	if err != nil {
 		closeAll()
 		adminLn.Close()
+		a.acme.stop()
 		return nil, err
 	}
 	m := metrics.New(metrics.Options{LastSync: a.status.LastSuccess})
@@ -250,6 +262,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	ctl.SetPanicThreshold(f.panicThreshold)
+	ctl.OnPublish(a.acme.onPublish(logger.Named("acme")))
 	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: m.WatchError}
 	kv := registry.NewKV(client, f.prefix, opts, ctl.Notify)
 	a.health = registry.NewHealth(client, opts, ctl.Notify)
@@ -269,7 +282,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	// and TLS listeners share the one limit.
 	limited := gateway.LimitListeners(f.maxConns, m, publicLn, tside.ln)
 	if publicLn != nil {
-		a.public = newServer(a.gw, logger, f)
+		a.public = newServer(a.acme.handler(a.gw), logger, f)
 		go func() { a.failed <- a.public.Serve(limited[0]) }()
 	}
 	if tside.ln != nil {
@@ -322,6 +335,7 @@ func (a *app) shutdown(drain time.Duration) error {
 	a.stopWatches()
 	a.watches.Wait()
 	a.health.Stop()
+	a.acme.stop()
 	if err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}

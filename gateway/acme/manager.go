@@ -84,6 +84,12 @@ type Options struct {
 	RenewInterval time.Duration
 	// Logger receives certmagic's logs; nil discards them.
 	Logger hclog.Logger
+	// OnChange, if non-nil, is called after the certificates held may have
+	// changed (one obtained or loaded, a host removed), and once every
+	// RenewInterval in case a certificate another replica renewed was
+	// reloaded without an event. It runs on one goroutine of the Manager,
+	// never inside certmagic, so it may call Certificates.
+	OnChange func()
 }
 
 // Manager obtains and renews certificates for a set of hosts given by
@@ -105,6 +111,10 @@ type Manager struct {
 	managedMu sync.Mutex
 	managed   map[string]context.CancelFunc
 	stopped   bool
+
+	kick     chan struct{}
+	stopLoop context.CancelFunc
+	loopDone chan struct{}
 }
 
 // New builds a Manager; nothing is ordered until SetHosts.
@@ -144,6 +154,7 @@ func New(opts Options) (*Manager, error) {
 		limit:   rate.NewLimiter(DefaultChallengeRate, DefaultChallengeBurst),
 		hosts:   map[string]bool{},
 		managed: map[string]context.CancelFunc{},
+		kick:    make(chan struct{}, 1),
 	}
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return m.cfg, nil },
@@ -156,6 +167,13 @@ func New(opts Options) (*Manager, error) {
 		// No OCSP requests: Let's Encrypt no longer runs OCSP, and
 		// stapling would be a second outbound path to bound.
 		OCSP: certmagic.OCSPConfig{DisableStapling: true},
+		OnEvent: func(_ context.Context, event string, _ map[string]any) error {
+			switch event {
+			case "cached_managed_cert", "cert_obtained":
+				m.changed()
+			}
+			return nil
+		},
 	})
 	iss := certmagic.ACMEIssuer{
 		CA:                      opts.CA,
@@ -174,7 +192,37 @@ func New(opts Options) (*Manager, error) {
 	}
 	m.issuer = certmagic.NewACMEIssuer(m.cfg, iss)
 	m.cfg.Issuers = []certmagic.Issuer{m.issuer}
+	var loopCtx context.Context
+	loopCtx, m.stopLoop = context.WithCancel(context.Background())
+	m.loopDone = make(chan struct{})
+	go m.notifyLoop(loopCtx, opts.OnChange, opts.RenewInterval)
 	return m, nil
+}
+
+// changed asks notifyLoop to call OnChange; it never blocks, and changes
+// arriving meanwhile fold into one call.
+func (m *Manager) changed() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Manager) notifyLoop(ctx context.Context, onChange func(), every time.Duration) {
+	defer close(m.loopDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.kick:
+		case <-t.C:
+		}
+		if onChange != nil {
+			onChange()
+		}
+	}
 }
 
 // splitAddr reads a listener address ("127.0.0.1:8080", ":80").
@@ -214,6 +262,7 @@ func (m *Manager) SetHosts(hosts []string) {
 	}
 	if len(removed) > 0 {
 		m.cache.RemoveManaged(removed)
+		m.changed()
 	}
 	for _, h := range slices.Sorted(maps.Keys(want)) {
 		if m.managed[h] != nil {
@@ -333,22 +382,44 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	return &best.Certificate, nil
 }
 
-// Certificate describes one certificate the manager serves, for listings.
+// Certificate is one certificate the manager holds for a managed host.
 type Certificate struct {
+	// Host is the managed name it was obtained for.
+	Host string
+	// Names are its DNS names.
 	Names    []string
 	NotAfter time.Time
 	Serial   string
+	// TLS is what a handshake serves; its Leaf is set.
+	TLS *tls.Certificate
 }
 
-// Certificates lists the certificates held for managed hosts.
+// Certificates lists the certificates held for managed hosts, the one
+// valid longest first for each host, from memory.
 func (m *Manager) Certificates() []Certificate {
 	var out []Certificate
 	for _, h := range m.Hosts() {
-		for _, c := range m.cache.AllMatchingCertificates(h) {
-			out = append(out, Certificate{Names: c.Names, NotAfter: c.Leaf.NotAfter, Serial: c.Leaf.SerialNumber.String()})
+		cs := m.cache.AllMatchingCertificates(h)
+		slices.SortFunc(cs, func(a, b certmagic.Certificate) int { return b.Leaf.NotAfter.Compare(a.Leaf.NotAfter) })
+		for _, c := range cs {
+			t := c.Certificate
+			t.Leaf = c.Leaf
+			out = append(out, Certificate{Host: h, Names: c.Names, NotAfter: c.Leaf.NotAfter, Serial: c.Leaf.SerialNumber.String(), TLS: &t})
 		}
 	}
 	return out
+}
+
+// ChallengeFirst wraps a TLS listener's certificate callback so that a
+// CA's TLS-ALPN-01 hello for a managed host is answered by the manager and
+// every other hello by next.
+func (m *Manager) ChallengeFirst(next func(*tls.ClientHelloInfo) (*tls.Certificate, error)) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if IsChallengeHello(hello) && m.manages(hello.ServerName) {
+			return m.GetCertificate(hello)
+		}
+		return next(hello)
+	}
 }
 
 // Stop ends renewals and pending orders; locks still held are released
@@ -362,4 +433,6 @@ func (m *Manager) Stop() {
 	}
 	m.managedMu.Unlock()
 	m.cache.Stop()
+	m.stopLoop()
+	<-m.loopDone
 }
