@@ -3,8 +3,8 @@ package main
 import (
 	"crypto/tls"
 	"flag"
-	"net/http"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -144,7 +144,9 @@ func (s *acmeSide) onPublish(logger hclog.Logger) func(*gateway.Table) {
 		hosts := t.ACMEHosts()
 		if s.mgr == nil {
 			if len(hosts) > 0 {
-				s.warn.Do(func() { logger.Warn("routes ask for ACME certificates but there is no -tls-listen; none are ordered", "hosts", hosts) })
+				s.warn.Do(func() {
+					logger.Warn("routes ask for ACME certificates but there is no -tls-listen; none are ordered", "hosts", hosts)
+				})
 			}
 			return
 		}
