@@ -24,6 +24,7 @@ type acmeFlags struct {
 	challenges                string
 	maxHosts                  int
 	renewInterval             time.Duration
+	ari                       bool
 }
 
 func addACMEFlags(fs *flag.FlagSet, f *acmeFlags) {
@@ -33,6 +34,7 @@ func addACMEFlags(fs *flag.FlagSet, f *acmeFlags) {
 	fs.StringVar(&f.prefix, "acme-prefix", "gateway/acme/", "Consul KV prefix where replicas share ACME certificates, account keys, challenge tokens and locks")
 	fs.StringVar(&f.challenges, "acme-challenges", "http-01,tls-alpn-01", "ACME challenge types offered to the CA (http-01 needs -listen, tls-alpn-01 -tls-listen)")
 	fs.IntVar(&f.maxHosts, "acme-max-hosts", acme.DefaultMaxHosts, "most hosts certificates are obtained for; the rest (in name order) get none")
+	fs.BoolVar(&f.ari, "acme-ari", true, "follow the CA's ACME Renewal Information on when to renew (false: renew with a third of the lifetime left)")
 	fs.DurationVar(&f.renewInterval, "acme-renew-interval", acme.DefaultRenewInterval, "how often ACME certificates are checked for renewal")
 }
 
@@ -112,7 +114,7 @@ func (s *acmeSide) start(f acmeFlags, client *api.Client, plainAddr, tlsAddr str
 	mgr, err := acme.New(acme.Options{
 		CA: f.ca, Email: f.email, CARootFile: f.caRoot, Store: s.store,
 		HTTPAddr: httpAddr, TLSAddr: alpnAddr, DisableHTTP01: httpAddr == "",
-		MaxHosts: f.maxHosts, RenewInterval: f.renewInterval, Logger: logger,
+		MaxHosts: f.maxHosts, RenewInterval: f.renewInterval, DisableARI: !f.ari, Logger: logger,
 		OnChange: func() { publishACME(store, mgr) },
 	})
 	if err != nil {
@@ -123,15 +125,23 @@ func (s *acmeSide) start(f acmeFlags, client *api.Client, plainAddr, tlsAddr str
 	return nil
 }
 
-// publishACME replaces the store's ACME certificates with the manager's.
+// publishACME replaces the store's ACME certificates with the manager's,
+// one per host, named by the host in /certs and the expiry metric.
 func publishACME(store *certs.Store, mgr *acme.Manager) {
 	var out []*certs.Cert
+	seen := map[string]bool{}
 	for _, c := range mgr.Certificates() {
+		// The one valid longest comes first; the others are on their
+		// way out (a renewal being swapped in).
+		if seen[c.Host] {
+			continue
+		}
+		seen[c.Host] = true
 		names := make([]string, len(c.Names))
 		for i, n := range c.Names {
 			names[i] = strings.ToLower(n)
 		}
-		out = append(out, &certs.Cert{Kind: certs.SourceACME, Source: c.Host + " " + c.Serial, Names: names,
+		out = append(out, &certs.Cert{Kind: certs.SourceACME, Source: c.Host, Names: names,
 			NotBefore: c.TLS.Leaf.NotBefore, NotAfter: c.NotAfter, TLS: c.TLS})
 	}
 	store.Set(certs.SourceACME, out, nil)

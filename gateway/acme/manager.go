@@ -79,6 +79,11 @@ type Options struct {
 	DisableHTTP01 bool
 	// MaxHosts bounds the managed names; zero means DefaultMaxHosts.
 	MaxHosts int
+	// DisableARI turns off ACME Renewal Information: renewal then starts
+	// when a third of the lifetime is left. ARI lets the CA say when to
+	// renew (and ask for early renewal after an incident), but a test CA
+	// with a short lifetime suggests a window days wide.
+	DisableARI bool
 	// RenewInterval is how often renewal is checked; zero means
 	// DefaultRenewInterval. Tests shorten it.
 	RenewInterval time.Duration
@@ -166,7 +171,8 @@ func New(opts Options) (*Manager, error) {
 		Logger:  zl,
 		// No OCSP requests: Let's Encrypt no longer runs OCSP, and
 		// stapling would be a second outbound path to bound.
-		OCSP: certmagic.OCSPConfig{DisableStapling: true},
+		OCSP:       certmagic.OCSPConfig{DisableStapling: true},
+		DisableARI: opts.DisableARI,
 		OnEvent: func(_ context.Context, event string, _ map[string]any) error {
 			switch event {
 			case "cached_managed_cert", "cert_obtained":

@@ -112,8 +112,14 @@ func Start(tb testing.TB, opts Options) *Pebble {
 		"tlsPort":                        opts.TLSPort,
 		"ocspResponderURL":               "",
 		"externalAccountBindingRequired": false,
-		"certificateValidityPeriod":      uint64(opts.Validity / time.Second),
 	}}
+	if opts.Validity > 0 {
+		// Pebble reads the lifetime from its profiles; the older
+		// certificateValidityPeriod is ignored once a profile exists.
+		cfg["pebble"].(map[string]any)["profiles"] = map[string]any{
+			"default": map[string]any{"description": "pebbletest", "validityPeriod": uint64(opts.Validity / time.Second)},
+		}
+	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		tb.Fatal(err)
