@@ -52,6 +52,13 @@ const (
 	// requesting challenge paths cannot turn into a flood of KV reads.
 	DefaultChallengeRate  = rate.Limit(20)
 	DefaultChallengeBurst = 40
+	// DefaultStartInterval is the pace at which hosts may be taken into
+	// management once the first MaxHosts are used up. Starting a host
+	// without a certificate in Consul orders one at once (certmagic's
+	// backoff only spaces the retries of one management), so a route
+	// document flipping hosts in and out must not restart orders at the
+	// pace of KV writes.
+	DefaultStartInterval = time.Minute
 )
 
 // ErrNoCertificate is what GetCertificate returns for a name it manages
@@ -106,6 +113,7 @@ type Manager struct {
 	logger hclog.Logger
 	max    int
 	limit  *rate.Limiter
+	starts *rate.Limiter
 
 	// hosts is the current set, read on the request path without a lock.
 	hostsMu sync.RWMutex
@@ -157,6 +165,7 @@ func New(opts Options) (*Manager, error) {
 		logger:  opts.Logger,
 		max:     opts.MaxHosts,
 		limit:   rate.NewLimiter(DefaultChallengeRate, DefaultChallengeBurst),
+		starts:  rate.NewLimiter(rate.Every(DefaultStartInterval), opts.MaxHosts),
 		hosts:   map[string]bool{},
 		managed: map[string]context.CancelFunc{},
 		kick:    make(chan struct{}, 1),
@@ -224,6 +233,7 @@ func (m *Manager) notifyLoop(ctx context.Context, onChange func(), every time.Du
 			return
 		case <-m.kick:
 		case <-t.C:
+			m.apply() // hosts that waited for a start token
 		}
 		if onChange != nil {
 			onChange()
@@ -252,6 +262,16 @@ func (m *Manager) SetHosts(hosts []string) {
 	m.hosts = want
 	m.hostsMu.Unlock()
 
+	m.apply()
+}
+
+// apply aligns the hosts under management with m.hosts. Starting a host
+// takes a token of m.starts; a host without one waits for a later call
+// (the next publish, or the periodic one in notifyLoop).
+func (m *Manager) apply() {
+	m.hostsMu.RLock()
+	want := m.hosts
+	m.hostsMu.RUnlock()
 	m.managedMu.Lock()
 	defer m.managedMu.Unlock()
 	if m.stopped {
@@ -272,6 +292,10 @@ func (m *Manager) SetHosts(hosts []string) {
 	}
 	for _, h := range slices.Sorted(maps.Keys(want)) {
 		if m.managed[h] != nil {
+			continue
+		}
+		if !m.starts.Allow() {
+			m.logger.Warn("ACME host waits: management starts over their rate", "host", h, "per", DefaultStartInterval)
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())

@@ -206,4 +206,18 @@ func TestSetHostsBoundsAndValidates(t *testing.T) {
 	if c, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "c.test"}); c != nil || err != nil {
 		t.Errorf("GetCertificate of an unmanaged name = %v, %v; want nil, nil", c, err)
 	}
+
+	// Flipping hosts out and in does not restart their orders at the
+	// pace of KV writes: the two start tokens are spent.
+	m.SetHosts(nil)
+	if got := acme.Managed(m); len(got) != 0 {
+		t.Errorf("managed after removal: %q", got)
+	}
+	m.SetHosts([]string{"a.test", "b.test"})
+	if got := acme.Managed(m); len(got) != 0 {
+		t.Errorf("hosts restarted at once after a flip: %q", got)
+	}
+	if got := m.Hosts(); len(got) != 2 {
+		t.Errorf("waiting hosts must stay in the set: %q", got)
+	}
 }
