@@ -83,6 +83,11 @@ func TestACMEReplicasShareOneOrder(t *testing.T) {
 		t.Fatalf("Pebble received %d orders for one host and two replicas, want 1", n)
 	}
 
+	_, body := adminGet(t, other, "/routes")
+	if routes, _ := body["routes"].([]any); len(routes) != 1 || routes[0].(map[string]any)["acme"] != true {
+		t.Errorf("/routes does not show the route's acme attribute: %v", body["routes"])
+	}
+
 	// The certificate is listed and measured like any other.
 	certs := getCerts(t, other)
 	if i := slices.IndexFunc(certs.Certificates, func(c certListing) bool { return c.Kind == "acme" }); i < 0 ||

@@ -85,6 +85,8 @@ type routeView struct {
 	CircuitBreaker string `json:"circuit_breaker,omitempty"`
 	// CaseInsensitive is set when the path matches in any case.
 	CaseInsensitive bool `json:"case_insensitive,omitempty"`
+	// ACME is set when the host's certificate comes from the ACME CA.
+	ACME bool `json:"acme,omitempty"`
 }
 
 type instanceView struct {
@@ -115,6 +117,7 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 			v.CircuitBreaker = st.String()
 		}
 		v.CaseInsensitive = c.CaseInsensitive
+		v.ACME = c.ACME
 		body.Routes = append(body.Routes, v)
 	}
 	writeJSON(w, http.StatusOK, body)
