@@ -110,12 +110,11 @@ func (s *acmeSide) start(f acmeFlags, client *api.Client, plainAddr, tlsAddr str
 		alpnAddr = ""
 	}
 	s.store = registry.NewStore(client, f.prefix, registry.StoreOptions{Logger: logger.Named("store")})
-	var mgr *acme.Manager
 	mgr, err := acme.New(acme.Options{
 		CA: f.ca, Email: f.email, CARootFile: f.caRoot, Store: s.store,
 		HTTPAddr: httpAddr, TLSAddr: alpnAddr, DisableHTTP01: httpAddr == "",
 		MaxHosts: f.maxHosts, RenewInterval: f.renewInterval, DisableARI: !f.ari, Logger: logger,
-		OnChange: func() { publishACME(store, mgr) },
+		OnChange: func(m *acme.Manager) { publishACME(store, m) },
 	})
 	if err != nil {
 		_ = s.store.Close()

@@ -100,8 +100,9 @@ type Options struct {
 	// changed (one obtained or loaded, a host removed), and once every
 	// RenewInterval in case a certificate another replica renewed was
 	// reloaded without an event. It runs on one goroutine of the Manager,
-	// never inside certmagic, so it may call Certificates.
-	OnChange func()
+	// never inside certmagic, so it may call Certificates on the Manager
+	// it is given.
+	OnChange func(*Manager)
 }
 
 // Manager obtains and renews certificates for a set of hosts given by
@@ -223,7 +224,7 @@ func (m *Manager) changed() {
 	}
 }
 
-func (m *Manager) notifyLoop(ctx context.Context, onChange func(), every time.Duration) {
+func (m *Manager) notifyLoop(ctx context.Context, onChange func(*Manager), every time.Duration) {
 	defer close(m.loopDone)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -236,7 +237,7 @@ func (m *Manager) notifyLoop(ctx context.Context, onChange func(), every time.Du
 			m.apply() // hosts that waited for a start token
 		}
 		if onChange != nil {
-			onChange()
+			onChange(m)
 		}
 	}
 }
