@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -171,8 +172,11 @@ func New(opts Options) (*Manager, error) {
 		managed: map[string]context.CancelFunc{},
 		kick:    make(chan struct{}, 1),
 	}
+	var cfgRef atomic.Pointer[certmagic.Config]
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return m.cfg, nil },
+		// The cache's maintenance goroutine starts here, before m.cfg
+		// is set: it reads the config through an atomic.
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return cfgRef.Load(), nil },
 		RenewCheckInterval: opts.RenewInterval,
 		Logger:             zl,
 	})
@@ -208,6 +212,7 @@ func New(opts Options) (*Manager, error) {
 	}
 	m.issuer = certmagic.NewACMEIssuer(m.cfg, iss)
 	m.cfg.Issuers = []certmagic.Issuer{m.issuer}
+	cfgRef.Store(m.cfg)
 	var loopCtx context.Context
 	loopCtx, m.stopLoop = context.WithCancel(context.Background())
 	m.loopDone = make(chan struct{})
