@@ -296,3 +296,88 @@ func TestTLSFileRotationUnderLoad(t *testing.T) {
 		t.Errorf("/certs %+v", b)
 	}
 }
+
+// noRedirects is a client that shows redirects instead of following them.
+func noRedirects(tr http.RoundTripper) *http.Client {
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func TestHTTPSOnlyRedirectAndHSTS(t *testing.T) {
+	t.Parallel()
+	client, addr := startConsul(t)
+	startBackend(t, client, "sec", "sec-1")
+	putRoute(t, client, "sec.hcl", `route "secure" {
+  path_prefix  = "/secure"
+  service      = "sec"
+  https_only   = true
+  hsts_max_age = "24h"
+}
+route "open" {
+  path_prefix = "/open"
+  service     = "sec"
+}
+`)
+	dir := t.TempDir()
+	pair := newCertPair(t, dir, "gw", "gw.test")
+	p := startGateway(t, addr, "-tls-listen", "127.0.0.1:0", "-tls-cert", pair.certFile, "-tls-key", pair.keyFile)
+	testkit.WaitFor(t, "routes with instances", func() bool {
+		rs := getRoutes(t, p).Routes
+		return len(rs) == 2 && len(rs[0].Instances) == 1 && len(rs[1].Instances) == 1
+	})
+	plainC := noRedirects(&http.Transport{})
+	defer plainC.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodPost, p.url("/secure/x?a=1&b=2"), strings.NewReader("body"))
+	req.Host = "gw.test:8080"
+	resp, err := plainC.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	_, tlsPort, _ := strings.Cut(p.tlsAddr, ":")
+	if want := "https://gw.test:" + tlsPort + "/secure/x?a=1&b=2"; resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
+		t.Errorf("plain POST: %d Location %q, want 308 %q", resp.StatusCode, resp.Header.Get("Location"), want)
+	}
+	if h := resp.Header.Get("Strict-Transport-Security"); h != "" {
+		t.Errorf("HSTS over plain HTTP: %q", h)
+	}
+	// The route without https_only serves plain HTTP, without HSTS.
+	resp, err = plainC.Get(p.url("/open/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Strict-Transport-Security") != "" {
+		t.Errorf("open route over plain HTTP: %d HSTS %q", resp.StatusCode, resp.Header.Get("Strict-Transport-Security"))
+	}
+	tlsC := noRedirects(&http.Transport{TLSClientConfig: &tls.Config{RootCAs: pair.pool, ServerName: "gw.test"}, ForceAttemptHTTP2: true})
+	defer tlsC.CloseIdleConnections()
+	resp, err = tlsC.Get(p.tlsURL("/secure/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Strict-Transport-Security") != "max-age=86400" {
+		t.Errorf("secure route over HTTPS: %d HSTS %q", resp.StatusCode, resp.Header.Get("Strict-Transport-Security"))
+	}
+
+	// -https-redirect sends every plain request over, routed or not.
+	g := startGateway(t, addr, "-tls-listen", "127.0.0.1:0", "-tls-cert", pair.certFile, "-tls-key", pair.keyFile,
+		"-https-redirect", "-https-port", "443", "-hsts-max-age", "1h")
+	resp, err = plainC.Get(g.url("/nowhere?q=1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if want := "https://127.0.0.1/nowhere?q=1"; resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
+		t.Errorf("-https-redirect: %d Location %q, want 308 %q", resp.StatusCode, resp.Header.Get("Location"), want)
+	}
+	resp, err = tlsC.Get(g.tlsURL("/nowhere"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Strict-Transport-Security") != "max-age=3600" {
+		t.Errorf("-hsts-max-age over HTTPS: %d HSTS %q", resp.StatusCode, resp.Header.Get("Strict-Transport-Security"))
+	}
+}

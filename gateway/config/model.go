@@ -60,6 +60,12 @@ type Route struct {
 	Balancer string
 	// Timeout bounds the whole upstream exchange; zero means no route timeout.
 	Timeout time.Duration
+	// HTTPSOnly answers the route's plain-HTTP requests with a 308 to
+	// HTTPS.
+	HTTPSOnly bool
+	// HSTSMaxAge, when positive, sends Strict-Transport-Security with
+	// this max-age on the route's HTTPS answers.
+	HSTSMaxAge time.Duration
 
 	// Policy holds the route's rate limit, auth, circuit breaker and
 	// retries; the zero Policy turns them all off.

@@ -43,6 +43,10 @@ var (
 	attrBalancer    = attr{"balancer"}
 	attrTimeout     = attr{"timeout"}
 
+	// route: plain-HTTP redirect and HSTS.
+	attrHTTPSOnly  = attr{"https_only"}
+	attrHSTSMaxAge = attr{"hsts_max_age"}
+
 	// upstreamPolicy: route and call.
 	attrRetries            = attr{"retries"}
 	attrRetryNonIdempotent = attr{"retry_non_idempotent"}
@@ -188,6 +192,7 @@ var (
 		attrs: []attr{
 			attrPath, attrPathPrefix, attrMethods, attrHost, attrCaseFold,
 			attrService, attrTag, attrStripPrefix, attrBalancer, attrTimeout,
+			attrHTTPSOnly, attrHSTSMaxAge,
 		},
 		parts: []part{accessPolicy, upstreamPolicy},
 	})
