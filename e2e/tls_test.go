@@ -112,6 +112,22 @@ func TestTLSListenerServesHTTP2AndHTTP1(t *testing.T) {
 	if code, _ := getInstance(t, p, "/api/tlsapp/x"); code != http.StatusOK {
 		t.Errorf("plain listener: %d", code)
 	}
+
+	// -listen "" leaves the TLS listener alone.
+	only := startGateway(t, addr, "-listen", "", "-tls-listen", "127.0.0.1:0", "-tls-cert", pair.certFile, "-tls-key", pair.keyFile)
+	if only.public != "" || only.tlsAddr == "" {
+		t.Fatalf("-listen \"\": listen %q, tls_listen %q", only.public, only.tlsAddr)
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pair.pool, ServerName: "gw.test"}}, Timeout: 10 * time.Second}
+	defer c.CloseIdleConnections()
+	testkit.WaitFor(t, "the TLS-only gateway routes", func() bool {
+		resp, err := c.Get(only.tlsURL("/api/tlsapp/x"))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 // certsBody is the admin /certs page.
