@@ -297,11 +297,19 @@ func TestTLSFileRotationUnderLoad(t *testing.T) {
 	l.waitProgress(t, 50)
 	// Rename-over, one file at a time, as a Vault agent writes: between
 	// the two the pair does not match and the old one keeps serving.
-	for _, f := range [][2]string{{next.certFile, live.certFile}, {next.keyFile, live.keyFile}} {
-		if err := os.Rename(f[0], f[1]); err != nil {
-			t.Fatal(err)
-		}
-		l.waitProgress(t, 20)
+	if err := os.Rename(next.certFile, live.certFile); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the half-rotated pair reported", func() bool {
+		b := getCerts(t, p)
+		return len(b.Rejected) == 1 && strings.Contains(b.Rejected[0].Error, "does not match")
+	})
+	if got := serial(t, p, "gw.test"); got != leafSerial(t, live.certPEM) {
+		t.Errorf("half-way through the rotation: served %s, want the last good certificate", got)
+	}
+	l.waitProgress(t, 20)
+	if err := os.Rename(next.keyFile, live.keyFile); err != nil {
+		t.Fatal(err)
 	}
 	testkit.WaitFor(t, "new handshakes get the new certificate", func() bool {
 		return serial(t, p, "gw.test") == leafSerial(t, next.certPEM)
