@@ -249,6 +249,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		a.acme.stop()
 		return nil, err
 	}
+	https := f.tls.httpsPolicy(a.tlsAddr, trusted)
 	m := metrics.New(metrics.Options{LastSync: a.status.LastSuccess})
 	// The Go runtime's series (go_goroutines, go_memstats_*, and the live
 	// heap as of the last GC, go_gc_heap_live_bytes) are what shows a leak
@@ -259,7 +260,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})))
 	m.Registry().MustRegister(certs.NewCollector(a.certs, nil))
 	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
-		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes})
+		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes, HTTPSPort: https.Port})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	ctl.SetPanicThreshold(f.panicThreshold)
 	ctl.OnPublish(a.acme.onPublish(logger.Named("acme")))
@@ -282,11 +283,11 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	// and TLS listeners share the one limit.
 	limited := gateway.LimitListeners(f.maxConns, m, publicLn, tside.ln)
 	if publicLn != nil {
-		a.public = newServer(a.acme.handler(a.gw), logger, f)
+		a.public = newServer(a.acme.handler(https.Middleware(a.gw)), logger, f)
 		go func() { a.failed <- a.public.Serve(limited[0]) }()
 	}
 	if tside.ln != nil {
-		a.tls = newServer(a.gw, logger, f)
+		a.tls = newServer(https.Middleware(a.gw), logger, f)
 		go func() { a.failed <- serveTLS(a.tls, limited[1], tside.config) }()
 	}
 	go func() { a.failed <- a.admin.Serve(adminLn) }()

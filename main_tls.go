@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatewayco/gateway/gateway/certs"
+	"github.com/gatewayco/gateway/gateway/policy"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -23,6 +26,9 @@ type tlsFlags struct {
 	keyFiles     []string
 	certPrefix   string
 	pollInterval time.Duration
+	redirect     bool
+	hstsMaxAge   time.Duration
+	httpsPort    string
 }
 
 func addTLSFlags(fs *flag.FlagSet, f *tlsFlags) {
@@ -37,6 +43,9 @@ func addTLSFlags(fs *flag.FlagSet, f *tlsFlags) {
 	})
 	fs.StringVar(&f.certPrefix, "cert-prefix", "gateway/certs/", "Consul KV prefix whose keys each hold one PEM bundle (chain, then key) for the TLS listener")
 	fs.DurationVar(&f.pollInterval, "tls-poll-interval", certs.DefaultPollInterval, "how often -tls-cert/-tls-key files are re-read for changes")
+	fs.BoolVar(&f.redirect, "https-redirect", false, "answer every plain-HTTP request with a 308 to HTTPS (per route: https_only)")
+	fs.DurationVar(&f.hstsMaxAge, "hsts-max-age", 0, "send Strict-Transport-Security with this max-age on every HTTPS answer (0: none; per route: hsts_max_age)")
+	fs.StringVar(&f.httpsPort, "https-port", "", "port HTTPS redirects point at (default: the -tls-listen port; 443 is left out of the URL)")
 }
 
 // check reports flag combinations that cannot work.
@@ -49,6 +58,14 @@ func (f tlsFlags) check(plainListen string) error {
 	}
 	if f.listen == "" && plainListen == "" {
 		return fmt.Errorf("%w: -listen \"\" disables the plain listener, so -tls-listen is required", errUsage)
+	}
+	if f.hstsMaxAge < 0 {
+		return fmt.Errorf("%w: -hsts-max-age must not be negative", errUsage)
+	}
+	if f.httpsPort != "" {
+		if n, err := strconv.Atoi(f.httpsPort); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%w: -https-port must be a port number", errUsage)
+		}
 	}
 	if f.pollInterval <= 0 {
 		return fmt.Errorf("%w: -tls-poll-interval must be positive", errUsage)
@@ -104,6 +121,16 @@ func (a *app) runCertSources(ctx context.Context, f tlsFlags, files *certs.Files
 	bundles := certs.NewKVBundles(store, f.certPrefix, nil, a.logger.Named("certs"))
 	a.watches.Go(func() { kv.Run(ctx) })
 	a.watches.Go(func() { bundles.Follow(ctx, changed, kv.Documents) })
+}
+
+// httpsPolicy is the gateway-wide -https-redirect and -hsts-max-age, and
+// the port redirects point at.
+func (f tlsFlags) httpsPolicy(tlsAddr string, trusted []netip.Prefix) policy.HTTPS {
+	port := f.httpsPort
+	if port == "" && tlsAddr != "" {
+		_, port, _ = net.SplitHostPort(tlsAddr)
+	}
+	return policy.HTTPS{Only: f.redirect, HSTSMaxAge: f.hstsMaxAge, Port: port, Trusted: trusted}
 }
 
 // serveTLS serves srv on the TLS listener through the shared connection

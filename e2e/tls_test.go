@@ -112,6 +112,22 @@ func TestTLSListenerServesHTTP2AndHTTP1(t *testing.T) {
 	if code, _ := getInstance(t, p, "/api/tlsapp/x"); code != http.StatusOK {
 		t.Errorf("plain listener: %d", code)
 	}
+
+	// -listen "" leaves the TLS listener alone.
+	only := startGateway(t, addr, "-listen", "", "-tls-listen", "127.0.0.1:0", "-tls-cert", pair.certFile, "-tls-key", pair.keyFile)
+	if only.public != "" || only.tlsAddr == "" {
+		t.Fatalf("-listen \"\": listen %q, tls_listen %q", only.public, only.tlsAddr)
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pair.pool, ServerName: "gw.test"}}, Timeout: 10 * time.Second}
+	defer c.CloseIdleConnections()
+	testkit.WaitFor(t, "the TLS-only gateway routes", func() bool {
+		resp, err := c.Get(only.tlsURL("/api/tlsapp/x"))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 // certsBody is the admin /certs page.
@@ -281,11 +297,19 @@ func TestTLSFileRotationUnderLoad(t *testing.T) {
 	l.waitProgress(t, 50)
 	// Rename-over, one file at a time, as a Vault agent writes: between
 	// the two the pair does not match and the old one keeps serving.
-	for _, f := range [][2]string{{next.certFile, live.certFile}, {next.keyFile, live.keyFile}} {
-		if err := os.Rename(f[0], f[1]); err != nil {
-			t.Fatal(err)
-		}
-		l.waitProgress(t, 20)
+	if err := os.Rename(next.certFile, live.certFile); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the half-rotated pair reported", func() bool {
+		b := getCerts(t, p)
+		return len(b.Rejected) == 1 && strings.Contains(b.Rejected[0].Error, "does not match")
+	})
+	if got := serial(t, p, "gw.test"); got != leafSerial(t, live.certPEM) {
+		t.Errorf("half-way through the rotation: served %s, want the last good certificate", got)
+	}
+	l.waitProgress(t, 20)
+	if err := os.Rename(next.keyFile, live.keyFile); err != nil {
+		t.Fatal(err)
 	}
 	testkit.WaitFor(t, "new handshakes get the new certificate", func() bool {
 		return serial(t, p, "gw.test") == leafSerial(t, next.certPEM)
@@ -294,5 +318,90 @@ func TestTLSFileRotationUnderLoad(t *testing.T) {
 	l.finish(t)
 	if b := getCerts(t, p); len(b.Certificates) != 1 || b.Certificates[0].Source != live.certFile || !b.Certificates[0].Default || len(b.Rejected) != 0 {
 		t.Errorf("/certs %+v", b)
+	}
+}
+
+// noRedirects is a client that shows redirects instead of following them.
+func noRedirects(tr http.RoundTripper) *http.Client {
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func TestHTTPSOnlyRedirectAndHSTS(t *testing.T) {
+	t.Parallel()
+	client, addr := startConsul(t)
+	startBackend(t, client, "sec", "sec-1")
+	putRoute(t, client, "sec.hcl", `route "secure" {
+  path_prefix  = "/secure"
+  service      = "sec"
+  https_only   = true
+  hsts_max_age = "24h"
+}
+route "open" {
+  path_prefix = "/open"
+  service     = "sec"
+}
+`)
+	dir := t.TempDir()
+	pair := newCertPair(t, dir, "gw", "gw.test")
+	p := startGateway(t, addr, "-tls-listen", "127.0.0.1:0", "-tls-cert", pair.certFile, "-tls-key", pair.keyFile)
+	testkit.WaitFor(t, "routes with instances", func() bool {
+		rs := getRoutes(t, p).Routes
+		return len(rs) == 2 && len(rs[0].Instances) == 1 && len(rs[1].Instances) == 1
+	})
+	plainC := noRedirects(&http.Transport{})
+	defer plainC.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodPost, p.url("/secure/x?a=1&b=2"), strings.NewReader("body"))
+	req.Host = "gw.test:8080"
+	resp, err := plainC.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	_, tlsPort, _ := strings.Cut(p.tlsAddr, ":")
+	if want := "https://gw.test:" + tlsPort + "/secure/x?a=1&b=2"; resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
+		t.Errorf("plain POST: %d Location %q, want 308 %q", resp.StatusCode, resp.Header.Get("Location"), want)
+	}
+	if h := resp.Header.Get("Strict-Transport-Security"); h != "" {
+		t.Errorf("HSTS over plain HTTP: %q", h)
+	}
+	// The route without https_only serves plain HTTP, without HSTS.
+	resp, err = plainC.Get(p.url("/open/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Strict-Transport-Security") != "" {
+		t.Errorf("open route over plain HTTP: %d HSTS %q", resp.StatusCode, resp.Header.Get("Strict-Transport-Security"))
+	}
+	tlsC := noRedirects(&http.Transport{TLSClientConfig: &tls.Config{RootCAs: pair.pool, ServerName: "gw.test"}, ForceAttemptHTTP2: true})
+	defer tlsC.CloseIdleConnections()
+	resp, err = tlsC.Get(p.tlsURL("/secure/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Strict-Transport-Security") != "max-age=86400" {
+		t.Errorf("secure route over HTTPS: %d HSTS %q", resp.StatusCode, resp.Header.Get("Strict-Transport-Security"))
+	}
+
+	// -https-redirect sends every plain request over, routed or not.
+	g := startGateway(t, addr, "-tls-listen", "127.0.0.1:0", "-tls-cert", pair.certFile, "-tls-key", pair.keyFile,
+		"-https-redirect", "-https-port", "443", "-hsts-max-age", "1h")
+	resp, err = plainC.Get(g.url("/nowhere?q=1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if want := "https://127.0.0.1/nowhere?q=1"; resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
+		t.Errorf("-https-redirect: %d Location %q, want 308 %q", resp.StatusCode, resp.Header.Get("Location"), want)
+	}
+	resp, err = tlsC.Get(g.tlsURL("/nowhere"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Strict-Transport-Security") != "max-age=3600" {
+		t.Errorf("-hsts-max-age over HTTPS: %d HSTS %q", resp.StatusCode, resp.Header.Get("Strict-Transport-Security"))
 	}
 }

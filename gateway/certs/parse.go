@@ -80,6 +80,9 @@ func ParseBundle(data []byte, now time.Time) (*tls.Certificate, error) {
 		}
 	}
 	if len(bytes.TrimSpace(rest)) > 0 {
+		if chain == nil && key == nil {
+			return nil, fmt.Errorf("%w: no PEM block", ErrBadPEM)
+		}
 		return nil, fmt.Errorf("%w: trailing data that is not PEM", ErrBadPEM)
 	}
 	return parsePair(chain, key, now)

@@ -60,8 +60,14 @@ type Route struct {
 	Balancer string
 	// Timeout bounds the whole upstream exchange; zero means no route timeout.
 	Timeout time.Duration
+	// HTTPSOnly answers the route's plain-HTTP requests with a 308 to
+	// HTTPS.
+	HTTPSOnly bool
+	// HSTSMaxAge, when positive, sends Strict-Transport-Security with
+	// this max-age on the route's HTTPS answers.
+	HSTSMaxAge time.Duration
 	// ACME asks for a certificate for Host from the ACME CA; validation
-	// ensures Host is then one exact DNS name (see ACMEHostError).
+	// ensures Host is then one exact DNS name (see ValidACMEHost).
 	ACME bool
 
 	// Policy holds the route's rate limit, auth, circuit breaker and

@@ -149,6 +149,8 @@ func decodeRoute(p *problems, b *hcl.Block) *routeSrc {
 	r.StripPrefix = a.str(attrStripPrefix)
 	r.Balancer = a.str(attrBalancer)
 	r.Timeout = a.duration(attrTimeout)
+	r.HTTPSOnly = a.boolean(attrHTTPSOnly)
+	r.HSTSMaxAge = a.duration(attrHSTSMaxAge)
 	r.ACME = a.boolean(attrACME)
 	decodeAccessPolicy(p, blocks, &r.Policy)
 	decodeUpstreamPolicy(p, blocks, a, &r.Policy, &r.Policy)

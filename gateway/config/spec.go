@@ -44,6 +44,10 @@ var (
 	attrTimeout     = attr{"timeout"}
 	attrACME        = attr{"acme"}
 
+	// route: plain-HTTP redirect and HSTS.
+	attrHTTPSOnly  = attr{"https_only"}
+	attrHSTSMaxAge = attr{"hsts_max_age"}
+
 	// upstreamPolicy: route and call.
 	attrRetries            = attr{"retries"}
 	attrRetryNonIdempotent = attr{"retry_non_idempotent"}
@@ -189,7 +193,7 @@ var (
 		attrs: []attr{
 			attrPath, attrPathPrefix, attrMethods, attrHost, attrCaseFold,
 			attrService, attrTag, attrStripPrefix, attrBalancer, attrTimeout,
-			attrACME,
+			attrHTTPSOnly, attrHSTSMaxAge, attrACME,
 		},
 		parts: []part{accessPolicy, upstreamPolicy},
 	})
