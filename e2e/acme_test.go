@@ -72,9 +72,11 @@ func TestACMEReplicasShareOneOrder(t *testing.T) {
 	// 20s certificates are renewed with a third of their lifetime left,
 	// so about 13s after issuance: time for the replicas to agree first.
 	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: ports[0], TLSPort: ports[1], Validity: 20 * time.Second})
-	reached := startGateway(t, addr, acmeFlags(ca,
+	// HTTP-01 alone (TLS-ALPN-01 has its own test), with -https-redirect:
+	// the challenge is answered before the redirect to HTTPS.
+	reached := startGateway(t, addr, acmeFlags(ca, "-acme-challenges", "http-01", "-https-redirect",
 		"-listen", fmt.Sprintf("127.0.0.1:%d", ports[0]), "-tls-listen", fmt.Sprintf("127.0.0.1:%d", ports[1]))...)
-	other := startGateway(t, addr, acmeFlags(ca, "-tls-listen", "127.0.0.1:0")...)
+	other := startGateway(t, addr, acmeFlags(ca, "-acme-challenges", "http-01", "-tls-listen", "127.0.0.1:0")...)
 	roots := ca.Roots(t)
 
 	putRoute(t, client, "shop", acmeRouteDoc("shop"))
@@ -99,7 +101,7 @@ func TestACMEReplicasShareOneOrder(t *testing.T) {
 	}
 
 	// A replica started later loads the certificate from Consul.
-	late := startGateway(t, addr, acmeFlags(ca, "-tls-listen", "127.0.0.1:0")...)
+	late := startGateway(t, addr, acmeFlags(ca, "-acme-challenges", "http-01", "-tls-listen", "127.0.0.1:0")...)
 	got := waitServing(t, "the late replica serves a certificate", roots, "", late)
 	if want := map[bool]int{true: 1, false: 2}[got == first]; ca.Orders() != want {
 		t.Errorf("late replica serves %s (first %s) with %d orders made, want %d", got, first, ca.Orders(), want)
