@@ -109,6 +109,9 @@ func (s *acmeSide) start(f acmeFlags, client *api.Client, plainAddr, tlsAddr str
 	if !f.offers("tls-alpn-01") {
 		alpnAddr = ""
 	}
+	if httpAddr == "" && alpnAddr == "" {
+		return fmt.Errorf("%w: -acme-challenges %s cannot be answered: http-01 needs -listen, tls-alpn-01 -tls-listen", errUsage, f.challenges)
+	}
 	s.store = registry.NewStore(client, f.prefix, registry.StoreOptions{Logger: logger.Named("store")})
 	mgr, err := acme.New(acme.Options{
 		CA: f.ca, Email: f.email, CARootFile: f.caRoot, Store: s.store,
