@@ -49,6 +49,8 @@ go test -race -count=1 ./... "$@"
 if [ "${FUZZTIME:-15s}" != "0" ]; then
   echo "==> go test -fuzz=FuzzParse -fuzztime=${FUZZTIME:-15s} ./gateway/config"
   go test -run='^$' -fuzz=FuzzParse -fuzztime="${FUZZTIME:-15s}" ./gateway/config
+  echo "==> go test -fuzz=FuzzParseBundle -fuzztime=${FUZZTIME:-15s} ./gateway/certs"
+  go test -run='^$' -fuzz=FuzzParseBundle -fuzztime="${FUZZTIME:-15s}" ./gateway/certs
 fi
 
 # The README's other command, the local demo, end to end: it builds
