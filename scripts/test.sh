@@ -61,7 +61,7 @@ if (exec 3<>/dev/tcp/127.0.0.1/8500) 2>/dev/null; then
   echo "==> demo smoke test skipped: port 8500 is in use"
 else
   echo "==> DEMO_SMOKE=1 ./scripts/dev.sh"
-  DEMO_SMOKE=1 GATEWAY_LISTEN=127.0.0.1:18080 GATEWAY_ADMIN=127.0.0.1:18081 ./scripts/dev.sh
+  DEMO_SMOKE=1 GATEWAY_LISTEN=127.0.0.1:18080 GATEWAY_ADMIN=127.0.0.1:18081 GATEWAY_TLS_LISTEN=127.0.0.1:18443 ./scripts/dev.sh
 fi
 
 echo "==> all tests passed"
