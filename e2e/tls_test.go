@@ -348,10 +348,15 @@ route "open" {
 	dir := t.TempDir()
 	pair := newCertPair(t, dir, "gw", "gw.test")
 	p := startGateway(t, addr, "-tls-listen", "127.0.0.1:0", "-tls-cert", pair.certFile, "-tls-key", pair.keyFile)
-	testkit.WaitFor(t, "routes with instances", func() bool {
-		rs := getRoutes(t, p).Routes
-		return len(rs) == 2 && len(rs[0].Instances) == 1 && len(rs[1].Instances) == 1
-	})
+	rs := testkit.WaitValue(t, "routes with instances", func() (routesBody, bool) {
+		rs := getRoutes(t, p)
+		return rs, len(rs.Routes) == 2 && len(rs.Routes[0].Instances) == 1 && len(rs.Routes[1].Instances) == 1
+	}).Routes
+	for _, r := range rs {
+		if want := r.Name == "secure"; r.HTTPSOnly != want || (r.HSTSMaxAge == "24h0m0s") != want {
+			t.Errorf("/routes %s: https_only %v hsts_max_age %q", r.Name, r.HTTPSOnly, r.HSTSMaxAge)
+		}
+	}
 	plainC := noRedirects(&http.Transport{})
 	defer plainC.CloseIdleConnections()
 	req, _ := http.NewRequest(http.MethodPost, p.url("/secure/x?a=1&b=2"), strings.NewReader("body"))
