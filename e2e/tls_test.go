@@ -5,11 +5,14 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -345,10 +348,15 @@ route "open" {
 	dir := t.TempDir()
 	pair := newCertPair(t, dir, "gw", "gw.test")
 	p := startGateway(t, addr, "-tls-listen", "127.0.0.1:0", "-tls-cert", pair.certFile, "-tls-key", pair.keyFile)
-	testkit.WaitFor(t, "routes with instances", func() bool {
-		rs := getRoutes(t, p).Routes
-		return len(rs) == 2 && len(rs[0].Instances) == 1 && len(rs[1].Instances) == 1
-	})
+	rs := testkit.WaitValue(t, "routes with instances", func() (routesBody, bool) {
+		rs := getRoutes(t, p)
+		return rs, len(rs.Routes) == 2 && len(rs.Routes[0].Instances) == 1 && len(rs.Routes[1].Instances) == 1
+	}).Routes
+	for _, r := range rs {
+		if want := r.Name == "secure"; r.HTTPSOnly != want || (r.HSTSMaxAge == "24h0m0s") != want {
+			t.Errorf("/routes %s: https_only %v hsts_max_age %q", r.Name, r.HTTPSOnly, r.HSTSMaxAge)
+		}
+	}
 	plainC := noRedirects(&http.Transport{})
 	defer plainC.CloseIdleConnections()
 	req, _ := http.NewRequest(http.MethodPost, p.url("/secure/x?a=1&b=2"), strings.NewReader("body"))
@@ -403,5 +411,69 @@ route "open" {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Strict-Transport-Security") != "max-age=3600" {
 		t.Errorf("-hsts-max-age over HTTPS: %d HSTS %q", resp.StatusCode, resp.Header.Get("Strict-Transport-Security"))
+	}
+}
+
+// TestTLSSIGTERMDrainsInFlightHTTP2Request: the TLS listener drains like
+// the plain one: an HTTP/2 request in flight at SIGTERM completes, new
+// connections are refused, and the process exits 0.
+func TestTLSSIGTERMDrainsInFlightHTTP2Request(t *testing.T) {
+	t.Parallel()
+	client, addr := startConsul(t)
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	startBackendWith(t, client, "slowtls", "slowtls-1", func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select {
+		case <-release:
+		case <-time.After(30 * time.Second):
+		}
+		_, _ = io.WriteString(w, "slow answer")
+	})
+	putRoute(t, client, "slowtls.hcl", routeDoc("slowtls", "/api/slowtls", "slowtls"))
+	pair := newCertPair(t, t.TempDir(), "gw", "gw.test")
+	p := startGateway(t, addr, "-tls-listen", "127.0.0.1:0", "-tls-cert", pair.certFile, "-tls-key", pair.keyFile, "-drain-timeout", "20s")
+	testkit.WaitFor(t, "route with its instance", func() bool {
+		r := getRoutes(t, p).Routes
+		return len(r) == 1 && len(r[0].Instances) == 1
+	})
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pair.pool, ServerName: "gw.test"}, ForceAttemptHTTP2: true}, Timeout: 30 * time.Second}
+	defer c.CloseIdleConnections()
+	type result struct {
+		code  int
+		proto string
+		body  string
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := c.Get(p.tlsURL("/api/slowtls"))
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		done <- result{code: resp.StatusCode, proto: resp.Proto, body: string(b), err: err}
+	}()
+	<-arrived
+	p.signal(t, syscall.SIGTERM)
+	testkit.WaitFor(t, "new TLS connections refused", func() bool {
+		conn, err := net.DialTimeout("tcp", p.tlsAddr, time.Second)
+		if err == nil {
+			conn.Close()
+			return false
+		}
+		return errors.Is(err, syscall.ECONNREFUSED)
+	})
+	if !p.running() {
+		t.Fatalf("gateway exited with a request in flight: %v", p.wait(t, stopTimeout))
+	}
+	close(release)
+	r := <-done
+	if r.err != nil || r.code != 200 || r.body != "slow answer" || r.proto != "HTTP/2.0" {
+		t.Fatalf("in-flight request: %+v; want 200 \"slow answer\" over HTTP/2", r)
+	}
+	if err := p.wait(t, stopTimeout); err != nil {
+		t.Fatalf("exit: %v, want status 0", err)
 	}
 }

@@ -85,6 +85,10 @@ type routeView struct {
 	CircuitBreaker string `json:"circuit_breaker,omitempty"`
 	// CaseInsensitive is set when the path matches in any case.
 	CaseInsensitive bool `json:"case_insensitive,omitempty"`
+	// HTTPSOnly and HSTSMaxAge are the route's https_only and
+	// hsts_max_age (a Go duration); omitted when unset.
+	HTTPSOnly  bool   `json:"https_only,omitempty"`
+	HSTSMaxAge string `json:"hsts_max_age,omitempty"`
 	// ACME is set when the host's certificate comes from the ACME CA.
 	ACME bool `json:"acme,omitempty"`
 }
@@ -117,6 +121,10 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 			v.CircuitBreaker = st.String()
 		}
 		v.CaseInsensitive = c.CaseInsensitive
+		v.HTTPSOnly = c.HTTPSOnly
+		if c.HSTSMaxAge > 0 {
+			v.HSTSMaxAge = c.HSTSMaxAge.String()
+		}
 		v.ACME = c.ACME
 		body.Routes = append(body.Routes, v)
 	}
