@@ -128,7 +128,9 @@ func (s *acmeSide) start(f acmeFlags, client *api.Client, plainAddr, tlsAddr str
 }
 
 // publishACME replaces the store's ACME certificates with the manager's,
-// one per host, named by the host in /certs and the expiry metric.
+// one per host, named by the host in /certs and the expiry metric; hosts
+// whose last order or renewal failed are listed as rejected, with the
+// error.
 func publishACME(store *certs.Store, mgr *acme.Manager) {
 	var out []*certs.Cert
 	seen := map[string]bool{}
@@ -146,7 +148,11 @@ func publishACME(store *certs.Store, mgr *acme.Manager) {
 		out = append(out, &certs.Cert{Kind: certs.SourceACME, Source: c.Host, Names: names,
 			NotBefore: c.TLS.Leaf.NotBefore, NotAfter: c.NotAfter, TLS: c.TLS})
 	}
-	store.Set(certs.SourceACME, out, nil)
+	var rejected []certs.Rejected
+	for _, f := range mgr.Failures() {
+		rejected = append(rejected, certs.Rejected{Kind: certs.SourceACME, Source: f.Host, Error: f.Error, At: f.At})
+	}
+	store.Set(certs.SourceACME, out, rejected)
 }
 
 // onPublish hands each table's ACME hosts to the manager, on the

@@ -127,6 +127,11 @@ type Manager struct {
 	managed   map[string]context.CancelFunc
 	stopped   bool
 
+	// failures is the last failed order or renewal per managed host,
+	// cleared by a success or the host's removal.
+	failuresMu sync.Mutex
+	failures   map[string]Failure
+
 	kick     chan struct{}
 	stopLoop context.CancelFunc
 	loopDone chan struct{}
@@ -171,6 +176,8 @@ func New(opts Options) (*Manager, error) {
 		hosts:   map[string]bool{},
 		managed: map[string]context.CancelFunc{},
 		kick:    make(chan struct{}, 1),
+
+		failures: map[string]Failure{},
 	}
 	var cfgRef atomic.Pointer[certmagic.Config]
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
@@ -187,9 +194,19 @@ func New(opts Options) (*Manager, error) {
 		// stapling would be a second outbound path to bound.
 		OCSP:       certmagic.OCSPConfig{DisableStapling: true},
 		DisableARI: opts.DisableARI,
-		OnEvent: func(_ context.Context, event string, _ map[string]any) error {
+		OnEvent: func(_ context.Context, event string, data map[string]any) error {
 			switch event {
-			case "cached_managed_cert", "cert_obtained":
+			case "cached_managed_cert":
+				m.changed()
+			case "cert_obtained":
+				m.recordFailure(data, nil)
+				m.changed()
+			case "cert_failed":
+				err, _ := data["error"].(error)
+				if err == nil {
+					err = errors.New("unknown error")
+				}
+				m.recordFailure(data, err)
 				m.changed()
 			}
 			return nil
@@ -289,6 +306,9 @@ func (m *Manager) apply() {
 			cancel()
 			delete(m.managed, h)
 			removed = append(removed, certmagic.SubjectIssuer{Subject: h})
+			m.failuresMu.Lock()
+			delete(m.failures, h)
+			m.failuresMu.Unlock()
 			m.logger.Info("host no longer managed", "host", h)
 		}
 	}
@@ -456,6 +476,47 @@ func (m *Manager) ChallengeFirst(next func(*tls.ClientHelloInfo) (*tls.Certifica
 		}
 		return next(hello)
 	}
+}
+
+// Failure is the last failed attempt to obtain or renew a host's
+// certificate; certmagic retries it with backoff.
+type Failure struct {
+	Host  string
+	Error string
+	At    time.Time
+}
+
+// maxFailureText bounds an error kept for listing: a CA's problem
+// documents are its own text.
+const maxFailureText = 512
+
+// recordFailure keeps (err != nil) or clears the failure of the host an
+// event names, if the host is managed.
+func (m *Manager) recordFailure(data map[string]any, err error) {
+	host, _ := data["identifier"].(string)
+	if host = strings.ToLower(host); !m.manages(host) {
+		return
+	}
+	m.failuresMu.Lock()
+	defer m.failuresMu.Unlock()
+	if err == nil {
+		delete(m.failures, host)
+		return
+	}
+	text := err.Error()
+	if len(text) > maxFailureText {
+		text = text[:maxFailureText] + "..."
+	}
+	m.failures[host] = Failure{Host: host, Error: text, At: time.Now()}
+}
+
+// Failures lists the hosts whose last attempt failed, sorted by host.
+func (m *Manager) Failures() []Failure {
+	m.failuresMu.Lock()
+	defer m.failuresMu.Unlock()
+	out := slices.Collect(maps.Values(m.failures))
+	slices.SortFunc(out, func(a, b Failure) int { return strings.Compare(a.Host, b.Host) })
+	return out
 }
 
 // Stop ends renewals and pending orders; locks still held are released

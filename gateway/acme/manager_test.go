@@ -207,11 +207,20 @@ func TestSetHostsBoundsAndValidates(t *testing.T) {
 		t.Errorf("GetCertificate of an unmanaged name = %v, %v; want nil, nil", c, err)
 	}
 
+	// The failed orders are listed, with their error.
+	testkit.WaitFor(t, "both failed orders listed", func() bool {
+		f := m.Failures()
+		return len(f) == 2 && f[0].Host == "a.test" && f[1].Host == "b.test" && f[0].Error != ""
+	})
+
 	// Flipping hosts out and in does not restart their orders at the
 	// pace of KV writes: the two start tokens are spent.
 	m.SetHosts(nil)
 	if got := acme.Managed(m); len(got) != 0 {
 		t.Errorf("managed after removal: %q", got)
+	}
+	if f := m.Failures(); len(f) != 0 {
+		t.Errorf("failures of removed hosts still listed: %+v", f)
 	}
 	m.SetHosts([]string{"a.test", "b.test"})
 	if got := acme.Managed(m); len(got) != 0 {
