@@ -120,6 +120,9 @@ type Manager struct {
 	// hosts is the current set, read on the request path without a lock.
 	hostsMu sync.RWMutex
 	hosts   map[string]bool
+	// hostsKey is the list SetHosts was last given, joined.
+	hostsKey    string
+	hostsKeySet bool
 
 	// managed holds a cancel func per host whose management runs, so a
 	// removed host's retries stop.
@@ -280,9 +283,18 @@ func splitAddr(addr string) (string, int, bool) {
 // names past MaxHosts are dropped and logged. It does not block on the CA
 // or Consul, so the controller can call it on every publish.
 func (m *Manager) SetHosts(hosts []string) {
+	// Tables are published on every health change too: only a new host
+	// list is filtered (and its problems logged) again.
+	key := strings.Join(hosts, "\x00")
+	m.hostsMu.RLock()
+	same := m.hostsKey == key && m.hostsKeySet
+	m.hostsMu.RUnlock()
+	if same {
+		return
+	}
 	want := m.filter(hosts)
 	m.hostsMu.Lock()
-	m.hosts = want
+	m.hosts, m.hostsKey, m.hostsKeySet = want, key, true
 	m.hostsMu.Unlock()
 
 	m.apply()
