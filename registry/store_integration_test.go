@@ -170,9 +170,11 @@ func TestStoreDeadHoldersLockExpires(t *testing.T) {
 
 	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	start := time.Now()
 	if err := live.Lock(lctx, "n"); err != nil {
 		t.Fatalf("lock of a dead holder never freed: %v", err)
 	}
+	t.Logf("lock of a dead holder (TTL %v) taken over after %v", opts.SessionTTL, time.Since(start).Round(10*time.Millisecond))
 	if s, _, err := client.Session().Info(h.session, nil); err != nil || s != nil {
 		t.Errorf("dead holder's session still there: %+v, %v", s, err)
 	}
