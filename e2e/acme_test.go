@@ -30,16 +30,24 @@ func acmeFlags(ca *pebbletest.Pebble, extra ...string) []string {
 		"-acme-renew-interval", "1s", "-acme-ari=false"}, extra...)
 }
 
-// verifiedSerial handshakes with addr for acmeHost and returns the leaf's
-// serial if the chain verifies against roots, "" otherwise.
-func verifiedSerial(addr string, roots *x509.CertPool) string {
+// verifiedLeaf handshakes with addr for acmeHost and returns the leaf if
+// the chain verifies against roots, nil otherwise.
+func verifiedLeaf(addr string, roots *x509.CertPool) *x509.Certificate {
 	d := &net.Dialer{Timeout: 2 * time.Second}
 	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: acmeHost, RootCAs: roots})
 	if err != nil {
-		return ""
+		return nil
 	}
 	defer c.Close()
-	return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	return c.ConnectionState().PeerCertificates[0]
+}
+
+// verifiedSerial is verifiedLeaf's serial, "" without one.
+func verifiedSerial(addr string, roots *x509.CertPool) string {
+	if l := verifiedLeaf(addr, roots); l != nil {
+		return l.SerialNumber.String()
+	}
+	return ""
 }
 
 // waitServing waits until every gateway serves one and the same verified
@@ -103,8 +111,17 @@ func TestACMEReplicasShareOneOrder(t *testing.T) {
 	// A replica started later loads the certificate from Consul.
 	late := startGateway(t, addr, acmeFlags(ca, "-acme-challenges", "http-01", "-tls-listen", "127.0.0.1:0")...)
 	got := waitServing(t, "the late replica serves a certificate", roots, "", late)
-	if want := map[bool]int{true: 1, false: 2}[got == first]; ca.Orders() != want {
-		t.Errorf("late replica serves %s (first %s) with %d orders made, want %d", got, first, ca.Orders(), want)
+	// Until the renewal window opens (a third of the lifetime left) no
+	// order but the first may exist; on a machine slow enough to reach it
+	// first, the late replica may serve the renewed one, with two orders.
+	orders := ca.Orders()
+	leaf := verifiedLeaf(reached.tlsAddr, roots)
+	windowOpen := leaf == nil || time.Now().After(leaf.NotAfter.Add(-leaf.NotAfter.Sub(leaf.NotBefore)/3))
+	switch {
+	case got == first && orders != 1 && !windowOpen:
+		t.Errorf("late replica serves the first certificate, but %d orders were made before renewal was due", orders)
+	case got != first && orders != 2:
+		t.Errorf("late replica serves %s (first %s) with %d orders made, want 2 (the renewal)", got, first, orders)
 	}
 
 	// Renewal before expiry: one new order, the new certificate served by
