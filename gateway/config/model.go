@@ -60,11 +60,22 @@ type Route struct {
 	Balancer string
 	// Timeout bounds the whole upstream exchange; zero means no route timeout.
 	Timeout time.Duration
+	// IdleTimeout closes a WebSocket tunnel through the route when no byte
+	// has passed either way for that long; zero means DefaultIdleTimeout.
+	// Timeout bounds only the handshake of a tunnel, never its life.
+	IdleTimeout time.Duration
 
 	// Policy holds the route's rate limit, auth, circuit breaker and
 	// retries; the zero Policy turns them all off.
 	Policy Policy
 }
+
+// DefaultIdleTimeout closes a WebSocket tunnel after this long without a
+// byte either way, unless the route sets idle_timeout: Envoy's
+// stream_idle_timeout. It is well above the heartbeat interval of common
+// WebSocket stacks (Socket.IO pings every 25s), so only dead tunnels are
+// cut, where nginx's 60s proxy_read_timeout cuts quiet but live ones.
+const DefaultIdleTimeout = 5 * time.Minute
 
 // MatchKey identifies what a route matches; two routes with equal MatchKeys
 // are ambiguous and rejected. Methods are compared as a set, since

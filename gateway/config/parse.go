@@ -149,6 +149,7 @@ func decodeRoute(p *problems, b *hcl.Block) *routeSrc {
 	r.StripPrefix = a.str(attrStripPrefix)
 	r.Balancer = a.str(attrBalancer)
 	r.Timeout = a.duration(attrTimeout)
+	r.IdleTimeout = a.duration(attrIdleTimeout)
 	decodeAccessPolicy(p, blocks, &r.Policy)
 	decodeUpstreamPolicy(p, blocks, a, &r.Policy, &r.Policy)
 	return r

@@ -42,6 +42,7 @@ var (
 	attrStripPrefix = attr{"strip_prefix"}
 	attrBalancer    = attr{"balancer"}
 	attrTimeout     = attr{"timeout"}
+	attrIdleTimeout = attr{"idle_timeout"}
 
 	// upstreamPolicy: route and call.
 	attrRetries            = attr{"retries"}
@@ -188,6 +189,7 @@ var (
 		attrs: []attr{
 			attrPath, attrPathPrefix, attrMethods, attrHost, attrCaseFold,
 			attrService, attrTag, attrStripPrefix, attrBalancer, attrTimeout,
+			attrIdleTimeout,
 		},
 		parts: []part{accessPolicy, upstreamPolicy},
 	})
