@@ -8,6 +8,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -32,6 +33,7 @@ import (
 	"github.com/gatewayco/gateway/gateway/admin"
 	"github.com/gatewayco/gateway/gateway/aggregate"
 	"github.com/gatewayco/gateway/gateway/metrics"
+	"github.com/gatewayco/gateway/gateway/tunnel"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -70,6 +72,7 @@ type serveFlags struct {
 	drain, readHeaderTimeout                time.Duration
 	idleTimeout, bodyReadTimeout            time.Duration
 	maxConns                                int
+	maxTunnels                              int
 	panicThreshold                          float64
 	maxBodyBytes                            int64
 	aggregateMaxBytes                       int64
@@ -94,6 +97,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&f.bodyReadTimeout, "body-read-timeout", gateway.DefaultBodyReadTimeout, "longest pause allowed while a client sends its request body, 408 beyond")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive client connection stays open")
 	fs.IntVar(&f.maxConns, "max-conns", gateway.DefaultMaxConns, "most client connections open at once; more wait to be accepted (0: no limit)")
+	fs.IntVar(&f.maxTunnels, "max-tunnels", tunnel.DefaultMax, "most WebSocket tunnels open at once, 503 beyond (0: no limit); below -max-conns, so tunnels cannot take every connection slot")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "request body limit in bytes, 413 beyond (negative: no limit)")
 	fs.Int64Var(&f.aggregateMaxBytes, "aggregate-max-bytes", aggregate.DefaultMaxBytes, "bytes all aggregate requests together may buffer at once, 503 beyond (negative: no limit)")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 1<<20, "request header limit in bytes, 431 beyond")
@@ -129,6 +133,9 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	if f.maxConns < 0 {
 		return fmt.Errorf("%w: -max-conns must not be negative", errUsage)
+	}
+	if f.maxTunnels < 0 {
+		return fmt.Errorf("%w: -max-tunnels must not be negative", errUsage)
 	}
 	if hclog.LevelFromString(f.logLevel) == hclog.NoLevel {
 		return fmt.Errorf("%w: unknown log level %q", errUsage, f.logLevel)
@@ -220,7 +227,8 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	m.Registry().MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
 		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})))
 	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
-		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes})
+		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes,
+		Tunnels: tunnel.New(tunnel.Options{Max: cmp.Or(f.maxTunnels, -1), Metrics: m})})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	ctl.SetPanicThreshold(f.panicThreshold)
 	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: m.WatchError}
@@ -267,6 +275,14 @@ func (a *app) shutdown(drain time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	err := a.public.Shutdown(ctx)
+	// Shutdown neither waits for nor closes hijacked connections: the
+	// WebSocket tunnels run on until the drain ends, then are closed, and
+	// the process does not exit under one still copying.
+	if a.gw != nil {
+		if n := a.gw.Tunnels().Shutdown(ctx); n > 0 {
+			a.logger.Info("closed WebSocket tunnels at the end of the drain", "tunnels", n)
+		}
+	}
 	_ = a.admin.Shutdown(ctx)
 	a.stopWatches()
 	a.watches.Wait()

@@ -189,6 +189,7 @@ type routesBody struct {
 		Instances      []instanceView `json:"instances"`
 		Panic          string         `json:"panic"`
 		CircuitBreaker string         `json:"circuit_breaker"`
+		Tunnels        int            `json:"tunnels"`
 	} `json:"routes"`
 	Aggregates []struct {
 		Name  string `json:"name"`

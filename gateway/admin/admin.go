@@ -81,6 +81,10 @@ type routeView struct {
 	CircuitBreaker string `json:"circuit_breaker,omitempty"`
 	// CaseInsensitive is set when the path matches in any case.
 	CaseInsensitive bool `json:"case_insensitive,omitempty"`
+	// IdleTimeout closes the route's WebSocket tunnels after this long
+	// without a byte; Tunnels counts those open now.
+	IdleTimeout string `json:"idle_timeout"`
+	Tunnels     int    `json:"tunnels"`
 }
 
 type instanceView struct {
@@ -111,6 +115,8 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 			v.CircuitBreaker = st.String()
 		}
 		v.CaseInsensitive = c.CaseInsensitive
+		v.IdleTimeout = c.TunnelIdleTimeout().String()
+		v.Tunnels = a.g.Tunnels().Open(c.Name)
 		body.Routes = append(body.Routes, v)
 	}
 	writeJSON(w, http.StatusOK, body)

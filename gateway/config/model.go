@@ -70,6 +70,14 @@ type Route struct {
 	Policy Policy
 }
 
+// TunnelIdleTimeout is the route's idle_timeout with the default applied.
+func (r *Route) TunnelIdleTimeout() time.Duration {
+	if r.IdleTimeout > 0 {
+		return r.IdleTimeout
+	}
+	return DefaultIdleTimeout
+}
+
 // DefaultIdleTimeout closes a WebSocket tunnel after this long without a
 // byte either way, unless the route sets idle_timeout: Envoy's
 // stream_idle_timeout. It is well above the heartbeat interval of common

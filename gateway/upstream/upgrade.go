@@ -80,11 +80,7 @@ func (p *Proxy) serveTunnel(w http.ResponseWriter, r *http.Request, rc *config.R
 	if rc.Timeout > 0 {
 		ex.BoundBody(hs)
 	}
-	idle := rc.IdleTimeout
-	if idle <= 0 {
-		idle = config.DefaultIdleTimeout
-	}
-	p.rp.ServeHTTP(&tunnelWriter{ResponseWriter: w, tn: tn, hs: hs, idle: idle}, r)
+	p.rp.ServeHTTP(&tunnelWriter{ResponseWriter: w, tn: tn, hs: hs, idle: rc.TunnelIdleTimeout()}, r)
 	if down := tn.BytesDown(); down > 0 {
 		ex.Bytes = down
 	}
