@@ -281,3 +281,19 @@ func expectJSONError(t *testing.T, resp *http.Response, status int, msg string) 
 		t.Fatalf("got %d %s, want %d with error %q", resp.StatusCode, b, status, msg)
 	}
 }
+
+// TestConnectIsNotProxied: a CONNECT (HTTP/1.1 with a path, or an HTTP/2
+// extended CONNECT if GODEBUG=http2xconnect=1 let one in) is refused, not
+// forwarded to an upstream as a CONNECT it would not expect.
+func TestConnectIsNotProxied(t *testing.T) {
+	rec := &headerEcho{}
+	_, inst := startUpstream(t, "h-1", rec.ServeHTTP)
+	pg := startPolicyGateway(t, Options{}, `route "h" {
+  path_prefix = "/h"
+  service     = "h"
+}`, map[string][]registry.Instance{"h": {inst}})
+	r := do(t, "CONNECT", pg.url+"/h/x")
+	if r.status != http.StatusMethodNotAllowed || rec.got() != nil {
+		t.Fatalf("CONNECT: %d %s (upstream saw %v), want 405 and no upstream call", r.status, r.body, rec.got())
+	}
+}

@@ -98,7 +98,13 @@ func (p *Proxy) Handler(rc *config.Route, up *Upstream) http.Handler {
 		ex := exchange.From(r.Context())
 		ex.Upstream = up
 		ex.Strip = stripSpelling(strip, fold, r.URL.Path)
-		if isWebSocket(upgradeType(r.Header)) {
+		switch {
+		case r.Method == http.MethodConnect:
+			// No upstream expects a proxied CONNECT, and an HTTP/2
+			// extended CONNECT (RFC 8441) is not supported; see upgrade.go.
+			exchange.WriteError(w, http.StatusMethodNotAllowed, exchange.MsgMethodNotAllowed, ex.Route)
+			return
+		case isWebSocket(upgradeType(r.Header)):
 			p.serveTunnel(w, r, rc)
 			return
 		}
