@@ -72,7 +72,7 @@ type serveFlags struct {
 	drain, readHeaderTimeout                time.Duration
 	idleTimeout, bodyReadTimeout            time.Duration
 	maxConns                                int
-	maxTunnels                              int
+	maxTunnels, maxTunnelsPerClient         int
 	panicThreshold                          float64
 	maxBodyBytes                            int64
 	aggregateMaxBytes                       int64
@@ -98,6 +98,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive client connection stays open")
 	fs.IntVar(&f.maxConns, "max-conns", gateway.DefaultMaxConns, "most client connections open at once; more wait to be accepted (0: no limit)")
 	fs.IntVar(&f.maxTunnels, "max-tunnels", tunnel.DefaultMax, "most WebSocket tunnels open at once, 503 beyond (0: no limit); below -max-conns, so tunnels cannot take every connection slot")
+	fs.IntVar(&f.maxTunnelsPerClient, "max-tunnels-per-client", tunnel.DefaultMaxPerClient, "most WebSocket tunnels one client address holds at once, 503 beyond (0: no limit)")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "request body limit in bytes, 413 beyond (negative: no limit)")
 	fs.Int64Var(&f.aggregateMaxBytes, "aggregate-max-bytes", aggregate.DefaultMaxBytes, "bytes all aggregate requests together may buffer at once, 503 beyond (negative: no limit)")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 1<<20, "request header limit in bytes, 431 beyond")
@@ -134,8 +135,8 @@ func serve(args []string, stderr io.Writer) error {
 	if f.maxConns < 0 {
 		return fmt.Errorf("%w: -max-conns must not be negative", errUsage)
 	}
-	if f.maxTunnels < 0 {
-		return fmt.Errorf("%w: -max-tunnels must not be negative", errUsage)
+	if f.maxTunnels < 0 || f.maxTunnelsPerClient < 0 {
+		return fmt.Errorf("%w: -max-tunnels and -max-tunnels-per-client must not be negative", errUsage)
 	}
 	if hclog.LevelFromString(f.logLevel) == hclog.NoLevel {
 		return fmt.Errorf("%w: unknown log level %q", errUsage, f.logLevel)
@@ -228,7 +229,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})))
 	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
 		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes,
-		Tunnels: tunnel.New(tunnel.Options{Max: cmp.Or(f.maxTunnels, -1), Metrics: m})})
+		Tunnels: tunnel.New(tunnel.Options{Max: cmp.Or(f.maxTunnels, -1), MaxPerClient: cmp.Or(f.maxTunnelsPerClient, -1), Metrics: m})})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	ctl.SetPanicThreshold(f.panicThreshold)
 	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: m.WatchError}

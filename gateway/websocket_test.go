@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -43,12 +44,14 @@ func wsEcho(t *testing.T) registry.Instance {
 }
 
 // wsGateway serves src's routes over one echoing WebSocket upstream, with
-// its tunnels on clock.
-func wsGateway(t *testing.T, clock *testkit.Clock, max int, src string) (*policyGateway, *metrics.Metrics) {
+// its tunnels bounded by limits and on clock. Loopback is a trusted
+// proxy, so X-Forwarded-For can stand for distinct clients.
+func wsGateway(t *testing.T, clock *testkit.Clock, limits tunnel.Options, src string) (*policyGateway, *metrics.Metrics) {
 	t.Helper()
 	m := metrics.New(metrics.Options{})
-	tr := tunnel.New(tunnel.Options{Max: max, Now: clock.Now, AfterFunc: clock.AfterFunc, Metrics: m})
-	pg := startPolicyGateway(t, Options{Metrics: m, Tunnels: tr}, src, map[string][]registry.Instance{"ws": {wsEcho(t)}})
+	limits.Now, limits.AfterFunc, limits.Metrics = clock.Now, clock.AfterFunc, m
+	opts := Options{Metrics: m, Tunnels: tunnel.New(limits), TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+	pg := startPolicyGateway(t, opts, src, map[string][]registry.Instance{"ws": {wsEcho(t)}})
 	return pg, m
 }
 
@@ -93,7 +96,7 @@ func wsDoc(idle string) string { return strings.Replace(wsRoute, "%s", idle, 1) 
 
 func TestWebSocketTunnelOutlivesRouteTimeout(t *testing.T) {
 	clock := testkit.NewClock()
-	pg, m := wsGateway(t, clock, 0, wsDoc("24h"))
+	pg, m := wsGateway(t, clock, tunnel.Options{}, wsDoc("24h"))
 	c := dialWS(t, wsURL(pg.url)+"/ws/chat")
 	if err := echo(t, c, "one"); err != nil {
 		t.Fatal(err)
@@ -124,7 +127,7 @@ func TestWebSocketTunnelOutlivesRouteTimeout(t *testing.T) {
 
 func TestWebSocketIdleTimeoutClosesQuietTunnel(t *testing.T) {
 	clock := testkit.NewClock()
-	pg, m := wsGateway(t, clock, 0, wsDoc("1m"))
+	pg, m := wsGateway(t, clock, tunnel.Options{}, wsDoc("1m"))
 	c := dialWS(t, wsURL(pg.url)+"/ws")
 	if err := echo(t, c, "hello"); err != nil {
 		t.Fatal(err)
@@ -155,7 +158,7 @@ func TestWebSocketIdleTimeoutClosesQuietTunnel(t *testing.T) {
 
 func TestWebSocketTunnelLimitAnswers503(t *testing.T) {
 	clock := testkit.NewClock()
-	pg, _ := wsGateway(t, clock, 1, wsDoc("1h"))
+	pg, _ := wsGateway(t, clock, tunnel.Options{Max: 1}, wsDoc("1h"))
 	c := dialWS(t, wsURL(pg.url)+"/ws")
 	if err := echo(t, c, "first"); err != nil {
 		t.Fatal(err)
@@ -176,9 +179,37 @@ func TestWebSocketTunnelLimitAnswers503(t *testing.T) {
 	}
 }
 
+func TestWebSocketTunnelsPerClientAreBounded(t *testing.T) {
+	clock := testkit.NewClock()
+	pg, _ := wsGateway(t, clock, tunnel.Options{MaxPerClient: 2}, wsDoc("1h"))
+	from := func(ip string) *websocket.DialOptions {
+		return &websocket.DialOptions{HTTPHeader: http.Header{"X-Forwarded-For": {ip}}}
+	}
+	for i := range 2 {
+		c, _, err := websocket.Dial(context.Background(), wsURL(pg.url)+"/ws", from("10.0.0.1"))
+		if err != nil {
+			t.Fatalf("tunnel %d of the client: %v", i+1, err)
+		}
+		t.Cleanup(func() { c.CloseNow() })
+	}
+	_, resp, err := websocket.Dial(context.Background(), wsURL(pg.url)+"/ws", from("10.0.0.1"))
+	if err == nil {
+		t.Fatal("a third tunnel of one client was opened past -max-tunnels-per-client 2")
+	}
+	expectJSONError(t, resp, http.StatusServiceUnavailable, exchange.MsgTooManyTunnels)
+	c, _, err := websocket.Dial(context.Background(), wsURL(pg.url)+"/ws", from("10.0.0.2"))
+	if err != nil {
+		t.Fatalf("another client was refused: %v", err)
+	}
+	defer c.CloseNow()
+	if err := echo(t, c, "other client"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestWebSocketShutdownClosesTunnelsAtDrainEnd(t *testing.T) {
 	clock := testkit.NewClock()
-	pg, m := wsGateway(t, clock, 0, wsDoc("1h"))
+	pg, m := wsGateway(t, clock, tunnel.Options{}, wsDoc("1h"))
 	c := dialWS(t, wsURL(pg.url)+"/ws")
 	if err := echo(t, c, "before"); err != nil {
 		t.Fatal(err)
@@ -217,7 +248,7 @@ func TestWebSocketShutdownClosesTunnelsAtDrainEnd(t *testing.T) {
 func TestWebSocketHandshakePassesRoutePolicies(t *testing.T) {
 	t.Setenv("WS_SECRET", "s3cret")
 	clock := testkit.NewClock()
-	pg, m := wsGateway(t, clock, 0, `route "ws" {
+	pg, m := wsGateway(t, clock, tunnel.Options{}, `route "ws" {
   path_prefix = "/ws"
   service     = "ws"
   jwt {
@@ -257,7 +288,7 @@ func TestNonWebSocketUpgradeIsForwardedAsPlainRequest(t *testing.T) {
 
 func TestWebSocketHandshakeWithBodyIsRefused(t *testing.T) {
 	clock := testkit.NewClock()
-	pg, _ := wsGateway(t, clock, 0, wsDoc("1h"))
+	pg, _ := wsGateway(t, clock, tunnel.Options{}, wsDoc("1h"))
 	req, _ := http.NewRequest("GET", pg.url+"/ws", strings.NewReader("body"))
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", "websocket")

@@ -24,9 +24,16 @@ import (
 // every client connection slot and leave none for ordinary requests.
 const DefaultMax = 5000
 
+// DefaultMaxPerClient bounds the tunnels one client address holds at
+// once unless configured otherwise, so one client cannot take every slot
+// of Max: far more than a browser opens (a tab or two per app), while
+// leaving room for a few hundred users behind one NAT.
+const DefaultMaxPerClient = 100
+
 // Sentinel errors of Reserve; the proxy answers both with 503.
 var (
-	// ErrFull refuses a tunnel while Max are open.
+	// ErrFull refuses a tunnel while Max are open, or MaxPerClient of
+	// the same client.
 	ErrFull = errors.New("too many open tunnels")
 	// ErrClosed refuses a tunnel once shutdown has begun.
 	ErrClosed = errors.New("gateway shutting down")
@@ -50,6 +57,9 @@ type Options struct {
 	// Max bounds the tunnels open (or handshaking) at once; zero means
 	// DefaultMax, negative means no limit.
 	Max int
+	// MaxPerClient bounds the tunnels of one client address; zero means
+	// DefaultMaxPerClient, negative means no limit.
+	MaxPerClient int
 	// Now is the clock idle time is measured by; nil means time.Now.
 	Now func() time.Time
 	// AfterFunc schedules f after d and returns a stop function, like
@@ -64,6 +74,7 @@ type Options struct {
 // Tracker keeps every tunnel of one gateway. It is safe for concurrent use.
 type Tracker struct {
 	max       int
+	perClient int
 	now       func() time.Time
 	afterFunc func(time.Duration, func()) func() bool
 	metrics   *metrics.Tunnels // nil without metrics
@@ -72,6 +83,7 @@ type Tracker struct {
 	slots    int // reserved: handshaking plus open
 	open     map[*Tunnel]struct{}
 	perRoute map[string]int // open tunnels by route
+	clients  map[string]int // slots by client address; only addresses holding one
 	closing  bool           // Shutdown began: no new tunnel
 	cutoff   bool           // the drain ended: a tunnel opening now is closed at once
 	changed  chan struct{}  // closed and replaced whenever a tunnel ends
@@ -79,10 +91,13 @@ type Tracker struct {
 
 // New returns an empty tracker.
 func New(opts Options) *Tracker {
-	t := &Tracker{max: opts.Max, now: opts.Now, afterFunc: opts.AfterFunc, metrics: opts.Metrics.Tunnels(),
+	t := &Tracker{max: opts.Max, perClient: opts.MaxPerClient, clients: map[string]int{}, now: opts.Now, afterFunc: opts.AfterFunc, metrics: opts.Metrics.Tunnels(),
 		open: map[*Tunnel]struct{}{}, perRoute: map[string]int{}, changed: make(chan struct{})}
 	if t.max == 0 {
 		t.max = DefaultMax
+	}
+	if t.perClient == 0 {
+		t.perClient = DefaultMaxPerClient
 	}
 	if t.now == nil {
 		t.now = time.Now
@@ -93,11 +108,12 @@ func New(opts Options) *Tracker {
 	return t
 }
 
-// Reserve takes a slot for an upgrade request of route before its
-// handshake is sent, so a client cannot make the gateway dial upstreams
-// for tunnels it will refuse; ErrFull or ErrClosed when there is none.
-// The caller must call Done when the request ends, tunnel or not.
-func (t *Tracker) Reserve(route string) (*Tunnel, error) {
+// Reserve takes a slot for an upgrade request of route from client (its
+// address) before the handshake is sent, so a client cannot make the
+// gateway dial upstreams for tunnels it will refuse; ErrFull or ErrClosed
+// when there is none. The caller must call Done when the request ends,
+// tunnel or not.
+func (t *Tracker) Reserve(route, client string) (*Tunnel, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch {
@@ -105,9 +121,12 @@ func (t *Tracker) Reserve(route string) (*Tunnel, error) {
 		return nil, ErrClosed
 	case t.max > 0 && t.slots >= t.max:
 		return nil, ErrFull
+	case t.perClient > 0 && t.clients[client] >= t.perClient:
+		return nil, ErrFull
 	}
 	t.slots++
-	return &Tunnel{t: t, route: route, m: t.metrics.Route(route)}, nil
+	t.clients[client]++
+	return &Tunnel{t: t, route: route, client: client, m: t.metrics.Route(route)}, nil
 }
 
 // AfterFunc schedules f after d on the tracker's clock (Options.AfterFunc)
@@ -172,9 +191,10 @@ func (t *Tracker) waitEmpty(stop <-chan struct{}) bool {
 
 // Tunnel is one upgrade request's slot, and from Attach on its tunnel.
 type Tunnel struct {
-	t     *Tracker
-	route string
-	m     *metrics.TunnelRoute // nil without metrics
+	t      *Tracker
+	route  string
+	client string
+	m      *metrics.TunnelRoute // nil without metrics
 
 	idle   time.Duration
 	last   atomic.Int64 // Unix nanoseconds of the last byte either way
@@ -264,6 +284,9 @@ func (tn *Tunnel) Done() {
 	t := tn.t
 	t.mu.Lock()
 	t.slots--
+	if t.clients[tn.client]--; t.clients[tn.client] <= 0 {
+		delete(t.clients, tn.client)
+	}
 	if c != nil {
 		delete(t.open, tn)
 		if t.perRoute[tn.route]--; t.perRoute[tn.route] == 0 {

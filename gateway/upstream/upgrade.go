@@ -75,7 +75,7 @@ func (p *Proxy) serveTunnel(w http.ResponseWriter, r *http.Request, rc *config.R
 		exchange.WriteError(w, http.StatusBadRequest, exchange.MsgUpgradeBody, ex.Route)
 		return
 	}
-	tn, err := p.tunnels.Reserve(ex.Route)
+	tn, err := p.tunnels.Reserve(ex.Route, exchange.ClientAddr(r, p.trusted))
 	if err != nil {
 		w.Header().Set("Retry-After", "1")
 		exchange.WriteError(w, http.StatusServiceUnavailable, exchange.MsgTooManyTunnels, ex.Route)
