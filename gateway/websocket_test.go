@@ -46,11 +46,14 @@ func wsEcho(t *testing.T) registry.Instance {
 // wsGateway serves src's routes over one echoing WebSocket upstream, with
 // its tunnels bounded by limits and on clock. Loopback is a trusted
 // proxy, so X-Forwarded-For can stand for distinct clients.
-func wsGateway(t *testing.T, clock *testkit.Clock, limits tunnel.Options, src string) (*policyGateway, *metrics.Metrics) {
+func wsGateway(t *testing.T, clock *testkit.Clock, limits tunnel.Options, src string, more ...func(*Options)) (*policyGateway, *metrics.Metrics) {
 	t.Helper()
 	m := metrics.New(metrics.Options{})
 	limits.Now, limits.AfterFunc, limits.Metrics = clock.Now, clock.AfterFunc, m
 	opts := Options{Metrics: m, Tunnels: tunnel.New(limits), TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+	for _, f := range more {
+		f(&opts)
+	}
 	pg := startPolicyGateway(t, opts, src, map[string][]registry.Instance{"ws": {wsEcho(t)}})
 	return pg, m
 }
@@ -313,9 +316,10 @@ func expectJSONError(t *testing.T, resp *http.Response, status int, msg string) 
 	}
 }
 
-// TestConnectIsNotProxied: a CONNECT (HTTP/1.1 with a path, or an HTTP/2
-// extended CONNECT if GODEBUG=http2xconnect=1 let one in) is refused, not
-// forwarded to an upstream as a CONNECT it would not expect.
+// TestConnectIsNotProxied: a plain CONNECT (here HTTP/1.1 with a path) is
+// refused, not forwarded to an upstream as a CONNECT it would not expect;
+// only an HTTP/2 extended CONNECT for WebSocket is served (see
+// TestWebSocketOverHTTP2).
 func TestConnectIsNotProxied(t *testing.T) {
 	rec := &headerEcho{}
 	_, inst := startUpstream(t, "h-1", rec.ServeHTTP)

@@ -99,9 +99,11 @@ func (p *Proxy) Handler(rc *config.Route, up *Upstream) http.Handler {
 		ex.Upstream = up
 		ex.Strip = stripSpelling(strip, fold, r.URL.Path)
 		switch {
+		case isExtendedConnect(r):
+			p.serveH2Tunnel(w, r, rc)
+			return
 		case r.Method == http.MethodConnect:
-			// No upstream expects a proxied CONNECT, and an HTTP/2
-			// extended CONNECT (RFC 8441) is not supported; see upgrade.go.
+			// No upstream expects a proxied CONNECT.
 			exchange.WriteError(w, http.StatusMethodNotAllowed, exchange.MsgMethodNotAllowed, ex.Route)
 			return
 		case isWebSocket(upgradeType(r.Header)):

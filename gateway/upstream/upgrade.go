@@ -23,14 +23,6 @@ import (
 // tunnel, and the client's connection handed to the tracker, which bounds
 // its idle time and closes it at the end of a drain.
 
-// WebSockets over HTTP/2 (extended CONNECT, RFC 8441) are not supported.
-// Go's HTTP/2 server (Go 1.26) accepts them only when the process starts
-// with GODEBUG=http2xconnect=1 (off by default, golang/go#71128), and
-// serves them as a CONNECT request whose body and writer are the stream,
-// with no hijack; the gateway answers every CONNECT 405 instead, so
-// clients fall back to HTTP/1.1, which browsers do on their own while the
-// server does not advertise SETTINGS_ENABLE_CONNECT_PROTOCOL.
-
 // errHandshakeTimeout is the hijack refused because the route timeout
 // passed while the upstream's 101 was on its way: the tunnel would start
 // already cut off.
