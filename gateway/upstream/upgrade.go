@@ -105,6 +105,9 @@ func (tw *tunnelWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// Deadlines the server or the body guard left on the connection were
+	// for the request; the tunnel's bound is its idle timeout.
+	_ = c.SetDeadline(time.Time{})
 	return tw.tn.Attach(c, tw.idle), brw, nil
 }
 
