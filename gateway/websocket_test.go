@@ -332,3 +332,46 @@ func TestConnectIsNotProxied(t *testing.T) {
 		t.Fatalf("CONNECT: %d %s (upstream saw %v), want 405 and no upstream call", r.status, r.body, rec.got())
 	}
 }
+
+func TestWebSocketRouteTimeoutBoundsTheHandshake(t *testing.T) {
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	defer close(release)
+	_, inst := startUpstream(t, "slow-ws", func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select { // the handshake is held until the test lets go
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		if c, err := websocket.Accept(w, r, nil); err == nil {
+			c.CloseNow()
+		}
+	})
+	clock := testkit.NewClock()
+	m := metrics.New(metrics.Options{})
+	tr := tunnel.New(tunnel.Options{Max: 1, Now: clock.Now, AfterFunc: clock.AfterFunc, Metrics: m})
+	pg := startPolicyGateway(t, Options{Metrics: m, Tunnels: tr}, wsDoc("24h"), map[string][]registry.Instance{"ws": {inst}})
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		_, resp, err := websocket.Dial(context.Background(), wsURL(pg.url)+"/ws", nil)
+		done <- result{resp, err}
+	}()
+	<-arrived
+	clock.Advance(2 * time.Hour) // past the route's 1h timeout, 101 not yet sent
+	res := <-done
+	if res.err == nil {
+		t.Fatal("handshake answered after the route timeout")
+	}
+	expectJSONError(t, res.resp, http.StatusGatewayTimeout, exchange.MsgUpstreamTimeout)
+	if n := sample(t, m, "gateway_tunnels_opened_total", "route", "ws"); n != 0 {
+		t.Errorf("a timed-out handshake opened %v tunnels", n)
+	}
+	testkit.WaitFor(t, "the only slot back", func() bool {
+		_, err := tr.Reserve("probe", "probe")
+		return err == nil
+	})
+}
