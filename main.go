@@ -34,6 +34,7 @@ import (
 	"github.com/gatewayco/gateway/gateway/aggregate"
 	"github.com/gatewayco/gateway/gateway/certs"
 	"github.com/gatewayco/gateway/gateway/metrics"
+	"github.com/gatewayco/gateway/gateway/tunnel"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -72,6 +73,7 @@ type serveFlags struct {
 	drain, readHeaderTimeout                time.Duration
 	idleTimeout, bodyReadTimeout            time.Duration
 	maxConns                                int
+	maxTunnels, maxTunnelsPerClient         int
 	panicThreshold                          float64
 	maxBodyBytes                            int64
 	aggregateMaxBytes                       int64
@@ -98,6 +100,8 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&f.bodyReadTimeout, "body-read-timeout", gateway.DefaultBodyReadTimeout, "longest pause allowed while a client sends its request body, 408 beyond")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive client connection stays open")
 	fs.IntVar(&f.maxConns, "max-conns", gateway.DefaultMaxConns, "most client connections open at once; more wait to be accepted (0: no limit)")
+	fs.IntVar(&f.maxTunnels, "max-tunnels", tunnel.DefaultMax, "most WebSocket tunnels open at once, 503 beyond (0: no limit); below -max-conns, so tunnels cannot take every connection slot")
+	fs.IntVar(&f.maxTunnelsPerClient, "max-tunnels-per-client", tunnel.DefaultMaxPerClient, "most WebSocket tunnels one client address holds at once, 503 beyond (0: no limit)")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "request body limit in bytes, 413 beyond (negative: no limit)")
 	fs.Int64Var(&f.aggregateMaxBytes, "aggregate-max-bytes", aggregate.DefaultMaxBytes, "bytes all aggregate requests together may buffer at once, 503 beyond (negative: no limit)")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 1<<20, "request header limit in bytes, 431 beyond")
@@ -135,6 +139,9 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	if f.maxConns < 0 {
 		return fmt.Errorf("%w: -max-conns must not be negative", errUsage)
+	}
+	if f.maxTunnels < 0 || f.maxTunnelsPerClient < 0 {
+		return fmt.Errorf("%w: -max-tunnels and -max-tunnels-per-client must not be negative", errUsage)
 	}
 	if hclog.LevelFromString(f.logLevel) == hclog.NoLevel {
 		return fmt.Errorf("%w: unknown log level %q", errUsage, f.logLevel)
@@ -260,7 +267,8 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})))
 	m.Registry().MustRegister(certs.NewCollector(a.certs, nil))
 	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
-		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes, HTTPSPort: https.Port})
+		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes, HTTPSPort: https.Port,
+		Tunnels: tunnel.New(tunnel.Options{Max: cmp.Or(f.maxTunnels, -1), MaxPerClient: cmp.Or(f.maxTunnelsPerClient, -1), Metrics: m})})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	ctl.SetPanicThreshold(f.panicThreshold)
 	ctl.OnPublish(a.acme.onPublish(logger.Named("acme")))
@@ -332,6 +340,14 @@ func (a *app) shutdown(drain time.Duration) error {
 	}
 	drained.Wait()
 	err = cmp.Or(err, tlsErr)
+	// Shutdown neither waits for nor closes hijacked connections: the
+	// WebSocket tunnels run on until the drain ends, then are closed, and
+	// the process does not exit under one still copying.
+	if a.gw != nil {
+		if n := a.gw.Tunnels().Shutdown(ctx); n > 0 {
+			a.logger.Info("closed WebSocket tunnels at the end of the drain", "tunnels", n)
+		}
+	}
 	_ = a.admin.Shutdown(ctx)
 	a.stopWatches()
 	a.watches.Wait()

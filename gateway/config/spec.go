@@ -47,6 +47,7 @@ var (
 	// route: plain-HTTP redirect and HSTS.
 	attrHTTPSOnly  = attr{"https_only"}
 	attrHSTSMaxAge = attr{"hsts_max_age"}
+	attrIdleTimeout = attr{"idle_timeout"}
 
 	// upstreamPolicy: route and call.
 	attrRetries            = attr{"retries"}
@@ -194,6 +195,7 @@ var (
 			attrPath, attrPathPrefix, attrMethods, attrHost, attrCaseFold,
 			attrService, attrTag, attrStripPrefix, attrBalancer, attrTimeout,
 			attrHTTPSOnly, attrHSTSMaxAge, attrACME,
+			attrIdleTimeout,
 		},
 		parts: []part{accessPolicy, upstreamPolicy},
 	})

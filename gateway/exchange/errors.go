@@ -36,6 +36,8 @@ const (
 	MsgBodyTooLarge     = "request body too large"
 	MsgBodyMalformed    = "malformed or incomplete request body"
 	MsgBodyTimeout      = "request body not received in time"
+	MsgTooManyTunnels   = "too many open tunnels"
+	MsgUpgradeBody      = "a WebSocket handshake must not have a body"
 )
 
 // StatusClientClosed is nginx's non-standard code for a client that closed
