@@ -45,8 +45,8 @@ var (
 	attrACME        = attr{"acme"}
 
 	// route: plain-HTTP redirect and HSTS.
-	attrHTTPSOnly  = attr{"https_only"}
-	attrHSTSMaxAge = attr{"hsts_max_age"}
+	attrHTTPSOnly   = attr{"https_only"}
+	attrHSTSMaxAge  = attr{"hsts_max_age"}
 	attrIdleTimeout = attr{"idle_timeout"}
 
 	// upstreamPolicy: route and call.
