@@ -176,6 +176,33 @@ func TestParseBundleRejects(t *testing.T) {
 	}
 }
 
+// TestParseBundleNamesMisorderedChain: a chain pasted CA first (cat
+// ca.crt leaf.crt leaf.key) is reported as such, not by what the CA
+// certificate lacks ("names no host") or as a key that matches nothing.
+func TestParseBundleNamesMisorderedChain(t *testing.T) {
+	c1, k1 := gen(t, "a.test")
+	c2, _ := gen(t, "b.test")
+	caKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), IsCA: true, BasicConstraintsValid: true, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	for name, data := range map[string][]byte{
+		"ca without names first": append(append(append([]byte{}, ca...), c1...), k1...),
+		"other leaf first":       append(append(append([]byte{}, c2...), c1...), k1...),
+	} {
+		_, err := ParseBundle(data, now)
+		if !errors.Is(err, ErrChainOrder) || !strings.Contains(err.Error(), "certificate 2") {
+			t.Errorf("%s: %v, want %v naming certificate 2", name, err, ErrChainOrder)
+		}
+	}
+}
+
 func TestKVBundlesKeepLastGood(t *testing.T) {
 	s := NewStore()
 	var rejectedCount int
