@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatewayco/gateway/internal/devcert"
 	"github.com/gatewayco/gateway/registry"
@@ -298,9 +301,16 @@ func TestFilesLoadFailsOnBadPair(t *testing.T) {
 	_, k := gen(t, "a.test")
 	os.WriteFile(filepath.Join(dir, "c"), c, 0o600)
 	os.WriteFile(filepath.Join(dir, "k"), k, 0o600)
-	f := NewFiles(NewStore(), []Pair{{filepath.Join(dir, "c"), filepath.Join(dir, "k")}}, func() time.Time { return now }, nil)
+	var log bytes.Buffer
+	f := NewFiles(NewStore(), []Pair{{filepath.Join(dir, "c"), filepath.Join(dir, "k")}}, func() time.Time { return now },
+		hclog.New(&hclog.LoggerOptions{Output: &log}))
 	if err := f.Load(); err == nil {
 		t.Error("a mismatched pair loaded at start")
+	}
+	// Nothing was ever good, so the warning must not claim a version is
+	// being served (the gateway is about to refuse to start).
+	if strings.Contains(log.String(), "serving the last good version") {
+		t.Errorf("log claims a last good version that does not exist: %s", log.String())
 	}
 }
 
