@@ -325,3 +325,20 @@ func FuzzParseBundle(f *testing.F) {
 		}
 	})
 }
+
+// TestNoCertificateErrorSaysWhy: net/http logs the handshake error, and
+// "no certificate for this server name" alone leaves the operator to
+// guess which name and what would have served it.
+func TestNoCertificateErrorSaysWhy(t *testing.T) {
+	s := NewStore()
+	s.Set(SourceKV, []*Cert{mustCert(t, SourceKV, "gateway/certs/a", bundle(t, "a.test"), false)}, nil)
+	for name, want := range map[string]string{"": "no server name (SNI)", "b.test": `"b.test"`, strings.Repeat("x", 400): strings.Repeat("x", 64) + `..."`} {
+		_, err := s.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
+		if !errors.Is(err, ErrNoCertificate) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "no default certificate") {
+			t.Errorf("server name %.10q: %v, want %v naming %s and the missing default", name, err, ErrNoCertificate, want)
+		}
+		if err != nil && len(err.Error()) > 300 {
+			t.Errorf("server name %.10q: error of %d bytes", name, len(err.Error()))
+		}
+	}
+}
