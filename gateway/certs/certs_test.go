@@ -342,3 +342,14 @@ func TestNoCertificateErrorSaysWhy(t *testing.T) {
 		}
 	}
 }
+
+// TestParsePairNamesKeyInCertFile: a combined PEM (chain and key in one
+// file, as HAProxy takes) given as both -tls-cert and -tls-key has two
+// keys; the error must say the certificate file holds one.
+func TestParsePairNamesKeyInCertFile(t *testing.T) {
+	b := bundle(t, "a.test")
+	_, err := ParsePair(b, b, now)
+	if !errors.Is(err, ErrBadPEM) || !strings.Contains(err.Error(), "certificate file holds a private key") {
+		t.Errorf("combined file as both: %v, want %v saying the certificate file holds a key", err, ErrBadPEM)
+	}
+}

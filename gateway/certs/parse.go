@@ -101,11 +101,30 @@ func ParsePair(certPEM, keyPEM []byte, now time.Time) (*tls.Certificate, error) 
 	if len(certPEM)+len(keyPEM) > MaxBundleBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(certPEM)+len(keyPEM), MaxBundleBytes)
 	}
+	if hasKey(certPEM) && hasKey(keyPEM) {
+		return nil, fmt.Errorf("%w: the certificate file holds a private key as well as the key file (a combined PEM? give the chain and the key as separate files, or put the bundle in Consul KV)", ErrBadPEM)
+	}
 	var b bytes.Buffer
 	b.Write(certPEM)
 	b.WriteByte('\n')
 	b.Write(keyPEM)
 	return ParseBundle(b.Bytes(), now)
+}
+
+// hasKey reports whether data holds a private key block, reading at most
+// MaxPEMBlocks blocks (the caller bounds the bytes).
+func hasKey(data []byte) bool {
+	rest := data
+	for range MaxPEMBlocks {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return false
+		}
+		if strings.HasSuffix(b.Type, "PRIVATE KEY") {
+			return true
+		}
+	}
+	return false
 }
 
 func parsePair(chain, key []byte, now time.Time) (*tls.Certificate, error) {
