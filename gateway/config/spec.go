@@ -42,6 +42,11 @@ var (
 	attrStripPrefix = attr{"strip_prefix"}
 	attrBalancer    = attr{"balancer"}
 	attrTimeout     = attr{"timeout"}
+	attrProtocol    = attr{"protocol"}
+
+	// upstream_tls.
+	attrCAFile     = attr{"ca_file"}
+	attrServerName = attr{"server_name"}
 
 	// upstreamPolicy: route and call.
 	attrRetries            = attr{"retries"}
@@ -188,8 +193,10 @@ var (
 		attrs: []attr{
 			attrPath, attrPathPrefix, attrMethods, attrHost, attrCaseFold,
 			attrService, attrTag, attrStripPrefix, attrBalancer, attrTimeout,
+			attrProtocol,
 		},
-		parts: []part{accessPolicy, upstreamPolicy},
+		blocks: []*blockSpec{upstreamTLSSpec},
+		parts:  []part{accessPolicy, upstreamPolicy},
 	})
 
 	// aggregateSpec is read by decodeAggregate and validateAggregate.
@@ -233,6 +240,12 @@ var (
 		typ:    "circuit_breaker",
 		attrs:  []attr{attrFailureRatio, attrMinRequests, attrOpenTimeout, attrServeStale},
 		blocks: []*blockSpec{fallbackSpec},
+	})
+
+	// upstreamTLSSpec is read by decodeUpstreamTLS.
+	upstreamTLSSpec = declare(&blockSpec{
+		typ:   "upstream_tls",
+		attrs: []attr{attrCAFile, attrServerName},
 	})
 
 	fallbackSpec = declare(&blockSpec{
