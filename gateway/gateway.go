@@ -102,6 +102,7 @@ type ProxyOptions struct {
 func newDeps(opts Options, logger hclog.Logger, now func() time.Time) *deps {
 	proxyLogger := logger.Named("proxy")
 	d := &deps{transport: opts.Proxy.Transport, metrics: opts.Metrics, logger: proxyLogger, now: now,
+		maxIdle: opts.Proxy.MaxIdleConnsPerHost, dial: opts.Proxy.DialTimeout,
 		outlierFailures: opts.Proxy.OutlierFailures, outlierEjection: opts.Proxy.OutlierEjection,
 		proxy:     upstream.NewProxy(proxyLogger, opts.TrustedProxies),
 		env:       policyEnv{trusted: opts.TrustedProxies, now: now, logger: logger.Named("policy"), getenv: os.Getenv},
@@ -167,7 +168,7 @@ func (g *Gateway) Metrics() *metrics.Metrics { return g.metrics }
 // sees the same one.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := g.table.Load()
-	ex := &exchange.Exchange{ResponseWriter: w, Start: g.now()}
+	ex := &exchange.Exchange{ResponseWriter: w, Start: g.now(), GRPC: exchange.IsGRPC(r)}
 	ex.RequestID = g.requestID(r)
 	r, bad := router.Normalize(r.WithContext(exchange.NewContext(r.Context(), ex)))
 	defer g.finish(ex, r)

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -75,7 +76,43 @@ func NewTransport(maxIdlePerHost int, dial time.Duration) *http.Transport {
 		MaxIdleConnsPerHost:   maxIdlePerHost,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		TLSHandshakeTimeout:   dial,
+		HTTP2: &http.HTTP2Config{
+			// An HTTP/2 connection that stops answering is found by a
+			// ping after 30s of silence, and dropped 15s later, rather
+			// than holding its streams until the route timeout.
+			SendPingTimeout: 30 * time.Second,
+			PingTimeout:     15 * time.Second,
+		},
 	}
+}
+
+// NewH2CTransport is NewTransport speaking only HTTP/2 cleartext with
+// prior knowledge, as gRPC servers without TLS do. All of a route's
+// calls to one instance share one connection's streams.
+func NewH2CTransport(maxIdlePerHost int, dial time.Duration) *http.Transport {
+	t := NewTransport(maxIdlePerHost, dial)
+	t.Protocols = new(http.Protocols)
+	t.Protocols.SetUnencryptedHTTP2(true)
+	return t
+}
+
+// NewTLSTransport is NewTransport over TLS verified against conf (its
+// RootCAs and ServerName; nil: the system roots and the instance's
+// host), offering HTTP/2 and HTTP/1.1 by ALPN so an instance that offers
+// h2 gets it. TLS 1.2 is the minimum.
+func NewTLSTransport(maxIdlePerHost int, dial time.Duration, conf *tls.Config) *http.Transport {
+	t := NewTransport(maxIdlePerHost, dial)
+	if conf == nil {
+		conf = &tls.Config{}
+	}
+	conf = conf.Clone()
+	conf.MinVersion = tls.VersionTLS12
+	t.TLSClientConfig = conf
+	t.Protocols = new(http.Protocols)
+	t.Protocols.SetHTTP1(true)
+	t.Protocols.SetHTTP2(true)
+	return t
 }
 
 // Handler serves one route rc through up: it bounds the exchange by the
@@ -89,8 +126,15 @@ func (p *Proxy) Handler(rc *config.Route, up *Upstream) http.Handler {
 		ex := exchange.From(r.Context())
 		ex.Upstream = up
 		ex.Strip = stripSpelling(strip, fold, r.URL.Path)
-		if timeout > 0 {
-			ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		limit := timeout
+		if ex.GRPC {
+			var ok bool
+			if limit, ok = grpcDeadline(w, r, ex, timeout); !ok {
+				return
+			}
+		}
+		if limit > 0 {
+			ctx, cancel := context.WithTimeout(r.Context(), limit)
 			defer cancel()
 			r = r.WithContext(ctx)
 			ex.BoundBody(ctx)
@@ -121,6 +165,39 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Host = pr.In.Host
 	p.setForwarded(pr)
 	ex.ApplyUpstreamHeaders(pr.Out.Header)
+	if ex.GRPC {
+		// The upstream learns the deadline the gateway enforces: the
+		// client's grpc-timeout, or the route timeout when that is
+		// shorter, less what has already passed.
+		if d, ok := pr.Out.Context().Deadline(); ok {
+			pr.Out.Header.Set("Grpc-Timeout", exchange.FormatGRPCTimeout(time.Until(d)))
+		}
+	}
+}
+
+// grpcDeadline is how long a gRPC call may take: its client's
+// grpc-timeout, capped by the route timeout (zero: none). A malformed
+// grpc-timeout is answered (INTERNAL, as gRPC servers answer it) and
+// reported false.
+func grpcDeadline(w http.ResponseWriter, r *http.Request, ex *exchange.Exchange, timeout time.Duration) (time.Duration, bool) {
+	v := r.Header.Get("Grpc-Timeout")
+	if v == "" {
+		return timeout, true
+	}
+	d, err := exchange.ParseGRPCTimeout(v)
+	if err != nil {
+		exchange.WriteError(w, http.StatusBadRequest, exchange.MsgGRPCTimeout, ex.Route)
+		return 0, false
+	}
+	if timeout > 0 && timeout < d {
+		return timeout, true
+	}
+	if d == 0 {
+		// An expired deadline: context.WithTimeout(0) ends at once,
+		// where a zero limit would mean none.
+		d = time.Nanosecond
+	}
+	return d, true
 }
 
 // setForwarded sets X-Forwarded-For, -Host and -Proto (see exchange.Forwarded).

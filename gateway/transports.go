@@ -1,0 +1,121 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/upstream"
+)
+
+// MaxCAFileBytes bounds an upstream_tls ca_file: a few hundred CA
+// certificates fit; a file past it is not a CA bundle.
+const MaxCAFileBytes = 1 << 20
+
+// ErrCAFile is why an https route's transport could not be made: its
+// ca_file is unreadable, too large, or holds no certificate.
+var ErrCAFile = errors.New("upstream_tls ca_file unusable")
+
+// transports hands each route the transport for its protocol. Routes with
+// the same protocol and TLS settings share one, and it outlives table
+// swaps (a keep keyed by those settings), so a swap keeps connections
+// warm; one no route asks for any more has its idle connections closed.
+type transports struct {
+	plain    http.RoundTripper // protocol http: the gateway's shared transport
+	maxIdle  int
+	dial     time.Duration
+	kept     keep[*http.Transport]
+	readFile func(string) ([]byte, error) // os.ReadFile, bounded; tests may replace it
+}
+
+func newTransports(plain http.RoundTripper, maxIdle int, dial time.Duration) *transports {
+	return &transports{plain: plain, maxIdle: maxIdle, dial: dial, readFile: readBounded}
+}
+
+// forRoute returns the transport and URL scheme for rc's protocol. An
+// https route whose CA file is unusable gets a transport that fails every
+// request (502) and the error to list with the document's problems: the
+// route stays, since a bad file next to a good document must not take
+// the route's path away from its other routes' precedence.
+func (ts *transports) forRoute(rc *config.Route) (http.RoundTripper, string, error) {
+	switch rc.Protocol {
+	case config.ProtocolH2C:
+		return ts.kept.get(stateKey{"", "h2c"}, func() *http.Transport {
+			return upstream.NewH2CTransport(ts.maxIdle, ts.dial)
+		}), "http", nil
+	case config.ProtocolHTTPS:
+		conf := &tls.Config{}
+		fp := "https"
+		if t := rc.UpstreamTLS; t != nil {
+			conf.ServerName = t.ServerName
+			fp += "|" + t.ServerName
+			if t.CAFile != "" {
+				pem, err := ts.readFile(t.CAFile)
+				if err != nil {
+					return failing{err}, "https", err
+				}
+				pool := x509.NewCertPool()
+				if !pool.AppendCertsFromPEM(pem) {
+					err := fmt.Errorf("%w: %s holds no PEM certificate", ErrCAFile, t.CAFile)
+					return failing{err}, "https", err
+				}
+				conf.RootCAs = pool
+				sum := sha256.Sum256(pem)
+				fp += "|" + hex.EncodeToString(sum[:])
+			}
+		}
+		return ts.kept.get(stateKey{"", fp}, func() *http.Transport {
+			return upstream.NewTLSTransport(ts.maxIdle, ts.dial, conf)
+		}), "https", nil
+	}
+	return ts.plain, "http", nil
+}
+
+// swap ends a build: transports the new table does not use close their
+// idle connections (those in use finish with the requests on them).
+func (ts *transports) swap() {
+	next := ts.kept.next
+	for k, t := range ts.kept.prev {
+		if _, ok := next[k]; !ok {
+			t.CloseIdleConnections()
+		}
+	}
+	ts.kept.swap()
+}
+
+func (ts *transports) discard() { ts.kept.discard() }
+
+// readBounded reads a CA file of at most MaxCAFileBytes.
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCAFile, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxCAFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCAFile, err)
+	}
+	if len(b) > MaxCAFileBytes {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrCAFile, path, MaxCAFileBytes)
+	}
+	return b, nil
+}
+
+// failing is the transport of a route whose TLS settings are unusable.
+type failing struct{ err error }
+
+func (f failing) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+	return nil, f.err
+}
