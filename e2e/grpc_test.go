@@ -1,0 +1,380 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/gatewayco/gateway/internal/grpctest"
+	"github.com/gatewayco/gateway/internal/testkit"
+)
+
+// grpcPrefix is the path every TestService method lives under.
+const grpcPrefix = "/grpc.testing.TestService/"
+
+// startGRPCBackend serves svc with a real grpc-go server (its own HTTP/2
+// transport, cleartext) on a loopback port registered in Consul as
+// service, instance id.
+func startGRPCBackend(t *testing.T, client *api.Client, service, id string, svc *grpctest.Service) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	svc.Register(srv)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(lis) }()
+	t.Cleanup(func() { srv.Stop(); <-done })
+	registerInstance(t, client, service, id, lis.Addr().String())
+	return lis.Addr().String()
+}
+
+// dialGRPC is a real grpc-go client of target with creds (nil: cleartext
+// HTTP/2 with prior knowledge). Retries are off so that each call the test
+// makes is one call through the gateway.
+func dialGRPC(t *testing.T, target string, creds credentials.TransportCredentials, opts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(creds), grpc.WithDisableRetry()}, opts...)
+	conn, err := grpc.NewClient("passthrough:///"+target, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// grpcRoutes routes TestService to service "grpc" over h2c, and, by host,
+// to the same service behind each policy whose refusal a gRPC client must
+// read as a gRPC status.
+const grpcRoutes = `
+route "grpc" {
+  path_prefix = "` + grpcPrefix + `"
+  service     = "grpc"
+  protocol    = "h2c"
+}
+route "grpc-timeout" {
+  host        = "timeout.test"
+  path_prefix = "` + grpcPrefix + `"
+  service     = "grpc"
+  protocol    = "h2c"
+  timeout     = "300ms"
+}
+route "grpc-limited" {
+  host        = "limited.test"
+  path_prefix = "` + grpcPrefix + `"
+  service     = "grpc"
+  protocol    = "h2c"
+  rate_limit {
+    requests_per_second = 0.001
+    burst               = 1
+  }
+}
+route "grpc-jwt" {
+  host        = "jwt.test"
+  path_prefix = "` + grpcPrefix + `"
+  service     = "grpc"
+  protocol    = "h2c"
+  jwt {
+    algorithms = ["HS256"]
+    secret_env = "` + authEnvSecret + `"
+  }
+}
+route "grpc-denied" {
+  host        = "denied.test"
+  path_prefix = "` + grpcPrefix + `"
+  service     = "grpc"
+  protocol    = "h2c"
+  forward_auth {
+    service = "denier"
+    path    = "/check"
+  }
+}
+route "grpc-empty" {
+  host        = "empty.test"
+  path_prefix = "` + grpcPrefix + `"
+  service     = "nobody"
+  protocol    = "h2c"
+}
+route "grpc-dead" {
+  host        = "dead.test"
+  path_prefix = "` + grpcPrefix + `"
+  service     = "dead"
+  protocol    = "h2c"
+  circuit_breaker {
+    failure_ratio = 0.5
+    min_requests  = 1
+    open_timeout  = "1h"
+  }
+}
+`
+
+// grpcRig is a gateway with -h2c in front of one grpc-go upstream, with
+// grpcRoutes.
+type grpcRig struct {
+	gw  *gatewayProc
+	svc *grpctest.Service
+}
+
+func startGRPCRig(t *testing.T, extra ...string) *grpcRig {
+	t.Helper()
+	client, addr := startConsul(t)
+	r := &grpcRig{svc: &grpctest.Service{Name: "grpc-1", Deadlines: make(chan time.Duration, 64)}}
+	startGRPCBackend(t, client, "grpc", "grpc-1", r.svc)
+	startBackendWith(t, client, "denier", "denier-1", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+	})
+	// An instance nobody listens on: every call to it is refused.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := lis.Addr().String()
+	lis.Close()
+	registerInstance(t, client, "dead", "dead-1", deadAddr)
+	putRoute(t, client, "grpc.hcl", grpcRoutes)
+	r.gw = startGateway(t, addr, append([]string{"-h2c", "-max-body-bytes", "4096"}, extra...)...)
+	testkit.WaitFor(t, "grpc routes with their instances", func() bool {
+		n := 0
+		for _, rt := range getRoutes(t, r.gw).Routes {
+			if len(rt.Instances) == 1 {
+				n++
+			}
+		}
+		return n == 6 // every route but grpc-empty
+	})
+	return r
+}
+
+// deadline is what the upstream saw of the next call's deadline.
+func (r *grpcRig) deadline(t *testing.T) time.Duration {
+	t.Helper()
+	select {
+	case d := <-r.svc.Deadlines:
+		return d
+	case <-time.After(testkit.Timeout):
+		t.Fatal("the upstream saw no call")
+		return 0
+	}
+}
+
+// TestGRPCThroughTheGatewayOverH2C proxies a real grpc-go client's calls
+// over h2c on the plain listener to a real grpc-go server found in
+// Consul: unary, server streaming and full duplex, with metadata both
+// ways, trailers, upstream statuses and deadlines.
+func TestGRPCThroughTheGatewayOverH2C(t *testing.T) {
+	r := startGRPCRig(t)
+	conn := dialGRPC(t, r.gw.public, nil)
+	checkGRPCCalls(t, r, conn)
+
+	t.Run("HTTP/1.1 keeps working on the same port", func(t *testing.T) {
+		resp, err := http.Get(r.gw.url("/nowhere"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || resp.ProtoMajor != 1 || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("HTTP/1.1 answer %d %s %q, want the JSON 404", resp.StatusCode, resp.Proto, resp.Header.Get("Content-Type"))
+		}
+	})
+}
+
+// checkGRPCCalls runs every call the gRPC tests make through conn.
+func checkGRPCCalls(t *testing.T, r *grpcRig, conn *grpc.ClientConn) {
+	tc := testpb.NewTestServiceClient(conn)
+	t.Run("unary with metadata and trailers", func(t *testing.T) {
+		ctx := metadata.AppendToOutgoingContext(context.Background(), grpctest.EchoKey, "v1", grpctest.EchoKey, "v2")
+		var header, trailer metadata.MD
+		resp, err := tc.UnaryCall(ctx, &testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("hello")}},
+			grpc.Header(&header), grpc.Trailer(&trailer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(resp.GetPayload().GetBody()) != "hello" {
+			t.Errorf("payload %q, want hello", resp.GetPayload().GetBody())
+		}
+		if got := header.Get(grpctest.EchoKey); strings.Join(got, ",") != "v1,v2" {
+			t.Errorf("echo header %v, want [v1 v2]", got)
+		}
+		if got := header.Get(grpctest.InstanceKey); len(got) != 1 || got[0] != "grpc-1" {
+			t.Errorf("instance header %v", got)
+		}
+		if got := trailer.Get(grpctest.EchoTrailerKey); strings.Join(got, ",") != "v1,v2" {
+			t.Errorf("echo trailer %v, want [v1 v2]", got)
+		}
+		if d := r.deadline(t); d != -1 {
+			t.Errorf("the upstream saw a deadline of %v for a call without one", d)
+		}
+	})
+
+	t.Run("an upstream's error status and trailers reach the client", func(t *testing.T) {
+		ctx := metadata.AppendToOutgoingContext(context.Background(), grpctest.EchoKey, "e")
+		var trailer metadata.MD
+		_, err := tc.UnaryCall(ctx, &testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{
+			Code: int32(codes.FailedPrecondition), Message: "not now: 100% ünïcode"}}, grpc.Trailer(&trailer))
+		st := status.Convert(err)
+		if st.Code() != codes.FailedPrecondition || st.Message() != "not now: 100% ünïcode" {
+			t.Errorf("status %v %q, want FAILED_PRECONDITION as the upstream said", st.Code(), st.Message())
+		}
+		if got := trailer.Get(grpctest.EchoTrailerKey); len(got) != 1 || got[0] != "e" {
+			t.Errorf("echo trailer %v, want [e]", got)
+		}
+		r.deadline(t)
+	})
+
+	t.Run("server streaming", func(t *testing.T) {
+		params := make([]*testpb.ResponseParameters, 5)
+		for i := range params {
+			params[i] = &testpb.ResponseParameters{Size: int32(1000 * (i + 1))}
+		}
+		ctx := metadata.AppendToOutgoingContext(context.Background(), grpctest.EchoKey, "s")
+		stream, err := tc.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{ResponseParameters: params})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range params {
+			m, err := stream.Recv()
+			if err != nil {
+				t.Fatalf("message %d: %v", i, err)
+			}
+			if len(m.GetPayload().GetBody()) != 1000*(i+1) {
+				t.Fatalf("message %d has %d bytes", i, len(m.GetPayload().GetBody()))
+			}
+		}
+		if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+			t.Fatalf("after the last message: %v, want EOF", err)
+		}
+		if got := stream.Trailer().Get(grpctest.EchoTrailerKey); len(got) != 1 || got[0] != "s" {
+			t.Errorf("echo trailer %v, want [s]", got)
+		}
+	})
+
+	t.Run("full duplex, each answer before the next message", func(t *testing.T) {
+		ctx := metadata.AppendToOutgoingContext(context.Background(), grpctest.EchoKey, "d")
+		stream, err := tc.FullDuplexCall(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			msg := fmt.Sprintf("ping %d", i)
+			if err := stream.Send(&testpb.StreamingOutputCallRequest{Payload: &testpb.Payload{Body: []byte(msg)}}); err != nil {
+				t.Fatal(err)
+			}
+			// The answer must arrive while the request stream is still
+			// open: neither direction is buffered by the gateway.
+			m, err := stream.Recv()
+			if err != nil {
+				t.Fatalf("answer %d: %v", i, err)
+			}
+			if string(m.GetPayload().GetBody()) != msg {
+				t.Fatalf("answer %q, want %q", m.GetPayload().GetBody(), msg)
+			}
+		}
+		if err := stream.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+			t.Fatalf("after CloseSend: %v, want EOF", err)
+		}
+		if got := stream.Trailer().Get(grpctest.EchoTrailerKey); len(got) != 1 || got[0] != "d" {
+			t.Errorf("echo trailer %v, want [d]", got)
+		}
+	})
+
+	t.Run("the client's deadline reaches the upstream", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if _, err := tc.UnaryCall(ctx, &testpb.SimpleRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		if d := r.deadline(t); d <= 0 || d > 20*time.Second {
+			t.Errorf("the upstream had %v left, want at most the client's 20s", d)
+		}
+	})
+
+	t.Run("the route timeout caps the client's deadline", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		ctx = metadata.AppendToOutgoingContext(ctx, grpctest.WaitKey, "1")
+		_, err := testpb.NewTestServiceClient(dialGRPC(t, r.gw.public, nil, grpc.WithAuthority("timeout.test"))).
+			UnaryCall(ctx, &testpb.SimpleRequest{})
+		if status.Code(err) != codes.DeadlineExceeded {
+			t.Errorf("status %v, want DEADLINE_EXCEEDED", err)
+		}
+		if d := r.deadline(t); d <= 0 || d > 300*time.Millisecond {
+			t.Errorf("the upstream had %v left, want at most the route's 300ms", d)
+		}
+	})
+
+	t.Run("gateway errors in gRPC form", func(t *testing.T) {
+		token := hsToken(t, map[string]any{"sub": "u"})
+		cases := []struct {
+			name, host string
+			call       func(testpb.TestServiceClient) error
+			want       codes.Code
+			msg        string
+		}{
+			{"no route", "", func(testpb.TestServiceClient) error {
+				_, err := testpb.NewUnimplementedServiceClient(conn).UnimplementedCall(context.Background(), &testpb.Empty{})
+				return err
+			}, codes.Unimplemented, "no route matches the request"},
+			{"no healthy instance", "empty.test", unary, codes.Unavailable, "no healthy instance"},
+			{"upstream refused", "dead.test", unary, codes.Unavailable, "upstream unavailable"},
+			{"breaker open", "dead.test", unary, codes.Unavailable, "circuit breaker open"},
+			{"route timeout", "timeout.test", func(c testpb.TestServiceClient) error {
+				_, err := c.UnaryCall(metadata.AppendToOutgoingContext(context.Background(), grpctest.WaitKey, "1"), &testpb.SimpleRequest{})
+				return err
+			}, codes.DeadlineExceeded, ""},
+			{"rate limit, first call passes", "limited.test", unary, codes.OK, ""},
+			{"rate limit", "limited.test", unary, codes.ResourceExhausted, "rate limit exceeded"},
+			{"no token", "jwt.test", unary, codes.Unauthenticated, ""},
+			{"with a token", "jwt.test", func(c testpb.TestServiceClient) error {
+				_, err := c.UnaryCall(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token), &testpb.SimpleRequest{})
+				return err
+			}, codes.OK, ""},
+			{"forward_auth denies", "denied.test", unary, codes.PermissionDenied, "denied by the auth service"},
+			{"body too large", "", func(c testpb.TestServiceClient) error {
+				_, err := c.UnaryCall(context.Background(), &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, 8192)}})
+				return err
+			}, codes.ResourceExhausted, "request body too large"},
+		}
+		for _, c := range cases {
+			cc := conn
+			if c.host != "" {
+				cc = dialGRPC(t, r.gw.public, nil, grpc.WithAuthority(c.host))
+			}
+			err := c.call(testpb.NewTestServiceClient(cc))
+			st := status.Convert(err)
+			if st.Code() != c.want || (c.msg != "" && st.Message() != c.msg) {
+				t.Errorf("%s: status %v %q, want %v %q", c.name, st.Code(), st.Message(), c.want, c.msg)
+			}
+		}
+		// Calls that reached the upstream left their deadlines behind.
+		for len(r.svc.Deadlines) > 0 {
+			<-r.svc.Deadlines
+		}
+	})
+}
+
+func unary(c testpb.TestServiceClient) error {
+	_, err := c.UnaryCall(context.Background(), &testpb.SimpleRequest{})
+	return err
+}
