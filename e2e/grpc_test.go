@@ -2,11 +2,19 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -377,4 +385,107 @@ func checkGRPCCalls(t *testing.T, r *grpcRig, conn *grpc.ClientConn) {
 func unary(c testpb.TestServiceClient) error {
 	_, err := c.UnaryCall(context.Background(), &testpb.SimpleRequest{})
 	return err
+}
+
+// TestUpstreamOverHTTPS reaches a TLS upstream (an httptest server with
+// HTTP/2 on, serving gRPC and plain HTTP) over protocol "https": verified
+// against the test CA with server_name, HTTP/2 by ALPN. A CA the
+// upstream's certificate does not chain to fails with 502 at once, and an
+// unusable CA file is listed with the document's errors.
+func TestUpstreamOverHTTPS(t *testing.T) {
+	client, addr := startConsul(t)
+	svc := &grpctest.Service{Name: "secure-1"}
+	gs := grpc.NewServer()
+	svc.Register(gs)
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			gs.ServeHTTP(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, r.Proto)
+	}))
+	up.EnableHTTP2 = true
+	up.StartTLS()
+	t.Cleanup(func() { up.Close(); gs.Stop() })
+	registerInstance(t, client, "secure", "secure-1", up.Listener.Addr().String())
+
+	caFile := writeFile(t, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw})))
+	wrongFile := writeFile(t, "wrong.pem", string(selfSignedPEM(t)))
+	junkFile := writeFile(t, "junk.pem", "not a certificate\n")
+	route := func(name, host, prefix, ca string) string {
+		return fmt.Sprintf(`route %q {
+  host        = %q
+  path_prefix = %q
+  service     = "secure"
+  protocol    = "https"
+  upstream_tls {
+    ca_file     = %q
+    server_name = "example.com"
+  }
+}
+`, name, host, prefix, ca)
+	}
+	putRoute(t, client, "secure.hcl", route("secure", "secure.test", "/", caFile)+
+		route("wrong-ca", "wrong.test", "/", wrongFile)+route("junk-ca", "junk.test", "/", junkFile))
+	gw := startGateway(t, addr, "-h2c")
+	testkit.WaitFor(t, "secure routes with their instance", func() bool {
+		n := 0
+		for _, rt := range getRoutes(t, gw).Routes {
+			if len(rt.Instances) == 1 {
+				n++
+			}
+		}
+		return n == 3
+	})
+	get := func(host string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, gw.url("/plain"), nil)
+		req.Host = host
+		resp, err := (&http.Client{Timeout: testkit.Timeout}).Do(req)
+		if err != nil {
+			t.Fatalf("GET via %s: %v", host, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	if code, body := get("secure.test"); code != http.StatusOK || body != "HTTP/2.0" {
+		t.Errorf("plain request over https: %d %q, want 200 HTTP/2.0 (h2 by ALPN)", code, body)
+	}
+	conn := dialGRPC(t, gw.public, nil, grpc.WithAuthority("secure.test"))
+	var header metadata.MD
+	if _, err := testpb.NewTestServiceClient(conn).UnaryCall(context.Background(), &testpb.SimpleRequest{}, grpc.Header(&header)); err != nil {
+		t.Fatalf("gRPC over https: %v", err)
+	}
+	if got := header.Get(grpctest.InstanceKey); len(got) != 1 || got[0] != "secure-1" {
+		t.Errorf("instance header %v", got)
+	}
+	if code, body := get("wrong.test"); code != http.StatusBadGateway {
+		t.Errorf("with the wrong CA: %d %q, want 502", code, body)
+	}
+	if code, body := get("junk.test"); code != http.StatusBadGateway {
+		t.Errorf("with an unusable CA file: %d %q, want 502", code, body)
+	}
+	errs := getRoutes(t, gw).Errors
+	if len(errs) != 1 || errs[0].Key != routesPrefix+"secure.hcl" || !strings.Contains(errs[0].Message, "secure.hcl:26:3") ||
+		!strings.Contains(errs[0].Message, "junk-ca") {
+		t.Errorf("errors %+v, want the junk-ca route's upstream_tls block named", errs)
+	}
+}
+
+// selfSignedPEM is a CA certificate nothing was signed by.
+func selfSignedPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "other CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, DNSNames: []string{"example.com"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
