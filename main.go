@@ -8,6 +8,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -31,6 +32,7 @@ import (
 	"github.com/gatewayco/gateway/gateway"
 	"github.com/gatewayco/gateway/gateway/admin"
 	"github.com/gatewayco/gateway/gateway/aggregate"
+	"github.com/gatewayco/gateway/gateway/certs"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/registry"
 )
@@ -78,12 +80,13 @@ type serveFlags struct {
 	self                                    selfFlags
 	h2c                                     bool
 	h2MaxStreams                            int
+	tls                                     tlsFlags
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&f.listen, "listen", ":8080", "public listener address")
+	fs.StringVar(&f.listen, "listen", ":8080", "public listener address (plain HTTP; \"\" disables it, with -tls-listen)")
 	fs.StringVar(&f.admin, "admin", "127.0.0.1:8081", "admin listener address (/health, /routes); keep it private")
 	fs.StringVar(&f.prefix, "kv-prefix", "gateway/routes/", "Consul KV prefix holding route documents")
 	fs.StringVar(&f.statePrefix, "state-prefix", "", "Consul KV prefix where gateways share each route document's last good version (default: state/lastgood/ beside -kv-prefix)")
@@ -104,6 +107,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&f.h2c, "h2c", false, "serve HTTP/2 cleartext (prior knowledge, as gRPC clients without TLS speak) beside HTTP/1.1 on -listen")
 	fs.IntVar(&f.h2MaxStreams, "h2-max-streams", defaultH2MaxStreams, "concurrent HTTP/2 streams a client connection may open")
 	addSelfFlags(fs, &f.self)
+	addTLSFlags(fs, &f.tls)
 	return fs
 }
 
@@ -146,6 +150,9 @@ func serve(args []string, stderr io.Writer) error {
 	if _, err := registry.StatePrefix(f.prefix, f.statePrefix); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
+	if err := f.tls.check(f.listen); err != nil {
+		return err
+	}
 	logger := newLogger(f.logLevel, f.logJSON, stderr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -178,10 +185,13 @@ type app struct {
 	gw          *gateway.Gateway
 	status      *registry.Status
 	health      *registry.Health
-	public      *http.Server
+	public      *http.Server // nil with -listen ""
 	admin       *http.Server
+	tls         *http.Server // nil without -tls-listen
 	publicAddr  string
 	adminAddr   string
+	tlsAddr     string
+	certs       *certs.Store
 	stopWatches context.CancelFunc
 	watches     sync.WaitGroup
 	failed      chan error
@@ -201,23 +211,40 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	publicLn, err := net.Listen("tcp", f.listen)
+	a := &app{status: &registry.Status{}, failed: make(chan error, 3), logger: logger, certs: certs.NewStore()}
+	var tlsHooks certs.Hooks
+	tside, certFiles, err := listenTLS(f.tls, a.certs, tlsHooks, logger)
 	if err != nil {
 		return nil, err
+	}
+	var publicLn net.Listener
+	closeAll := func() {
+		for _, l := range []net.Listener{publicLn, tside.ln} {
+			if l != nil {
+				l.Close()
+			}
+		}
+	}
+	if f.listen != "" {
+		if publicLn, err = net.Listen("tcp", f.listen); err != nil {
+			closeAll()
+			return nil, err
+		}
+		a.publicAddr = publicLn.Addr().String()
 	}
 	adminLn, err := net.Listen("tcp", f.admin)
 	if err != nil {
-		publicLn.Close()
+		closeAll()
 		return nil, err
 	}
-	a := &app{status: &registry.Status{}, failed: make(chan error, 2), logger: logger,
-		publicAddr: publicLn.Addr().String(), adminAddr: adminLn.Addr().String()}
+	a.adminAddr, a.tlsAddr = adminLn.Addr().String(), tside.addr
 	trusted, err := parseCIDRs(f.trustedProxies)
 	if err != nil {
-		publicLn.Close()
+		closeAll()
 		adminLn.Close()
 		return nil, err
 	}
+	https := f.tls.httpsPolicy(a.tlsAddr, trusted)
 	m := metrics.New(metrics.Options{LastSync: a.status.LastSuccess})
 	// The Go runtime's series (go_goroutines, go_memstats_*, and the live
 	// heap as of the last GC, go_gc_heap_live_bytes) are what shows a leak
@@ -226,8 +253,9 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	// metrics.New, because they describe the process rather than a gateway.
 	m.Registry().MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
 		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})))
+	m.Registry().MustRegister(certs.NewCollector(a.certs, nil))
 	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
-		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes})
+		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes, HTTPSPort: https.Port})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	ctl.SetPanicThreshold(f.panicThreshold)
 	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: m.WatchError}
@@ -241,21 +269,34 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	a.watches.Go(func() { kv.Run(watchCtx) })
 	a.watches.Go(func() { state.Run(watchCtx) })
 	a.watches.Go(func() { ctl.Run(watchCtx, kv, a.health) })
+	a.runCertSources(watchCtx, f.tls, certFiles, client, opts, a.certs)
 
-	a.public = newServer(a.gw, logger, f)
-	if f.h2c {
-		a.public.Protocols = publicProtocols()
-	}
-	a.admin = newServer(admin.Handler(a.gw, a.status), logger, f)
+	a.admin = newServer(admin.Handler(a.gw, a.status, admin.Certs(a.certs, nil)), logger, f)
 	// Only the public side is limited: the admin listener stays reachable
-	// for /health and /metrics when clients fill every slot.
-	go func() { a.failed <- a.public.Serve(gateway.LimitListener(publicLn, f.maxConns, m)) }()
+	// for /health and /metrics when clients fill every slot. The plain
+	// and TLS listeners share the one limit.
+	limited := gateway.LimitListeners(f.maxConns, m, publicLn, tside.ln)
+	if publicLn != nil {
+		a.public = newServer(https.Middleware(a.gw), logger, f)
+		if f.h2c {
+			a.public.Protocols = publicProtocols()
+		}
+		go func() { a.failed <- a.public.Serve(limited[0]) }()
+	}
+	if tside.ln != nil {
+		a.tls = newServer(https.Middleware(a.gw), logger, f)
+		go func() { a.failed <- serveTLS(a.tls, limited[1], tside.config) }()
+	}
 	go func() { a.failed <- a.admin.Serve(adminLn) }()
-	logger.Info("serving", "listen", a.publicAddr, "admin", a.adminAddr, "kv_prefix", f.prefix, "state_prefix", statePrefix)
+	serving := []any{"listen", a.publicAddr, "admin", a.adminAddr, "kv_prefix", f.prefix, "state_prefix", statePrefix}
+	if a.tlsAddr != "" {
+		serving = append(serving, "tls_listen", a.tlsAddr, "cert_prefix", f.tls.certPrefix)
+	}
+	logger.Info("serving", serving...)
 	if f.self.register {
 		// Registered only once both listeners serve, so the first health
 		// check the agent runs can already pass.
-		if a.self, err = registerSelf(client, f.self, a.publicAddr, a.adminAddr, logger.Named("self")); err != nil {
+		if a.self, err = registerSelf(client, f.self, cmp.Or(a.publicAddr, a.tlsAddr), a.adminAddr, logger.Named("self")); err != nil {
 			_ = a.shutdown(time.Second)
 			return nil, err
 		}
@@ -276,7 +317,18 @@ func (a *app) shutdown(drain time.Duration) error {
 	regCancel()
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	err := a.public.Shutdown(ctx)
+	// The plain and TLS listeners drain together, within the one bound.
+	var tlsErr error
+	var drained sync.WaitGroup
+	if a.tls != nil {
+		drained.Go(func() { tlsErr = a.tls.Shutdown(ctx) })
+	}
+	var err error
+	if a.public != nil {
+		err = a.public.Shutdown(ctx)
+	}
+	drained.Wait()
+	err = cmp.Or(err, tlsErr)
 	_ = a.admin.Shutdown(ctx)
 	a.stopWatches()
 	a.watches.Wait()

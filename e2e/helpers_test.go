@@ -361,10 +361,17 @@ type load struct {
 
 func startLoad(t *testing.T, url string, clients int) *load {
 	t.Helper()
+	return startLoadWith(t, url, clients, func() *http.Transport { return &http.Transport{} })
+}
+
+// startLoadWith is startLoad with each client's transport from
+// transport (for TLS settings).
+func startLoadWith(t *testing.T, url string, clients int, transport func() *http.Transport) *load {
+	t.Helper()
 	l := &load{}
 	for range clients {
 		l.wg.Go(func() {
-			c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}}
+			c := &http.Client{Timeout: 30 * time.Second, Transport: transport()}
 			// Closing its connections on exit lets goroutine checks count
 			// the gateway's goroutines without the load's connections.
 			defer c.CloseIdleConnections()

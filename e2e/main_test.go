@@ -132,6 +132,7 @@ const stopTimeout = 30 * time.Second
 // for tests that read the log and for the failure output.
 type gatewayProc struct {
 	public, admin string // host:port of the public and admin listeners
+	tlsAddr       string // host:port of the TLS listener; "" without -tls-listen
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once the process has exited
@@ -152,7 +153,7 @@ type gatewayProc struct {
 }
 
 // textServing finds the addresses in a text-format "serving" line.
-var textServing = regexp.MustCompile(`gateway: serving: listen=(\S+) admin=(\S+)`)
+var textServing = regexp.MustCompile(`gateway: serving: listen=(\S+) admin=(\S+)(?:.* tls_listen=(\S+))?`)
 
 // startGateway runs the binary against the Consul agent at consulAddr on
 // loopback ports, with the defaults the tests share (JSON log, no access
@@ -188,12 +189,12 @@ func startGatewayBin(t *testing.T, bin, consulAddr string, extra ...string) *gat
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	addrs := make(chan [2]string, 1)
+	addrs := make(chan [3]string, 1)
 	go p.readLog(stderr, addrs)
 	t.Cleanup(func() { p.cleanup(t) })
 	select {
 	case a := <-addrs:
-		p.public, p.admin = a[0], a[1]
+		p.public, p.admin, p.tlsAddr = a[0], a[1], a[2]
 	case <-p.exited:
 		t.Fatalf("gateway exited at start: %v", p.err)
 	case <-time.After(testkit.Timeout):
@@ -213,7 +214,7 @@ func startGatewayBin(t *testing.T, bin, consulAddr string, extra ...string) *gat
 
 // readLog keeps every line of the process's stderr until it exits, sends
 // the addresses of its "serving" line on addrs, then reaps the process.
-func (p *gatewayProc) readLog(stderr io.Reader, addrs chan<- [2]string) {
+func (p *gatewayProc) readLog(stderr io.Reader, addrs chan<- [3]string) {
 	br := bufio.NewReader(stderr) // no line length limit, unlike a Scanner
 	sent := false
 	for {
@@ -237,23 +238,27 @@ func (p *gatewayProc) readLog(stderr io.Reader, addrs chan<- [2]string) {
 	close(p.exited)
 }
 
-// servingAddrs reads the listen and admin addresses from the "serving"
-// line, in either log format.
-func servingAddrs(line string) ([2]string, bool) {
+// servingAddrs reads the listen, admin and TLS addresses from the
+// "serving" line, in either log format.
+func servingAddrs(line string) ([3]string, bool) {
 	var m map[string]any
 	if json.Unmarshal([]byte(line), &m) == nil {
 		if m["@message"] != "serving" {
-			return [2]string{}, false
+			return [3]string{}, false
 		}
 		l, _ := m["listen"].(string)
 		a, _ := m["admin"].(string)
-		return [2]string{l, a}, true
+		t, _ := m["tls_listen"].(string)
+		return [3]string{l, a, t}, true
 	}
 	if s := textServing.FindStringSubmatch(line); s != nil {
-		return [2]string{s[1], s[2]}, true
+		return [3]string{s[1], s[2], s[3]}, true
 	}
-	return [2]string{}, false
+	return [3]string{}, false
 }
+
+// tlsURL is the https URL of path on the TLS listener.
+func (p *gatewayProc) tlsURL(path string) string { return "https://" + p.tlsAddr + path }
 
 func (p *gatewayProc) cleanup(t *testing.T) {
 	p.adminClient.CloseIdleConnections()

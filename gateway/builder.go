@@ -137,7 +137,10 @@ func (b *tableBuilder) route(rc config.Route, instances func(registry.ServiceKey
 	rt := &Route{Config: rc, Service: key, Instances: insts, Panic: panics[key],
 		up: b.newUpstreamOver(key, rc.Balancer, insts, retry, breaker, tr, scheme), metrics: b.deps.metrics.Route(rc.Name)}
 	authUp := b.authUpstream(rc.Policy.ForwardAuth, rc.Balancer, instances)
-	rt.handler = named(rc.Name, rt.metrics, b.admission(rc.Name, &rc.Policy, authUp, b.deps.proxy.Handler(&rt.Config, rt.up)))
+	// https_only answers before admission: a plain-HTTP client is sent
+	// to HTTPS rather than asked for credentials it should not send.
+	https := policy.HTTPS{Only: rc.HTTPSOnly, HSTSMaxAge: rc.HSTSMaxAge, Port: b.deps.env.httpsPort, Trusted: b.deps.env.trusted}
+	rt.handler = named(rc.Name, rt.metrics, https.Middleware(b.admission(rc.Name, &rc.Policy, authUp, b.deps.proxy.Handler(&rt.Config, rt.up))))
 	return rt
 }
 

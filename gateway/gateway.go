@@ -75,6 +75,9 @@ type Options struct {
 	// buffer at once (503 beyond); zero means aggregate.DefaultMaxBytes,
 	// negative means no limit.
 	AggregateMaxBytes int64
+	// HTTPSPort is the port https_only redirects point at (the TLS
+	// listener's); "" or "443" leaves the port out of the URL.
+	HTTPSPort string
 }
 
 // ProxyOptions tune the upstream side. The zero value is usable.
@@ -105,7 +108,7 @@ func newDeps(opts Options, logger hclog.Logger, now func() time.Time) *deps {
 		maxIdle: opts.Proxy.MaxIdleConnsPerHost, dial: opts.Proxy.DialTimeout,
 		outlierFailures: opts.Proxy.OutlierFailures, outlierEjection: opts.Proxy.OutlierEjection,
 		proxy:     upstream.NewProxy(proxyLogger, opts.TrustedProxies),
-		env:       policyEnv{trusted: opts.TrustedProxies, now: now, logger: logger.Named("policy"), getenv: os.Getenv},
+		env:       policyEnv{trusted: opts.TrustedProxies, now: now, logger: logger.Named("policy"), getenv: os.Getenv, httpsPort: opts.HTTPSPort},
 		aggBudget: aggregate.NewBudget(opts.AggregateMaxBytes)}
 	if d.transport == nil {
 		d.transport = upstream.NewTransport(opts.Proxy.MaxIdleConnsPerHost, opts.Proxy.DialTimeout)

@@ -25,14 +25,23 @@ const DefaultMaxConns = 10000
 // recorded in m (nil records nothing). Hijacked connections (protocol
 // upgrades) count until they close.
 func LimitListener(ln net.Listener, max int, m *metrics.Metrics) net.Listener {
-	l := &limitListener{Listener: ln, done: make(chan struct{})}
+	return LimitListeners(max, m, ln)[0]
+}
+
+// LimitListeners is LimitListener for several listeners sharing one limit
+// (the plain and the TLS listener): max bounds their connections together,
+// as it bounds the descriptors they use together.
+func LimitListeners(max int, m *metrics.Metrics, lns ...net.Listener) []net.Listener {
+	var slots chan struct{}
 	if max > 0 {
-		l.slots = make(chan struct{}, max)
+		slots = make(chan struct{}, max)
 	}
-	if m != nil {
-		l.open, l.full = m.Connections()
+	open, full := m.Connections()
+	out := make([]net.Listener, len(lns))
+	for i, ln := range lns {
+		out[i] = &limitListener{Listener: ln, done: make(chan struct{}), slots: slots, open: open, full: full}
 	}
-	return l
+	return out
 }
 
 type limitListener struct {

@@ -27,6 +27,8 @@ type policyEnv struct {
 	getenv  func(string) string
 	// jwksClient fetches key sets; nil means a client with a 5s timeout.
 	jwksClient *http.Client
+	// httpsPort is where https_only redirects point (Options.HTTPSPort).
+	httpsPort string
 }
 
 // stateKey names one piece of per-route policy state: the route (or

@@ -22,12 +22,16 @@ type Health interface {
 // own listener (loopback by default), never on the public one: /routes
 // shows the internal topology. A nil health means Consul is never reported
 // unreachable.
-func Handler(g *gateway.Gateway, health Health) http.Handler {
+// Each extra Mount adds its endpoints (Certs: /certs).
+func Handler(g *gateway.Gateway, health Health, extra ...Mount) http.Handler {
 	a := &admin{g: g, health: health}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", a.serveHealth)
 	mux.HandleFunc("GET /routes", a.serveRoutes)
 	mountOperations(mux, g, health)
+	for _, m := range extra {
+		m(mux)
+	}
 	return mux
 }
 

@@ -66,6 +66,12 @@ type Route struct {
 	// UpstreamTLS tunes the TLS of an https route; nil means the system
 	// roots and the instance's address as the name to verify.
 	UpstreamTLS *UpstreamTLS
+	// HTTPSOnly answers the route's plain-HTTP requests with a 308 to
+	// HTTPS.
+	HTTPSOnly bool
+	// HSTSMaxAge, when positive, sends Strict-Transport-Security with
+	// this max-age on the route's HTTPS answers.
+	HSTSMaxAge time.Duration
 
 	// Policy holds the route's rate limit, auth, circuit breaker and
 	// retries; the zero Policy turns them all off.

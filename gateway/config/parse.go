@@ -153,6 +153,8 @@ func decodeRoute(p *problems, b *hcl.Block) *routeSrc {
 	if tb := single(p, blocks, upstreamTLSSpec); tb != nil {
 		r.UpstreamTLS = decodeUpstreamTLS(p, tb)
 	}
+	r.HTTPSOnly = a.boolean(attrHTTPSOnly)
+	r.HSTSMaxAge = a.duration(attrHSTSMaxAge)
 	decodeAccessPolicy(p, blocks, &r.Policy)
 	decodeUpstreamPolicy(p, blocks, a, &r.Policy, &r.Policy)
 	return r

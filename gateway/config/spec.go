@@ -48,6 +48,10 @@ var (
 	attrCAFile     = attr{"ca_file"}
 	attrServerName = attr{"server_name"}
 
+	// route: plain-HTTP redirect and HSTS.
+	attrHTTPSOnly  = attr{"https_only"}
+	attrHSTSMaxAge = attr{"hsts_max_age"}
+
 	// upstreamPolicy: route and call.
 	attrRetries            = attr{"retries"}
 	attrRetryNonIdempotent = attr{"retry_non_idempotent"}
@@ -194,6 +198,7 @@ var (
 			attrPath, attrPathPrefix, attrMethods, attrHost, attrCaseFold,
 			attrService, attrTag, attrStripPrefix, attrBalancer, attrTimeout,
 			attrProtocol,
+			attrHTTPSOnly, attrHSTSMaxAge,
 		},
 		blocks: []*blockSpec{upstreamTLSSpec},
 		parts:  []part{accessPolicy, upstreamPolicy},

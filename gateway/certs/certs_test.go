@@ -1,0 +1,289 @@
+package certs
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatewayco/gateway/internal/devcert"
+	"github.com/gatewayco/gateway/registry"
+)
+
+var now = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+
+func gen(t testing.TB, names ...string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	c, k, err := devcert.Generate(devcert.Options{Names: names, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(90 * 24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, k
+}
+
+func bundle(t testing.TB, names ...string) []byte {
+	c, k := gen(t, names...)
+	return append(c, k...)
+}
+
+func served(t *testing.T, s *Store, name string) string {
+	t.Helper()
+	c, err := s.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
+	if err != nil {
+		return "error"
+	}
+	return c.Leaf.DNSNames[0]
+}
+
+func mustCert(t *testing.T, kind, source string, b []byte, def bool) *Cert {
+	t.Helper()
+	c, err := ParseBundle(b, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewCert(kind, source, c, def)
+}
+
+func TestSelectionBySNI(t *testing.T) {
+	s := NewStore()
+	if got := served(t, s, "a.example.com"); got != "error" {
+		t.Fatalf("empty store served %s", got)
+	}
+	s.Set(SourceKV, []*Cert{
+		mustCert(t, SourceKV, "p/wild", bundle(t, "*.example.com"), false),
+		mustCert(t, SourceKV, "p/exact", bundle(t, "api.example.com"), false),
+	}, nil)
+	for name, want := range map[string]string{
+		"api.example.com":   "api.example.com",
+		"API.Example.COM.":  "api.example.com",
+		"www.example.com":   "*.example.com",
+		"example.com":       "error", // a wildcard covers one label, not none
+		"a.b.example.com":   "error", // nor two
+		"":                  "error", // no default yet
+		"other.example.org": "error",
+	} {
+		if got := served(t, s, name); got != want {
+			t.Errorf("%q: served %s, want %s", name, got, want)
+		}
+	}
+	// A file pair flagged default answers what matches nothing.
+	s.Set(SourceFile, []*Cert{mustCert(t, SourceFile, "/f.crt", bundle(t, "default.test"), true)}, nil)
+	for _, name := range []string{"", "other.example.org", "example.com"} {
+		if got := served(t, s, name); got != "default.test" {
+			t.Errorf("%q: served %s, want the default", name, got)
+		}
+	}
+	if got := served(t, s, "api.example.com"); got != "api.example.com" {
+		t.Errorf("default took over an exact name: %s", got)
+	}
+	// Replacing one source leaves the others alone.
+	s.Set(SourceKV, nil, nil)
+	if got := served(t, s, "api.example.com"); got != "default.test" {
+		t.Errorf("after the KV entries went: %s", got)
+	}
+	all, _ := s.Certs()
+	if len(all) != 1 || !s.IsDefault(all[0]) {
+		t.Errorf("certs %v", all)
+	}
+}
+
+func TestLongerValidityWinsAName(t *testing.T) {
+	s := NewStore()
+	oldC, oldK, _ := devcert.Generate(devcert.Options{Names: []string{"a.test"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
+	newC, newK, _ := devcert.Generate(devcert.Options{Names: []string{"a.test"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(48 * time.Hour)})
+	s.Set(SourceFile, []*Cert{mustCert(t, SourceFile, "/old", append(oldC, oldK...), false)}, nil)
+	s.Set(SourceACME, []*Cert{mustCert(t, SourceACME, "a.test", append(newC, newK...), false)}, nil)
+	if c := s.Lookup("a.test"); c.Kind != SourceACME {
+		t.Errorf("served %s, want the renewed ACME certificate", c)
+	}
+}
+
+func TestDefaultKVKey(t *testing.T) {
+	s := NewStore()
+	k := NewKVBundles(s, "gateway/certs/", func() time.Time { return now }, nil)
+	k.Update([]registry.Document{
+		{Key: "gateway/certs/a", Value: bundle(t, "a.test"), ModifyIndex: 1},
+		{Key: "gateway/certs/default", Value: bundle(t, "fallback.test"), ModifyIndex: 2},
+	})
+	if got := served(t, s, ""); got != "fallback.test" {
+		t.Errorf("no SNI: %s, want the KV default", got)
+	}
+}
+
+func rsaBundle(t *testing.T, bits int) []byte {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, bits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"weak.test"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})...)
+}
+
+func TestParseBundleRejects(t *testing.T) {
+	c1, k1 := gen(t, "a.test")
+	_, k2 := gen(t, "a.test")
+	expC, expK, _ := devcert.Generate(devcert.Options{Names: []string{"a.test"}, NotBefore: now.Add(-48 * time.Hour), NotAfter: now.Add(-time.Hour)})
+	futC, futK, _ := devcert.Generate(devcert.Options{Names: []string{"a.test"}, NotBefore: now.Add(time.Hour), NotAfter: now.Add(48 * time.Hour)})
+	many := []string{}
+	for i := range MaxNames + 1 {
+		many = append(many, strings.Repeat("x", 3)+string(rune('a'+i%26))+big.NewInt(int64(i)).String()+".test")
+	}
+	manyC, manyK := gen(t, many...)
+	blocks := append([]byte{}, c1...)
+	for range MaxPEMBlocks {
+		blocks = append(blocks, c1...)
+	}
+	for name, tc := range map[string]struct {
+		data []byte
+		want error
+	}{
+		"garbage":         {[]byte("not pem at all"), ErrBadPEM},
+		"empty":           {nil, ErrNoChain},
+		"key only":        {k1, ErrNoChain},
+		"cert only":       {c1, ErrNoKey},
+		"other key":       {append(append([]byte{}, c1...), k2...), ErrKeyMatch},
+		"expired":         {append(expC, expK...), ErrExpired},
+		"not yet valid":   {append(futC, futK...), ErrNotYet},
+		"too many names":  {append(manyC, manyK...), ErrTooMany},
+		"too many blocks": {append(blocks, k1...), ErrTooLarge},
+		"too large":       {make([]byte, MaxBundleBytes+1), ErrTooLarge},
+		"two keys":        {append(append(append([]byte{}, c1...), k1...), k1...), ErrBadPEM},
+		"weak rsa":        {rsaBundle(t, 1024), ErrWeakKey},
+	} {
+		_, err := ParseBundle(tc.data, now)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", name, err, tc.want)
+		}
+	}
+	// Key first, then chain, is accepted too.
+	if _, err := ParseBundle(append(append([]byte{}, k1...), c1...), now); err != nil {
+		t.Errorf("key before chain: %v", err)
+	}
+}
+
+func TestKVBundlesKeepLastGood(t *testing.T) {
+	s := NewStore()
+	var rejectedCount int
+	s.OnRejected = func(string) { rejectedCount++ }
+	k := NewKVBundles(s, "p/", func() time.Time { return now }, nil)
+	good := bundle(t, "a.test")
+	k.Update([]registry.Document{{Key: "p/a", Value: good, ModifyIndex: 1}})
+	first := s.Lookup("a.test")
+	if first == nil {
+		t.Fatal("not served")
+	}
+	k.Update([]registry.Document{{Key: "p/a", Value: []byte("broken"), ModifyIndex: 2}})
+	if s.Lookup("a.test") != first {
+		t.Error("a bad version replaced the last good one")
+	}
+	_, rej := s.Certs()
+	if len(rej) != 1 || rej[0].Source != "p/a" || rejectedCount != 1 {
+		t.Errorf("rejections %v (counted %d)", rej, rejectedCount)
+	}
+	// The same bad version seen again is not counted twice.
+	k.Update([]registry.Document{{Key: "p/a", Value: []byte("broken"), ModifyIndex: 2}})
+	if rejectedCount != 1 {
+		t.Errorf("counted %d", rejectedCount)
+	}
+	k.Update([]registry.Document{{Key: "p/a", Value: bundle(t, "a.test"), ModifyIndex: 3}})
+	if c := s.Lookup("a.test"); c == first || c == nil {
+		t.Error("the fixed version does not serve")
+	}
+	if _, rej := s.Certs(); len(rej) != 0 {
+		t.Errorf("rejection kept after a good version: %v", rej)
+	}
+	k.Update(nil)
+	if s.Lookup("a.test") != nil {
+		t.Error("a deleted key still serves")
+	}
+}
+
+func TestFilesReload(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	write := func(name string, b []byte) {
+		// Rename-over, as Vault agent and cert-manager write.
+		tmp := name + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c1, k1 := gen(t, "a.test")
+	write(certFile, c1)
+	write(keyFile, k1)
+	s := NewStore()
+	f := NewFiles(s, []Pair{{certFile, keyFile}}, func() time.Time { return now }, nil)
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	first := s.Lookup("")
+	if first == nil || !first.Default {
+		t.Fatal("the first pair is not the default")
+	}
+	// Half-way through a rotation: new certificate, old key.
+	c2, k2 := gen(t, "a.test", "b.test")
+	write(certFile, c2)
+	f.Reload()
+	if s.Lookup("a.test") != first {
+		t.Error("a mismatched pair replaced the last good one")
+	}
+	if _, rej := s.Certs(); len(rej) != 1 || !strings.Contains(rej[0].Error, "does not match") {
+		t.Errorf("rejections %v", rej)
+	}
+	write(keyFile, k2)
+	f.Reload()
+	if c := s.Lookup("b.test"); c == nil || c == first {
+		t.Error("the completed rotation does not serve")
+	}
+	if _, rej := s.Certs(); len(rej) != 0 {
+		t.Errorf("rejections after the rotation: %v", rej)
+	}
+	// A missing file keeps the last good pair.
+	cur := s.Lookup("b.test")
+	os.Remove(keyFile)
+	f.Reload()
+	if s.Lookup("b.test") != cur {
+		t.Error("a missing key file dropped the certificate")
+	}
+}
+
+func TestFilesLoadFailsOnBadPair(t *testing.T) {
+	dir := t.TempDir()
+	c, _ := gen(t, "a.test")
+	_, k := gen(t, "a.test")
+	os.WriteFile(filepath.Join(dir, "c"), c, 0o600)
+	os.WriteFile(filepath.Join(dir, "k"), k, 0o600)
+	f := NewFiles(NewStore(), []Pair{{filepath.Join(dir, "c"), filepath.Join(dir, "k")}}, func() time.Time { return now }, nil)
+	if err := f.Load(); err == nil {
+		t.Error("a mismatched pair loaded at start")
+	}
+}
+
+func FuzzParseBundle(f *testing.F) {
+	f.Add(bundle(f, "a.test"))
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseBundle(data, now)
+		if err == nil && (c.Leaf == nil || len(c.Certificate) == 0) {
+			t.Fatal("accepted a bundle without a leaf")
+		}
+	})
+}
