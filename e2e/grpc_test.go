@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -190,8 +191,12 @@ func (r *grpcRig) deadline(t *testing.T) time.Duration {
 // ways, trailers, upstream statuses and deadlines.
 func TestGRPCThroughTheGatewayOverH2C(t *testing.T) {
 	r := startGRPCRig(t)
-	conn := dialGRPC(t, r.gw.public, nil)
-	checkGRPCCalls(t, r, conn)
+	checkGRPCCalls(t, r, func(host string) *grpc.ClientConn {
+		if host == "" {
+			return dialGRPC(t, r.gw.public, nil)
+		}
+		return dialGRPC(t, r.gw.public, nil, grpc.WithAuthority(host))
+	})
 
 	t.Run("HTTP/1.1 keeps working on the same port", func(t *testing.T) {
 		resp, err := http.Get(r.gw.url("/nowhere"))
@@ -205,8 +210,23 @@ func TestGRPCThroughTheGatewayOverH2C(t *testing.T) {
 	})
 }
 
-// checkGRPCCalls runs every call the gRPC tests make through conn.
-func checkGRPCCalls(t *testing.T, r *grpcRig, conn *grpc.ClientConn) {
+// TestGRPCThroughTheGatewayOverTLS makes the same calls on the TLS
+// listener, HTTP/2 by ALPN.
+func TestGRPCThroughTheGatewayOverTLS(t *testing.T) {
+	pair := newCertPair(t, t.TempDir(), "gw", "gw.test", "*.test")
+	r := startGRPCRig(t, "-tls-listen", "127.0.0.1:0", "-tls-cert", pair.certFile, "-tls-key", pair.keyFile)
+	checkGRPCCalls(t, r, func(host string) *grpc.ClientConn {
+		if host == "" {
+			host = "gw.test"
+		}
+		return dialGRPC(t, r.gw.tlsAddr, credentials.NewTLS(&tls.Config{RootCAs: pair.pool, ServerName: host}))
+	})
+}
+
+// checkGRPCCalls runs every call the gRPC tests make, on connections
+// dial makes to the gateway for a host ("": any).
+func checkGRPCCalls(t *testing.T, r *grpcRig, dial func(host string) *grpc.ClientConn) {
+	conn := dial("")
 	tc := testpb.NewTestServiceClient(conn)
 	t.Run("unary with metadata and trailers", func(t *testing.T) {
 		ctx := metadata.AppendToOutgoingContext(context.Background(), grpctest.EchoKey, "v1", grpctest.EchoKey, "v2")
@@ -322,7 +342,7 @@ func checkGRPCCalls(t *testing.T, r *grpcRig, conn *grpc.ClientConn) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		ctx = metadata.AppendToOutgoingContext(ctx, grpctest.WaitKey, "1")
-		_, err := testpb.NewTestServiceClient(dialGRPC(t, r.gw.public, nil, grpc.WithAuthority("timeout.test"))).
+		_, err := testpb.NewTestServiceClient(dial("timeout.test")).
 			UnaryCall(ctx, &testpb.SimpleRequest{})
 		if status.Code(err) != codes.DeadlineExceeded {
 			t.Errorf("status %v, want DEADLINE_EXCEEDED", err)
@@ -367,7 +387,7 @@ func checkGRPCCalls(t *testing.T, r *grpcRig, conn *grpc.ClientConn) {
 		for _, c := range cases {
 			cc := conn
 			if c.host != "" {
-				cc = dialGRPC(t, r.gw.public, nil, grpc.WithAuthority(c.host))
+				cc = dial(c.host)
 			}
 			err := c.call(testpb.NewTestServiceClient(cc))
 			st := status.Convert(err)

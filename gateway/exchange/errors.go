@@ -44,6 +44,7 @@ const (
 	MsgBodyMalformed    = "malformed or incomplete request body"
 	MsgBodyTimeout      = "request body not received in time"
 	MsgGRPCTimeout      = "malformed grpc-timeout"
+	MsgDeadline         = "the client's deadline passed"
 )
 
 // StatusClientClosed is nginx's non-standard code for a client that closed

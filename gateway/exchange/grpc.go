@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -114,7 +115,8 @@ func exchangeOf(w http.ResponseWriter) *Exchange {
 var ErrGRPCTimeout = errors.New("malformed grpc-timeout")
 
 // ParseGRPCTimeout reads a grpc-timeout header value strictly. Eight
-// digits of hours fit in a time.Duration, so no value overflows.
+// digits of hours or minutes overflow a time.Duration; such a value (over
+// 292 years) reads as the longest Duration.
 func ParseGRPCTimeout(v string) (time.Duration, error) {
 	if len(v) < 2 || len(v) > 9 {
 		return 0, ErrGRPCTimeout
@@ -143,6 +145,9 @@ func ParseGRPCTimeout(v string) (time.Duration, error) {
 		}
 		n = n*10 + int64(c-'0')
 	}
+	if n > int64(math.MaxInt64/unit) {
+		return math.MaxInt64, nil
+	}
 	return time.Duration(n) * unit, nil
 }
 
@@ -159,7 +164,11 @@ func FormatGRPCTimeout(d time.Duration) string {
 		c byte
 	}{{time.Nanosecond, 'n'}, {time.Microsecond, 'u'}, {time.Millisecond, 'm'}, {time.Second, 'S'}, {time.Minute, 'M'}, {time.Hour, 'H'}}
 	for _, u := range units {
-		if n := (d + u.u - 1) / u.u; n <= max {
+		n := d / u.u
+		if d%u.u != 0 {
+			n++
+		}
+		if n <= max {
 			return strconv.FormatInt(int64(n), 10) + string(u.c)
 		}
 	}

@@ -176,7 +176,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 }
 
 // grpcDeadline is how long a gRPC call may take: its client's
-// grpc-timeout, capped by the route timeout (zero: none). A malformed
+// grpc-timeout, capped by the route timeout (zero: none); when the
+// client's is the shorter, the exchange records it (a call that runs out
+// of it is not the instance's failure). A malformed
 // grpc-timeout is answered (INTERNAL, as gRPC servers answer it) and
 // reported false.
 func grpcDeadline(w http.ResponseWriter, r *http.Request, ex *exchange.Exchange, timeout time.Duration) (time.Duration, bool) {
@@ -189,9 +191,10 @@ func grpcDeadline(w http.ResponseWriter, r *http.Request, ex *exchange.Exchange,
 		exchange.WriteError(w, http.StatusBadRequest, exchange.MsgGRPCTimeout, ex.Route)
 		return 0, false
 	}
-	if timeout > 0 && timeout < d {
+	if timeout > 0 && timeout <= d {
 		return timeout, true
 	}
+	ex.ClientDeadline = true
 	if d == 0 {
 		// An expired deadline: context.WithTimeout(0) ends at once,
 		// where a zero limit would mean none.
@@ -242,7 +245,9 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		exchange.WriteError(w, http.StatusServiceUnavailable, exchange.MsgNoInstance, ex.Route)
 	case f.InBody():
 		p.bodyFaultAnswer(w, r, ex, f, err)
-	case errors.Is(r.Context().Err(), context.DeadlineExceeded):
+	case f == exchange.FaultClientDeadline:
+		exchange.WriteError(w, http.StatusRequestTimeout, exchange.MsgDeadline, ex.Route)
+	case exchange.DeadlinePassed(r.Context()):
 		exchange.WriteError(w, http.StatusGatewayTimeout, exchange.MsgUpstreamTimeout, ex.Route)
 	case f == exchange.FaultClientGone:
 		// The client went away; nobody reads the answer, but the access
