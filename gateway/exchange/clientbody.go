@@ -158,12 +158,12 @@ type Fault uint8
 
 // The verdicts Classify gives.
 const (
-	FaultUpstream      Fault = iota // the instance: it counts against it
-	FaultClientGone                 // the client went away first (499)
-	FaultClientDeadline             // the gRPC client's own grpc-timeout ran out (408)
-	FaultBodyTooLarge               // the body crossed -max-body-bytes (413)
-	FaultBodyTimeout                // the body stalled, or was not in by the route timeout (408)
-	FaultBodyMalformed              // bad chunked encoding, shorter than its Content-Length (400)
+	FaultUpstream       Fault = iota // the instance: it counts against it
+	FaultClientGone                  // the client went away first (499)
+	FaultClientDeadline              // the gRPC client's own grpc-timeout ran out (408)
+	FaultBodyTooLarge                // the body crossed -max-body-bytes (413)
+	FaultBodyTimeout                 // the body stalled, or was not in by the route timeout (408)
+	FaultBodyMalformed               // bad chunked encoding, shorter than its Content-Length (400)
 )
 
 // InBody reports whether f is a fault of the request body (a 4xx).
