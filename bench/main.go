@@ -5,6 +5,7 @@
 //	go run ./bench                   proxy load: gateway vs nginx vs direct
 //	go run ./bench -mode freshness   KV change -> served, health change -> excluded
 //	go run ./bench -mode scale       1,000 services x 3 instances, 1,000 routes
+//	go run ./bench -mode grpc        gRPC unary calls: gateway (h2c) vs direct
 //
 // It needs consul (scripts/install-consul.sh), nginx, wrk and taskset;
 // bench/run.sh installs them. Results go to stdout and bench/results/.
@@ -24,7 +25,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "proxy", "proxy, freshness or scale")
+	mode := flag.String("mode", "proxy", "proxy, freshness, scale or grpc")
 	dur := flag.Duration("duration", 10*time.Second, "load duration per target")
 	conns := flag.Int("c", 32, "wrk connections")
 	out := flag.String("out", "bench/results/latest.md", "markdown report (proxy mode)")
@@ -48,6 +49,11 @@ func main() {
 		freshnessBench(dir, bin, *changes)
 	case "scale":
 		scaleBench(dir, bin, *services, *settle)
+	case "grpc":
+		if *out == "bench/results/latest.md" {
+			*out = "bench/results/grpc.md"
+		}
+		grpcBench(dir, bin, *dur, *conns, *out)
 	default:
 		fail("unknown mode %q", *mode)
 	}
