@@ -85,6 +85,9 @@ type routeView struct {
 	CircuitBreaker string `json:"circuit_breaker,omitempty"`
 	// CaseInsensitive is set when the path matches in any case.
 	CaseInsensitive bool `json:"case_insensitive,omitempty"`
+	// Protocol is what the route speaks upstream, as written; omitted
+	// when the document leaves it to the default, http.
+	Protocol string `json:"protocol,omitempty"`
 }
 
 type instanceView struct {
@@ -115,6 +118,7 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 			v.CircuitBreaker = st.String()
 		}
 		v.CaseInsensitive = c.CaseInsensitive
+		v.Protocol = c.Protocol
 		body.Routes = append(body.Routes, v)
 	}
 	writeJSON(w, http.StatusOK, body)
