@@ -33,6 +33,7 @@ ENTRYPOINT ["/usr/local/bin/demo-service"]
 FROM gcr.io/distroless/static-debian12:nonroot AS gateway
 COPY --from=build /out/gateway /usr/local/bin/gateway
 USER nonroot:nonroot
-# 8080 public traffic, 8081 admin (/health, /routes, /metrics, dashboard).
-EXPOSE 8080 8081
+# 8080 public traffic, 8443 HTTPS (with -tls-listen), 8081 admin
+# (/health, /routes, /metrics, dashboard).
+EXPOSE 8080 8443 8081
 ENTRYPOINT ["/usr/local/bin/gateway"]

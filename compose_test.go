@@ -169,8 +169,12 @@ func TestComposeFileAgreesWithTheCode(t *testing.T) {
 	if unspecified(adminHost) && p.hostIP != "127.0.0.1" {
 		t.Errorf("admin listens on %s and is published as %q: publish it on 127.0.0.1 only", f.admin, gw.Ports)
 	}
-	if len(ports) != len(gw.Ports) || len(ports) != 2 {
-		t.Errorf("gateway publishes %v; want exactly the public and admin ports", gw.Ports)
+	tlsHost, tlsPort, _ := splitHostPort(f.tls.listen)
+	if p, ok := ports[tlsPort]; tlsHost != "0.0.0.0" || !ok || p.hostPort != 8443 {
+		t.Errorf("-tls-listen %q is not on 0.0.0.0 published on host port 8443 (ports %v)", f.tls.listen, gw.Ports)
+	}
+	if len(ports) != len(gw.Ports) || len(ports) != 3 {
+		t.Errorf("gateway publishes %v; want exactly the public, TLS and admin ports", gw.Ports)
 	}
 	if f.self.register && f.self.advertise != "gateway" {
 		t.Errorf("-register with -advertise %q: Consul's check must reach the container by its service name", f.self.advertise)

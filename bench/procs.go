@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -92,10 +93,18 @@ func freePort() int {
 }
 
 // waitHTTP polls url until it answers with want, or fails after 60 s.
-func waitHTTP(url string, want int) {
+func waitHTTP(url string, want int) { waitHTTPWith(http.DefaultClient, url, want) }
+
+// waitHTTPS is waitHTTP for a server with the benchmark's self-signed
+// certificate.
+func waitHTTPS(url string, want int) {
+	waitHTTPWith(&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}, url, want)
+}
+
+func waitHTTPWith(c *http.Client, url string, want int) {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
+		resp, err := c.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == want {

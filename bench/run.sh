@@ -3,6 +3,7 @@
 # needs, then measures the gateway against nginx and a direct backend.
 #   ./bench/run.sh                   proxy load, writes bench/results/latest.md
 #   ./bench/run.sh -mode freshness   change-to-traffic delays
+#   ./bench/run.sh -mode tls         HTTPS and handshakes vs nginx, writes bench/results/tls.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$(scripts/install-consul.sh | tail -n1):$PATH"

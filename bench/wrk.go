@@ -33,12 +33,18 @@ var (
 // runWrk drives a closed-loop load with wrk pinned to cpu and measures the
 // CPU time the process pid spent meanwhile.
 func runWrk(name, url string, pid int, cpu string, conns int, d time.Duration) result {
+	return runWrkWith(name, url, pid, cpu, conns, d)
+}
+
+// runWrkWith is runWrk with extra wrk arguments (headers).
+func runWrkWith(name, url string, pid int, cpu string, conns int, d time.Duration, extra ...string) result {
 	// Warm up pools and the JIT-less but cache-hungry Go runtime first.
-	_, _ = exec.Command("taskset", "-c", cpu, "wrk", "-t1", fmt.Sprintf("-c%d", conns), "-d2s", url).CombinedOutput()
+	warm := append([]string{"-c", cpu, "wrk", "-t1", fmt.Sprintf("-c%d", conns), "-d2s"}, extra...)
+	_, _ = exec.Command("taskset", append(warm, url)...).CombinedOutput()
 	r := result{name: name, rssIdle: rssMB(pid)}
 	before := cpuTicks(pid)
-	out, err := exec.Command("taskset", "-c", cpu, "wrk", "-t1", fmt.Sprintf("-c%d", conns),
-		fmt.Sprintf("-d%ds", int(d.Seconds())), "--latency", url).CombinedOutput()
+	args := append([]string{"-c", cpu, "wrk", "-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", int(d.Seconds())), "--latency"}, extra...)
+	out, err := exec.Command("taskset", append(args, url)...).CombinedOutput()
 	after := cpuTicks(pid)
 	r.rssLoad = rssMB(pid)
 	if err != nil {

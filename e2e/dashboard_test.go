@@ -79,7 +79,13 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 	putRoute(t, client, "routes.hcl", string(demo))
 	putRoute(t, client, "team-b.hcl", "route \"search\" {\n  path_prefix = \"/api/search\"\n  service     = \"search\"\n  balancer    = \"fastest\"\n}\n")
 	putRoute(t, client, "legacy.hcl", routeDoc("legacy", "/api/legacy", "orders"))
-	a := startGateway(t, addr)
+	// A TLS listener with one file certificate and a rejected KV bundle,
+	// for the certificates section.
+	pair := newCertPair(t, t.TempDir(), "dash", "dash.example.test")
+	putCert(t, client, "broken", []byte("not a bundle"))
+	a := startGateway(t, addr, "-tls-listen", "127.0.0.1:0", "-tls-cert", pair.certFile, "-tls-key", pair.keyFile)
+	testkit.WaitFor(t, "the broken bundle listed", func() bool { return len(getCerts(t, a).Rejected) == 1 })
+	certErr := getCerts(t, a).Rejected[0].Error
 	testkit.WaitFor(t, "the legacy route", func() bool { return len(getRoutes(t, a).Routes) == 4 })
 	// A bad write to legacy.hcl: it keeps serving its last good version.
 	putRoute(t, client, "legacy.hcl", "route \"legacy\" {\n  path_prefix = \n}\n")
@@ -143,7 +149,9 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 	dom := runChromium(t, chromium, url, "--dump-dom")
 	wants := []string{"users", "orders", "products", "user-dashboard", "round_robin", "gateway/routes/team-b.hcl",
 		// The error text as the gateway reported it (line:col included).
-		htmlText(configErr)}
+		htmlText(configErr),
+		// The certificates section: the file's, and the rejected bundle.
+		"dash.example.test", pair.certFile, "kv gateway/certs/broken", htmlText(certErr)}
 	wants = append(wants, instances...)
 	for _, w := range wants {
 		if !strings.Contains(dom, w) {

@@ -197,6 +197,8 @@ type routesBody struct {
 		Instances      []instanceView `json:"instances"`
 		Panic          string         `json:"panic"`
 		CircuitBreaker string         `json:"circuit_breaker"`
+		HTTPSOnly      bool           `json:"https_only"`
+		HSTSMaxAge     string         `json:"hsts_max_age"`
 	} `json:"routes"`
 	Aggregates []struct {
 		Name  string `json:"name"`

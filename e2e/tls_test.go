@@ -5,11 +5,14 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -112,6 +115,22 @@ func TestTLSListenerServesHTTP2AndHTTP1(t *testing.T) {
 	if code, _ := getInstance(t, p, "/api/tlsapp/x"); code != http.StatusOK {
 		t.Errorf("plain listener: %d", code)
 	}
+
+	// -listen "" leaves the TLS listener alone.
+	only := startGateway(t, addr, "-listen", "", "-tls-listen", "127.0.0.1:0", "-tls-cert", pair.certFile, "-tls-key", pair.keyFile)
+	if only.public != "" || only.tlsAddr == "" {
+		t.Fatalf("-listen \"\": listen %q, tls_listen %q", only.public, only.tlsAddr)
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pair.pool, ServerName: "gw.test"}}, Timeout: 10 * time.Second}
+	defer c.CloseIdleConnections()
+	testkit.WaitFor(t, "the TLS-only gateway routes", func() bool {
+		resp, err := c.Get(only.tlsURL("/api/tlsapp/x"))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 // certsBody is the admin /certs page.
@@ -281,11 +300,19 @@ func TestTLSFileRotationUnderLoad(t *testing.T) {
 	l.waitProgress(t, 50)
 	// Rename-over, one file at a time, as a Vault agent writes: between
 	// the two the pair does not match and the old one keeps serving.
-	for _, f := range [][2]string{{next.certFile, live.certFile}, {next.keyFile, live.keyFile}} {
-		if err := os.Rename(f[0], f[1]); err != nil {
-			t.Fatal(err)
-		}
-		l.waitProgress(t, 20)
+	if err := os.Rename(next.certFile, live.certFile); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the half-rotated pair reported", func() bool {
+		b := getCerts(t, p)
+		return len(b.Rejected) == 1 && strings.Contains(b.Rejected[0].Error, "does not match")
+	})
+	if got := serial(t, p, "gw.test"); got != leafSerial(t, live.certPEM) {
+		t.Errorf("half-way through the rotation: served %s, want the last good certificate", got)
+	}
+	l.waitProgress(t, 20)
+	if err := os.Rename(next.keyFile, live.keyFile); err != nil {
+		t.Fatal(err)
 	}
 	testkit.WaitFor(t, "new handshakes get the new certificate", func() bool {
 		return serial(t, p, "gw.test") == leafSerial(t, next.certPEM)
@@ -321,10 +348,15 @@ route "open" {
 	dir := t.TempDir()
 	pair := newCertPair(t, dir, "gw", "gw.test")
 	p := startGateway(t, addr, "-tls-listen", "127.0.0.1:0", "-tls-cert", pair.certFile, "-tls-key", pair.keyFile)
-	testkit.WaitFor(t, "routes with instances", func() bool {
-		rs := getRoutes(t, p).Routes
-		return len(rs) == 2 && len(rs[0].Instances) == 1 && len(rs[1].Instances) == 1
-	})
+	rs := testkit.WaitValue(t, "routes with instances", func() (routesBody, bool) {
+		rs := getRoutes(t, p)
+		return rs, len(rs.Routes) == 2 && len(rs.Routes[0].Instances) == 1 && len(rs.Routes[1].Instances) == 1
+	}).Routes
+	for _, r := range rs {
+		if want := r.Name == "secure"; r.HTTPSOnly != want || (r.HSTSMaxAge == "24h0m0s") != want {
+			t.Errorf("/routes %s: https_only %v hsts_max_age %q", r.Name, r.HTTPSOnly, r.HSTSMaxAge)
+		}
+	}
 	plainC := noRedirects(&http.Transport{})
 	defer plainC.CloseIdleConnections()
 	req, _ := http.NewRequest(http.MethodPost, p.url("/secure/x?a=1&b=2"), strings.NewReader("body"))
@@ -379,5 +411,69 @@ route "open" {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Strict-Transport-Security") != "max-age=3600" {
 		t.Errorf("-hsts-max-age over HTTPS: %d HSTS %q", resp.StatusCode, resp.Header.Get("Strict-Transport-Security"))
+	}
+}
+
+// TestTLSSIGTERMDrainsInFlightHTTP2Request: the TLS listener drains like
+// the plain one: an HTTP/2 request in flight at SIGTERM completes, new
+// connections are refused, and the process exits 0.
+func TestTLSSIGTERMDrainsInFlightHTTP2Request(t *testing.T) {
+	t.Parallel()
+	client, addr := startConsul(t)
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	startBackendWith(t, client, "slowtls", "slowtls-1", func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select {
+		case <-release:
+		case <-time.After(30 * time.Second):
+		}
+		_, _ = io.WriteString(w, "slow answer")
+	})
+	putRoute(t, client, "slowtls.hcl", routeDoc("slowtls", "/api/slowtls", "slowtls"))
+	pair := newCertPair(t, t.TempDir(), "gw", "gw.test")
+	p := startGateway(t, addr, "-tls-listen", "127.0.0.1:0", "-tls-cert", pair.certFile, "-tls-key", pair.keyFile, "-drain-timeout", "20s")
+	testkit.WaitFor(t, "route with its instance", func() bool {
+		r := getRoutes(t, p).Routes
+		return len(r) == 1 && len(r[0].Instances) == 1
+	})
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pair.pool, ServerName: "gw.test"}, ForceAttemptHTTP2: true}, Timeout: 30 * time.Second}
+	defer c.CloseIdleConnections()
+	type result struct {
+		code  int
+		proto string
+		body  string
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := c.Get(p.tlsURL("/api/slowtls"))
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		done <- result{code: resp.StatusCode, proto: resp.Proto, body: string(b), err: err}
+	}()
+	<-arrived
+	p.signal(t, syscall.SIGTERM)
+	testkit.WaitFor(t, "new TLS connections refused", func() bool {
+		conn, err := net.DialTimeout("tcp", p.tlsAddr, time.Second)
+		if err == nil {
+			conn.Close()
+			return false
+		}
+		return errors.Is(err, syscall.ECONNREFUSED)
+	})
+	if !p.running() {
+		t.Fatalf("gateway exited with a request in flight: %v", p.wait(t, stopTimeout))
+	}
+	close(release)
+	r := <-done
+	if r.err != nil || r.code != 200 || r.body != "slow answer" || r.proto != "HTTP/2.0" {
+		t.Fatalf("in-flight request: %+v; want 200 \"slow answer\" over HTTP/2", r)
+	}
+	if err := p.wait(t, stopTimeout); err != nil {
+		t.Fatalf("exit: %v, want status 0", err)
 	}
 }

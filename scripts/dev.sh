@@ -7,6 +7,8 @@
 # Environment:
 #   GATEWAY_LISTEN  proxy listen address  (default :8080)
 #   GATEWAY_ADMIN   admin listen address  (default 127.0.0.1:8081)
+#   GATEWAY_TLS_LISTEN  HTTPS listen address (default :8443), served with a
+#                   self-signed certificate for localhost generated at start
 #   CONSUL_BIN      use this consul binary instead of building 1.14.8
 #   DEMO_SMOKE=1    run the example requests, check them, and exit
 #                   (0 when every answer was right); used by tests and reviews
@@ -15,6 +17,7 @@ cd "$(dirname "$0")/.."
 
 GATEWAY_LISTEN="${GATEWAY_LISTEN:-:8080}"
 GATEWAY_ADMIN="${GATEWAY_ADMIN:-127.0.0.1:8081}"
+GATEWAY_TLS_LISTEN="${GATEWAY_TLS_LISTEN:-:8443}"
 DEMO_SMOKE="${DEMO_SMOKE:-0}"
 
 # The dev agent always uses Consul's default ports; pin every child to it and
@@ -124,16 +127,17 @@ client_addr() {
 
 PROXY="$(client_addr "$GATEWAY_LISTEN")"
 ADMIN="$(client_addr "$GATEWAY_ADMIN")"
+TLS="$(client_addr "$GATEWAY_TLS_LISTEN")"
 
 # ---- preflight ------------------------------------------------------------
 
 command -v go >/dev/null || die "go is required"
 command -v curl >/dev/null || die "curl is required"
-for hp in "$CONSUL_ADDR" "$PROXY" "$ADMIN"; do
+for hp in "$CONSUL_ADDR" "$PROXY" "$ADMIN" "$TLS"; do
   h=${hp%:*}
   [ "$h" = localhost ] && h=127.0.0.1
   if port_in_use "$h" "${hp##*:}"; then
-    die "$hp is already in use (another demo or Consul agent running?); stop it, or set GATEWAY_LISTEN / GATEWAY_ADMIN"
+    die "$hp is already in use (another demo or Consul agent running?); stop it, or set GATEWAY_LISTEN / GATEWAY_ADMIN / GATEWAY_TLS_LISTEN"
   fi
 done
 
@@ -150,6 +154,9 @@ tmp="$(mktemp -d "${TMPDIR:-/tmp}/gateway-dev.XXXXXX")"
 log "building gateway and demo-service"
 go build -o "$tmp/gateway" .
 go build -o "$tmp/demo-service" ./examples/demo-service
+go build -o "$tmp/devcert" ./examples/devcert
+# A certificate for localhost, its own CA: curl trusts it with --cacert.
+"$tmp/devcert" -dir "$tmp" || die "devcert failed"
 
 # ---- start everything -----------------------------------------------------
 
@@ -190,8 +197,9 @@ log "pushing routes.hcl to Consul KV"
 "$tmp/gateway" routes push routes.hcl >"$tmp/push.log" 2>&1 ||
   die "gateway routes push routes.hcl failed: $(cat "$tmp/push.log")"
 
-log "starting gateway on $GATEWAY_LISTEN, admin on $GATEWAY_ADMIN (log: gateway.log)"
-start gateway "$tmp/gateway" -listen "$GATEWAY_LISTEN" -admin "$GATEWAY_ADMIN"
+log "starting gateway on $GATEWAY_LISTEN, HTTPS on $GATEWAY_TLS_LISTEN, admin on $GATEWAY_ADMIN (log: gateway.log)"
+start gateway "$tmp/gateway" -listen "$GATEWAY_LISTEN" -admin "$GATEWAY_ADMIN" \
+  -tls-listen "$GATEWAY_TLS_LISTEN" -tls-cert "$tmp/gateway.crt" -tls-key "$tmp/gateway.key"
 gateway_pid=$started
 wait_until "gateway admin /health" 30 "$gateway_pid" curl -fsS "http://$ADMIN/health"
 
@@ -207,8 +215,10 @@ Gateway demo is running. Try:
   curl '$PROXY/api/orders?user=42'
   curl '$PROXY/api/products/recommended?user=42'
   curl $PROXY/api/dashboard/42    # aggregate: users, orders, products in one
+  curl --cacert $tmp/gateway.crt https://$TLS/api/users/42   # HTTPS (HTTP/2)
   curl $ADMIN/routes              # routing table and instances
   curl $ADMIN/health
+  curl $ADMIN/certs               # certificates served, with expiry
 
 Consul UI: http://$CONSUL_ADDR/ui/
 Logs:      $tmp/*.log
@@ -229,9 +239,11 @@ fi
 failures=0
 body=""
 
-# fetch URL: sets $code and $body; never fails.
+# fetch URL: sets $code and $body; never fails. curl_extra holds more
+# curl options (the CA for HTTPS checks).
+curl_extra=()
 fetch() {
-  code="$(curl -sS -o "$tmp/body" -w '%{http_code}' "$1" 2>"$tmp/curl.err")" || code=000
+  code="$(curl -sS ${curl_extra[@]+"${curl_extra[@]}"} -o "$tmp/body" -w '%{http_code}' "$1" 2>"$tmp/curl.err")" || code=000
   body="$(cat "$tmp/body" 2>/dev/null || true)"
   [ "$code" != 000 ] || body="$(cat "$tmp/curl.err")"
 }
@@ -279,6 +291,11 @@ check "$PROXY/api/products/recommended?user=42" '"user": *"42"' '"products": *\[
 check "$PROXY/api/dashboard/42" '"user": *\{ *"id": *"42"' '"orders": *\{' '"recommendations": *\{'
 check "$ADMIN/routes" '"routes": *\[' '"name": *"users"' '"name": *"orders"' '"name": *"products"' '"name": *"user-dashboard"'
 check "$ADMIN/health" '"status": *"ok"'
+curl_extra=(--cacert "$tmp/gateway.crt" --http2)
+check "https://$TLS/api/users/42" "${users_json[@]}"
+curl_extra=()
+check "$ADMIN/certs" '"source": *"[^"]*gateway.crt"' '"default": *true'
+echo "try:  curl --cacert $tmp/gateway.crt https://$TLS/api/users/42"
 
 if [ "$failures" -ne 0 ]; then
   die "$failures smoke check(s) failed"

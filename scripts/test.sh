@@ -49,6 +49,8 @@ go test -race -count=1 ./... "$@"
 if [ "${FUZZTIME:-15s}" != "0" ]; then
   echo "==> go test -fuzz=FuzzParse -fuzztime=${FUZZTIME:-15s} ./gateway/config"
   go test -run='^$' -fuzz=FuzzParse -fuzztime="${FUZZTIME:-15s}" ./gateway/config
+  echo "==> go test -fuzz=FuzzParseBundle -fuzztime=${FUZZTIME:-15s} ./gateway/certs"
+  go test -run='^$' -fuzz=FuzzParseBundle -fuzztime="${FUZZTIME:-15s}" ./gateway/certs
 fi
 
 # The README's other command, the local demo, end to end: it builds
@@ -59,7 +61,7 @@ if (exec 3<>/dev/tcp/127.0.0.1/8500) 2>/dev/null; then
   echo "==> demo smoke test skipped: port 8500 is in use"
 else
   echo "==> DEMO_SMOKE=1 ./scripts/dev.sh"
-  DEMO_SMOKE=1 GATEWAY_LISTEN=127.0.0.1:18080 GATEWAY_ADMIN=127.0.0.1:18081 ./scripts/dev.sh
+  DEMO_SMOKE=1 GATEWAY_LISTEN=127.0.0.1:18080 GATEWAY_ADMIN=127.0.0.1:18081 GATEWAY_TLS_LISTEN=127.0.0.1:18443 ./scripts/dev.sh
 fi
 
 echo "==> all tests passed"

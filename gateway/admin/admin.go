@@ -88,6 +88,10 @@ type routeView struct {
 	// Protocol is what the route speaks upstream, as written; omitted
 	// when the document leaves it to the default, http.
 	Protocol string `json:"protocol,omitempty"`
+	// HTTPSOnly and HSTSMaxAge are the route's https_only and
+	// hsts_max_age (a Go duration); omitted when unset.
+	HTTPSOnly  bool   `json:"https_only,omitempty"`
+	HSTSMaxAge string `json:"hsts_max_age,omitempty"`
 }
 
 type instanceView struct {
@@ -119,6 +123,10 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 		}
 		v.CaseInsensitive = c.CaseInsensitive
 		v.Protocol = c.Protocol
+		v.HTTPSOnly = c.HTTPSOnly
+		if c.HSTSMaxAge > 0 {
+			v.HSTSMaxAge = c.HSTSMaxAge.String()
+		}
 		body.Routes = append(body.Routes, v)
 	}
 	writeJSON(w, http.StatusOK, body)

@@ -163,6 +163,7 @@ func TestParseBundleRejects(t *testing.T) {
 		"too large":       {make([]byte, MaxBundleBytes+1), ErrTooLarge},
 		"two keys":        {append(append(append([]byte{}, c1...), k1...), k1...), ErrBadPEM},
 		"weak rsa":        {rsaBundle(t, 1024), ErrWeakKey},
+		"huge key block":  {append(append([]byte{}, c1...), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: make([]byte, 9<<10)})...), ErrWeakKey},
 	} {
 		_, err := ParseBundle(tc.data, now)
 		if !errors.Is(err, tc.want) {

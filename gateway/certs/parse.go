@@ -32,6 +32,10 @@ const (
 	MaxRSABits = 8192
 	// MinRSABits is the weakest RSA key accepted.
 	MinRSABits = 2048
+	// maxKeyDER bounds the private key block: an 8192-bit RSA key is
+	// under 5 KiB, and parsing a far larger one (which the leaf check
+	// alone would not stop) costs seconds of CPU.
+	maxKeyDER = 8 << 10
 )
 
 // Sentinel errors of bundle parsing, wrapped with details.
@@ -74,12 +78,18 @@ func ParseBundle(data []byte, now time.Time) (*tls.Certificate, error) {
 			if key != nil {
 				return nil, fmt.Errorf("%w: more than one private key", ErrBadPEM)
 			}
+			if len(b.Bytes) > maxKeyDER {
+				return nil, fmt.Errorf("%w: private key of %d bytes, limit %d", ErrWeakKey, len(b.Bytes), maxKeyDER)
+			}
 			key = pem.EncodeToMemory(b)
 		default:
 			return nil, fmt.Errorf("%w: unexpected block %q", ErrBadPEM, b.Type)
 		}
 	}
 	if len(bytes.TrimSpace(rest)) > 0 {
+		if chain == nil && key == nil {
+			return nil, fmt.Errorf("%w: no PEM block", ErrBadPEM)
+		}
 		return nil, fmt.Errorf("%w: trailing data that is not PEM", ErrBadPEM)
 	}
 	return parsePair(chain, key, now)

@@ -64,9 +64,9 @@ type Store struct {
 	mu      sync.Mutex // serialises Set; readers use idx only
 	sources map[string]sourceEntries
 	idx     atomic.Pointer[index]
-	// OnRejected, when non-nil, is called once for each newly rejected
-	// version a Set brings (the rejected-bundle counter). Set it before
-	// the first Set.
+	// OnRejected, when non-nil, is called once for each rejection a Set
+	// brings that the previous Set of its kind did not list (the
+	// rejected-bundle counter). Set it before the first Set.
 	OnRejected func(kind string)
 }
 
@@ -93,7 +93,9 @@ func (s *Store) Set(kind string, certs []*Cert, rejected []Rejected) {
 	old := s.sources[kind]
 	if s.OnRejected != nil {
 		for _, r := range rejected {
-			if !slices.ContainsFunc(old.rejected, func(o Rejected) bool { return o.Source == r.Source && o.Error == r.Error }) {
+			// A rejection carried over from the previous Set (same
+			// source, error and first-seen time) is not news.
+			if !slices.ContainsFunc(old.rejected, func(o Rejected) bool { return o.Source == r.Source && o.Error == r.Error && o.At.Equal(r.At) }) {
 				s.OnRejected(kind)
 			}
 		}
