@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
 
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/internal/grpctest"
@@ -78,5 +82,69 @@ func TestClientDeadlineNeverEjectsTheInstance(t *testing.T) {
 		}
 		tr.CloseIdleConnections()
 		hs.Close()
+	}
+}
+
+// TestGRPCRetriedOnlyWhenNeverSent: with retries, a gRPC call whose
+// connection is refused goes to the next instance (it provably never
+// reached the first), carrying its whole streamed body; a call an
+// instance answered, even with UNAVAILABLE, is never sent again.
+func TestGRPCRetriedOnlyWhenNeverSent(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	calls := make(chan time.Duration, 64)
+	(&grpctest.Service{Name: "live", Deadlines: calls}).Register(srv)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().(*net.TCPAddr)
+	dead.Close()
+	liveAddr := lis.Addr().(*net.TCPAddr)
+	insts := fixed(map[string][]registry.Instance{"g": {
+		{ID: "dead", Address: "127.0.0.1", Port: deadAddr.Port, Passing: true},
+		{ID: "live", Address: "127.0.0.1", Port: liveAddr.Port, Passing: true},
+	}})
+	gw := New(Options{Proxy: ProxyOptions{OutlierFailures: -1}})
+	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{{Name: "g", PathPrefix: "/", Service: "g",
+		Balancer: "round_robin", Protocol: config.ProtocolH2C, Policy: config.Policy{Retries: 1}}}, insts, nil))
+	glis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: gw, Protocols: new(http.Protocols)}
+	hs.Protocols.SetUnencryptedHTTP2(true)
+	go func() { _ = hs.Serve(glis) }()
+	t.Cleanup(func() { hs.Close() })
+	cc, err := grpc.NewClient("passthrough:///"+glis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDisableRetry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	client := testpb.NewTestServiceClient(cc)
+	for i := range 6 { // round robin starts on each instance three times
+		resp, err := client.UnaryCall(context.Background(), &testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("body")}})
+		if err != nil || string(resp.GetPayload().GetBody()) != "body" {
+			t.Fatalf("call %d: %v, %v; want the live instance's echo", i, resp, err)
+		}
+	}
+	if n := len(calls); n != 6 {
+		t.Errorf("the live instance got %d calls, want 6", n)
+	}
+	for len(calls) > 0 {
+		<-calls
+	}
+	// An UNAVAILABLE answer is the instance's: not retried.
+	_, err = client.UnaryCall(context.Background(), &testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{Code: int32(codes.Unavailable), Message: "busy"}})
+	if st := status.Convert(err); st.Code() != codes.Unavailable || st.Message() != "busy" {
+		t.Errorf("status %v, want the instance's UNAVAILABLE", err)
+	}
+	if n := len(calls); n > 1 {
+		t.Errorf("an answered call was sent %d times", n)
 	}
 }
