@@ -148,3 +148,67 @@ func TestGRPCRetriedOnlyWhenNeverSent(t *testing.T) {
 		t.Errorf("an answered call was sent %d times", n)
 	}
 }
+
+// TestGRPCStreamCutOffEndsInTrailers: an answer already streaming when the
+// route timeout passes, or when the upstream resets it, ends with
+// grpc-status trailers (DEADLINE_EXCEEDED, UNAVAILABLE) after the
+// messages that got through, rather than a reset stream, which gRPC
+// clients read as INTERNAL. The upstream here ignores grpc-timeout, as a
+// non-Go server may, so only the gateway can end the call.
+func TestGRPCStreamCutOffEndsInTrailers(t *testing.T) {
+	msg := []byte{0, 0, 0, 0, 1, 'x'} // one 1-byte message
+	up := &http.Server{Protocols: new(http.Protocols), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/grpc")
+		_, _ = w.Write(msg)
+		http.NewResponseController(w).Flush()
+		if r.Header.Get("X-Reset") != "" {
+			panic(http.ErrAbortHandler)
+		}
+		<-r.Context().Done()
+	})}
+	up.Protocols.SetUnencryptedHTTP2(true)
+	ulis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = up.Serve(ulis) }()
+	t.Cleanup(func() { up.Close() })
+	uaddr := ulis.Addr().(*net.TCPAddr)
+
+	gw := New(Options{})
+	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{{Name: "g", PathPrefix: "/", Service: "g",
+		Balancer: "round_robin", Protocol: config.ProtocolH2C, Timeout: 200 * time.Millisecond}},
+		fixed(map[string][]registry.Instance{"g": {{ID: "u", Address: "127.0.0.1", Port: uaddr.Port, Passing: true}}}), nil))
+	glis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: gw, Protocols: new(http.Protocols)}
+	hs.Protocols.SetUnencryptedHTTP2(true)
+	go func() { _ = hs.Serve(glis) }()
+	t.Cleanup(func() { hs.Close() })
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	t.Cleanup(tr.CloseIdleConnections)
+
+	for reset, want := range map[bool]codes.Code{false: codes.DeadlineExceeded, true: codes.Unavailable} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+glis.Addr().String()+"/s.S/M", bytes.NewReader(msg))
+		req.Header.Set("Content-Type", "application/grpc")
+		req.Header.Set("Te", "trailers")
+		if reset {
+			req.Header.Set("X-Reset", "1")
+		}
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !bytes.Equal(body, msg) {
+			t.Errorf("reset %v: body %q, %v; want the message that got through, then a clean end", reset, body, err)
+		}
+		if got := resp.Trailer.Get("Grpc-Status"); got != strconv.Itoa(int(want)) {
+			t.Errorf("reset %v: grpc-status trailer %q, want %d", reset, got, want)
+		}
+	}
+}

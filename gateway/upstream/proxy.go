@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -38,11 +40,12 @@ func NewProxy(logger hclog.Logger, trusted []netip.Prefix) *Proxy {
 	}
 	p := &Proxy{logger: logger, trusted: trusted}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:      p.rewrite,
-		Transport:    dispatch{},
-		BufferPool:   bufferPool{},
-		ErrorHandler: p.upstreamError,
-		ErrorLog:     logger.Named("reverseproxy").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+		Rewrite:        p.rewrite,
+		ModifyResponse: grpcEnding,
+		Transport:      dispatch{},
+		BufferPool:     bufferPool{},
+		ErrorHandler:   p.upstreamError,
+		ErrorLog:       logger.Named("reverseproxy").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 	return p
 }
@@ -277,6 +280,50 @@ func (p *Proxy) bodyFaultAnswer(w http.ResponseWriter, r *http.Request, ex *exch
 	w.Header().Set("Connection", "close")
 	exchange.WriteError(w, status, msg, ex.Route)
 }
+
+// grpcEnding makes a gRPC answer that breaks off mid-stream end the way
+// gRPC clients understand. Once the upstream's headers are through, an
+// error reading its body (the deadline, a reset) would otherwise abort
+// the client's stream with RST_STREAM, which a gRPC client reads as
+// INTERNAL; instead the stream ends with grpc-status trailers:
+// DEADLINE_EXCEEDED when the deadline passed, UNAVAILABLE otherwise.
+func grpcEnding(resp *http.Response) error {
+	ex := exchange.From(resp.Request.Context())
+	if ex == nil || !ex.GRPC || resp.Body == nil || resp.Body == http.NoBody || resp.Header.Get("Grpc-Status") != "" {
+		return nil
+	}
+	resp.Body = &grpcBody{rc: resp.Body, resp: resp}
+	return nil
+}
+
+// grpcBody is a gRPC answer's body, ending in trailers when it breaks.
+type grpcBody struct {
+	rc   io.ReadCloser
+	resp *http.Response
+}
+
+func (b *grpcBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err == nil || err == io.EOF {
+		return n, err
+	}
+	ctx := b.resp.Request.Context()
+	status, msg := http.StatusBadGateway, exchange.MsgUpstreamDown
+	switch {
+	case errors.Is(ctx.Err(), context.Canceled):
+		return n, err // the client went away: nobody to tell
+	case exchange.DeadlinePassed(ctx):
+		status, msg = http.StatusGatewayTimeout, exchange.MsgUpstreamTimeout
+	}
+	if b.resp.Trailer == nil {
+		b.resp.Trailer = http.Header{}
+	}
+	b.resp.Trailer.Set("Grpc-Status", strconv.Itoa(exchange.GRPCCode(status)))
+	b.resp.Trailer.Set("Grpc-Message", msg)
+	return n, io.EOF
+}
+
+func (b *grpcBody) Close() error { return b.rc.Close() }
 
 // bufferPool recycles the 32 KiB copy buffers ReverseProxy would otherwise
 // allocate for every response body. It pools array pointers: converting
