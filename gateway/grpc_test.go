@@ -21,58 +21,90 @@ import (
 	"github.com/gatewayco/gateway/registry"
 )
 
-// TestClientDeadlineNeverEjectsTheInstance: gRPC calls that run out of
-// their client's own (short) grpc-timeout say nothing about the instance,
-// while the same calls running out of the route timeout eject it. A real
-// grpc-go server, outlier ejection after one failure.
-func TestClientDeadlineNeverEjectsTheInstance(t *testing.T) {
+// startGRPCUpstream serves svc with a real grpc-go server on loopback
+// until the test ends, and returns it as an instance named id.
+func startGRPCUpstream(t *testing.T, id string, svc *grpctest.Service) registry.Instance {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	(&grpctest.Service{Name: "g-1"}).Register(srv)
+	svc.Register(srv)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
-	host, port, _ := net.SplitHostPort(lis.Addr().String())
-	p, _ := strconv.Atoi(port)
-	insts := fixed(map[string][]registry.Instance{"g": {{ID: "g-1", Address: host, Port: p, Passing: true}}})
+	return registry.Instance{ID: id, Address: "127.0.0.1", Port: lis.Addr().(*net.TCPAddr).Port, Passing: true}
+}
 
+// serveH2C serves h over HTTP/2 cleartext (prior knowledge) on loopback
+// until the test ends, and returns its address.
+func serveH2C(t *testing.T, h http.Handler) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: h, Protocols: new(http.Protocols)}
+	hs.Protocols.SetUnencryptedHTTP2(true)
+	go func() { _ = hs.Serve(lis) }()
+	t.Cleanup(func() { hs.Close() })
+	return lis.Addr().String()
+}
+
+// grpcGateway is a gateway with one h2c route "g" (rc fills in the rest)
+// to insts, served over h2c; it returns the gateway and its address.
+func grpcGateway(t *testing.T, opts Options, rc config.Route, insts ...registry.Instance) (*Gateway, string) {
+	t.Helper()
+	gw := New(opts)
+	rc.Name, rc.PathPrefix, rc.Service, rc.Balancer, rc.Protocol = "g", "/", "g", "round_robin", config.ProtocolH2C
+	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{rc}, fixed(map[string][]registry.Instance{"g": insts}), nil))
+	return gw, serveH2C(t, gw)
+}
+
+// rawGRPC sends one gRPC request with a raw HTTP/2 client, which, unlike
+// grpc-go, never ends a call itself: only the gateway's deadline can.
+// It returns the message bytes answered, the grpc-status (from the
+// headers of a trailers-only answer, or the trailers), and the error
+// reading the answer.
+func rawGRPC(t *testing.T, addr, path string, header http.Header, body []byte) ([]byte, string, error) {
+	t.Helper()
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+path, bytes.NewReader(body))
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("Te", "trailers")
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	return got, resp.Header.Get("Grpc-Status") + resp.Trailer.Get("Grpc-Status"), err
+}
+
+// emptyMessage is one length-prefixed empty gRPC message.
+var emptyMessage = []byte{0, 0, 0, 0, 0}
+
+// TestClientDeadlineNeverEjectsTheInstance: gRPC calls that run out of
+// their client's own (short) grpc-timeout say nothing about the instance,
+// while the same calls running out of the route timeout eject it. A real
+// grpc-go server, outlier ejection after one failure.
+func TestClientDeadlineNeverEjectsTheInstance(t *testing.T) {
+	inst := startGRPCUpstream(t, "g-1", &grpctest.Service{Name: "g-1"})
 	for _, routeTimeout := range []time.Duration{0, 100 * time.Millisecond} {
-		gw := New(Options{Proxy: ProxyOptions{OutlierFailures: 1}})
-		gw.Publish(newTableBuilder(gw.deps).build([]config.Route{{Name: "g", PathPrefix: "/", Service: "g",
-			Balancer: "round_robin", Protocol: config.ProtocolH2C, Timeout: routeTimeout}}, insts, nil))
-		glis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs := &http.Server{Handler: gw, Protocols: new(http.Protocols)}
-		hs.Protocols.SetUnencryptedHTTP2(true)
-		go func() { _ = hs.Serve(glis) }()
-		// A raw HTTP/2 client: it sends grpc-timeout but, unlike grpc-go,
-		// never cancels the call itself, so only the gateway's deadline
-		// can end it.
-		tr := &http.Transport{Protocols: new(http.Protocols)}
-		tr.Protocols.SetUnencryptedHTTP2(true)
+		gw, addr := grpcGateway(t, Options{Proxy: ProxyOptions{OutlierFailures: 1}}, config.Route{Timeout: routeTimeout}, inst)
 		// The client's deadline is the shorter without a route timeout,
 		// the longer with one.
 		clientTimeout := "100m"
 		if routeTimeout > 0 {
 			clientTimeout = "1M"
 		}
-		req, _ := http.NewRequest(http.MethodPost, "http://"+glis.Addr().String()+"/grpc.testing.TestService/UnaryCall",
-			bytes.NewReader([]byte{0, 0, 0, 0, 0})) // one empty message
-		req.Header.Set("Content-Type", "application/grpc")
-		req.Header.Set("Te", "trailers")
-		req.Header.Set("Grpc-Timeout", clientTimeout)
-		req.Header.Set(grpctest.WaitKey, "1")
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		code := resp.Header.Get("Grpc-Status") + resp.Trailer.Get("Grpc-Status")
+		_, code, _ := rawGRPC(t, addr, "/grpc.testing.TestService/UnaryCall",
+			http.Header{"Grpc-Timeout": {clientTimeout}, grpctest.WaitKey: {"1"}}, emptyMessage)
 		if code != strconv.Itoa(int(codes.DeadlineExceeded)) {
 			t.Errorf("route timeout %v: grpc-status %q, want DEADLINE_EXCEEDED", routeTimeout, code)
 		}
@@ -80,8 +112,24 @@ func TestClientDeadlineNeverEjectsTheInstance(t *testing.T) {
 		if want := routeTimeout > 0; ejected != want {
 			t.Errorf("route timeout %v: ejected %v, want %v", routeTimeout, ejected, want)
 		}
-		tr.CloseIdleConnections()
-		hs.Close()
+	}
+}
+
+// TestMalformedGRPCTimeoutIsRefused: a grpc-timeout that is not 1 to 8
+// digits and a unit is answered INTERNAL without calling the upstream.
+func TestMalformedGRPCTimeoutIsRefused(t *testing.T) {
+	calls := make(chan time.Duration, 8)
+	_, addr := grpcGateway(t, Options{}, config.Route{}, startGRPCUpstream(t, "g-1", &grpctest.Service{Deadlines: calls}))
+	for _, v := range []string{"1x", "123456789S", "-1S", "1.5S"} {
+		if _, code, _ := rawGRPC(t, addr, "/grpc.testing.TestService/UnaryCall", http.Header{"Grpc-Timeout": {v}}, emptyMessage); code != strconv.Itoa(int(codes.Internal)) {
+			t.Errorf("grpc-timeout %q: grpc-status %q, want INTERNAL", v, code)
+		}
+	}
+	if _, code, _ := rawGRPC(t, addr, "/grpc.testing.TestService/UnaryCall", http.Header{"Grpc-Timeout": {"5S"}}, emptyMessage); code != "0" {
+		t.Errorf("grpc-timeout 5S: grpc-status %q, want OK", code)
+	}
+	if n := len(calls); n != 1 {
+		t.Errorf("the upstream got %d calls, want only the well-formed one", n)
 	}
 }
 
@@ -90,38 +138,16 @@ func TestClientDeadlineNeverEjectsTheInstance(t *testing.T) {
 // reached the first), carrying its whole streamed body; a call an
 // instance answered, even with UNAVAILABLE, is never sent again.
 func TestGRPCRetriedOnlyWhenNeverSent(t *testing.T) {
+	calls := make(chan time.Duration, 64)
+	live := startGRPCUpstream(t, "live", &grpctest.Service{Name: "live", Deadlines: calls})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
-	calls := make(chan time.Duration, 64)
-	(&grpctest.Service{Name: "live", Deadlines: calls}).Register(srv)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.Addr().(*net.TCPAddr)
-	dead.Close()
-	liveAddr := lis.Addr().(*net.TCPAddr)
-	insts := fixed(map[string][]registry.Instance{"g": {
-		{ID: "dead", Address: "127.0.0.1", Port: deadAddr.Port, Passing: true},
-		{ID: "live", Address: "127.0.0.1", Port: liveAddr.Port, Passing: true},
-	}})
-	gw := New(Options{Proxy: ProxyOptions{OutlierFailures: -1}})
-	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{{Name: "g", PathPrefix: "/", Service: "g",
-		Balancer: "round_robin", Protocol: config.ProtocolH2C, Policy: config.Policy{Retries: 1}}}, insts, nil))
-	glis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: gw, Protocols: new(http.Protocols)}
-	hs.Protocols.SetUnencryptedHTTP2(true)
-	go func() { _ = hs.Serve(glis) }()
-	t.Cleanup(func() { hs.Close() })
-	cc, err := grpc.NewClient("passthrough:///"+glis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDisableRetry())
+	dead := registry.Instance{ID: "dead", Address: "127.0.0.1", Port: lis.Addr().(*net.TCPAddr).Port, Passing: true}
+	lis.Close()
+	_, addr := grpcGateway(t, Options{Proxy: ProxyOptions{OutlierFailures: -1}}, config.Route{Policy: config.Policy{Retries: 1}}, dead, live)
+	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDisableRetry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,58 +183,30 @@ func TestGRPCRetriedOnlyWhenNeverSent(t *testing.T) {
 // non-Go server may, so only the gateway can end the call.
 func TestGRPCStreamCutOffEndsInTrailers(t *testing.T) {
 	msg := []byte{0, 0, 0, 0, 1, 'x'} // one 1-byte message
-	up := &http.Server{Protocols: new(http.Protocols), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/grpc")
 		_, _ = w.Write(msg)
-		http.NewResponseController(w).Flush()
+		_ = http.NewResponseController(w).Flush()
 		if r.Header.Get("X-Reset") != "" {
 			panic(http.ErrAbortHandler)
 		}
 		<-r.Context().Done()
-	})}
-	up.Protocols.SetUnencryptedHTTP2(true)
-	ulis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = up.Serve(ulis) }()
-	t.Cleanup(func() { up.Close() })
-	uaddr := ulis.Addr().(*net.TCPAddr)
-
-	gw := New(Options{})
-	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{{Name: "g", PathPrefix: "/", Service: "g",
-		Balancer: "round_robin", Protocol: config.ProtocolH2C, Timeout: 200 * time.Millisecond}},
-		fixed(map[string][]registry.Instance{"g": {{ID: "u", Address: "127.0.0.1", Port: uaddr.Port, Passing: true}}}), nil))
-	glis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: gw, Protocols: new(http.Protocols)}
-	hs.Protocols.SetUnencryptedHTTP2(true)
-	go func() { _ = hs.Serve(glis) }()
-	t.Cleanup(func() { hs.Close() })
-	tr := &http.Transport{Protocols: new(http.Protocols)}
-	tr.Protocols.SetUnencryptedHTTP2(true)
-	t.Cleanup(tr.CloseIdleConnections)
-
+	}))
+	_, port, _ := net.SplitHostPort(up)
+	p, _ := strconv.Atoi(port)
+	_, addr := grpcGateway(t, Options{}, config.Route{Timeout: 200 * time.Millisecond},
+		registry.Instance{ID: "u", Address: "127.0.0.1", Port: p, Passing: true})
 	for reset, want := range map[bool]codes.Code{false: codes.DeadlineExceeded, true: codes.Unavailable} {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+glis.Addr().String()+"/s.S/M", bytes.NewReader(msg))
-		req.Header.Set("Content-Type", "application/grpc")
-		req.Header.Set("Te", "trailers")
+		h := http.Header{}
 		if reset {
-			req.Header.Set("X-Reset", "1")
+			h.Set("X-Reset", "1")
 		}
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		body, code, err := rawGRPC(t, addr, "/s.S/M", h, msg)
 		if err != nil || !bytes.Equal(body, msg) {
 			t.Errorf("reset %v: body %q, %v; want the message that got through, then a clean end", reset, body, err)
 		}
-		if got := resp.Trailer.Get("Grpc-Status"); got != strconv.Itoa(int(want)) {
-			t.Errorf("reset %v: grpc-status trailer %q, want %d", reset, got, want)
+		if code != strconv.Itoa(int(want)) {
+			t.Errorf("reset %v: grpc-status %q, want %d", reset, code, want)
 		}
 	}
 }
