@@ -103,6 +103,10 @@ func New(c Config) *Upstream {
 // Service is the health watch the upstream's instances come from.
 func (u *Upstream) Service() registry.ServiceKey { return u.service }
 
+// Transport is what the upstream sends over: the shared transport of its
+// route's protocol and TLS settings.
+func (u *Upstream) Transport() http.RoundTripper { return u.next }
+
 // Breaker is the upstream's circuit breaker; nil without one.
 func (u *Upstream) Breaker() *policy.RouteBreaker { return u.breaker }
 
