@@ -33,7 +33,17 @@ type transports struct {
 	maxIdle  int
 	dial     time.Duration
 	kept     keep[*http.Transport]
-	readFile func(string) ([]byte, error) // os.ReadFile, bounded; tests may replace it
+	readFile func(string) ([]byte, error) // readBounded
+	// pools holds, during one build, each CA file read (by path), so
+	// routes naming the same file read it once per build, not once each.
+	pools map[string]caPool
+}
+
+// caPool is one CA file as read during a build.
+type caPool struct {
+	pool *x509.CertPool
+	fp   string // the content's digest, for the transport's key
+	err  error
 }
 
 func newTransports(plain http.RoundTripper, maxIdle int, dial time.Duration) *transports {
@@ -58,18 +68,12 @@ func (ts *transports) forRoute(rc *config.Route) (http.RoundTripper, string, err
 			conf.ServerName = t.ServerName
 			fp += "|" + t.ServerName
 			if t.CAFile != "" {
-				pem, err := ts.readFile(t.CAFile)
-				if err != nil {
-					return failing{err}, "https", err
+				ca := ts.caPool(t.CAFile)
+				if ca.err != nil {
+					return failing{ca.err}, "https", ca.err
 				}
-				pool := x509.NewCertPool()
-				if !pool.AppendCertsFromPEM(pem) {
-					err := fmt.Errorf("%w: %s holds no PEM certificate", ErrCAFile, t.CAFile)
-					return failing{err}, "https", err
-				}
-				conf.RootCAs = pool
-				sum := sha256.Sum256(pem)
-				fp += "|" + hex.EncodeToString(sum[:])
+				conf.RootCAs = ca.pool
+				fp += "|" + ca.fp
 			}
 		}
 		return ts.kept.get(stateKey{"", fp}, func() *http.Transport {
@@ -77,6 +81,31 @@ func (ts *transports) forRoute(rc *config.Route) (http.RoundTripper, string, err
 		}), "https", nil
 	}
 	return ts.plain, "http", nil
+}
+
+// caPool reads and parses the CA file at path, once per build.
+func (ts *transports) caPool(path string) caPool {
+	if ca, ok := ts.pools[path]; ok {
+		return ca
+	}
+	var ca caPool
+	pem, err := ts.readFile(path)
+	switch {
+	case err != nil:
+		ca.err = err
+	default:
+		ca.pool = x509.NewCertPool()
+		if !ca.pool.AppendCertsFromPEM(pem) {
+			ca.err = fmt.Errorf("%w: %s holds no PEM certificate", ErrCAFile, path)
+		}
+		sum := sha256.Sum256(pem)
+		ca.fp = hex.EncodeToString(sum[:])
+	}
+	if ts.pools == nil {
+		ts.pools = map[string]caPool{}
+	}
+	ts.pools[path] = ca
+	return ca
 }
 
 // swap ends a build: transports the new table does not use close their
@@ -89,9 +118,13 @@ func (ts *transports) swap() {
 		}
 	}
 	ts.kept.swap()
+	ts.pools = nil
 }
 
-func (ts *transports) discard() { ts.kept.discard() }
+func (ts *transports) discard() {
+	ts.kept.discard()
+	ts.pools = nil
+}
 
 // readBounded reads a CA file of at most MaxCAFileBytes.
 func readBounded(path string) ([]byte, error) {

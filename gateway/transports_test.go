@@ -16,8 +16,9 @@ import (
 
 // TestTransportsSharedByProtocolAndKeptAcrossSwaps: routes with the same
 // protocol and TLS settings share one transport, which the next table
-// keeps; a CA file whose content changed gets a new one; an unusable CA
-// file is listed with the document's errors at the upstream_tls block.
+// keeps; a CA file is read once per build however many routes name it;
+// an unusable one is listed with the document's errors at the
+// upstream_tls block.
 func TestTransportsSharedByProtocolAndKeptAcrossSwaps(t *testing.T) {
 	srv := httptest.NewTLSServer(http.NotFoundHandler())
 	defer srv.Close()
@@ -40,7 +41,13 @@ func TestTransportsSharedByProtocolAndKeptAcrossSwaps(t *testing.T) {
 	none := fixed(map[string][]registry.Instance{})
 	transport := func(tb *Table, i int) http.RoundTripper { return tb.Routes()[i].up.Transport() }
 
+	reads := 0
+	b.transports.readFile = func(path string) ([]byte, error) { reads++; return readBounded(path) }
+
 	t1 := b.build([]config.Route{tlsRoute("a"), tlsRoute("b"), h2c}, none, nil)
+	if reads != 1 {
+		t.Errorf("two routes naming one CA file read it %d times in a build, want once", reads)
+	}
 	if transport(t1, 0) != transport(t1, 1) {
 		t.Error("two routes with the same TLS settings got different transports")
 	}
