@@ -16,7 +16,8 @@ import (
 
 // TestTransportsSharedByProtocolAndKeptAcrossSwaps: routes with the same
 // protocol and TLS settings share one transport, which the next table
-// keeps; a CA file is read once per build however many routes name it;
+// keeps; a CA file whose content changed gets a new one, and is read
+// once per build however many routes name it;
 // an unusable one is listed with the document's errors at the
 // upstream_tls block.
 func TestTransportsSharedByProtocolAndKeptAcrossSwaps(t *testing.T) {
@@ -61,6 +62,12 @@ func TestTransportsSharedByProtocolAndKeptAcrossSwaps(t *testing.T) {
 	write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}) /* same */)
 	if t3 := b.build([]config.Route{tlsRoute("a")}, none, nil); transport(t3, 0) != transport(t1, 0) {
 		t.Error("an unchanged CA file made a new transport")
+	}
+
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	write(append(certPEM, certPEM...)) // other content, still valid
+	if t5 := b.build([]config.Route{tlsRoute("a")}, none, nil); transport(t5, 0) == transport(t1, 0) {
+		t.Error("a changed CA file kept the old transport")
 	}
 
 	write([]byte("junk"))
