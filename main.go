@@ -34,6 +34,7 @@ import (
 	"github.com/gatewayco/gateway/gateway/aggregate"
 	"github.com/gatewayco/gateway/gateway/certs"
 	"github.com/gatewayco/gateway/gateway/metrics"
+	"github.com/gatewayco/gateway/gateway/tunnel"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -72,6 +73,7 @@ type serveFlags struct {
 	drain, readHeaderTimeout                time.Duration
 	idleTimeout, bodyReadTimeout            time.Duration
 	maxConns                                int
+	maxTunnels, maxTunnelsPerClient         int
 	panicThreshold                          float64
 	maxBodyBytes                            int64
 	aggregateMaxBytes                       int64
@@ -81,6 +83,7 @@ type serveFlags struct {
 	h2c                                     bool
 	h2MaxStreams                            int
 	tls                                     tlsFlags
+	acme                                    acmeFlags
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -99,6 +102,8 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&f.bodyReadTimeout, "body-read-timeout", gateway.DefaultBodyReadTimeout, "longest pause allowed while a client sends its request body, 408 beyond")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive client connection stays open")
 	fs.IntVar(&f.maxConns, "max-conns", gateway.DefaultMaxConns, "most client connections open at once; more wait to be accepted (0: no limit)")
+	fs.IntVar(&f.maxTunnels, "max-tunnels", tunnel.DefaultMax, "most WebSocket tunnels open at once, 503 beyond (0: no limit); below -max-conns, so tunnels cannot take every connection slot")
+	fs.IntVar(&f.maxTunnelsPerClient, "max-tunnels-per-client", tunnel.DefaultMaxPerClient, "most WebSocket tunnels one client address holds at once, 503 beyond (0: no limit)")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "request body limit in bytes, 413 beyond (negative: no limit)")
 	fs.Int64Var(&f.aggregateMaxBytes, "aggregate-max-bytes", aggregate.DefaultMaxBytes, "bytes all aggregate requests together may buffer at once, 503 beyond (negative: no limit)")
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 1<<20, "request header limit in bytes, 431 beyond")
@@ -108,6 +113,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&f.h2MaxStreams, "h2-max-streams", defaultH2MaxStreams, "concurrent HTTP/2 streams a client connection may open")
 	addSelfFlags(fs, &f.self)
 	addTLSFlags(fs, &f.tls)
+	addACMEFlags(fs, &f.acme)
 	return fs
 }
 
@@ -141,6 +147,9 @@ func serve(args []string, stderr io.Writer) error {
 	if f.maxConns < 0 {
 		return fmt.Errorf("%w: -max-conns must not be negative", errUsage)
 	}
+	if f.maxTunnels < 0 || f.maxTunnelsPerClient < 0 {
+		return fmt.Errorf("%w: -max-tunnels and -max-tunnels-per-client must not be negative", errUsage)
+	}
 	if hclog.LevelFromString(f.logLevel) == hclog.NoLevel {
 		return fmt.Errorf("%w: unknown log level %q", errUsage, f.logLevel)
 	}
@@ -151,6 +160,9 @@ func serve(args []string, stderr io.Writer) error {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if err := f.tls.check(f.listen); err != nil {
+		return err
+	}
+	if err := f.acme.check(); err != nil {
 		return err
 	}
 	logger := newLogger(f.logLevel, f.logJSON, stderr)
@@ -192,6 +204,7 @@ type app struct {
 	adminAddr   string
 	tlsAddr     string
 	certs       *certs.Store
+	acme        acmeSide
 	stopWatches context.CancelFunc
 	watches     sync.WaitGroup
 	failed      chan error
@@ -212,7 +225,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		return nil, err
 	}
 	a := &app{status: &registry.Status{}, failed: make(chan error, 3), logger: logger, certs: certs.NewStore()}
-	var tlsHooks certs.Hooks
+	tlsHooks := a.acme.hooks(f.acme)
 	tside, certFiles, err := listenTLS(f.tls, a.certs, tlsHooks, logger)
 	if err != nil {
 		return nil, err
@@ -238,10 +251,16 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.adminAddr, a.tlsAddr = adminLn.Addr().String(), tside.addr
+	if err := a.acme.start(f.acme, client, a.publicAddr, a.tlsAddr, a.certs, logger.Named("acme")); err != nil {
+		closeAll()
+		adminLn.Close()
+		return nil, err
+	}
 	trusted, err := parseCIDRs(f.trustedProxies)
 	if err != nil {
 		closeAll()
 		adminLn.Close()
+		a.acme.stop()
 		return nil, err
 	}
 	https := f.tls.httpsPolicy(a.tlsAddr, trusted)
@@ -255,9 +274,11 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})))
 	m.Registry().MustRegister(certs.NewCollector(a.certs, nil))
 	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
-		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes, HTTPSPort: https.Port})
+		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes, HTTPSPort: https.Port,
+		Tunnels: tunnel.New(tunnel.Options{Max: cmp.Or(f.maxTunnels, -1), MaxPerClient: cmp.Or(f.maxTunnelsPerClient, -1), Metrics: m})})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	ctl.SetPanicThreshold(f.panicThreshold)
+	ctl.OnPublish(a.acme.onPublish(logger.Named("acme")))
 	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: m.WatchError}
 	kv := registry.NewKV(client, f.prefix, opts, ctl.Notify)
 	a.health = registry.NewHealth(client, opts, ctl.Notify)
@@ -277,7 +298,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	// and TLS listeners share the one limit.
 	limited := gateway.LimitListeners(f.maxConns, m, publicLn, tside.ln)
 	if publicLn != nil {
-		a.public = newServer(https.Middleware(a.gw), logger, f)
+		a.public = newServer(a.acme.handler(https.Middleware(a.gw)), logger, f)
 		if f.h2c {
 			a.public.Protocols = publicProtocols()
 		}
@@ -329,10 +350,19 @@ func (a *app) shutdown(drain time.Duration) error {
 	}
 	drained.Wait()
 	err = cmp.Or(err, tlsErr)
+	// Shutdown neither waits for nor closes hijacked connections: the
+	// WebSocket tunnels run on until the drain ends, then are closed, and
+	// the process does not exit under one still copying.
+	if a.gw != nil {
+		if n := a.gw.Tunnels().Shutdown(ctx); n > 0 {
+			a.logger.Info("closed WebSocket tunnels at the end of the drain", "tunnels", n)
+		}
+	}
 	_ = a.admin.Shutdown(ctx)
 	a.stopWatches()
 	a.watches.Wait()
 	a.health.Stop()
+	a.acme.stop()
 	if err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}

@@ -54,8 +54,12 @@ route "products" {
 
   # Upper bound on the whole upstream exchange, as a Go duration ("500ms",
   # "2s", "1m"). Optional; default: no per-route timeout. When it expires
-  # the client gets 504.
+  # the client gets 504. For a WebSocket it bounds only the handshake.
   timeout = "2s"
+
+  # A WebSocket tunnel through this route is closed after this long with no
+  # byte either way. Optional; default: "5m", at most "24h".
+  # idle_timeout = "10m"
 
   # Only send traffic to instances carrying this Consul tag. Optional;
   # default: "" (any instance of the service). The demo services register

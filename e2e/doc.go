@@ -7,5 +7,5 @@
 //
 // The package has no code outside its tests; run it with
 //
-//	PATH="$(scripts/install-consul.sh | tail -n1):$PATH" CI=true go test -race ./e2e/
+//	PATH="$(scripts/install-consul.sh | tail -n1):$(scripts/install-pebble.sh | tail -n1):$PATH" CI=true go test -race ./e2e/
 package e2e

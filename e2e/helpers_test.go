@@ -199,6 +199,7 @@ type routesBody struct {
 		CircuitBreaker string         `json:"circuit_breaker"`
 		HTTPSOnly      bool           `json:"https_only"`
 		HSTSMaxAge     string         `json:"hsts_max_age"`
+		Tunnels        int            `json:"tunnels"`
 	} `json:"routes"`
 	Aggregates []struct {
 		Name  string `json:"name"`

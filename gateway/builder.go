@@ -15,6 +15,7 @@ import (
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/gateway/policy"
 	"github.com/gatewayco/gateway/gateway/router"
+	"github.com/gatewayco/gateway/gateway/tunnel"
 	"github.com/gatewayco/gateway/gateway/upstream"
 	"github.com/gatewayco/gateway/registry"
 )
@@ -36,6 +37,8 @@ type deps struct {
 	outlierEjection time.Duration
 	// aggBudget bounds what every aggregate buffers at once.
 	aggBudget *aggregate.Budget
+	// tunnels keeps the WebSocket tunnels of every route.
+	tunnels *tunnel.Tracker
 }
 
 // tableBuilder turns configuration and instance snapshots into Tables. It

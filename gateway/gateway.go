@@ -26,6 +26,7 @@ import (
 	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/gateway/router"
+	"github.com/gatewayco/gateway/gateway/tunnel"
 	"github.com/gatewayco/gateway/gateway/upstream"
 )
 
@@ -78,6 +79,10 @@ type Options struct {
 	// HTTPSPort is the port https_only redirects point at (the TLS
 	// listener's); "" or "443" leaves the port out of the URL.
 	HTTPSPort string
+	// Tunnels keeps the WebSocket tunnels (their bound, idle timeouts and
+	// shutdown); nil means a tracker with tunnel.DefaultMax, the
+	// gateway's clock and its Metrics.
+	Tunnels *tunnel.Tracker
 }
 
 // ProxyOptions tune the upstream side. The zero value is usable.
@@ -104,10 +109,14 @@ type ProxyOptions struct {
 // newDeps settles what the gateway's tables are built with.
 func newDeps(opts Options, logger hclog.Logger, now func() time.Time) *deps {
 	proxyLogger := logger.Named("proxy")
-	d := &deps{transport: opts.Proxy.Transport, metrics: opts.Metrics, logger: proxyLogger, now: now,
+	tunnels := opts.Tunnels
+	if tunnels == nil {
+		tunnels = tunnel.New(tunnel.Options{Now: now, Metrics: opts.Metrics})
+	}
+	d := &deps{tunnels: tunnels, transport: opts.Proxy.Transport, metrics: opts.Metrics, logger: proxyLogger, now: now,
 		maxIdle: opts.Proxy.MaxIdleConnsPerHost, dial: opts.Proxy.DialTimeout,
 		outlierFailures: opts.Proxy.OutlierFailures, outlierEjection: opts.Proxy.OutlierEjection,
-		proxy:     upstream.NewProxy(proxyLogger, opts.TrustedProxies),
+		proxy:     upstream.NewProxy(proxyLogger, opts.TrustedProxies).WithTunnels(tunnels),
 		env:       policyEnv{trusted: opts.TrustedProxies, now: now, logger: logger.Named("policy"), getenv: os.Getenv, httpsPort: opts.HTTPSPort},
 		aggBudget: aggregate.NewBudget(opts.AggregateMaxBytes)}
 	if d.transport == nil {
@@ -162,6 +171,11 @@ func (g *Gateway) Publish(t *Table) {
 		g.metrics.Published(t.metricsView())
 	}
 }
+
+// Tunnels is the tracker of the gateway's WebSocket tunnels; never nil.
+// The process shuts it down after the public server (see
+// tunnel.Tracker.Shutdown).
+func (g *Gateway) Tunnels() *tunnel.Tracker { return g.deps.tunnels }
 
 // Metrics returns the gateway's metrics; nil when they are off.
 func (g *Gateway) Metrics() *metrics.Metrics { return g.metrics }

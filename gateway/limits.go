@@ -27,6 +27,13 @@ func (g *Gateway) limitBody(ex *exchange.Exchange, r *http.Request) bool {
 	if r.Body == nil || r.Body == http.NoBody {
 		return true
 	}
+	if r.Method == http.MethodConnect && r.ProtoMajor == 2 {
+		// An HTTP/2 CONNECT's body is a tunnel's client side (WebSocket
+		// over HTTP/2): its bounds are the tunnel's (idle_timeout,
+		// -max-tunnels), not a request body's. Any other CONNECT is
+		// refused before its body is read.
+		return true
+	}
 	if g.maxBody > 0 {
 		if r.ContentLength > g.maxBody {
 			exchange.WriteError(ex, http.StatusRequestEntityTooLarge, exchange.MsgBodyTooLarge, "")

@@ -3,6 +3,7 @@
 # Runs go vet and the whole test suite with the race detector. Integration
 # tests start a real Consul agent, so Consul 1.14.8 is put on PATH first
 # (built from source by install-consul.sh on the first run, cached after),
+# as is Pebble for the ACME tests (install-pebble.sh),
 # and the dashboard test a headless chromium (apt-get installed if missing).
 #
 # Extra arguments are appended to `go test ... ./...`, e.g.:
@@ -11,6 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PATH="$(scripts/install-consul.sh | tail -n1):$PATH"
+# The ACME tests run against Pebble, Let's Encrypt's test CA, built and
+# cached the same way.
+PATH="$(scripts/install-pebble.sh | tail -n1):$PATH"
 export PATH
 
 # Deterministic, non-interactive output: no colour codes in logs, no prompts

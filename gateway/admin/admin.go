@@ -92,6 +92,12 @@ type routeView struct {
 	// hsts_max_age (a Go duration); omitted when unset.
 	HTTPSOnly  bool   `json:"https_only,omitempty"`
 	HSTSMaxAge string `json:"hsts_max_age,omitempty"`
+	// ACME is set when the host's certificate comes from the ACME CA.
+	ACME bool `json:"acme,omitempty"`
+	// IdleTimeout closes the route's WebSocket tunnels after this long
+	// without a byte; Tunnels counts those open now.
+	IdleTimeout string `json:"idle_timeout"`
+	Tunnels     int    `json:"tunnels"`
 }
 
 type instanceView struct {
@@ -127,6 +133,9 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 		if c.HSTSMaxAge > 0 {
 			v.HSTSMaxAge = c.HSTSMaxAge.String()
 		}
+		v.ACME = c.ACME
+		v.IdleTimeout = c.TunnelIdleTimeout().String()
+		v.Tunnels = a.g.Tunnels().Open(c.Name)
 		body.Routes = append(body.Routes, v)
 	}
 	writeJSON(w, http.StatusOK, body)

@@ -72,11 +72,33 @@ type Route struct {
 	// HSTSMaxAge, when positive, sends Strict-Transport-Security with
 	// this max-age on the route's HTTPS answers.
 	HSTSMaxAge time.Duration
+	// ACME asks for a certificate for Host from the ACME CA; validation
+	// ensures Host is then one exact DNS name (see ValidACMEHost).
+	ACME bool
+	// IdleTimeout closes a WebSocket tunnel through the route when no byte
+	// has passed either way for that long; zero means DefaultIdleTimeout.
+	// Timeout bounds only the handshake of a tunnel, never its life.
+	IdleTimeout time.Duration
 
 	// Policy holds the route's rate limit, auth, circuit breaker and
 	// retries; the zero Policy turns them all off.
 	Policy Policy
 }
+
+// TunnelIdleTimeout is the route's idle_timeout with the default applied.
+func (r *Route) TunnelIdleTimeout() time.Duration {
+	if r.IdleTimeout > 0 {
+		return r.IdleTimeout
+	}
+	return DefaultIdleTimeout
+}
+
+// DefaultIdleTimeout closes a WebSocket tunnel after this long without a
+// byte either way, unless the route sets idle_timeout: Envoy's
+// stream_idle_timeout. It is well above the heartbeat interval of common
+// WebSocket stacks (Socket.IO pings every 25s), so only dead tunnels are
+// cut, where nginx's 60s proxy_read_timeout cuts quiet but live ones.
+const DefaultIdleTimeout = 5 * time.Minute
 
 // MatchKey identifies what a route matches; two routes with equal MatchKeys
 // are ambiguous and rejected. Methods are compared as a set, since

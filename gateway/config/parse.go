@@ -155,6 +155,8 @@ func decodeRoute(p *problems, b *hcl.Block) *routeSrc {
 	}
 	r.HTTPSOnly = a.boolean(attrHTTPSOnly)
 	r.HSTSMaxAge = a.duration(attrHSTSMaxAge)
+	r.ACME = a.boolean(attrACME)
+	r.IdleTimeout = a.duration(attrIdleTimeout)
 	decodeAccessPolicy(p, blocks, &r.Policy)
 	decodeUpstreamPolicy(p, blocks, a, &r.Policy, &r.Policy)
 	return r

@@ -42,6 +42,7 @@ var (
 	attrStripPrefix = attr{"strip_prefix"}
 	attrBalancer    = attr{"balancer"}
 	attrTimeout     = attr{"timeout"}
+	attrACME        = attr{"acme"}
 	attrProtocol    = attr{"protocol"}
 
 	// upstream_tls.
@@ -49,8 +50,9 @@ var (
 	attrServerName = attr{"server_name"}
 
 	// route: plain-HTTP redirect and HSTS.
-	attrHTTPSOnly  = attr{"https_only"}
-	attrHSTSMaxAge = attr{"hsts_max_age"}
+	attrHTTPSOnly   = attr{"https_only"}
+	attrHSTSMaxAge  = attr{"hsts_max_age"}
+	attrIdleTimeout = attr{"idle_timeout"}
 
 	// upstreamPolicy: route and call.
 	attrRetries            = attr{"retries"}
@@ -197,8 +199,8 @@ var (
 		attrs: []attr{
 			attrPath, attrPathPrefix, attrMethods, attrHost, attrCaseFold,
 			attrService, attrTag, attrStripPrefix, attrBalancer, attrTimeout,
-			attrProtocol,
-			attrHTTPSOnly, attrHSTSMaxAge,
+			attrHTTPSOnly, attrHSTSMaxAge, attrACME,
+			attrIdleTimeout, attrProtocol,
 		},
 		blocks: []*blockSpec{upstreamTLSSpec},
 		parts:  []part{accessPolicy, upstreamPolicy},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -74,8 +75,9 @@ func validateRoute(p *problems, r *routeSrc) {
 		checkTemplate(p, a, attrPathPrefix, r.PathPrefix, func(rt *mux.Route) *mux.Route { return rt.PathPrefix(r.PathPrefix) })
 	}
 
-	if a.ok(attrHost) {
-		checkHost(p, a, r.Host)
+	hostOK := a.ok(attrHost) && checkHost(p, a, r.Host)
+	if r.ACME {
+		checkACMEHost(p, a, r.Host, hostOK)
 	}
 
 	if a.ok(attrMethods) {
@@ -91,8 +93,21 @@ func validateRoute(p *problems, r *routeSrc) {
 
 	checkBalancer(p, a, &r.Balancer)
 	checkProtocol(p, r)
+	checkIdleTimeout(p, a, &r.IdleTimeout)
 
 	r.valid = p.clean(r.mark)
+}
+
+// MaxIdleTimeout bounds a route's idle_timeout: a document cannot make a
+// dead tunnel hold its connection slot for days.
+const MaxIdleTimeout = 24 * time.Hour
+
+// checkIdleTimeout bounds a route's idle_timeout; unset stays zero, which
+// the proxy reads as DefaultIdleTimeout.
+func checkIdleTimeout(p *problems, a *attrs, d *time.Duration) {
+	if a.ok(attrIdleTimeout) && *d > MaxIdleTimeout {
+		p.addf(a.pos(attrIdleTimeout), "%s must be at most %v, got %v", attrIdleTimeout, MaxIdleTimeout, *d)
+	}
 }
 
 // checkHost applies the rules of a host attribute read cleanly from a

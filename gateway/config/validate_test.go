@@ -111,6 +111,10 @@ func TestParseErrors(t *testing.T) {
 			[]string{`k:4:13: timeout must be positive, got "-1s"`}},
 		{"numeric timeout", routeWith(`  path = "/x"`, `  service = "s"`, `  timeout = 5`),
 			[]string{`k:4:13: timeout must be a string, got number`}},
+		{"idle timeout over a day", routeWith(`  path = "/x"`, `  service = "s"`, `  idle_timeout = "25h"`),
+			[]string{`k:4:18: idle_timeout must be at most 24h0m0s, got 25h0m0s`}},
+		{"zero idle timeout", routeWith(`  path = "/x"`, `  service = "s"`, `  idle_timeout = "0s"`),
+			[]string{`k:4:18: idle_timeout must be positive, got "0s"`}},
 
 		{"unknown protocol", routeWith(`  path = "/x"`, `  service = "s"`, `  protocol = "grpc"`),
 			[]string{`k:4:14: protocol must be one of http, h2c, https, got "grpc"`}},

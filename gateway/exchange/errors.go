@@ -45,6 +45,8 @@ const (
 	MsgBodyTimeout      = "request body not received in time"
 	MsgGRPCTimeout      = "malformed grpc-timeout"
 	MsgDeadline         = "the client's deadline passed"
+	MsgTooManyTunnels   = "too many open tunnels"
+	MsgUpgradeBody      = "a WebSocket handshake must not have a body"
 )
 
 // StatusClientClosed is nginx's non-standard code for a client that closed

@@ -19,6 +19,7 @@ import (
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/policy"
+	"github.com/gatewayco/gateway/gateway/tunnel"
 )
 
 // Proxy serves routes through one ReverseProxy: its transport hands each
@@ -28,7 +29,8 @@ import (
 type Proxy struct {
 	rp      *httputil.ReverseProxy
 	logger  hclog.Logger
-	trusted []netip.Prefix // proxies whose X-Forwarded-* are believed
+	trusted []netip.Prefix  // proxies whose X-Forwarded-* are believed
+	tunnels *tunnel.Tracker // WebSocket tunnels; see upgrade.go
 }
 
 // NewProxy returns the gateway's proxy. It logs upstream errors at debug
@@ -38,7 +40,7 @@ func NewProxy(logger hclog.Logger, trusted []netip.Prefix) *Proxy {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	p := &Proxy{logger: logger, trusted: trusted}
+	p := &Proxy{logger: logger, trusted: trusted, tunnels: tunnel.New(tunnel.Options{})}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		ModifyResponse: grpcEnding,
@@ -47,6 +49,13 @@ func NewProxy(logger hclog.Logger, trusted []netip.Prefix) *Proxy {
 		ErrorHandler:   p.upstreamError,
 		ErrorLog:       logger.Named("reverseproxy").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
+	return p
+}
+
+// WithTunnels makes t the tracker of the proxy's WebSocket tunnels, in
+// place of the default one NewProxy makes; it returns p.
+func (p *Proxy) WithTunnels(t *tunnel.Tracker) *Proxy {
+	p.tunnels = t
 	return p
 }
 
@@ -129,6 +138,18 @@ func (p *Proxy) Handler(rc *config.Route, up *Upstream) http.Handler {
 		ex := exchange.From(r.Context())
 		ex.Upstream = up
 		ex.Strip = stripSpelling(strip, fold, r.URL.Path)
+		switch {
+		case isExtendedConnect(r):
+			p.serveH2Tunnel(w, r, rc)
+			return
+		case r.Method == http.MethodConnect:
+			// No upstream expects a proxied CONNECT.
+			exchange.WriteError(w, http.StatusMethodNotAllowed, exchange.MsgMethodNotAllowed, ex.Route)
+			return
+		case isWebSocket(upgradeType(r.Header)):
+			p.serveTunnel(w, r, rc)
+			return
+		}
 		limit := timeout
 		if ex.GRPC {
 			var ok bool
@@ -166,6 +187,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	// router.Normalize): an empty Host would make the transport send the
 	// instance's address instead.
 	pr.Out.Host = pr.In.Host
+	dropUpgrade(pr.In, pr.Out.Header)
 	p.setForwarded(pr)
 	ex.ApplyUpstreamHeaders(pr.Out.Header)
 	if ex.GRPC {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -76,6 +77,14 @@ type Agent struct {
 // agent's log is printed if the test fails.
 func Start(tb testing.TB) *Agent {
 	tb.Helper()
+	return StartWithConfig(tb, nil)
+}
+
+// StartWithConfig is Start with extra agent configuration merged over the
+// defaults, e.g. {"session_ttl_min": "1s"} so a test can watch a session
+// expire within seconds instead of Consul's 10s minimum.
+func StartWithConfig(tb testing.TB, extra map[string]any) *Agent {
+	tb.Helper()
 	bin := RequireBinary(tb)
 	dir := tb.TempDir()
 	ports := freeport.GetN(tb, 4)
@@ -103,6 +112,7 @@ func Start(tb testing.TB) *Agent {
 			"dns": -1, "https": -1, "grpc": -1, "grpc_tls": -1,
 		},
 	}
+	maps.Copy(cfg, extra)
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		tb.Fatalf("consultest: config: %v", err)

@@ -59,10 +59,18 @@ func WaitValue[T any](tb testing.TB, what string, cond func() (T, bool)) T {
 }
 
 // Clock is a clock that moves only when told to, for limiters, budgets,
-// breakers and token expiry. It is safe for concurrent readers.
+// breakers, token expiry and timers (AfterFunc). It is safe for
+// concurrent use.
 type Clock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu     sync.Mutex
+	t      time.Time
+	timers []*clockTimer
+}
+
+type clockTimer struct {
+	at      time.Time
+	f       func()
+	stopped bool
 }
 
 // NewClock returns a clock at a fixed instant, so tests are reproducible.
@@ -75,11 +83,60 @@ func (c *Clock) Now() time.Time {
 	return c.t
 }
 
-// Advance moves the clock forward by d.
+// Advance moves the clock forward by d and runs, in order, the AfterFunc
+// functions that came due (each on its own goroutine, as time.AfterFunc
+// does).
 func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
+	var due []*clockTimer
+	kept := c.timers[:0]
+	for _, tm := range c.timers {
+		switch {
+		case tm.stopped:
+		case !tm.at.After(c.t):
+			tm.stopped = true
+			due = append(due, tm)
+		default:
+			kept = append(kept, tm)
+		}
+	}
+	c.timers = kept
 	c.mu.Unlock()
+	for _, tm := range due {
+		go tm.f()
+	}
+}
+
+// AfterFunc runs f once the clock has been advanced by d, and returns a
+// function that stops it, reporting whether that prevented the call, like
+// time.AfterFunc's Timer.Stop.
+func (c *Clock) AfterFunc(d time.Duration, f func()) (stop func() bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tm := &clockTimer{at: c.t.Add(d), f: f}
+	c.timers = append(c.timers, tm)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		was := !tm.stopped
+		tm.stopped = true
+		return was
+	}
+}
+
+// Timers counts the AfterFunc functions waiting, so a test can wait for
+// a timer to be set before it advances the clock past it.
+func (c *Clock) Timers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, tm := range c.timers {
+		if !tm.stopped {
+			n++
+		}
+	}
+	return n
 }
 
 // SignJWT signs claims with key using m, with kid in the header unless it

@@ -1,0 +1,129 @@
+//lint:file-ignore SA1019 net/http's Transport (Go 1.26) refuses the :protocol pseudo-header an extended CONNECT needs (validateHeaders), so the client here is x/net's HTTP/2 transport, deprecated for that reason only.
+
+package gateway
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/gatewayco/gateway/gateway/tunnel"
+	"github.com/gatewayco/gateway/internal/testkit"
+)
+
+// xconnectEnv is how Go's HTTP/2 server is told to accept extended
+// CONNECT; it reads it from the environment once, at init.
+const xconnectEnv = "http2xconnect=1"
+
+// TestWebSocketOverHTTP2 runs a WebSocket over an HTTP/2 extended CONNECT
+// (RFC 8441) through the gateway to an HTTP/1.1 upstream (coder/websocket).
+// Without GODEBUG=http2xconnect=1 Go's server does not offer it; the test
+// checks that, then runs itself again with it set.
+func TestWebSocketOverHTTP2(t *testing.T) {
+	clock := testkit.NewClock()
+	// The request body is the tunnel's upstream direction: neither the body
+	// limit nor the body's read timeout may apply to it.
+	pg, _ := wsGateway(t, clock, tunnel.Options{}, wsDoc("24h"), func(o *Options) {
+		o.MaxBodyBytes, o.BodyReadTimeout = 16, time.Nanosecond
+	})
+	srv := httptest.NewUnstartedServer(pg.gw)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	tr := &http2.Transport{TLSClientConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig}
+	t.Cleanup(tr.CloseIdleConnections)
+	connect := func() (*http.Response, *io.PipeWriter, error) {
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequest(http.MethodConnect, srv.URL+"/ws/chat", pr)
+		req.Header.Set(":protocol", "websocket")
+		req.Header.Set("Sec-WebSocket-Version", "13")
+		resp, err := tr.RoundTrip(req)
+		return resp, pw, err
+	}
+
+	if !strings.Contains(os.Getenv("GODEBUG"), xconnectEnv) {
+		if _, _, err := connect(); err == nil || !strings.Contains(err.Error(), "extended connect not supported") {
+			t.Fatalf("extended CONNECT without GODEBUG: %v, want the server not to offer it", err)
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestWebSocketOverHTTP2$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), "GODEBUG="+xconnectEnv+","+os.Getenv("GODEBUG"))
+		out, err := cmd.CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("--- PASS: TestWebSocketOverHTTP2")) {
+			t.Fatalf("with GODEBUG=%s: %v\n%s", xconnectEnv, err, out)
+		}
+		return
+	}
+
+	resp, pw, err := connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	defer pw.Close()
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+		t.Fatalf("extended CONNECT: %d %s, want 200 over HTTP/2", resp.StatusCode, resp.Proto)
+	}
+	say := func(msg string) {
+		t.Helper()
+		if _, err := pw.Write(clientFrame(0x1, []byte(msg))); err != nil {
+			t.Fatal(err)
+		}
+		op, got := serverFrame(t, resp.Body)
+		if op != 0x1 || string(got) != msg {
+			t.Fatalf("echo: opcode %#x %q, want text %q", op, got, msg)
+		}
+	}
+	say("hello over h2")
+	clock.Advance(2 * time.Hour) // past the route's 1h timeout: it bounds the handshake only
+	say("still here")
+	if n := pg.gw.Tunnels().Open("ws"); n != 1 {
+		t.Errorf("open tunnels of ws = %d, want 1", n)
+	}
+	// A close handshake ends the tunnel and the stream.
+	if _, err := pw.Write(clientFrame(0x8, []byte{0x03, 0xe8})); err != nil {
+		t.Fatal(err)
+	}
+	if op, _ := serverFrame(t, resp.Body); op != 0x8 {
+		t.Fatalf("answer to close: opcode %#x, want close", op)
+	}
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Logf("stream end: %v", err)
+	}
+	testkit.WaitFor(t, "tunnel closed", func() bool { return pg.gw.Tunnels().Open("") == 0 })
+}
+
+// clientFrame is one final, masked WebSocket frame (RFC 6455, 5.2) with a
+// payload under 126 bytes, as a client sends it.
+func clientFrame(opcode byte, payload []byte) []byte {
+	mask := [4]byte{0x37, 0xfa, 0x21, 0x3d}
+	b := append([]byte{0x80 | opcode, 0x80 | byte(len(payload))}, mask[:]...)
+	for i, c := range payload {
+		b = append(b, c^mask[i%4])
+	}
+	return b
+}
+
+// serverFrame reads one unmasked frame with a payload under 126 bytes.
+func serverFrame(t *testing.T, r io.Reader) (opcode byte, payload []byte) {
+	t.Helper()
+	var h [2]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		t.Fatalf("frame header: %v", err)
+	}
+	if h[1]&0x80 != 0 || h[1]&0x7f >= 126 {
+		t.Fatalf("unexpected frame header %x", h)
+	}
+	payload = make([]byte, h[1]&0x7f)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		t.Fatalf("frame payload: %v", err)
+	}
+	return h[0] & 0x0f, payload
+}
