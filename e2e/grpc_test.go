@@ -41,17 +41,13 @@ const grpcPrefix = "/grpc.testing.TestService/"
 // service, instance id.
 func startGRPCBackend(t *testing.T, client *api.Client, service, id string, svc *grpctest.Service) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, stop, err := grpctest.Serve("127.0.0.1:0", svc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
-	svc.Register(srv)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lis) }()
-	t.Cleanup(func() { srv.Stop(); <-done })
-	registerInstance(t, client, service, id, lis.Addr().String())
-	return lis.Addr().String()
+	t.Cleanup(stop)
+	registerInstance(t, client, service, id, addr)
+	return addr
 }
 
 // dialGRPC is a real grpc-go client of target with creds (nil: cleartext

@@ -25,15 +25,14 @@ import (
 // until the test ends, and returns it as an instance named id.
 func startGRPCUpstream(t *testing.T, id string, svc *grpctest.Service) registry.Instance {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, stop, err := grpctest.Serve("127.0.0.1:0", svc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
-	svc.Register(srv)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	return registry.Instance{ID: id, Address: "127.0.0.1", Port: lis.Addr().(*net.TCPAddr).Port, Passing: true}
+	t.Cleanup(stop)
+	_, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	return registry.Instance{ID: id, Address: "127.0.0.1", Port: p, Passing: true}
 }
 
 // serveH2C serves h over HTTP/2 cleartext (prior knowledge) on loopback

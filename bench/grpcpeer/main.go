@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"slices"
 	"sync"
@@ -39,11 +38,9 @@ func main() {
 	flag.Parse()
 	switch {
 	case *serve != "":
-		lis, err := net.Listen("tcp", *serve)
+		_, _, err := grpctest.Serve(*serve, &grpctest.Service{Name: "bench"})
 		check(err)
-		srv := grpc.NewServer()
-		(&grpctest.Service{Name: "bench"}).Register(srv)
-		check(srv.Serve(lis))
+		select {} // until the benchmark stops the process
 	case *load != "":
 		check(json.NewEncoder(os.Stdout).Encode(run(*load, *conc, *conns, *dur, *size)))
 	default:

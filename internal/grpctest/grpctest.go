@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"time"
 
 	"google.golang.org/grpc"
@@ -44,6 +45,22 @@ type Service struct {
 
 // Register adds s to srv.
 func (s *Service) Register(srv *grpc.Server) { testpb.RegisterTestServiceServer(srv, s) }
+
+// Serve runs a grpc-go server of s (its own HTTP/2 transport, cleartext)
+// listening on addr ("127.0.0.1:0" for any loopback port). It returns the
+// address it listens on and stop, which closes the server and waits for
+// it to end.
+func Serve(addr string, s *Service) (string, func(), error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, err
+	}
+	srv := grpc.NewServer()
+	s.Register(srv)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(lis) }()
+	return lis.Addr().String(), func() { srv.Stop(); <-done }, nil
+}
 
 // headers sends the echo headers and sets the echo trailers.
 func (s *Service) headers(ctx context.Context, send func(metadata.MD) error, trailer func(metadata.MD)) error {
