@@ -80,6 +80,8 @@ type serveFlags struct {
 	maxHeaderBytes                          int
 	trustedProxies                          string
 	self                                    selfFlags
+	h2c                                     bool
+	h2MaxStreams                            int
 	tls                                     tlsFlags
 	acme                                    acmeFlags
 }
@@ -107,6 +109,8 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 1<<20, "request header limit in bytes, 431 beyond")
 	fs.Float64Var(&f.panicThreshold, "panic-threshold", balancer.DefaultPanicThreshold, "opt-in panic mode: below this share of passing known-good instances a service routes to all of them (0, the default, disables; instances in maintenance never get traffic)")
 	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed (default: none)")
+	fs.BoolVar(&f.h2c, "h2c", false, "serve HTTP/2 cleartext (prior knowledge, as gRPC clients without TLS speak) beside HTTP/1.1 on -listen")
+	fs.IntVar(&f.h2MaxStreams, "h2-max-streams", defaultH2MaxStreams, "concurrent HTTP/2 streams a client connection may open")
 	addSelfFlags(fs, &f.self)
 	addTLSFlags(fs, &f.tls)
 	addACMEFlags(fs, &f.acme)
@@ -136,6 +140,9 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	if f.bodyReadTimeout <= 0 || f.idleTimeout <= 0 {
 		return fmt.Errorf("%w: -body-read-timeout and -idle-timeout must be positive", errUsage)
+	}
+	if f.h2MaxStreams < 1 || f.h2MaxStreams > maxH2MaxStreams {
+		return fmt.Errorf("%w: -h2-max-streams must be between 1 and %d", errUsage, maxH2MaxStreams)
 	}
 	if f.maxConns < 0 {
 		return fmt.Errorf("%w: -max-conns must not be negative", errUsage)
@@ -292,6 +299,9 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	limited := gateway.LimitListeners(f.maxConns, m, publicLn, tside.ln)
 	if publicLn != nil {
 		a.public = newServer(a.acme.handler(https.Middleware(a.gw)), logger, f)
+		if f.h2c {
+			a.public.Protocols = publicProtocols()
+		}
 		go func() { a.failed <- a.public.Serve(limited[0]) }()
 	}
 	if tside.ln != nil {
@@ -370,8 +380,45 @@ func newServer(h http.Handler, logger hclog.Logger, f serveFlags) *http.Server {
 		ReadHeaderTimeout: f.readHeaderTimeout,
 		IdleTimeout:       f.idleTimeout,
 		MaxHeaderBytes:    f.maxHeaderBytes,
+		HTTP2:             http2Config(f),
 		ErrorLog:          logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
+}
+
+// HTTP/2 stream bounds: the default is the stdlib's own; the ceiling
+// keeps one client connection from claiming more goroutines than a
+// thousand HTTP/1.1 connections would.
+const (
+	defaultH2MaxStreams = 250
+	maxH2MaxStreams     = 1000
+)
+
+// http2Config bounds what one HTTP/2 client connection may hold, on any
+// listener that speaks HTTP/2 (-h2c, or TLS with ALPN h2). Header lists
+// are bounded by -max-header-bytes (the server advertises it as
+// SETTINGS_MAX_HEADER_LIST_SIZE); a connection with no stream open is
+// closed after -idle-timeout, and one whose peer stops answering with
+// streams open is found by a ping after a minute of silence and dropped
+// 15s later. Flow-control windows stay at the stdlib's 1 MiB per
+// connection and per stream, which bounds what a client can make the
+// gateway buffer.
+func http2Config(f serveFlags) *http.HTTP2Config {
+	return &http.HTTP2Config{
+		MaxConcurrentStreams: f.h2MaxStreams,
+		SendPingTimeout:      time.Minute,
+		PingTimeout:          15 * time.Second,
+	}
+}
+
+// publicProtocols are the public listener's protocols with -h2c:
+// HTTP/1.1 and HTTP/2 with prior knowledge on a plain connection, and
+// HTTP/2 by ALPN should the server be serving TLS.
+func publicProtocols() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetHTTP2(true)
+	p.SetUnencryptedHTTP2(true)
+	return p
 }
 
 // splitFlags separates flags from positional arguments so that

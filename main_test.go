@@ -7,11 +7,14 @@ import (
 	"io"
 	"net"
 	"testing"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 func TestServeRejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{{"-log-level", "loud"}, {"extra"}, {"routes"}, {"routes", "frobnicate"},
 		{"-max-conns", "-1"}, {"-idle-timeout", "0"}, {"-body-read-timeout", "0"},
+		{"-h2-max-streams", "0"}, {"-h2-max-streams", "1001"},
 		// The last-good state must not sit inside the routes prefix, nor
 		// the other way round.
 		{"-kv-prefix", "gateway/state/"}, {"-state-prefix", "gateway/routes/lastgood/"}} {
@@ -50,4 +53,22 @@ func TestFlagUsageNamesAreTypes(t *testing.T) {
 			t.Errorf("-%s prints its argument as %q in -h", fl.Name, name)
 		}
 	})
+}
+
+// TestH2CProtocols: -h2c keeps HTTP/1.1 and adds HTTP/2 with prior
+// knowledge, and leaves HTTP/2 by ALPN on for TLS; the HTTP/2 bounds
+// apply whatever the listener.
+func TestH2CProtocols(t *testing.T) {
+	p := publicProtocols()
+	if !p.HTTP1() || !p.UnencryptedHTTP2() || !p.HTTP2() {
+		t.Errorf("-h2c protocols %v", p)
+	}
+	var f serveFlags
+	if err := newServeFlagSet(&f, io.Discard).Parse([]string{"-h2-max-streams", "7", "-max-header-bytes", "4096"}); err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(nil, hclog.NewNullLogger(), f)
+	if srv.HTTP2 == nil || srv.HTTP2.MaxConcurrentStreams != 7 || srv.MaxHeaderBytes != 4096 || srv.HTTP2.SendPingTimeout <= 0 {
+		t.Errorf("server HTTP/2 settings %+v, max header bytes %d", srv.HTTP2, srv.MaxHeaderBytes)
+	}
 }

@@ -92,6 +92,33 @@ route "products" {
 #   # strip_prefix = "/v1" would turn /v1/users/42 into /users/42.
 # }
 
+# Upstream protocols, shown on routes that are not active in the demo (its
+# services speak HTTP/1.1). A gRPC service's methods live under
+# /package.Service/; clients reach the gateway over HTTP/2 (-h2c on the plain
+# listener, or the TLS listener). See the README's "Upstream protocols and
+# gRPC".
+#
+# route "orders-grpc" {
+#   path_prefix = "/orders.v1.Orders/"
+#   service     = "orders-grpc"
+#   # "http" (default, HTTP/1.1), "h2c" (HTTP/2 cleartext, gRPC without TLS)
+#   # or "https" (TLS, HTTP/2 when the instance offers it).
+#   protocol    = "h2c"
+#   timeout     = "10s"        # also caps each call's grpc-timeout
+# }
+#
+# route "billing" {
+#   path_prefix = "/billing/"
+#   service     = "billing"
+#   protocol    = "https"
+#   # Verification is always on; these say what to verify against.
+#   # Optional; default: the system roots and the instance's address.
+#   upstream_tls {
+#     ca_file     = "/etc/gateway/internal-ca.pem"   # PEM, at most 1 MiB
+#     server_name = "billing.internal"
+#   }
+# }
+
 # Route policies, shown on a route that is not active in the demo (the demo
 # routes work without credentials). Every block is optional; see the README's
 # "Route policies" for the full rules.

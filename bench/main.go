@@ -5,6 +5,7 @@
 //	go run ./bench                   proxy load: gateway vs nginx vs direct
 //	go run ./bench -mode freshness   KV change -> served, health change -> excluded
 //	go run ./bench -mode scale       1,000 services x 3 instances, 1,000 routes
+//	go run ./bench -mode grpc        gRPC unary calls: gateway (h2c) vs direct
 //	go run ./bench -mode tls         HTTPS and TLS handshakes: gateway vs nginx
 //
 // It needs consul (scripts/install-consul.sh), nginx, wrk and taskset;
@@ -25,10 +26,10 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "proxy", "proxy, tls, freshness or scale")
+	mode := flag.String("mode", "proxy", "proxy, tls, freshness, scale or grpc")
 	dur := flag.Duration("duration", 10*time.Second, "load duration per target")
 	conns := flag.Int("c", 32, "wrk connections")
-	out := flag.String("out", "bench/results/latest.md", "markdown report (proxy mode; tls mode: bench/results/tls.md)")
+	out := flag.String("out", "bench/results/latest.md", "markdown report (proxy mode; tls mode: bench/results/tls.md; grpc mode: bench/results/grpc.md)")
 	changes := flag.Int("changes", 100, "changes per freshness measurement")
 	services := flag.Int("services", 1000, "services (and routes) in scale mode")
 	settle := flag.Duration("settle", 70*time.Second, "steady-state window in scale mode: at least one long-poll cycle (60 s + jitter)")
@@ -54,6 +55,11 @@ func main() {
 		freshnessBench(dir, bin, *changes)
 	case "scale":
 		scaleBench(dir, bin, *services, *settle)
+	case "grpc":
+		if *out == "bench/results/latest.md" {
+			*out = "bench/results/grpc.md"
+		}
+		grpcBench(dir, bin, *dur, *conns, *out)
 	default:
 		fail("unknown mode %q", *mode)
 	}

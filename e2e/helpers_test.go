@@ -71,7 +71,16 @@ func startBackendWith(t *testing.T, client *api.Client, service, id string, h ht
 	b := &backend{id: id, service: service}
 	b.srv = httptest.NewServer(h)
 	t.Cleanup(b.srv.Close)
-	host, port, _ := net.SplitHostPort(b.srv.Listener.Addr().String())
+	registerInstance(t, client, service, id, b.srv.Listener.Addr().String())
+	return b
+}
+
+// registerInstance registers the instance at addr (host:port) of service
+// with a passing TTL check (see backend.setHealth), for upstreams that
+// are not a backend's httptest server.
+func registerInstance(t *testing.T, client *api.Client, service, id, addr string) {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
 	err := client.Agent().ServiceRegister(&api.AgentServiceRegistration{
 		ID: id, Name: service, Address: host, Port: p,
@@ -80,8 +89,7 @@ func startBackendWith(t *testing.T, client *api.Client, service, id string, h ht
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.setHealth(t, client, api.HealthPassing)
-	return b
+	(&backend{id: id, service: service}).setHealth(t, client, api.HealthPassing)
 }
 
 func (b *backend) setHealth(t *testing.T, client *api.Client, status string) {

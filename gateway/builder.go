@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"time"
 
@@ -22,11 +24,14 @@ import (
 // by New: what tables are built with, never the Gateway itself.
 type deps struct {
 	proxy     *upstream.Proxy   // the ReverseProxy every route's handler ends in
-	transport http.RoundTripper // shared by every upstream
-	metrics   *metrics.Metrics  // nil when metrics are off
-	env       policyEnv         // what route policies need; see policies.go
-	logger    hclog.Logger      // the upstream side's, named "proxy"
-	now       func() time.Time
+	transport http.RoundTripper // shared by every upstream speaking HTTP/1.1
+	// maxIdle and dial tune the h2c and https transports; see ProxyOptions.
+	maxIdle int
+	dial    time.Duration
+	metrics *metrics.Metrics // nil when metrics are off
+	env     policyEnv        // what route policies need; see policies.go
+	logger  hclog.Logger     // the upstream side's, named "proxy"
+	now     func() time.Time
 	// Outlier ejection settings; see ProxyOptions.
 	outlierFailures int
 	outlierEjection time.Duration
@@ -51,6 +56,11 @@ type tableBuilder struct {
 	// upstreams got them; the finished table keeps it.
 	served map[registry.ServiceKey][]registry.Instance
 	states policyStates // per-route policy state, see policies.go
+	// transports are the routes' transports by protocol; see transports.go.
+	transports *transports
+	// tlsErrors collects, during one build, the routes whose TLS settings
+	// are unusable; the finished table lists them with the document errors.
+	tlsErrors []ConfigError
 	// panicHook, when set, is called with the name of each route and
 	// aggregate as it is built, and with "" once per table outside any of
 	// them, so tests can make a build panic.
@@ -65,6 +75,7 @@ type balancerKey struct {
 func newTableBuilder(d *deps) *tableBuilder {
 	return &tableBuilder{deps: d, balancers: map[balancerKey]balancer.Balancer{},
 		nextBalancers: map[balancerKey]balancer.Balancer{},
+		transports:    newTransports(d.transport, d.maxIdle, d.dial),
 		outliers:      balancer.NewOutlierTracker(d.outlierFailures, d.outlierEjection, d.logger.Named("outliers"))}
 }
 
@@ -80,6 +91,7 @@ func (b *tableBuilder) build(routes []config.Route, instances func(registry.Serv
 func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, instances func(registry.ServiceKey) []registry.Instance, panics map[registry.ServiceKey]string, errs []ConfigError) *Table {
 	t := &Table{loaded: true, errors: errs}
 	b.served = map[registry.ServiceKey][]registry.Instance{}
+	b.tlsErrors = nil
 	for i := range routes {
 		rc := routes[i]
 		blame(rc.Pos, "route", rc.Name, func() {
@@ -101,7 +113,11 @@ func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, 
 	// Nothing may panic past this point: a build that panics keeps the
 	// state of the last table built (see discard).
 	b.states.swap()
+	b.transports.swap()
 	b.outliers.Swap()
+	if b.tlsErrors != nil {
+		t.errors = append(slices.Clip(t.errors), b.tlsErrors...)
+	}
 	// Balancers of services no route uses any more are dropped, so their
 	// state does not pile up over months of config changes.
 	b.balancers, b.nextBalancers = b.nextBalancers, make(map[balancerKey]balancer.Balancer, len(b.nextBalancers))
@@ -115,8 +131,14 @@ func (b *tableBuilder) route(rc config.Route, instances func(registry.ServiceKey
 	key := registry.ServiceKey{Name: rc.Service, Tag: rc.Tag}
 	insts := instances(key)
 	retry, breaker := b.protection(rc.Name, &rc.Policy, key)
+	tr, scheme, err := b.transports.forRoute(&rc)
+	if err != nil {
+		b.deps.logger.Error("upstream TLS settings unusable; the route answers 502", "route", rc.Name, "error", err)
+		b.tlsErrors = append(b.tlsErrors, ConfigError{Key: rc.Pos.Key,
+			Message: fmt.Sprintf("%s: route %q answers 502 until fixed: %v", rc.UpstreamTLS.Pos, rc.Name, err)})
+	}
 	rt := &Route{Config: rc, Service: key, Instances: insts, Panic: panics[key],
-		up: b.newUpstream(key, rc.Balancer, insts, retry, breaker), metrics: b.deps.metrics.Route(rc.Name)}
+		up: b.newUpstreamOver(key, rc.Balancer, insts, retry, breaker, tr, scheme), metrics: b.deps.metrics.Route(rc.Name)}
 	authUp := b.authUpstream(rc.Policy.ForwardAuth, rc.Balancer, instances)
 	// https_only answers before admission: a plain-HTTP client is sent
 	// to HTTPS rather than asked for credentials it should not send.
@@ -146,11 +168,17 @@ func (b *tableBuilder) router(routes []*Route, aggs []*Aggregate) http.Handler {
 // every caller of a service with the same policy (routes, forward auth,
 // aggregate calls) shares them.
 func (b *tableBuilder) newUpstream(key registry.ServiceKey, policy string, insts []registry.Instance, retry upstream.Retry, breaker *policy.RouteBreaker) *upstream.Upstream {
+	return b.newUpstreamOver(key, policy, insts, retry, breaker, b.deps.transport, "")
+}
+
+// newUpstreamOver is newUpstream sending over tr with URL scheme (a
+// route's protocol; see transports.forRoute).
+func (b *tableBuilder) newUpstreamOver(key registry.ServiceKey, policy string, insts []registry.Instance, retry upstream.Retry, breaker *policy.RouteBreaker, tr http.RoundTripper, scheme string) *upstream.Upstream {
 	if b.served != nil {
 		b.served[key] = insts
 	}
 	return upstream.New(upstream.Config{Service: key, Instances: insts, Balancer: b.balancer(key, policy),
-		Transport: b.deps.transport, Retry: retry, Breaker: breaker, Outliers: b.outliers,
+		Transport: tr, Scheme: scheme, Retry: retry, Breaker: breaker, Outliers: b.outliers,
 		Metrics: b.deps.metrics, Now: b.deps.now})
 }
 

@@ -79,6 +79,8 @@ func (b *tableBuilder) testPanic(name string) {
 // build starts from the state of the last table that was built whole.
 func (b *tableBuilder) discard() {
 	b.states.discard()
+	b.transports.discard()
+	b.tlsErrors = nil
 	b.outliers.Discard()
 	b.nextBalancers = make(map[balancerKey]balancer.Balancer, len(b.balancers))
 	b.served = nil

@@ -114,6 +114,7 @@ func newDeps(opts Options, logger hclog.Logger, now func() time.Time) *deps {
 		tunnels = tunnel.New(tunnel.Options{Now: now, Metrics: opts.Metrics})
 	}
 	d := &deps{tunnels: tunnels, transport: opts.Proxy.Transport, metrics: opts.Metrics, logger: proxyLogger, now: now,
+		maxIdle: opts.Proxy.MaxIdleConnsPerHost, dial: opts.Proxy.DialTimeout,
 		outlierFailures: opts.Proxy.OutlierFailures, outlierEjection: opts.Proxy.OutlierEjection,
 		proxy:     upstream.NewProxy(proxyLogger, opts.TrustedProxies).WithTunnels(tunnels),
 		env:       policyEnv{trusted: opts.TrustedProxies, now: now, logger: logger.Named("policy"), getenv: os.Getenv, httpsPort: opts.HTTPSPort},
@@ -184,7 +185,7 @@ func (g *Gateway) Metrics() *metrics.Metrics { return g.metrics }
 // sees the same one.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := g.table.Load()
-	ex := &exchange.Exchange{ResponseWriter: w, Start: g.now()}
+	ex := &exchange.Exchange{ResponseWriter: w, Start: g.now(), GRPC: exchange.IsGRPC(r)}
 	ex.RequestID = g.requestID(r)
 	r, bad := router.Normalize(r.WithContext(exchange.NewContext(r.Context(), ex)))
 	defer g.finish(ex, r)

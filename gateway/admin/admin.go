@@ -85,6 +85,9 @@ type routeView struct {
 	CircuitBreaker string `json:"circuit_breaker,omitempty"`
 	// CaseInsensitive is set when the path matches in any case.
 	CaseInsensitive bool `json:"case_insensitive,omitempty"`
+	// Protocol is what the route speaks upstream, as written; omitted
+	// when the document leaves it to the default, http.
+	Protocol string `json:"protocol,omitempty"`
 	// HTTPSOnly and HSTSMaxAge are the route's https_only and
 	// hsts_max_age (a Go duration); omitted when unset.
 	HTTPSOnly  bool   `json:"https_only,omitempty"`
@@ -125,6 +128,7 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 			v.CircuitBreaker = st.String()
 		}
 		v.CaseInsensitive = c.CaseInsensitive
+		v.Protocol = c.Protocol
 		v.HTTPSOnly = c.HTTPSOnly
 		if c.HSTSMaxAge > 0 {
 			v.HSTSMaxAge = c.HSTSMaxAge.String()

@@ -60,6 +60,12 @@ type Route struct {
 	Balancer string
 	// Timeout bounds the whole upstream exchange; zero means no route timeout.
 	Timeout time.Duration
+	// Protocol is what the route speaks to its instances: ProtocolHTTP
+	// (also when empty, the default), ProtocolH2C or ProtocolHTTPS.
+	Protocol string
+	// UpstreamTLS tunes the TLS of an https route; nil means the system
+	// roots and the instance's address as the name to verify.
+	UpstreamTLS *UpstreamTLS
 	// HTTPSOnly answers the route's plain-HTTP requests with a 308 to
 	// HTTPS.
 	HTTPSOnly bool
@@ -186,4 +192,27 @@ func (es Errors) Unwrap() []error {
 		out[i] = e
 	}
 	return out
+}
+
+// Upstream protocols a route may name.
+const (
+	ProtocolHTTP  = "http"  // HTTP/1.1 over TCP
+	ProtocolH2C   = "h2c"   // HTTP/2 cleartext with prior knowledge (gRPC without TLS)
+	ProtocolHTTPS = "https" // TLS, HTTP/2 when the instance offers it by ALPN
+)
+
+// Protocols lists the upstream protocols, for messages.
+var Protocols = []string{ProtocolHTTP, ProtocolH2C, ProtocolHTTPS}
+
+// UpstreamTLS is an https route's `upstream_tls` block. Certificate
+// verification is always on; these only say what to verify against.
+type UpstreamTLS struct {
+	// CAFile is a PEM file of the CA certificates instances must chain
+	// to; empty means the system roots. It is read when a table is built.
+	CAFile string
+	// ServerName is the name instances' certificates must carry (and the
+	// SNI sent); empty means the host of the instance's address.
+	ServerName string
+	// Pos is where the block starts, for errors found at build time.
+	Pos Pos
 }

@@ -149,6 +149,10 @@ func decodeRoute(p *problems, b *hcl.Block) *routeSrc {
 	r.StripPrefix = a.str(attrStripPrefix)
 	r.Balancer = a.str(attrBalancer)
 	r.Timeout = a.duration(attrTimeout)
+	r.Protocol = a.str(attrProtocol)
+	if tb := single(p, blocks, upstreamTLSSpec); tb != nil {
+		r.UpstreamTLS = decodeUpstreamTLS(p, tb)
+	}
 	r.HTTPSOnly = a.boolean(attrHTTPSOnly)
 	r.HSTSMaxAge = a.duration(attrHSTSMaxAge)
 	r.ACME = a.boolean(attrACME)

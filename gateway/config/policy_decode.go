@@ -321,3 +321,17 @@ func RedactURL(raw string) string {
 	}
 	return raw[:start] + "xxxxx" + rest[at:]
 }
+
+// decodeUpstreamTLS reads an upstream_tls block. The CA file is only
+// named here; the table builder reads it (see gateway's transports).
+func decodeUpstreamTLS(p *problems, b *hcl.Block) *UpstreamTLS {
+	a, _ := decodeBody(p, b, upstreamTLSSpec)
+	t := &UpstreamTLS{CAFile: a.str(attrCAFile), ServerName: a.str(attrServerName), Pos: p.pos(b.DefRange)}
+	if a.ok(attrCAFile) && t.CAFile == "" {
+		p.addf(a.pos(attrCAFile), "%s must not be empty", attrCAFile)
+	}
+	if a.ok(attrServerName) && (t.ServerName == "" || strings.ContainsAny(t.ServerName, " /:")) {
+		p.addf(a.pos(attrServerName), "%s must be a host name, got %q", attrServerName, t.ServerName)
+	}
+	return t
+}

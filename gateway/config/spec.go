@@ -43,6 +43,11 @@ var (
 	attrBalancer    = attr{"balancer"}
 	attrTimeout     = attr{"timeout"}
 	attrACME        = attr{"acme"}
+	attrProtocol    = attr{"protocol"}
+
+	// upstream_tls.
+	attrCAFile     = attr{"ca_file"}
+	attrServerName = attr{"server_name"}
 
 	// route: plain-HTTP redirect and HSTS.
 	attrHTTPSOnly   = attr{"https_only"}
@@ -195,9 +200,10 @@ var (
 			attrPath, attrPathPrefix, attrMethods, attrHost, attrCaseFold,
 			attrService, attrTag, attrStripPrefix, attrBalancer, attrTimeout,
 			attrHTTPSOnly, attrHSTSMaxAge, attrACME,
-			attrIdleTimeout,
+			attrIdleTimeout, attrProtocol,
 		},
-		parts: []part{accessPolicy, upstreamPolicy},
+		blocks: []*blockSpec{upstreamTLSSpec},
+		parts:  []part{accessPolicy, upstreamPolicy},
 	})
 
 	// aggregateSpec is read by decodeAggregate and validateAggregate.
@@ -241,6 +247,12 @@ var (
 		typ:    "circuit_breaker",
 		attrs:  []attr{attrFailureRatio, attrMinRequests, attrOpenTimeout, attrServeStale},
 		blocks: []*blockSpec{fallbackSpec},
+	})
+
+	// upstreamTLSSpec is read by decodeUpstreamTLS.
+	upstreamTLSSpec = declare(&blockSpec{
+		typ:   "upstream_tls",
+		attrs: []attr{attrCAFile, attrServerName},
 	})
 
 	fallbackSpec = declare(&blockSpec{

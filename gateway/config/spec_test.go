@@ -132,6 +132,11 @@ var everyAttribute = strings.Join([]string{
 	`  service      = "ts"`,
 	`  https_only   = true`,
 	`  hsts_max_age = "24h"`,
+	`  protocol     = "https"`,
+	`  upstream_tls {`,
+	`    ca_file     = "/ca/t.pem"`,
+	`    server_name = "t.internal"`,
+	`  }`,
 	`}`,
 }, "\n") + "\n"
 
@@ -240,6 +245,7 @@ func TestSpecEveryAttributeRead(t *testing.T) {
 		{
 			Name: "tls", SourceKey: "k", Pos: pos(111, 1), Path: "/t", Service: "ts", Balancer: "round_robin",
 			HTTPSOnly: true, HSTSMaxAge: 24 * time.Hour,
+			Protocol: ProtocolHTTPS, UpstreamTLS: &UpstreamTLS{CAFile: "/ca/t.pem", ServerName: "t.internal", Pos: pos(117, 3)},
 		},
 	}, Aggregates: []Aggregate{
 		{
@@ -372,7 +378,7 @@ func panicOf(f func()) (msg string) {
 
 // TestItemBoundAboveSpecs checks MaxItemsPerBlock's comment: the longest
 // valid block (every attribute and nested block of its spec once, an
-// aggregate's calls aside) is a route of 20 items, well within the bound.
+// aggregate's calls aside) is a route of 22 items, well within the bound.
 func TestItemBoundAboveSpecs(t *testing.T) {
 	longest, which := 0, ""
 	walkSpecs(func(s *blockSpec) {
@@ -384,7 +390,7 @@ func TestItemBoundAboveSpecs(t *testing.T) {
 			longest, which = n, s.typ
 		}
 	})
-	if longest != 20 || which != routeSpec.typ || longest > MaxItemsPerBlock {
+	if longest != 22 || which != routeSpec.typ || longest > MaxItemsPerBlock {
 		t.Errorf("longest valid block: %s with %d items (MaxItemsPerBlock %d); update the comment", which, longest, MaxItemsPerBlock)
 	}
 }

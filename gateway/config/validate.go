@@ -92,6 +92,7 @@ func validateRoute(p *problems, r *routeSrc) {
 	}
 
 	checkBalancer(p, a, &r.Balancer)
+	checkProtocol(p, r)
 	checkIdleTimeout(p, a, &r.IdleTimeout)
 
 	r.valid = p.clean(r.mark)
@@ -212,4 +213,20 @@ func isToken(s string) bool {
 // before reports whether a comes before b in the document.
 func before(a, b Pos) bool {
 	return a.Line < b.Line || a.Line == b.Line && a.Column < b.Column
+}
+
+// checkProtocol checks a route's protocol (empty is http) and that an
+// upstream_tls block only appears where TLS is spoken: on any other
+// protocol it would be silently ignored, and the operator would believe
+// the traffic verified.
+func checkProtocol(p *problems, r *routeSrc) {
+	a := r.attrs
+	switch {
+	case a.ok(attrProtocol) && !slices.Contains(Protocols, r.Protocol):
+		p.addf(a.pos(attrProtocol), "%s must be one of %s, got %q", attrProtocol, strings.Join(Protocols, ", "), r.Protocol)
+		return
+	}
+	if r.UpstreamTLS != nil && r.Protocol != ProtocolHTTPS {
+		p.addf(r.UpstreamTLS.Pos, "%s needs %s = %q", upstreamTLSSpec.typ, attrProtocol, ProtocolHTTPS)
+	}
 }

@@ -116,6 +116,15 @@ func TestParseErrors(t *testing.T) {
 		{"zero idle timeout", routeWith(`  path = "/x"`, `  service = "s"`, `  idle_timeout = "0s"`),
 			[]string{`k:4:18: idle_timeout must be positive, got "0s"`}},
 
+		{"unknown protocol", routeWith(`  path = "/x"`, `  service = "s"`, `  protocol = "grpc"`),
+			[]string{`k:4:14: protocol must be one of http, h2c, https, got "grpc"`}},
+		{"upstream_tls without https", routeWith(`  path = "/x"`, `  service = "s"`, `  protocol = "h2c"`, `  upstream_tls {`, `    ca_file = "/ca.pem"`, `  }`),
+			[]string{`k:5:3: upstream_tls needs protocol = "https"`}},
+		{"empty ca_file", routeWith(`  path = "/x"`, `  service = "s"`, `  protocol = "https"`, `  upstream_tls {`, `    ca_file = ""`, `  }`),
+			[]string{`k:6:15: ca_file must not be empty`}},
+		{"server_name with a port", routeWith(`  path = "/x"`, `  service = "s"`, `  protocol = "https"`, `  upstream_tls {`, `    server_name = "a:443"`, `  }`),
+			[]string{`k:6:19: server_name must be a host name, got "a:443"`}},
+
 		{"non-boolean case_insensitive", routeWith(`  path = "/x"`, `  service = "s"`, `  case_insensitive = "yes"`),
 			[]string{`k:4:22: case_insensitive must be a bool, got string`}},
 

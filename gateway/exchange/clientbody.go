@@ -158,11 +158,12 @@ type Fault uint8
 
 // The verdicts Classify gives.
 const (
-	FaultUpstream      Fault = iota // the instance: it counts against it
-	FaultClientGone                 // the client went away first (499)
-	FaultBodyTooLarge               // the body crossed -max-body-bytes (413)
-	FaultBodyTimeout                // the body stalled, or was not in by the route timeout (408)
-	FaultBodyMalformed              // bad chunked encoding, shorter than its Content-Length (400)
+	FaultUpstream       Fault = iota // the instance: it counts against it
+	FaultClientGone                  // the client went away first (499)
+	FaultClientDeadline              // the gRPC client's own grpc-timeout ran out (408)
+	FaultBodyTooLarge                // the body crossed -max-body-bytes (413)
+	FaultBodyTimeout                 // the body stalled, or was not in by the route timeout (408)
+	FaultBodyMalformed               // bad chunked encoding, shorter than its Content-Length (400)
 )
 
 // InBody reports whether f is a fault of the request body (a 4xx).
@@ -189,6 +190,11 @@ func Classify(req *http.Request, err error) Fault {
 		return FaultBodyTooLarge
 	case errors.Is(req.Context().Err(), context.Canceled):
 		return FaultClientGone
+	}
+	if ex := From(req.Context()); ex != nil && ex.ClientDeadline && DeadlinePassed(req.Context()) {
+		// The client chose a deadline shorter than the route's: no
+		// instance is to blame for not beating it.
+		return FaultClientDeadline
 	}
 	return FaultUpstream
 }
@@ -221,6 +227,17 @@ func BodyError(req *http.Request, err error) error {
 		}
 	}
 	return nil
+}
+
+// DeadlinePassed reports whether ctx's deadline is over, even if its
+// timer has not yet fired: a transport error that arrives at the deadline
+// (an upstream resetting the stream at the same instant) is the deadline.
+func DeadlinePassed(ctx context.Context) bool {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 func isTimeout(err error) bool {

@@ -16,8 +16,15 @@ type ErrorBody struct {
 }
 
 // WriteError answers with status and a JSON body. route is empty when no
-// route matched.
+// route matched. A gRPC client (see Exchange.GRPC) gets the same error in
+// gRPC's form instead: HTTP 200 with grpc-status and grpc-message (see
+// GRPCCode), so every error path of the gateway speaks its client's
+// protocol without knowing it.
 func WriteError(w http.ResponseWriter, status int, msg, route string) {
+	if ex := exchangeOf(w); ex != nil && ex.GRPC {
+		writeGRPCError(ex, w, status, msg)
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -36,6 +43,8 @@ const (
 	MsgBodyTooLarge     = "request body too large"
 	MsgBodyMalformed    = "malformed or incomplete request body"
 	MsgBodyTimeout      = "request body not received in time"
+	MsgGRPCTimeout      = "malformed grpc-timeout"
+	MsgDeadline         = "the client's deadline passed"
 	MsgTooManyTunnels   = "too many open tunnels"
 	MsgUpgradeBody      = "a WebSocket handshake must not have a body"
 )

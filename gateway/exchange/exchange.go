@@ -52,6 +52,13 @@ type Exchange struct {
 	Metrics *metrics.Route
 	// RequestID is X-Request-Id, set on the response when it starts.
 	RequestID string
+	// GRPC is set when the request is a gRPC call (IsGRPC): the gateway's
+	// own errors are then answered in gRPC form (see WriteError).
+	GRPC bool
+	// ClientDeadline is set when the gRPC client's grpc-timeout, not the
+	// route timeout, bounds the call: its running out is then the
+	// client's doing (see Classify).
+	ClientDeadline bool
 
 	body clientBody // the request body's guard, when there is a body
 	// upHeader holds the headers auth set for the upstream (verified

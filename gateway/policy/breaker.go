@@ -227,7 +227,9 @@ func (b *RouteBreaker) whenOpen(req *http.Request) (*http.Response, error) {
 			return synthetic(req, e.Status, h, e.Body), nil
 		}
 	}
-	if f := b.fallback; f != nil {
+	// A fixed HTTP answer is no gRPC answer: a gRPC client gets the
+	// open breaker as UNAVAILABLE instead.
+	if f := b.fallback; f != nil && !exchange.IsGRPC(req) {
 		h := http.Header{}
 		if f.ContentType != "" {
 			h.Set("Content-Type", f.ContentType)

@@ -17,6 +17,10 @@ import (
 // auth service gives no usable answer.
 const MsgAuthUnavailable = "auth service unavailable"
 
+// MsgAuthDenied is the grpc-message of a gRPC call the auth service
+// refused; HTTP clients get the auth service's own answer instead.
+const MsgAuthDenied = "denied by the auth service"
+
 // hopHeaders are connection-level headers never passed to the auth call
 // or back from it.
 var hopHeaders = []string{
@@ -87,6 +91,13 @@ func ForwardAuthenticated(route string, cfg *config.ForwardAuth, up http.RoundTr
 			}
 			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
 			next.ServeHTTP(w, r)
+			return
+		}
+		if exchange.IsGRPC(r) {
+			// The auth service's answer is HTTP; a gRPC client reads its
+			// verdict from grpc-status (401 UNAUTHENTICATED, 403
+			// PERMISSION_DENIED, see exchange.GRPCCode).
+			exchange.WriteError(w, resp.StatusCode, MsgAuthDenied, route)
 			return
 		}
 		out := w.Header()

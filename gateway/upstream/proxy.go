@@ -2,11 +2,14 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,11 +42,12 @@ func NewProxy(logger hclog.Logger, trusted []netip.Prefix) *Proxy {
 	}
 	p := &Proxy{logger: logger, trusted: trusted, tunnels: tunnel.New(tunnel.Options{})}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:      p.rewrite,
-		Transport:    dispatch{},
-		BufferPool:   bufferPool{},
-		ErrorHandler: p.upstreamError,
-		ErrorLog:     logger.Named("reverseproxy").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+		Rewrite:        p.rewrite,
+		ModifyResponse: grpcEnding,
+		Transport:      dispatch{},
+		BufferPool:     bufferPool{},
+		ErrorHandler:   p.upstreamError,
+		ErrorLog:       logger.Named("reverseproxy").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 	return p
 }
@@ -84,7 +88,43 @@ func NewTransport(maxIdlePerHost int, dial time.Duration) *http.Transport {
 		MaxIdleConnsPerHost:   maxIdlePerHost,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		TLSHandshakeTimeout:   dial,
+		HTTP2: &http.HTTP2Config{
+			// An HTTP/2 connection that stops answering is found by a
+			// ping after 30s of silence, and dropped 15s later, rather
+			// than holding its streams until the route timeout.
+			SendPingTimeout: 30 * time.Second,
+			PingTimeout:     15 * time.Second,
+		},
 	}
+}
+
+// NewH2CTransport is NewTransport speaking only HTTP/2 cleartext with
+// prior knowledge, as gRPC servers without TLS do. All of a route's
+// calls to one instance share one connection's streams.
+func NewH2CTransport(maxIdlePerHost int, dial time.Duration) *http.Transport {
+	t := NewTransport(maxIdlePerHost, dial)
+	t.Protocols = new(http.Protocols)
+	t.Protocols.SetUnencryptedHTTP2(true)
+	return t
+}
+
+// NewTLSTransport is NewTransport over TLS verified against conf (its
+// RootCAs and ServerName; nil: the system roots and the instance's
+// host), offering HTTP/2 and HTTP/1.1 by ALPN so an instance that offers
+// h2 gets it. TLS 1.2 is the minimum.
+func NewTLSTransport(maxIdlePerHost int, dial time.Duration, conf *tls.Config) *http.Transport {
+	t := NewTransport(maxIdlePerHost, dial)
+	if conf == nil {
+		conf = &tls.Config{}
+	}
+	conf = conf.Clone()
+	conf.MinVersion = tls.VersionTLS12
+	t.TLSClientConfig = conf
+	t.Protocols = new(http.Protocols)
+	t.Protocols.SetHTTP1(true)
+	t.Protocols.SetHTTP2(true)
+	return t
 }
 
 // Handler serves one route rc through up: it bounds the exchange by the
@@ -110,8 +150,15 @@ func (p *Proxy) Handler(rc *config.Route, up *Upstream) http.Handler {
 			p.serveTunnel(w, r, rc)
 			return
 		}
-		if timeout > 0 {
-			ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		limit := timeout
+		if ex.GRPC {
+			var ok bool
+			if limit, ok = grpcDeadline(w, r, ex, timeout); !ok {
+				return
+			}
+		}
+		if limit > 0 {
+			ctx, cancel := context.WithTimeout(r.Context(), limit)
 			defer cancel()
 			r = r.WithContext(ctx)
 			ex.BoundBody(ctx)
@@ -143,6 +190,42 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	dropUpgrade(pr.In, pr.Out.Header)
 	p.setForwarded(pr)
 	ex.ApplyUpstreamHeaders(pr.Out.Header)
+	if ex.GRPC {
+		// The upstream learns the deadline the gateway enforces: the
+		// client's grpc-timeout, or the route timeout when that is
+		// shorter, less what has already passed.
+		if d, ok := pr.Out.Context().Deadline(); ok {
+			pr.Out.Header.Set("Grpc-Timeout", exchange.FormatGRPCTimeout(time.Until(d)))
+		}
+	}
+}
+
+// grpcDeadline is how long a gRPC call may take: its client's
+// grpc-timeout, capped by the route timeout (zero: none); when the
+// client's is the shorter, the exchange records it (a call that runs out
+// of it is not the instance's failure). A malformed
+// grpc-timeout is answered (INTERNAL, as gRPC servers answer it) and
+// reported false.
+func grpcDeadline(w http.ResponseWriter, r *http.Request, ex *exchange.Exchange, timeout time.Duration) (time.Duration, bool) {
+	v := r.Header.Get("Grpc-Timeout")
+	if v == "" {
+		return timeout, true
+	}
+	d, err := exchange.ParseGRPCTimeout(v)
+	if err != nil {
+		exchange.WriteError(w, http.StatusBadRequest, exchange.MsgGRPCTimeout, ex.Route)
+		return 0, false
+	}
+	if timeout > 0 && timeout <= d {
+		return timeout, true
+	}
+	ex.ClientDeadline = true
+	if d == 0 {
+		// An expired deadline: context.WithTimeout(0) ends at once,
+		// where a zero limit would mean none.
+		d = time.Nanosecond
+	}
+	return d, true
 }
 
 // setForwarded sets X-Forwarded-For, -Host and -Proto (see exchange.Forwarded).
@@ -187,7 +270,9 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		exchange.WriteError(w, http.StatusServiceUnavailable, exchange.MsgNoInstance, ex.Route)
 	case f.InBody():
 		p.bodyFaultAnswer(w, r, ex, f, err)
-	case errors.Is(r.Context().Err(), context.DeadlineExceeded):
+	case f == exchange.FaultClientDeadline:
+		exchange.WriteError(w, http.StatusRequestTimeout, exchange.MsgDeadline, ex.Route)
+	case exchange.DeadlinePassed(r.Context()):
 		exchange.WriteError(w, http.StatusGatewayTimeout, exchange.MsgUpstreamTimeout, ex.Route)
 	case f == exchange.FaultClientGone:
 		// The client went away; nobody reads the answer, but the access
@@ -217,6 +302,50 @@ func (p *Proxy) bodyFaultAnswer(w http.ResponseWriter, r *http.Request, ex *exch
 	w.Header().Set("Connection", "close")
 	exchange.WriteError(w, status, msg, ex.Route)
 }
+
+// grpcEnding makes a gRPC answer that breaks off mid-stream end the way
+// gRPC clients understand. Once the upstream's headers are through, an
+// error reading its body (the deadline, a reset) would otherwise abort
+// the client's stream with RST_STREAM, which a gRPC client reads as
+// INTERNAL; instead the stream ends with grpc-status trailers:
+// DEADLINE_EXCEEDED when the deadline passed, UNAVAILABLE otherwise.
+func grpcEnding(resp *http.Response) error {
+	ex := exchange.From(resp.Request.Context())
+	if ex == nil || !ex.GRPC || resp.Body == nil || resp.Body == http.NoBody || resp.Header.Get("Grpc-Status") != "" {
+		return nil
+	}
+	resp.Body = &grpcBody{rc: resp.Body, resp: resp}
+	return nil
+}
+
+// grpcBody is a gRPC answer's body, ending in trailers when it breaks.
+type grpcBody struct {
+	rc   io.ReadCloser
+	resp *http.Response
+}
+
+func (b *grpcBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err == nil || err == io.EOF {
+		return n, err
+	}
+	ctx := b.resp.Request.Context()
+	status, msg := http.StatusBadGateway, exchange.MsgUpstreamDown
+	switch {
+	case errors.Is(ctx.Err(), context.Canceled):
+		return n, err // the client went away: nobody to tell
+	case exchange.DeadlinePassed(ctx):
+		status, msg = http.StatusGatewayTimeout, exchange.MsgUpstreamTimeout
+	}
+	if b.resp.Trailer == nil {
+		b.resp.Trailer = http.Header{}
+	}
+	b.resp.Trailer.Set("Grpc-Status", strconv.Itoa(exchange.GRPCCode(status)))
+	b.resp.Trailer.Set("Grpc-Message", msg)
+	return n, io.EOF
+}
+
+func (b *grpcBody) Close() error { return b.rc.Close() }
 
 // bufferPool recycles the 32 KiB copy buffers ReverseProxy would otherwise
 // allocate for every response body. It pools array pointers: converting

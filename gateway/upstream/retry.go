@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 
 	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/policy"
@@ -28,10 +29,18 @@ const maxReplayBody = 1 << 20
 // send picks an instance and forwards req, retrying on another instance
 // when the attempt failed before any answer reached the client: on a
 // connection error or a 502/503/504 status, which send sees before
-// ReverseProxy has written anything. All attempts share req's context, so
-// the route timeout bounds them together.
+// ReverseProxy has written anything; a gRPC call, on a failed connect
+// only. All attempts share req's context, so the route timeout bounds
+// them together.
 func (u *Upstream) send(req *http.Request) (*http.Response, error) {
 	tries := 1
+	// dialOnly: a gRPC call is retried only when its attempt provably
+	// never reached an instance (the connection was refused or timed out
+	// before a byte of the request was sent), since a call may act on
+	// the upstream as soon as it arrives; its body, streamed and never
+	// buffered, is then still unread and goes to the next instance.
+	dialOnly := false
+	var body io.ReadCloser
 	if u.retry.Retries > 0 {
 		ok, err := u.retryable(req)
 		if err != nil {
@@ -39,8 +48,12 @@ func (u *Upstream) send(req *http.Request) (*http.Response, error) {
 			// instance has seen the request, and none is blamed.
 			return nil, err
 		}
-		if ok {
+		switch {
+		case ok:
 			tries += u.retry.Retries
+		case exchange.IsGRPC(req):
+			tries += u.retry.Retries
+			dialOnly, body = true, req.Body
 		}
 	}
 	if u.retry.Budget != nil {
@@ -63,9 +76,20 @@ func (u *Upstream) send(req *http.Request) (*http.Response, error) {
 				r.Body, _ = req.GetBody()
 			}
 		}
+		var held *heldBody
+		if dialOnly && body != nil && body != http.NoBody {
+			held = &heldBody{rc: body}
+			r.Body = held
+		}
 		resp, err := u.to(r, i)
 		view.tried = append(view.tried, i)
-		if attempt >= tries || len(view.tried) >= len(u.hosts) || !retryWorthy(req, resp, err) {
+		if attempt >= tries || len(view.tried) >= len(u.hosts) {
+			return resp, err
+		}
+		if dialOnly && !(isDialError(err) && req.Context().Err() == nil && !held.wasRead()) {
+			return resp, err
+		}
+		if !dialOnly && !retryWorthy(req, resp, err) {
 			return resp, err
 		}
 		// A failed dial never reached the service, so retrying it adds no
@@ -115,6 +139,41 @@ func (u *Upstream) retryable(req *http.Request) (bool, error) {
 	}
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	return true, nil
+}
+
+// heldBody is a streamed body lent to one attempt: the transport closes
+// a request's body when the attempt fails, but one it never read is
+// still whole, so it is kept for the next attempt instead (the server
+// closes it when the call ends).
+type heldBody struct {
+	rc   io.ReadCloser
+	mu   sync.Mutex
+	read bool
+}
+
+func (b *heldBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	b.read = true
+	b.mu.Unlock()
+	return b.rc.Read(p)
+}
+
+func (b *heldBody) Close() error {
+	if b.wasRead() {
+		return b.rc.Close()
+	}
+	return nil
+}
+
+// wasRead reports whether the attempt read any of the body; a nil
+// heldBody (no body) never was.
+func (b *heldBody) wasRead() bool {
+	if b == nil {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.read
 }
 
 // isDialError reports whether err is a failure to connect, as opposed to

@@ -36,8 +36,12 @@ type Config struct {
 	// Balancer picks among them; it outlives tables, so it must be the
 	// service's own, shared by every upstream of the service.
 	Balancer balancer.Balancer
-	// Transport sends to the picked instance; the gateway's shared one.
+	// Transport sends to the picked instance; the gateway's shared one
+	// for the route's protocol.
 	Transport http.RoundTripper
+	// Scheme is the URL scheme Transport is asked for: "https" for TLS
+	// upstreams; empty means "http" (HTTP/1.1 or h2c, per Transport).
+	Scheme string
 	// Retry is the protection's retries; the zero value never retries.
 	Retry Retry
 	// Breaker is the protection's circuit breaker; nil means none.
@@ -60,6 +64,7 @@ type Upstream struct {
 	hosts    []string // instances' host:port, in snapshot order; never mutated
 	balancer balancer.Balancer
 	next     http.RoundTripper
+	scheme   string
 	retry    Retry
 	breaker  *policy.RouteBreaker       // nil: no circuit breaker
 	health   []*balancer.InstanceHealth // aligned with hosts; nil: no outlier ejection
@@ -81,9 +86,12 @@ func New(c Config) *Upstream {
 		hosts[i] = in.HostPort()
 	}
 	u := &Upstream{service: c.Service, insts: c.Instances, hosts: hosts, balancer: c.Balancer, next: c.Transport,
-		retry: c.Retry, breaker: c.Breaker, outliers: c.Outliers, now: c.Now}
+		scheme: c.Scheme, retry: c.Retry, breaker: c.Breaker, outliers: c.Outliers, now: c.Now}
 	if u.now == nil {
 		u.now = time.Now
+	}
+	if u.scheme == "" {
+		u.scheme = "http"
 	}
 	if c.Outliers != nil {
 		u.health = c.Outliers.ForHosts(c.Service, hosts)
@@ -94,6 +102,10 @@ func New(c Config) *Upstream {
 
 // Service is the health watch the upstream's instances come from.
 func (u *Upstream) Service() registry.ServiceKey { return u.service }
+
+// Transport is what the upstream sends over: the shared transport of its
+// route's protocol and TLS settings.
+func (u *Upstream) Transport() http.RoundTripper { return u.next }
 
 // Breaker is the upstream's circuit breaker; nil without one.
 func (u *Upstream) Breaker() *policy.RouteBreaker { return u.breaker }
@@ -191,7 +203,7 @@ func (p *poolView) InFlight(int) int64 { return 0 }
 
 // to sends r to instance i.
 func (u *Upstream) to(r *http.Request, i int) (*http.Response, error) {
-	r.URL.Scheme = "http"
+	r.URL.Scheme = u.scheme
 	r.URL.Host = u.hosts[i]
 	if ex := exchange.From(r.Context()); ex != nil {
 		ex.Instance = u.hosts[i]
