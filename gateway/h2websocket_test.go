@@ -38,31 +38,13 @@ func TestWebSocketOverHTTP2(t *testing.T) {
 	pg, _ := wsGateway(t, clock, tunnel.Options{}, wsDoc("24h"), func(o *Options) {
 		o.MaxBodyBytes, o.BodyReadTimeout = 16, time.Nanosecond
 	})
-	srv := httptest.NewUnstartedServer(pg.gw)
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	tr := &http2.Transport{TLSClientConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig}
-	t.Cleanup(tr.CloseIdleConnections)
-	connect := func() (*http.Response, *io.PipeWriter, error) {
-		pr, pw := io.Pipe()
-		req, _ := http.NewRequest(http.MethodConnect, srv.URL+"/ws/chat", pr)
-		req.Header.Set(":protocol", "websocket")
-		req.Header.Set("Sec-WebSocket-Version", "13")
-		resp, err := tr.RoundTrip(req)
-		return resp, pw, err
-	}
-
+	connect := h2Connect(t, pg.gw, "/ws/chat")
 	if !strings.Contains(os.Getenv("GODEBUG"), xconnectEnv) {
 		if _, _, err := connect(); err == nil || !strings.Contains(err.Error(), "extended connect not supported") {
 			t.Fatalf("extended CONNECT without GODEBUG: %v, want the server not to offer it", err)
 		}
-		cmd := exec.Command(os.Args[0], "-test.run=^TestWebSocketOverHTTP2$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), "GODEBUG="+xconnectEnv+","+os.Getenv("GODEBUG"))
-		out, err := cmd.CombinedOutput()
-		if err != nil || !bytes.Contains(out, []byte("--- PASS: TestWebSocketOverHTTP2")) {
-			t.Fatalf("with GODEBUG=%s: %v\n%s", xconnectEnv, err, out)
-		}
+	}
+	if reexecWithXConnect(t, "TestWebSocketOverHTTP2") {
 		return
 	}
 
@@ -154,22 +136,12 @@ func TestH2WebSocketStalledClientDoesNotBlockShutdown(t *testing.T) {
 	m := metrics.New(metrics.Options{})
 	opts := Options{Metrics: m, Tunnels: tunnel.New(tunnel.Options{Now: clock.Now, AfterFunc: clock.AfterFunc, Metrics: m})}
 	pg := startPolicyGateway(t, opts, wsDoc("1h"), map[string][]registry.Instance{"ws": {flood}})
-	srv := httptest.NewUnstartedServer(pg.gw)
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	tr := &http2.Transport{TLSClientConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig}
-	t.Cleanup(tr.CloseIdleConnections)
-	pr, pw := io.Pipe()
-	defer pw.Close()
-	req, _ := http.NewRequest(http.MethodConnect, srv.URL+"/ws/flood", pr)
-	req.Header.Set(":protocol", "websocket")
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	resp, err := tr.RoundTrip(req)
+	resp, pw, err := h2Connect(t, pg.gw, "/ws/flood")()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	defer pw.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("extended CONNECT: %d", resp.StatusCode)
 	}
@@ -190,6 +162,30 @@ func TestH2WebSocketStalledClientDoesNotBlockShutdown(t *testing.T) {
 		}
 	case <-time.After(testkit.Timeout):
 		t.Fatal("Shutdown still waiting on a tunnel whose client stopped reading")
+	}
+}
+
+// h2Connect serves h over TLS with HTTP/2 and returns a function that
+// opens a WebSocket on path with an extended CONNECT: the response, whose
+// body is the stream's downward half, and the writer of its upward half.
+func h2Connect(t *testing.T, h http.Handler, path string) func() (*http.Response, *io.PipeWriter, error) {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	tr := &http2.Transport{TLSClientConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig}
+	t.Cleanup(tr.CloseIdleConnections)
+	return func() (*http.Response, *io.PipeWriter, error) {
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequest(http.MethodConnect, srv.URL+path, pr)
+		req.Header.Set(":protocol", "websocket")
+		req.Header.Set("Sec-WebSocket-Version", "13")
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			pw.Close()
+		}
+		return resp, pw, err
 	}
 }
 

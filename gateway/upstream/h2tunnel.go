@@ -49,14 +49,11 @@ func wsAccept(key string) string {
 // and shutdown of an HTTP/1.1 tunnel.
 func (p *Proxy) serveH2Tunnel(w http.ResponseWriter, r *http.Request, rc *config.Route) {
 	ex := exchange.From(r.Context())
-	tn, err := p.tunnels.Reserve(ex.Route, exchange.ClientAddr(r, p.trusted))
-	if err != nil {
-		w.Header().Set("Retry-After", "1")
-		exchange.WriteError(w, http.StatusServiceUnavailable, exchange.MsgTooManyTunnels, ex.Route)
+	tn, hs, ok := p.startTunnel(w, r, rc)
+	if !ok {
 		return
 	}
 	defer tn.Done()
-	hs := newHandshake(r.Context(), rc.Timeout, p.tunnels.AfterFunc)
 	defer hs.release()
 	r = r.WithContext(hs)
 
