@@ -5,6 +5,7 @@
 package testkit
 
 import (
+	"bytes"
 	"sync"
 	"testing"
 	"time"
@@ -152,4 +153,23 @@ func SignJWT(tb testing.TB, m jwt.SigningMethod, kid string, key any, claims jwt
 		tb.Fatal(err)
 	}
 	return s
+}
+
+// Buffer is a bytes.Buffer that a server or child process may write to
+// while the test reads it: a log sink to wait on.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
