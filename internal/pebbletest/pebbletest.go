@@ -272,4 +272,3 @@ func serverCert(tb testing.TB, dir string) (pool *x509.CertPool, certFile, keyFi
 	pool.AddCert(caCert)
 	return pool, certFile, keyFile, rootFile
 }
-
