@@ -30,9 +30,11 @@ var errHandshakeTimeout = errors.New("route timeout passed before the upstream s
 
 // upgradeType is the protocol r asks to switch to, as ReverseProxy reads
 // it: the Upgrade header when Connection lists "upgrade"; "" otherwise.
+// Every proxied request passes through it (twice), and most HTTP/1.1
+// clients send a Connection header, so it allocates nothing.
 func upgradeType(h http.Header) string {
 	for _, v := range h["Connection"] {
-		for _, tok := range strings.Split(v, ",") {
+		for tok := range strings.SplitSeq(v, ",") {
 			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
 				return h.Get("Upgrade")
 			}
