@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/net/http2"
 
+	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/gateway/tunnel"
 	"github.com/gatewayco/gateway/internal/testkit"
@@ -205,4 +206,24 @@ func reexecWithXConnect(t *testing.T, test string) bool {
 		t.Fatalf("with GODEBUG=%s: %v\n%s", xconnectEnv, err, out)
 	}
 	return true
+}
+
+// TestH2WebSocketUpstreamThatDoesNotSwitch: over HTTP/2 a 2xx answer to
+// an extended CONNECT means the tunnel is open (RFC 8441), so an upstream
+// that answers the WebSocket handshake with a plain 200 (not a WebSocket
+// server) must not be passed on as one: the client would take the
+// upstream's page for WebSocket frames.
+func TestH2WebSocketUpstreamThatDoesNotSwitch(t *testing.T) {
+	if reexecWithXConnect(t, "TestH2WebSocketUpstreamThatDoesNotSwitch") {
+		return
+	}
+	_, plain := startUpstream(t, "plain", nil) // answers 200 JSON to anything
+	pg := startPolicyGateway(t, Options{}, wsDoc("1h"), map[string][]registry.Instance{"ws": {plain}})
+	resp, pw, err := h2Connect(t, pg.gw, "/ws/x")()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	defer pw.Close()
+	expectJSONError(t, resp, http.StatusBadGateway, exchange.MsgUpstreamDown)
 }

@@ -77,6 +77,14 @@ func (p *Proxy) serveH2Tunnel(w http.ResponseWriter, r *http.Request, rc *config
 		return
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		// Over HTTP/2 a 2xx is the tunnel opening (RFC 8441): an
+		// upstream that did not switch (not a WebSocket server) must
+		// not pass for one, or the client reads its page as frames.
+		p.logger.Debug("upstream answered a WebSocket handshake without switching protocols", "route", ex.Route, "upstream", ex.Instance, "status", resp.StatusCode)
+		exchange.WriteError(w, http.StatusBadGateway, exchange.MsgUpstreamDown, ex.Route)
+		return
+	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		// A refusal (403, 426, ...) goes back as the upstream gave it.
 		copyResponseHeader(w.Header(), resp.Header)
