@@ -530,7 +530,8 @@ func (m *Manager) recordFailure(data map[string]any, err error) {
 	}
 	text := err.Error()
 	if len(text) > maxFailureText {
-		text = text[:maxFailureText] + "..."
+		// Cut on a character boundary: a split one is invalid UTF-8.
+		text = strings.ToValidUTF8(text[:maxFailureText], "") + "..."
 	}
 	m.failures[host] = Failure{Host: host, Error: text, At: time.Now()}
 }
