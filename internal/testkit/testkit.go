@@ -1,5 +1,6 @@
 // Package testkit holds the helpers every test package shares: waiting on
-// a condition, a clock tests move by hand, and signing tokens. Keeping one
+// a condition, a clock tests move by hand, signing tokens, and a log
+// buffer safe to share with servers. Keeping one
 // copy means one polling interval, one timeout rule and one token format
 // across unit and end-to-end tests.
 package testkit
