@@ -353,3 +353,37 @@ func TestParsePairNamesKeyInCertFile(t *testing.T) {
 		t.Errorf("combined file as both: %v, want %v saying the certificate file holds a key", err, ErrBadPEM)
 	}
 }
+
+// TestKVBundlesBoundHoldsAsKeysMove: the bound on parsed keys holds for
+// the keys as they stand, not as they were when each was first seen: a
+// key inserted ahead of the others pushes the last one out, and the
+// pushed-out key serves again when room is made.
+func TestKVBundlesBoundHoldsAsKeysMove(t *testing.T) {
+	s := NewStore()
+	k := NewKVBundles(s, "p/", func() time.Time { return now }, nil)
+	k.max = 2
+	b, c, a := kvDoc(t, "p/b", "b.test", 1), kvDoc(t, "p/c", "c.test", 2), kvDoc(t, "p/a", "a.test", 3)
+	k.Update([]registry.Document{b, c})
+	if s.Lookup("c.test") == nil {
+		t.Fatal("c not served within the bound")
+	}
+	k.Update([]registry.Document{a, b, c})
+	if all, _ := s.Certs(); len(all) != 2 || s.Lookup("c.test") != nil {
+		t.Errorf("%d certificates served (c served: %v), want 2 with c pushed out", len(all), s.Lookup("c.test") != nil)
+	}
+	if _, rej := s.Certs(); len(rej) != 1 || rej[0].Source != "p/c" {
+		t.Errorf("rejections %v, want p/c as one too many", rej)
+	}
+	k.Update([]registry.Document{b, c})
+	if s.Lookup("c.test") == nil {
+		t.Error("c not served again once a key was removed")
+	}
+	if _, rej := s.Certs(); len(rej) != 0 {
+		t.Errorf("rejections %v after room was made", rej)
+	}
+}
+
+// kvDoc is a KV document holding a bundle for name.
+func kvDoc(t *testing.T, key, name string, index uint64) registry.Document {
+	return registry.Document{Key: key, Value: bundle(t, name), ModifyIndex: index}
+}
