@@ -1,6 +1,10 @@
 package gateway
 
 import (
+	"fmt"
+	"slices"
+	"strings"
+
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/fabio"
 	"github.com/gatewayco/gateway/registry"
@@ -59,6 +63,7 @@ func (c *Controller) addTagRoutes(routes []config.Route, aggs []config.Aggregate
 	c.tags.cache = cache
 	added, shadowed := config.Overlay(routes, aggs, docs)
 	logged := make(map[string]bool, len(rejected)+len(shadowed))
+	first := len(errs)
 	note := func(key, msg string) {
 		errs = append(errs, ConfigError{Key: key, Message: msg, Serving: servingNothing})
 		logged[msg] = true
@@ -73,5 +78,25 @@ func (c *Controller) addTagRoutes(routes []config.Route, aggs []config.Aggregate
 		note(s.Route.SourceKey, s.Message)
 	}
 	c.tags.logged = logged
+	// Listed by key, as the KV documents' errors are.
+	slices.SortStableFunc(errs[first:], func(a, b ConfigError) int { return strings.Compare(a.Key, b.Key) })
 	return append(routes, added...), errs
+}
+
+// rejectPanicked turns the tag route whose build panicked into a
+// rejected tag, so the next build leaves it out rather than the previous
+// table serving on; false when the panic was not a tag route's.
+func (c *Controller) rejectPanicked(bp *buildPanic) bool {
+	if c.tags == nil || bp.kind != "route" {
+		return false
+	}
+	for k, res := range c.tags.cache {
+		if res.err == nil && res.route.Name == bp.name && res.route.SourceKey == bp.at.Key {
+			c.logger.Error("panic while building a route from a service tag; the tag is rejected", "key", bp.at.Key,
+				"route", bp.name, "panic", fmt.Sprint(bp.cause.Value), "stack", string(bp.cause.Stack))
+			c.tags.cache[k] = tagResult{err: fmt.Errorf("internal error while building its route (%v); it is rejected, please report this", bp.cause.Value)}
+			return true
+		}
+	}
+	return false
 }
