@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
@@ -118,14 +119,29 @@ func TestFabioTags(t *testing.T) {
 	})
 
 	t.Run("removing the tag removes the route live", func(t *testing.T) {
+		start := time.Now()
 		registerTagged(t, client, "web", "web-1", web.Listener.Addr().String(), garbage...)
 		testkit.WaitFor(t, "the web route gone", func() bool {
 			name, _ := fabioRoute(getRoutes(t, gw), "web")
 			st, _ := getInstance(t, gw, "/web/hello")
 			return name == "" && st == http.StatusNotFound
 		})
+		t.Logf("route gone %v after the tag was removed", time.Since(start).Round(time.Millisecond))
 		if st, inst := getInstance(t, gw, "/api/users"); st != 200 || inst != "tagged-api-1" {
 			t.Fatalf("other tag route: %d from %q", st, inst)
+		}
+	})
+
+	t.Run("adding the tag back adds the route live", func(t *testing.T) {
+		start := time.Now()
+		registerTagged(t, client, "web", "web-1", web.Listener.Addr().String(), "urlprefix-/web strip=/web")
+		testkit.WaitFor(t, "the web route served", func() bool {
+			st, inst := getInstance(t, gw, "/web/hello")
+			return st == 200 && inst == "web-1"
+		})
+		t.Logf("route served %v after the tag was added", time.Since(start).Round(time.Millisecond))
+		if rb := getRoutes(t, gw); strings.Contains(errorsText(rb), "proto=tcp") {
+			t.Fatalf("errors of removed tags still listed: %+v", rb.Errors)
 		}
 	})
 }
