@@ -121,3 +121,20 @@ func TestRouteNameStable(t *testing.T) {
 		t.Errorf("names %q %q", a, b)
 	}
 }
+
+// FuzzRoute feeds arbitrary tags through the grammar and config.Parse: no
+// panic, and a tag accepted makes a route that filters on exactly it.
+func FuzzRoute(f *testing.F) {
+	for _, s := range []string{"urlprefix-/a strip=/a proto=grpc", "urlprefix-h.example/x", "urlprefix-/${a}", "urlprefix-/a\"\n}\nroute \"x\" {"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, tag string) {
+		r, err := fabio.Route("svc", tag)
+		if err != nil {
+			return
+		}
+		if r.Tag != tag || r.Service != "svc" || !strings.HasPrefix(tag, fabio.TagPrefix) || !strings.HasPrefix(r.PathPrefix, "/") {
+			t.Fatalf("tag %q made %+v", tag, r)
+		}
+	})
+}
