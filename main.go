@@ -84,6 +84,7 @@ type serveFlags struct {
 	h2MaxStreams                            int
 	tls                                     tlsFlags
 	acme                                    acmeFlags
+	fabioTags                               bool
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -114,6 +115,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	addSelfFlags(fs, &f.self)
 	addTLSFlags(fs, &f.tls)
 	addACMEFlags(fs, &f.acme)
+	addFabioFlags(fs, &f.fabioTags)
 	return fs
 }
 
@@ -289,6 +291,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	watchCtx, a.stopWatches = context.WithCancel(context.Background())
 	a.watches.Go(func() { kv.Run(watchCtx) })
 	a.watches.Go(func() { state.Run(watchCtx) })
+	runFabioTags(watchCtx, f.fabioTags, client, opts, ctl, &a.watches)
 	a.watches.Go(func() { ctl.Run(watchCtx, kv, a.health) })
 	a.runCertSources(watchCtx, f.tls, certFiles, client, opts, a.certs)
 

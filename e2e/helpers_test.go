@@ -80,10 +80,17 @@ func startBackendWith(t *testing.T, client *api.Client, service, id string, h ht
 // are not a backend's httptest server.
 func registerInstance(t *testing.T, client *api.Client, service, id, addr string) {
 	t.Helper()
+	registerTagged(t, client, service, id, addr)
+}
+
+// registerTagged is registerInstance with the instance's Consul tags;
+// registering an id again replaces its tags, as a redeploy does.
+func registerTagged(t *testing.T, client *api.Client, service, id, addr string, tags ...string) {
+	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
 	err := client.Agent().ServiceRegister(&api.AgentServiceRegistration{
-		ID: id, Name: service, Address: host, Port: p,
+		ID: id, Name: service, Address: host, Port: p, Tags: tags,
 		Check: &api.AgentServiceCheck{CheckID: "ttl-" + id, TTL: "10m"},
 	})
 	if err != nil {

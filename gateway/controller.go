@@ -42,6 +42,9 @@ type Controller struct {
 	lastGood *lastGoods
 	// published is called after each publish; nil means nobody listens.
 	published func(*Table)
+	// tags adds routes from services' Fabio tags; nil when off
+	// (controller_tags.go).
+	tags *tagRoutes
 }
 
 // keyState is what the controller remembers of one KV key.
@@ -127,6 +130,7 @@ func (c *Controller) publish(ctx context.Context, insts Instances) (again bool) 
 	// never become the fleet's last good version.
 	defer c.lastGood.discard()
 	routes, aggs, errs := c.resolve()
+	routes, errs = c.addTagRoutes(routes, aggs, errs)
 	keys := serviceKeys(routes, aggs)
 	insts.Ensure(ctx, keys)
 	if ctx.Err() != nil {
