@@ -39,7 +39,7 @@ type Split struct {
 	// (canonical name) has exactly the value given, as its first value.
 	WhenHeader map[string]string
 	// WhenCookie forces a request to this destination when each cookie
-	// has exactly the value given.
+	// has exactly the value given. Either map matching is enough.
 	WhenCookie map[string]string
 	// Pos is where the split block starts.
 	Pos Pos

@@ -31,9 +31,9 @@ type Destination struct {
 }
 
 // Splitter chooses a route's destination per request: the first split
-// whose when_header and when_cookie conditions all hold, else one picked
-// by a balancer over the destinations weighted by their split weights,
-// among those with a routable instance. A destination without one gets
+// whose when_header or when_cookie conditions hold (see matches), else
+// one picked by a balancer over the destinations weighted by their split
+// weights, among those with a routable instance. A destination without one gets
 // no share; its share goes to the others in proportion to their weights.
 type Splitter struct {
 	dests []Destination
@@ -103,16 +103,28 @@ func (s *Splitter) forced(r *http.Request) int {
 	return -1
 }
 
+// matches reports whether r meets sp's when_header entries (all of them)
+// or its when_cookie entries (all of them): a tester can be sent by a
+// header from a script or by a cookie from a browser.
 func matches(r *http.Request, sp *config.Split) bool {
-	for name, want := range sp.WhenHeader {
-		// WhenHeader names are canonical, so the map is indexed directly.
-		if v := r.Header[name]; len(v) == 0 || v[0] != want {
+	return len(sp.WhenHeader) > 0 && headersMatch(r, sp.WhenHeader) ||
+		len(sp.WhenCookie) > 0 && cookiesMatch(r, sp.WhenCookie)
+}
+
+func headersMatch(r *http.Request, want map[string]string) bool {
+	for name, v := range want {
+		// Names are canonical, so the map is indexed directly.
+		if got := r.Header[name]; len(got) == 0 || got[0] != v {
 			return false
 		}
 	}
-	for name, want := range sp.WhenCookie {
+	return true
+}
+
+func cookiesMatch(r *http.Request, want map[string]string) bool {
+	for name, v := range want {
 		c, err := r.Cookie(name)
-		if err != nil || c.Value != want {
+		if err != nil || c.Value != v {
 			return false
 		}
 	}
