@@ -139,6 +139,12 @@ func TestSplitSharesFollowWeightsAndMoveOffAnEmptyDestination(t *testing.T) {
 	if status, _ := f.send(t, "", ""); status != http.StatusServiceUnavailable {
 		t.Fatalf("no destination has an instance: status %d, want 503", status)
 	}
+
+	// The route gone, so are its split series.
+	f.gw.Publish(f.b.build([]config.Route{prefixRoute("other", "/", "u")}, byKey(nil), nil))
+	if n := len(series(t, f.m, "gateway_split_requests_total")) + len(series(t, f.m, "gateway_split_unavailable_total")); n != 0 {
+		t.Errorf("%d split series left after the split route went", n)
+	}
 }
 
 // TestSplitForcedByHeaderOrCookie: a matching header or cookie reaches v2

@@ -93,6 +93,10 @@ func (t *Table) metricsView() metrics.TableView {
 			v.Breakers[rt.Config.Name] = st.Level()
 		}
 		for _, ss := range rt.SplitStates(time.Time{}) {
+			if v.Splits == nil {
+				v.Splits = map[string][]string{}
+			}
+			v.Splits[rt.Config.Name] = append(v.Splits[rt.Config.Name], ss.Split.String())
 			if ss.HasBreaker {
 				v.Breakers[rt.Config.Name+"/"+ss.Split.String()] = ss.Breaker.Level()
 			}

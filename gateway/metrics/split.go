@@ -18,6 +18,12 @@ func (m *Metrics) SplitDest(route, dest string) *SplitDest {
 	if m == nil {
 		return nil
 	}
+	req, un := m.splitVecs()
+	return &SplitDest{requests: req.WithLabelValues(route, dest), unavailable: un.WithLabelValues(route, dest)}
+}
+
+// splitVecs returns the split collectors, registering them on first use.
+func (m *Metrics) splitVecs() (requests, unavailable *prometheus.CounterVec) {
 	req := register(m.reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_split_requests_total",
 		Help: "Requests a split route sent to each destination, by route and destination (service:tag), forced ones included.",
@@ -26,7 +32,29 @@ func (m *Metrics) SplitDest(route, dest string) *SplitDest {
 		Name: "gateway_split_unavailable_total",
 		Help: "Requests of a split route that found a destination with a weight but no healthy instance, so its share went to the others, by route and destination.",
 	}, []string{"route", "destination"})).(*prometheus.CounterVec)
-	return &SplitDest{requests: req.WithLabelValues(route, dest), unavailable: un.WithLabelValues(route, dest)}
+	return req, un
+}
+
+// pruneSplits deletes the series of destinations no route has any more,
+// so months of canaries (a new tag each release) do not pile up series.
+// Called with m.mu held.
+func (m *Metrics) pruneSplits(splits map[string][]string) {
+	now := map[[2]string]bool{}
+	for route, dests := range splits {
+		for _, d := range dests {
+			now[[2]string{route, d}] = true
+		}
+	}
+	if len(m.splits) > 0 {
+		req, un := m.splitVecs()
+		for k := range m.splits {
+			if !now[k] {
+				req.DeleteLabelValues(k[0], k[1])
+				un.DeleteLabelValues(k[0], k[1])
+			}
+		}
+	}
+	m.splits = now
 }
 
 // Sent records a request sent to the destination.
