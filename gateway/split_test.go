@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/metrics"
@@ -207,5 +208,26 @@ func TestSplitForcedByHeaderOrCookie(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Content-Type") != "application/json" || body["error"] == nil {
 		t.Fatalf("forced to an empty v2: %d %v %v, want a 503 JSON error", resp.StatusCode, resp.Header, body)
+	}
+}
+
+// TestSplitDestinationStateOutlivesSwaps: each destination has its own
+// circuit breaker, the same object in the next table while
+// the route's policy is unchanged, as a one-service route's.
+func TestSplitDestinationStateOutlivesSwaps(t *testing.T) {
+	f := newSplitFixture(t)
+	r := canaryRoute(95, 5)
+	r.Policy.CircuitBreaker = &config.CircuitBreaker{FailureRatio: 0.5, MinRequests: 5, OpenTimeout: time.Second}
+	f.publish(r, []registry.Instance{f.v1}, []registry.Instance{f.v2})
+	first := f.gw.Table().Routes()[0].splitter.Destinations()
+	f.publish(r, []registry.Instance{f.v1}, nil) // an instance change
+	second := f.gw.Table().Routes()[0].splitter.Destinations()
+	if first[0].Up.Breaker() == nil || first[0].Up.Breaker() == first[1].Up.Breaker() {
+		t.Fatal("the destinations share a breaker, or have none")
+	}
+	for i := range first {
+		if first[i].Up.Breaker() != second[i].Up.Breaker() || first[i].Served != second[i].Served {
+			t.Errorf("destination %d: state not carried over the swap", i)
+		}
 	}
 }
