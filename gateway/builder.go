@@ -128,6 +128,9 @@ func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, 
 // route builds one route: its upstream with the route's protection, and
 // its request chain (see applyPolicies).
 func (b *tableBuilder) route(rc config.Route, instances func(registry.ServiceKey) []registry.Instance, panics map[registry.ServiceKey]string) *Route {
+	if rc.Splits != nil {
+		return b.splitRoute(rc, instances, panics)
+	}
 	key := registry.ServiceKey{Name: rc.Service, Tag: rc.Tag}
 	insts := instances(key)
 	retry, breaker := b.protection(rc.Name, &rc.Policy, key)

@@ -247,7 +247,12 @@ func serviceKeys(routes []config.Route, aggs []config.Aggregate) []registry.Serv
 		}
 	}
 	for _, r := range routes {
-		add(registry.ServiceKey{Name: r.Service, Tag: r.Tag})
+		if r.Splits == nil {
+			add(registry.ServiceKey{Name: r.Service, Tag: r.Tag})
+		}
+		for _, s := range r.Splits {
+			add(splitKey(&s))
+		}
 		// A forward_auth service is called like a route's: watch it too.
 		if fa := r.Policy.ForwardAuth; fa != nil {
 			add(authServiceKey(fa))

@@ -90,6 +90,11 @@ var (
 	attrOpenTimeout  = attr{"open_timeout"}
 	attrServeStale   = attr{"serve_stale"}
 
+	// split.
+	attrWeight     = attr{"weight"}
+	attrWhenHeader = attr{"when_header"}
+	attrWhenCookie = attr{"when_cookie"}
+
 	// fallback.
 	attrStatus      = attr{"status"}
 	attrContentType = attr{"content_type"}
@@ -202,7 +207,7 @@ var (
 			attrHTTPSOnly, attrHSTSMaxAge, attrACME,
 			attrIdleTimeout, attrProtocol,
 		},
-		blocks: []*blockSpec{upstreamTLSSpec},
+		blocks: []*blockSpec{upstreamTLSSpec, splitSpec},
 		parts:  []part{accessPolicy, upstreamPolicy},
 	})
 
@@ -253,6 +258,13 @@ var (
 	upstreamTLSSpec = declare(&blockSpec{
 		typ:   "upstream_tls",
 		attrs: []attr{attrCAFile, attrServerName},
+	})
+
+	// splitSpec is read by decodeSplit; a route has either service or
+	// split blocks (see validateSplits).
+	splitSpec = declare(&blockSpec{
+		typ:   "split",
+		attrs: []attr{attrService, attrTag, attrWeight, attrWhenHeader, attrWhenCookie},
 	})
 
 	fallbackSpec = declare(&blockSpec{
