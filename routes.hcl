@@ -28,8 +28,15 @@ route "users" {
   strip_prefix = "/api"
 
   # Load-balancing policy across the service's passing instances:
-  # "round_robin" or "random". Optional; default: "round_robin".
+  # "round_robin" (smooth weighted), "random" (weighted) or
+  # "least_request" (power of two choices on requests in flight), each
+  # honouring the instances' Consul weights. Optional; default:
+  # "round_robin".
   balancer = "round_robin"
+
+  # Also send to instances whose Consul checks warn (none critical), at
+  # their Weights.Warning. Optional; default: false (passing only).
+  allow_warning = false
 }
 
 # orders: read-only, so only GET is routed here; any other method on

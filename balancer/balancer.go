@@ -14,7 +14,6 @@ package balancer
 import (
 	"fmt"
 	"math/rand/v2"
-	"sync/atomic"
 )
 
 // Pool is the balancer's view of one service for one pick: how many
@@ -28,8 +27,10 @@ type Pool interface {
 	// neither ejected nor already tried by an earlier attempt.
 	Available(i int) bool
 	// Weight is instance i's relative share; a value below 1 counts as 1.
+	// Callers leave out instances that must get no share at all.
 	Weight(i int) int
-	// InFlight is how many requests instance i is serving now.
+	// InFlight is how many requests instance i is serving now; only
+	// least_request reads it.
 	InFlight(i int) int64
 }
 
@@ -42,12 +43,13 @@ type Balancer interface {
 
 // Names of the built-in policies as they appear in route documents.
 const (
-	RoundRobin = "round_robin"
-	Random     = "random"
+	RoundRobin   = "round_robin"
+	Random       = "random"
+	LeastRequest = "least_request"
 )
 
 // Names lists every policy New accepts, in documentation order.
-var Names = []string{RoundRobin, Random}
+var Names = []string{RoundRobin, Random, LeastRequest}
 
 // ErrUnknown is returned by New for a policy name it does not know.
 var ErrUnknown = fmt.Errorf("unknown balancer")
@@ -57,32 +59,13 @@ var ErrUnknown = fmt.Errorf("unknown balancer")
 func New(name string) (Balancer, error) {
 	switch name {
 	case "", RoundRobin:
-		return &roundRobin{}, nil
+		return &smoothRoundRobin{}, nil
 	case Random:
 		return &random{intN: rand.IntN}, nil
+	case LeastRequest:
+		return &leastRequest{intN: rand.IntN}, nil
 	}
 	return nil, fmt.Errorf("%w %q (want one of %v)", ErrUnknown, name, Names)
-}
-
-// roundRobin walks the instances in order with one atomic counter, so k*n
-// picks over n available instances hit each exactly k times, lock-free.
-// An unavailable instance is skipped by advancing the counter past it
-// (Caddy's rule), not by handing its turn to the next instance: walking
-// forward from the counter would give the neighbour of an ejected
-// instance a double share.
-type roundRobin struct {
-	next atomic.Uint64
-}
-
-func (b *roundRobin) Pick(p Pool) int {
-	n := p.Len()
-	for range n {
-		i := int((b.next.Add(1) - 1) % uint64(n))
-		if p.Available(i) {
-			return i
-		}
-	}
-	return -1
 }
 
 // random picks among the available instances in proportion to their
@@ -115,6 +98,20 @@ func (b *random) Pick(p Pool) int {
 }
 
 func weight(p Pool, i int) int { return max(p.Weight(i), 1) }
+
+// NewWithSource is New with the random source of random and
+// least_request replaced by intN (which returns a number in [0, n)), so
+// tests can fix a seed; round_robin ignores it.
+func NewWithSource(name string, intN func(n int) int) (Balancer, error) {
+	b, err := New(name)
+	switch b := b.(type) {
+	case *random:
+		b.intN = intN
+	case *leastRequest:
+		b.intN = intN
+	}
+	return b, err
+}
 
 // Uniform is a Pool of n instances that are all available, of equal
 // weight and idle: what a caller without per-instance state offers.

@@ -56,17 +56,19 @@ func TestRoundRobinCyclesInOrder(t *testing.T) {
 }
 
 func TestRoundRobinStateSurvivesSnapshotChange(t *testing.T) {
-	// The counter belongs to the service, not to a snapshot: after a
-	// snapshot shrinks and grows again the sequence continues instead of
-	// restarting at the first endpoint.
+	// The cycle belongs to the service, not to a snapshot: a new pool of
+	// the same instances (every table swap) continues it; one of another
+	// length (indexes moved) starts a new one.
 	b, _ := New(RoundRobin)
 	b.Pick(Uniform(3))
-	b.Pick(Uniform(3))
-	if got := b.Pick(Uniform(2)); got != 0 { // counter 2 % 2
-		t.Fatalf("pick after shrink = %d, want 0", got)
+	if got := b.Pick(Uniform(3)); got != 1 { // a new Pool value, same instances
+		t.Fatalf("second pick = %d, want 1", got)
 	}
-	if got := b.Pick(Uniform(3)); got != 0 { // counter 3 % 3
-		t.Fatalf("pick after grow = %d, want 0", got)
+	if got := b.Pick(Uniform(2)); got != 0 {
+		t.Fatalf("pick after shrink = %d, want 0 (new cycle)", got)
+	}
+	if got := b.Pick(Uniform(2)); got != 1 {
+		t.Fatalf("pick after shrink = %d, want 1", got)
 	}
 }
 

@@ -38,6 +38,11 @@ const minPanicInstances = 2
 //     registered again. If that list served none (every instance in
 //     maintenance or critical), nothing is kept.
 //
+// The normal answer also carries the instances whose checks warn (none
+// critical), marked Warning, so that a route with allow_warning can take
+// them; Servable leaves them out for every other caller. The panic
+// threshold counts them as not passing, as Consul does.
+//
 // Neither ever sends traffic to an instance in service or node
 // maintenance: that is an operator's explicit "no traffic here", not a
 // health check that might be wrong. It is used by the controller's
@@ -94,7 +99,7 @@ func (s *Selector) Choose(key registry.ServiceKey, registered []registry.Instanc
 		reason = fmt.Sprintf("only %d of %d known-good instances passing, below the panic threshold of %.0f%%; routing to all of them", len(passing), len(known), s.threshold*100)
 		s.lastKnown[key] = serve
 	default:
-		serve = passing
+		serve = servingOrWarning(registered, passing)
 		s.lastKnown[key] = serve
 	}
 	if reason != s.reasons[key] {
@@ -144,4 +149,54 @@ func (s *Selector) Forget(used map[registry.ServiceKey]bool) {
 			delete(s.everPassed, k)
 		}
 	}
+}
+
+// servingOrWarning is registered's passing and warning instances, in
+// order; passing itself when none warns, so the usual case does not
+// allocate.
+func servingOrWarning(registered, passing []registry.Instance) []registry.Instance {
+	n := 0
+	for _, in := range registered {
+		if in.Warning && !in.Maintenance {
+			n++
+		}
+	}
+	if n == 0 {
+		return passing
+	}
+	out := make([]registry.Instance, 0, len(passing)+n)
+	for _, in := range registered {
+		if in.Passing || (in.Warning && !in.Maintenance) {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// Servable is what one caller of a service gets from Choose's answer
+// chosen: the instances whose checks warn are left out unless
+// allowWarning, and then those whose warning weight is zero (Consul's
+// "no traffic while warning") still are. In panic (panicking), every
+// chosen instance serves, as Choose decided. It returns chosen itself
+// when nothing is left out.
+func Servable(chosen []registry.Instance, allowWarning, panicking bool) []registry.Instance {
+	drop := func(in registry.Instance) bool {
+		return in.Warning && !panicking && (!allowWarning || in.Weights.Warning == 0)
+	}
+	n := 0
+	for _, in := range chosen {
+		if drop(in) {
+			n++
+		}
+	}
+	if n == 0 {
+		return chosen
+	}
+	out := make([]registry.Instance, 0, len(chosen)-n)
+	for _, in := range chosen {
+		if !drop(in) {
+			out = append(out, in)
+		}
+	}
+	return out
 }

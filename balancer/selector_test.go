@@ -10,12 +10,18 @@ import (
 )
 
 func insts(spec string) []registry.Instance {
-	// "a+ b- c~": instance ids with + for passing, - for failing and ~
-	// for in maintenance (which Consul reports as a critical check).
+	// "a+ b- c~ d!": instance ids with + for passing, - for failing, ~
+	// for in maintenance (which Consul reports as a critical check) and
+	// ! for warning (weights 1, warning 2; "d!0": warning weight 0).
 	var out []registry.Instance
 	for _, f := range strings.Fields(spec) {
+		warnWeight := 2
+		if strings.HasSuffix(f, "!0") {
+			f, warnWeight = f[:len(f)-1], 0
+		}
 		mark := f[len(f)-1]
-		out = append(out, registry.Instance{ID: f[:len(f)-1], Passing: mark == '+', Maintenance: mark == '~'})
+		out = append(out, registry.Instance{ID: f[:len(f)-1], Passing: mark == '+', Maintenance: mark == '~',
+			Warning: mark == '!', Weights: registry.Weights{Passing: 1, Warning: warnWeight}})
 	}
 	return out
 }
@@ -140,5 +146,35 @@ func TestInstanceSelectorForgetsUnusedServices(t *testing.T) {
 	s.Forget(map[registry.ServiceKey]bool{})
 	if len(s.everPassed)+len(s.lastKnown)+len(s.reasons) != 0 {
 		t.Fatalf("state left for unused services: %v %v %v", s.everPassed, s.lastKnown, s.reasons)
+	}
+}
+
+// TestWarningInstancesOnlyWhenAllowed: Choose keeps warning instances in
+// its answer, marked, and Servable leaves them out unless the caller
+// allows them; a warning weight of zero keeps one out regardless, and
+// panic mode serves every chosen instance.
+func TestWarningInstancesOnlyWhenAllowed(t *testing.T) {
+	s := NewSelector(0, nil)
+	key := registry.ServiceKey{Name: "svc"}
+	chosen, reason := s.Choose(key, insts("a+ b! c- d!0 e~"))
+	if reason != "" || ids(chosen) != "a b d" {
+		t.Fatalf("Choose = %q (%q), want a b d", ids(chosen), reason)
+	}
+	if got := ids(Servable(chosen, false, false)); got != "a" {
+		t.Errorf("default = %q, want a", got)
+	}
+	allowed := Servable(chosen, true, false)
+	if got := ids(allowed); got != "a b" {
+		t.Errorf("allow_warning = %q, want a b", got)
+	}
+	if allowed[1].Weight() != 2 {
+		t.Errorf("warning instance weight = %d, want its warning weight 2", allowed[1].Weight())
+	}
+	if got := ids(Servable(chosen, false, true)); got != "a b d" {
+		t.Errorf("panic = %q, want every chosen instance", got)
+	}
+	all := insts("a+ b+")
+	if got := Servable(all, false, false); &got[0] != &all[0] {
+		t.Error("nothing left out: want the same slice back")
 	}
 }

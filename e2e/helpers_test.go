@@ -250,6 +250,8 @@ type instanceView struct {
 	Port    int    `json:"port"`
 	Passing bool   `json:"passing"`
 	Ejected bool   `json:"ejected"`
+	Warning bool   `json:"warning"`
+	Weight  int    `json:"weight"`
 }
 
 // configError is one rejected route document, as /routes lists it.

@@ -30,7 +30,7 @@ func (b *tableBuilder) aggregate(ac config.Aggregate, instances func(registry.Se
 	for i := range ac.Calls {
 		cc := &ac.Calls[i]
 		key := registry.ServiceKey{Name: cc.Service, Tag: cc.Tag}
-		insts := instances(key)
+		insts := servable(instances, key, ac.AllowWarning, panics)
 		retry, breaker := b.protection(ac.Name+"/"+cc.Name, &cc.Policy, key)
 		up := b.newUpstream(key, callBalancer(&ac, cc), insts, retry, breaker)
 		call, err := aggregate.NewCall(*cc, key, insts, panics[key], up)
@@ -42,7 +42,7 @@ func (b *tableBuilder) aggregate(ac config.Aggregate, instances func(registry.Se
 	}
 	d := b.deps
 	ag := aggregate.New(ac, calls, aggregate.Deps{Logger: d.logger.Named("aggregate"), Metrics: d.metrics, Trusted: d.env.trusted, Budget: d.aggBudget})
-	authUp := b.authUpstream(ac.Policy.ForwardAuth, aggregateBalancer(&ac), instances)
+	authUp := b.authUpstream(ac.Policy.ForwardAuth, aggregateBalancer(&ac), passingOnly(instances, panics))
 	return &Aggregate{Aggregate: ag, handler: named(ac.Name, d.metrics.Route(ac.Name), b.admission(ac.Name, &ac.Policy, authUp, ag))}
 }
 

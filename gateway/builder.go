@@ -52,6 +52,7 @@ type tableBuilder struct {
 	// end it replaces balancers, dropping those of services gone.
 	nextBalancers map[balancerKey]balancer.Balancer
 	outliers      *balancer.OutlierTracker
+	loads         *balancer.LoadTracker // in-flight counts, for least_request
 	// served collects, during one build, each service's instances as its
 	// upstreams got them; the finished table keeps it.
 	served map[registry.ServiceKey][]registry.Instance
@@ -70,12 +71,17 @@ type tableBuilder struct {
 type balancerKey struct {
 	service registry.ServiceKey
 	policy  string
+	// warning: the pool holds instances whose checks warn (an
+	// allow_warning caller's), so its indexes differ from the passing
+	// pool's and it keeps its own state.
+	warning bool
 }
 
 func newTableBuilder(d *deps) *tableBuilder {
 	return &tableBuilder{deps: d, balancers: map[balancerKey]balancer.Balancer{},
 		nextBalancers: map[balancerKey]balancer.Balancer{},
 		transports:    newTransports(d.transport, d.maxIdle, d.dial),
+		loads:         balancer.NewLoadTracker(),
 		outliers:      balancer.NewOutlierTracker(d.outlierFailures, d.outlierEjection, d.logger.Named("outliers"))}
 }
 
@@ -115,6 +121,7 @@ func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, 
 	b.states.swap()
 	b.transports.swap()
 	b.outliers.Swap()
+	b.loads.Swap()
 	if b.tlsErrors != nil {
 		t.errors = append(slices.Clip(t.errors), b.tlsErrors...)
 	}
@@ -132,7 +139,7 @@ func (b *tableBuilder) route(rc config.Route, instances func(registry.ServiceKey
 		return b.splitRoute(rc, instances, panics)
 	}
 	key := registry.ServiceKey{Name: rc.Service, Tag: rc.Tag}
-	insts := instances(key)
+	insts := servable(instances, key, rc.AllowWarning, panics)
 	retry, breaker := b.protection(rc.Name, &rc.Policy, key)
 	tr, scheme, err := b.transports.forRoute(&rc)
 	if err != nil {
@@ -142,7 +149,7 @@ func (b *tableBuilder) route(rc config.Route, instances func(registry.ServiceKey
 	}
 	rt := &Route{Config: rc, Service: key, Instances: insts, Panic: panics[key],
 		up: b.newUpstreamOver(key, rc.Balancer, insts, retry, breaker, tr, scheme), metrics: b.deps.metrics.Route(rc.Name)}
-	authUp := b.authUpstream(rc.Policy.ForwardAuth, rc.Balancer, instances)
+	authUp := b.authUpstream(rc.Policy.ForwardAuth, rc.Balancer, passingOnly(instances, panics))
 	// https_only answers before admission: a plain-HTTP client is sent
 	// to HTTPS rather than asked for credentials it should not send.
 	https := policy.HTTPS{Only: rc.HTTPSOnly, HSTSMaxAge: rc.HSTSMaxAge, Port: b.deps.env.httpsPort, Trusted: b.deps.env.trusted}
@@ -180,18 +187,36 @@ func (b *tableBuilder) newUpstreamOver(key registry.ServiceKey, policy string, i
 	if b.served != nil {
 		b.served[key] = insts
 	}
-	return upstream.New(upstream.Config{Service: key, Instances: insts, Balancer: b.balancer(key, policy),
-		Transport: tr, Scheme: scheme, Retry: retry, Breaker: breaker, Outliers: b.outliers,
+	return upstream.New(upstream.Config{Service: key, Instances: insts, Balancer: b.balancer(key, policy, hasWarning(insts)),
+		Transport: tr, Scheme: scheme, Retry: retry, Breaker: breaker, Outliers: b.outliers, Loads: b.loads,
 		Metrics: b.deps.metrics, Now: b.deps.now})
+}
+
+// servable is the instances of key a caller gets from the chosen ones:
+// those whose checks warn only with allowWarning (see
+// balancer.Servable).
+func servable(instances func(registry.ServiceKey) []registry.Instance, key registry.ServiceKey, allowWarning bool, panics map[registry.ServiceKey]string) []registry.Instance {
+	return balancer.Servable(instances(key), allowWarning, panics[key] != "")
+}
+
+// passingOnly is instances without the warning ones, for callers that
+// have no allow_warning of their own (forward_auth).
+func passingOnly(instances func(registry.ServiceKey) []registry.Instance, panics map[registry.ServiceKey]string) func(registry.ServiceKey) []registry.Instance {
+	return func(k registry.ServiceKey) []registry.Instance { return servable(instances, k, false, panics) }
+}
+
+// hasWarning reports whether insts holds an instance whose checks warn.
+func hasWarning(insts []registry.Instance) bool {
+	return slices.ContainsFunc(insts, func(in registry.Instance) bool { return in.Warning })
 }
 
 // balancer is the service's balancer for policy, kept across swaps. The
 // empty policy is round robin, as in balancer.New, and shares its state.
-func (b *tableBuilder) balancer(key registry.ServiceKey, policy string) balancer.Balancer {
+func (b *tableBuilder) balancer(key registry.ServiceKey, policy string, warning bool) balancer.Balancer {
 	if policy == "" {
 		policy = balancer.RoundRobin
 	}
-	bk := balancerKey{service: key, policy: policy}
+	bk := balancerKey{service: key, policy: policy, warning: warning}
 	bal := b.nextBalancers[bk]
 	if bal == nil {
 		bal = b.balancers[bk]

@@ -82,6 +82,7 @@ func (b *tableBuilder) discard() {
 	b.transports.discard()
 	b.tlsErrors = nil
 	b.outliers.Discard()
+	b.loads.Discard()
 	b.nextBalancers = make(map[balancerKey]balancer.Balancer, len(b.balancers))
 	b.served = nil
 }

@@ -13,10 +13,11 @@ import (
 	"github.com/gatewayco/gateway/registry"
 )
 
-// splitBalancer picks a split route's destination by weight. Weighted
-// random is the built-in policy that honours Pool weights; with smooth
-// weighted round robin, round_robin would give exact shares over a cycle.
-const splitBalancer = balancer.Random
+// splitBalancer picks a split route's destination by weight: smooth
+// weighted round robin gives every destination exactly its share over
+// each cycle of the weights' sum, interleaved, where weighted random
+// would only approach it (a 5 % canary could see long droughts or runs).
+const splitBalancer = balancer.RoundRobin
 
 // splitStates is what split routes keep across swaps: the balancer
 // choosing each route's destination, and the count of requests each

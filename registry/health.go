@@ -156,6 +156,7 @@ func toInstances(entries []*api.ServiceEntry) []Instance {
 		if e == nil || e.Service == nil {
 			continue
 		}
+		status := e.Checks.AggregatedStatus()
 		inst := Instance{
 			ID:      e.Service.ID,
 			Address: e.Service.Address,
@@ -163,8 +164,10 @@ func toInstances(entries []*api.ServiceEntry) []Instance {
 			Tags:    e.Service.Tags,
 			// Consul's own passing filter: every node and service check
 			// passing; warning counts as not passing, as it does there.
-			Passing:     e.Checks.AggregatedStatus() == api.HealthPassing,
+			Passing:     status == api.HealthPassing,
+			Warning:     status == api.HealthWarning,
 			Maintenance: inMaintenance(e.Checks),
+			Weights:     weightsOf(e.Service.Weights.Passing, e.Service.Weights.Warning),
 		}
 		if e.Node != nil {
 			inst.Node = e.Node.Node
@@ -197,6 +200,7 @@ func equalInstances(a, b []Instance) bool {
 	return slices.EqualFunc(a, b, func(x, y Instance) bool {
 		return x.ID == y.ID && x.Node == y.Node && x.Address == y.Address &&
 			x.Port == y.Port && x.Passing == y.Passing && x.Maintenance == y.Maintenance &&
+			x.Warning == y.Warning && x.Weights == y.Weights &&
 			slices.Equal(x.Tags, y.Tags)
 	})
 }

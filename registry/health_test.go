@@ -37,12 +37,13 @@ func TestToInstancesFallsBackToNodeAddressAndSorts(t *testing.T) {
 		{Node: &api.Node{Node: "n5", Address: "10.0.0.5"}, Service: &api.AgentService{ID: "web-3", Port: 83},
 			Checks: api.HealthChecks{{Status: api.HealthWarning}}},
 	}
+	one := Weights{Passing: 1, Warning: 1} // Consul's default without weights
 	want := []Instance{
-		{ID: "web-0", Node: "n1", Address: "2001:db8::1", Port: 80, Passing: true},
-		{ID: "web-1", Node: "n1", Address: "192.0.2.1", Port: 80, Tags: []string{"v1"}, Passing: true},
-		{ID: "web-1", Node: "n2", Address: "10.0.0.2", Port: 81, Passing: true},
-		{ID: "web-2", Node: "n4", Address: "10.0.0.4", Port: 82},
-		{ID: "web-3", Node: "n5", Address: "10.0.0.5", Port: 83},
+		{ID: "web-0", Node: "n1", Address: "2001:db8::1", Port: 80, Passing: true, Weights: one},
+		{ID: "web-1", Node: "n1", Address: "192.0.2.1", Port: 80, Tags: []string{"v1"}, Passing: true, Weights: one},
+		{ID: "web-1", Node: "n2", Address: "10.0.0.2", Port: 81, Passing: true, Weights: one},
+		{ID: "web-2", Node: "n4", Address: "10.0.0.4", Port: 82, Weights: one},
+		{ID: "web-3", Node: "n5", Address: "10.0.0.5", Port: 83, Warning: true, Weights: one},
 	}
 	got := toInstances(entries)
 	if !equalInstances(got, want) {
@@ -50,6 +51,38 @@ func TestToInstancesFallsBackToNodeAddressAndSorts(t *testing.T) {
 	}
 	if hp := got[0].HostPort(); hp != "[2001:db8::1]:80" {
 		t.Errorf("HostPort = %q", hp)
+	}
+}
+
+// TestWeightsOfFollowsConsulAndBounds covers weights as Consul's answers
+// may carry them: none (catalog registrations store zeros), what the
+// agent accepts, and what it would refuse.
+func TestWeightsOfFollowsConsulAndBounds(t *testing.T) {
+	for _, c := range []struct {
+		desc             string
+		passing, warning int
+		want             Weights
+	}{
+		{"no weights", 0, 0, Weights{1, 1}},
+		{"agent default", 1, 1, Weights{1, 1}},
+		{"warning gets none", 5, 0, Weights{5, 0}},
+		{"registered", 3, 2, Weights{3, 2}},
+		{"passing zero", 0, 4, Weights{1, 4}},
+		{"negative", -7, -1, Weights{1, 1}},
+		{"negative warning", 2, -1, Weights{2, 0}},
+		{"too large", 1 << 40, 70000, Weights{MaxWeight, MaxWeight}},
+	} {
+		if got := weightsOf(c.passing, c.warning); got != c.want {
+			t.Errorf("%s: weightsOf(%d, %d) = %+v, want %+v", c.desc, c.passing, c.warning, got, c.want)
+		}
+	}
+	in := Instance{Weights: Weights{Passing: 3, Warning: 2}}
+	if in.Weight() != 3 {
+		t.Errorf("passing instance weight = %d, want 3", in.Weight())
+	}
+	in.Warning = true
+	if in.Weight() != 2 {
+		t.Errorf("warning instance weight = %d, want 2", in.Weight())
 	}
 }
 

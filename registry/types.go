@@ -31,6 +31,46 @@ type Instance struct {
 	// "send no traffic here", which no fallback may override. Such an
 	// instance is never Passing either.
 	Maintenance bool
+	// Warning is true when no check is critical but at least one warns
+	// (Consul's aggregated status "warning"). Such an instance is not
+	// Passing; a route takes it only with allow_warning.
+	Warning bool
+	// Weights are the instance's relative shares while passing and while
+	// warning, as registered, within the bounds of weightsOf.
+	Weights Weights
+}
+
+// Weights are an instance's Consul weights (the service's Weights
+// field): its share while passing, and while warning (zero: none).
+type Weights struct {
+	Passing int
+	Warning int
+}
+
+// MaxWeight is the largest weight kept: Consul refuses more at
+// registration (its DNS SRV weight is 16 bits); a larger value in an
+// answer is cut to it.
+const MaxWeight = 65535
+
+// weightsOf reads Consul's weights with its own defaults: an instance
+// registered without weights (the catalog endpoint stores zeros) gets
+// {1, 1}, as the agent gives it; a passing weight below 1 (Consul
+// refuses it) counts as 1, and a negative warning weight as 0. Both are
+// cut to MaxWeight, so sums over a pool stay far from overflowing.
+func weightsOf(passing, warning int) Weights {
+	if passing <= 0 && warning <= 0 {
+		return Weights{Passing: 1, Warning: 1}
+	}
+	return Weights{Passing: min(max(passing, 1), MaxWeight), Warning: min(max(warning, 0), MaxWeight)}
+}
+
+// Weight is the instance's current share: its warning weight while it
+// warns, its passing weight otherwise.
+func (i Instance) Weight() int {
+	if i.Warning {
+		return i.Weights.Warning
+	}
+	return i.Weights.Passing
 }
 
 // Passing returns the instances whose checks all pass, in order. It

@@ -111,6 +111,12 @@ type instanceView struct {
 	// Ejected is the gateway's passive verdict: recent requests to the
 	// instance failed, so it is out of rotation for a while.
 	Ejected bool `json:"ejected,omitempty"`
+	// Warning: Consul's checks warn, and the route lets such instances
+	// in (allow_warning); Weight is then its warning weight.
+	Warning bool `json:"warning,omitempty"`
+	// Weight is the instance's share under the route's balancer: its
+	// Consul weight for its current state.
+	Weight int `json:"weight"`
 }
 
 func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
@@ -150,7 +156,8 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 func instanceViews(insts []upstream.InstanceState) []instanceView {
 	out := make([]instanceView, len(insts))
 	for i, in := range insts {
-		out[i] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port, Passing: in.Passing, Ejected: in.Ejected}
+		out[i] = instanceView{ID: in.ID, Address: in.Address, Port: in.Port, Passing: in.Passing, Ejected: in.Ejected,
+			Warning: in.Warning, Weight: in.Weight()}
 	}
 	return out
 }

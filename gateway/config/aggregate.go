@@ -42,6 +42,9 @@ type Aggregate struct {
 	// Balancer is the policy every call picks an instance of its service
 	// with, as a route's Balancer; defaulted to round_robin.
 	Balancer string
+	// AllowWarning lets every call of the aggregate use instances whose
+	// Consul checks warn, as a route's AllowWarning.
+	AllowWarning bool
 	// ForwardHeaders are passed to every call in addition to the built-in
 	// set (Authorization, X-Request-Id, traceparent, tracestate), in
 	// canonical form; nil means only the built-in set.
@@ -123,6 +126,7 @@ func decodeAggregate(p *problems, b *hcl.Block) *aggregateSrc {
 	ag.MaxResponseBytes = int64(a.integer(attrMaxResponseBytes))
 	ag.ForwardHeaders, ag.headerPos = a.strList(attrForwardHeaders)
 	ag.Balancer = a.str(attrBalancer)
+	ag.AllowWarning = a.boolean(attrAllowWarning)
 	decodeAccessPolicy(p, blocks, &ag.Policy)
 	for _, cb := range blocks {
 		if cb.Type != callSpec.typ {

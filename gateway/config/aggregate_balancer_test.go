@@ -18,7 +18,7 @@ func TestParseAggregateBalancer(t *testing.T) {
 		{"random", aggWith(`  balancer = "random"`, okCall), balancer.Random, ""},
 		{"round_robin", aggWith(`  balancer = "round_robin"`, okCall), balancer.RoundRobin, ""},
 		{"unknown", aggWith(`  balancer = "least_conn"`, okCall), "",
-			`k:3:14: unknown balancer "least_conn" (want one of round_robin, random)`},
+			`k:3:14: unknown balancer "least_conn" (want one of round_robin, random, least_request)`},
 		{"not a string", aggWith(`  balancer = 1`, okCall), "", `k:3:14: balancer must be a string, got number`},
 		{"not on calls", aggWith(`  call "c" {`, `    service = "s"`, `    path = "/x"`, `    balancer = "random"`, `  }`), "",
 			`k:6:5: Unsupported argument; An argument named "balancer" is not expected here.`},

@@ -62,6 +62,10 @@ type Route struct {
 	StripPrefix string
 	// Balancer is the policy name, defaulted to round_robin.
 	Balancer string
+	// AllowWarning lets the route use instances whose Consul checks warn
+	// (none critical), at their warning weight; by default only passing
+	// instances serve.
+	AllowWarning bool
 	// Timeout bounds the whole upstream exchange; zero means no route timeout.
 	Timeout time.Duration
 	// Protocol is what the route speaks to its instances: ProtocolHTTP

@@ -148,6 +148,7 @@ func decodeRoute(p *problems, b *hcl.Block) *routeSrc {
 	r.Tag = a.str(attrTag)
 	r.StripPrefix = a.str(attrStripPrefix)
 	r.Balancer = a.str(attrBalancer)
+	r.AllowWarning = a.boolean(attrAllowWarning)
 	r.Timeout = a.duration(attrTimeout)
 	r.Protocol = a.str(attrProtocol)
 	if tb := single(p, blocks, upstreamTLSSpec); tb != nil {

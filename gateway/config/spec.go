@@ -44,6 +44,8 @@ var (
 	attrTimeout     = attr{"timeout"}
 	attrACME        = attr{"acme"}
 	attrProtocol    = attr{"protocol"}
+	// route and aggregate: take Consul's warning instances too.
+	attrAllowWarning = attr{"allow_warning"}
 
 	// upstream_tls.
 	attrCAFile     = attr{"ca_file"}
@@ -205,7 +207,7 @@ var (
 			attrPath, attrPathPrefix, attrMethods, attrHost, attrCaseFold,
 			attrService, attrTag, attrStripPrefix, attrBalancer, attrTimeout,
 			attrHTTPSOnly, attrHSTSMaxAge, attrACME,
-			attrIdleTimeout, attrProtocol,
+			attrIdleTimeout, attrProtocol, attrAllowWarning,
 		},
 		blocks: []*blockSpec{upstreamTLSSpec, splitSpec},
 		parts:  []part{accessPolicy, upstreamPolicy},
@@ -217,7 +219,7 @@ var (
 		attrs: []attr{
 			attrPath, attrMethods, attrHost, attrTimeout,
 			attrTimeoutStatus, attrMaxConcurrency, attrMaxResponseBytes,
-			attrForwardHeaders, attrBalancer,
+			attrForwardHeaders, attrBalancer, attrAllowWarning,
 		},
 		blocks: []*blockSpec{callSpec},
 		parts:  []part{accessPolicy},

@@ -26,6 +26,7 @@ var everyAttribute = strings.Join([]string{
 	`  tag                  = "pt"`,
 	`  strip_prefix         = "/p"`,
 	`  balancer             = "random"`,
+	`  allow_warning        = true`,
 	`  timeout              = "1s"`,
 	`  acme                 = true`,
 	`  idle_timeout         = "1m"`,
@@ -91,6 +92,7 @@ var everyAttribute = strings.Join([]string{
 	`  max_response_bytes = 1000`,
 	`  forward_headers    = ["x-tenant"]`,
 	`  balancer           = "random"`,
+	`  allow_warning      = true`,
 	`  rate_limit {`,
 	`    requests_per_second = 1`,
 	`    key                 = "auth_header:x-user"`,
@@ -235,7 +237,7 @@ func TestSpecEveryAttributeRead(t *testing.T) {
 		{
 			Name: "prefix", SourceKey: "k", Pos: pos(1, 1),
 			PathPrefix: "/p", Methods: []string{"GET"}, Host: "p.example.com", CaseInsensitive: true,
-			Service: "ps", Tag: "pt", StripPrefix: "/p", Balancer: "random", Timeout: time.Second, ACME: true, IdleTimeout: time.Minute,
+			Service: "ps", Tag: "pt", StripPrefix: "/p", Balancer: "random", AllowWarning: true, Timeout: time.Second, ACME: true, IdleTimeout: time.Minute,
 			Policy: Policy{
 				Retries: 1, RetryNonIdempotent: true,
 				RateLimit: &RateLimit{RequestsPerSecond: 2.5, Burst: 7, Key: "jwt:sub", KeyKind: RateKeyJWT, KeyName: "sub"},
@@ -246,52 +248,52 @@ func TestSpecEveryAttributeRead(t *testing.T) {
 			},
 		},
 		{
-			Name: "hmac", SourceKey: "k", Pos: pos(39, 1), Path: "/q/{id}", Service: "qs", Balancer: "round_robin",
+			Name: "hmac", SourceKey: "k", Pos: pos(40, 1), Path: "/q/{id}", Service: "qs", Balancer: "round_robin",
 			Policy: Policy{JWT: &JWT{Algorithms: []string{"HS256"}, SecretEnv: "Q_SECRET"}},
 		},
 		{
-			Name: "pem", SourceKey: "k", Pos: pos(47, 1), Path: "/r", Service: "rs", Balancer: "round_robin",
+			Name: "pem", SourceKey: "k", Pos: pos(48, 1), Path: "/r", Service: "rs", Balancer: "round_robin",
 			Policy: Policy{JWT: &JWT{Algorithms: []string{"ES256"}, PublicKeyFile: "/keys/r.pem"}},
 		},
 		{
-			Name: "fa", SourceKey: "k", Pos: pos(55, 1), Path: "/s", Service: "ss", Balancer: "round_robin",
+			Name: "fa", SourceKey: "k", Pos: pos(56, 1), Path: "/s", Service: "ss", Balancer: "round_robin",
 			Policy: Policy{ForwardAuth: &ForwardAuth{Service: "auth", Path: "/verify", CopyHeaders: []string{"X-User"}, Timeout: 3 * time.Second}},
 		},
 		{
-			Name: "tls", SourceKey: "k", Pos: pos(111, 1), Path: "/t", Service: "ts", Balancer: "round_robin",
+			Name: "tls", SourceKey: "k", Pos: pos(113, 1), Path: "/t", Service: "ts", Balancer: "round_robin",
 			HTTPSOnly: true, HSTSMaxAge: 24 * time.Hour,
-			Protocol: ProtocolHTTPS, UpstreamTLS: &UpstreamTLS{CAFile: "/ca/t.pem", ServerName: "t.internal", Pos: pos(117, 3)},
+			Protocol: ProtocolHTTPS, UpstreamTLS: &UpstreamTLS{CAFile: "/ca/t.pem", ServerName: "t.internal", Pos: pos(119, 3)},
 		},
 		{
-			Name: "canary", SourceKey: "k", Pos: pos(122, 1), Path: "/u", Balancer: "round_robin",
+			Name: "canary", SourceKey: "k", Pos: pos(124, 1), Path: "/u", Balancer: "round_robin",
 			Splits: []Split{
-				{Service: "us", Tag: "v1", Weight: 95, Pos: pos(124, 3)},
-				{Service: "us", Tag: "v2", Weight: 5, Pos: pos(129, 3),
+				{Service: "us", Tag: "v1", Weight: 95, Pos: pos(126, 3)},
+				{Service: "us", Tag: "v2", Weight: 5, Pos: pos(131, 3),
 					WhenHeader: map[string]string{"X-Canary": "1"}, WhenCookie: map[string]string{"canary": "yes"}},
 			},
 		},
 	}, Aggregates: []Aggregate{
 		{
-			Name: "agg", SourceKey: "k", Pos: pos(65, 1),
+			Name: "agg", SourceKey: "k", Pos: pos(66, 1),
 			Path: "/a/{id}", Methods: []string{"GET"}, Host: "a.example.com", Timeout: 4 * time.Second,
-			TimeoutStatus: 503, MaxConcurrency: 1, MaxResponseBytes: 1000, Balancer: "random", ForwardHeaders: []string{"X-Tenant"},
+			TimeoutStatus: 503, MaxConcurrency: 1, MaxResponseBytes: 1000, Balancer: "random", AllowWarning: true, ForwardHeaders: []string{"X-Tenant"},
 			Policy: Policy{
 				RateLimit:   &RateLimit{RequestsPerSecond: 1, Burst: 1, Key: "auth_header:x-user", KeyKind: RateKeyAuthHeader, KeyName: "X-User"},
 				ForwardAuth: &ForwardAuth{Service: "auth", Path: "/check", CopyHeaders: []string{"X-User"}, Timeout: DefaultForwardAuthTimeout},
 			},
 			Calls: []Call{{
 				Name: "c", Service: "cs", Tag: "ct", Path: "/c/{id}?q={query.q}", Required: true, Timeout: 2 * time.Second,
-				Pos: pos(84, 3),
+				Pos: pos(86, 3),
 				Policy: Policy{Retries: 2, RetryNonIdempotent: true, CircuitBreaker: &CircuitBreaker{
 					FailureRatio: 0.25, MinRequests: DefaultMinRequests, OpenTimeout: DefaultOpenTimeout,
 					Fallback: &Fallback{Status: 200, Body: "{}"}}},
 			}},
 		},
 		{
-			Name: "agg2", SourceKey: "k", Pos: pos(100, 1), Path: "/b",
+			Name: "agg2", SourceKey: "k", Pos: pos(102, 1), Path: "/b",
 			TimeoutStatus: DefaultTimeoutStatus, MaxConcurrency: 1, MaxResponseBytes: DefaultMaxResponseBytes, Balancer: "round_robin",
 			Policy: Policy{JWT: &JWT{Algorithms: []string{"HS512"}, SecretEnv: "B_SECRET"}},
-			Calls:  []Call{{Name: "d", Service: "ds", Path: "/d", Pos: pos(106, 3)}},
+			Calls:  []Call{{Name: "d", Service: "ds", Path: "/d", Pos: pos(108, 3)}},
 		},
 	}}
 	if !reflect.DeepEqual(d, want) {
@@ -401,7 +403,7 @@ func panicOf(f func()) (msg string) {
 
 // TestItemBoundAboveSpecs checks MaxItemsPerBlock's comment: the longest
 // valid block (every attribute and nested block of its spec once, an
-// aggregate's calls aside) is a route of 23 items, well within the bound.
+// aggregate's calls aside) is a route of 24 items, well within the bound.
 func TestItemBoundAboveSpecs(t *testing.T) {
 	longest, which := 0, ""
 	walkSpecs(func(s *blockSpec) {
@@ -413,7 +415,7 @@ func TestItemBoundAboveSpecs(t *testing.T) {
 			longest, which = n, s.typ
 		}
 	})
-	if longest != 23 || which != routeSpec.typ || longest > MaxItemsPerBlock {
+	if longest != 24 || which != routeSpec.typ || longest > MaxItemsPerBlock {
 		t.Errorf("longest valid block: %s with %d items (MaxItemsPerBlock %d); update the comment", which, longest, MaxItemsPerBlock)
 	}
 }

@@ -102,7 +102,7 @@ func TestParseErrors(t *testing.T) {
 		{"relative strip_prefix", routeWith(`  path = "/x"`, `  service = "s"`, `  strip_prefix = "api"`),
 			[]string{`k:4:18: strip_prefix must start with "/", got "api"`}},
 		{"unknown balancer", routeWith(`  path = "/x"`, `  service = "s"`, `  balancer = "least_conn"`),
-			[]string{`k:4:14: unknown balancer "least_conn" (want one of round_robin, random)`}},
+			[]string{`k:4:14: unknown balancer "least_conn" (want one of round_robin, random, least_request)`}},
 		{"unparsable timeout", routeWith(`  path = "/x"`, `  service = "s"`, `  timeout = "5 sec"`),
 			[]string{`k:4:13: timeout: invalid duration "5 sec"`}},
 		{"zero timeout", routeWith(`  path = "/x"`, `  service = "s"`, `  timeout = "0s"`),

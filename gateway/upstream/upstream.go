@@ -10,6 +10,7 @@ package upstream
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"slices"
 	"sync"
@@ -49,6 +50,9 @@ type Config struct {
 	// Outliers keeps the instances' passive health across tables; nil
 	// means no outlier ejection.
 	Outliers *balancer.OutlierTracker
+	// Loads keeps the instances' in-flight counts across tables (what
+	// least_request weighs); nil counts nothing and reports zero.
+	Loads *balancer.LoadTracker
 	// Metrics records per-instance counters; nil records none.
 	Metrics *metrics.Metrics
 	// Now is the clock for ejection; nil means time.Now.
@@ -69,6 +73,8 @@ type Upstream struct {
 	breaker  *policy.RouteBreaker       // nil: no circuit breaker
 	health   []*balancer.InstanceHealth // aligned with hosts; nil: no outlier ejection
 	outliers *balancer.OutlierTracker
+	weights  []int            // the instances' current Consul weights, aligned with hosts
+	loads    []*balancer.Load // aligned with hosts; nil: not counted
 	now      func() time.Time
 	// metrics are the instances' counters in hosts order, resolved when the
 	// table was built; nil when metrics are off. noInstance counts requests
@@ -82,11 +88,13 @@ type Upstream struct {
 // goroutine that builds tables.
 func New(c Config) *Upstream {
 	hosts := make([]string, len(c.Instances))
+	weights := make([]int, len(c.Instances))
 	for i, in := range c.Instances {
 		hosts[i] = in.HostPort()
+		weights[i] = in.Weight()
 	}
 	u := &Upstream{service: c.Service, insts: c.Instances, hosts: hosts, balancer: c.Balancer, next: c.Transport,
-		scheme: c.Scheme, retry: c.Retry, breaker: c.Breaker, outliers: c.Outliers, now: c.Now}
+		scheme: c.Scheme, retry: c.Retry, breaker: c.Breaker, outliers: c.Outliers, now: c.Now, weights: weights}
 	if u.now == nil {
 		u.now = time.Now
 	}
@@ -95,6 +103,9 @@ func New(c Config) *Upstream {
 	}
 	if c.Outliers != nil {
 		u.health = c.Outliers.ForHosts(c.Service, hosts)
+	}
+	if c.Loads != nil {
+		u.loads = c.Loads.ForHosts(hosts)
 	}
 	u.metrics, u.noInstance = c.Metrics.Upstream(c.Service, hosts)
 	return u
@@ -197,9 +208,21 @@ func (p *poolView) Available(i int) bool {
 	return p.keepEjected || p.u.health == nil || !p.u.health[i].EjectedAt(p.now)
 }
 
-func (p *poolView) Weight(int) int { return 1 }
+// Weight is the instance's Consul weight; an upstream built without
+// weights (tests) weighs every instance 1.
+func (p *poolView) Weight(i int) int {
+	if i >= len(p.u.weights) {
+		return 1
+	}
+	return p.u.weights[i]
+}
 
-func (p *poolView) InFlight(int) int64 { return 0 }
+func (p *poolView) InFlight(i int) int64 {
+	if p.u.loads == nil {
+		return 0
+	}
+	return p.u.loads[i].N()
+}
 
 // to sends r to instance i.
 func (u *Upstream) to(r *http.Request, i int) (*http.Response, error) {
@@ -208,7 +231,19 @@ func (u *Upstream) to(r *http.Request, i int) (*http.Response, error) {
 	if ex := exchange.From(r.Context()); ex != nil {
 		ex.Instance = u.hosts[i]
 	}
+	var load *balancer.Load
+	if u.loads != nil {
+		load = u.loads[i]
+		load.Inc()
+	}
 	resp, err := u.next.RoundTrip(r)
+	if load != nil {
+		if err != nil || resp.Body == nil {
+			load.Dec()
+		} else {
+			resp.Body = counted(resp.Body, load)
+		}
+	}
 	if u.health != nil {
 		u.outliers.Record(u.health[i], u.hosts[i], instanceFailed(r, resp, err), err, u.now())
 	}
@@ -218,4 +253,34 @@ func (u *Upstream) to(r *http.Request, i int) (*http.Response, error) {
 		u.metrics[i].Record(err != nil && !exchange.ClientFault(r, err))
 	}
 	return resp, err
+}
+
+// countedBody ends an instance's in-flight request when the response body
+// is closed, which the proxy (or any other caller) does once it is done
+// with it, so a streamed or upgraded response counts until it ends.
+type countedBody struct {
+	io.ReadCloser
+	load *balancer.Load
+	once sync.Once
+}
+
+func (b *countedBody) Close() error {
+	b.once.Do(b.load.Dec)
+	return b.ReadCloser.Close()
+}
+
+// countedConn is countedBody for a 101 answer, whose body is the
+// connection itself: the proxy needs it to stay an io.ReadWriteCloser.
+type countedConn struct {
+	countedBody
+	w io.Writer
+}
+
+func (c *countedConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+
+func counted(body io.ReadCloser, load *balancer.Load) io.ReadCloser {
+	if rwc, ok := body.(io.ReadWriteCloser); ok {
+		return &countedConn{countedBody: countedBody{ReadCloser: rwc, load: load}, w: rwc}
+	}
+	return &countedBody{ReadCloser: body, load: load}
 }
