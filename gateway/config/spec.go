@@ -44,6 +44,10 @@ var (
 	attrTimeout     = attr{"timeout"}
 	attrACME        = attr{"acme"}
 	attrProtocol    = attr{"protocol"}
+	attrDatacenter  = attr{"datacenter"}
+
+	// failover.
+	attrDatacenters = attr{"datacenters"}
 
 	// upstream_tls.
 	attrCAFile     = attr{"ca_file"}
@@ -200,9 +204,9 @@ var (
 			attrPath, attrPathPrefix, attrMethods, attrHost, attrCaseFold,
 			attrService, attrTag, attrStripPrefix, attrBalancer, attrTimeout,
 			attrHTTPSOnly, attrHSTSMaxAge, attrACME,
-			attrIdleTimeout, attrProtocol,
+			attrIdleTimeout, attrProtocol, attrDatacenter,
 		},
-		blocks: []*blockSpec{upstreamTLSSpec},
+		blocks: []*blockSpec{upstreamTLSSpec, failoverSpec},
 		parts:  []part{accessPolicy, upstreamPolicy},
 	})
 
@@ -253,6 +257,12 @@ var (
 	upstreamTLSSpec = declare(&blockSpec{
 		typ:   "upstream_tls",
 		attrs: []attr{attrCAFile, attrServerName},
+	})
+
+	// failoverSpec is read by decodeFailover.
+	failoverSpec = declare(&blockSpec{
+		typ:   "failover",
+		attrs: []attr{attrDatacenters},
 	})
 
 	fallbackSpec = declare(&blockSpec{

@@ -138,6 +138,14 @@ var everyAttribute = strings.Join([]string{
 	`    server_name = "t.internal"`,
 	`  }`,
 	`}`,
+	`route "dc" {`,
+	`  path       = "/dc"`,
+	`  service    = "dcs"`,
+	`  datacenter = "dc2"`,
+	`  failover {`,
+	`    datacenters = ["dc3", "dc1"]`,
+	`  }`,
+	`}`,
 }, "\n") + "\n"
 
 // walkSpecs calls f for every block spec reachable from the document's,
@@ -246,6 +254,10 @@ func TestSpecEveryAttributeRead(t *testing.T) {
 			Name: "tls", SourceKey: "k", Pos: pos(111, 1), Path: "/t", Service: "ts", Balancer: "round_robin",
 			HTTPSOnly: true, HSTSMaxAge: 24 * time.Hour,
 			Protocol: ProtocolHTTPS, UpstreamTLS: &UpstreamTLS{CAFile: "/ca/t.pem", ServerName: "t.internal", Pos: pos(117, 3)},
+		},
+		{
+			Name: "dc", SourceKey: "k", Pos: pos(122, 1), Path: "/dc", Service: "dcs", Balancer: "round_robin",
+			Datacenter: "dc2", Failover: &Failover{Datacenters: []string{"dc3", "dc1"}, Pos: pos(126, 3)},
 		},
 	}, Aggregates: []Aggregate{
 		{
