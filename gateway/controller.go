@@ -75,6 +75,11 @@ func NewController(g *Gateway, logger hclog.Logger) *Controller {
 // zero, the default, turns panic mode off. Call it before Run.
 func (c *Controller) SetPanicThreshold(threshold float64) { c.pick.SetThreshold(threshold) }
 
+// SetLocalDatacenter names the local agent's datacenter for /routes,
+// metrics and logs; until it is called the name is LocalDatacenter. Call
+// it before Run.
+func (c *Controller) SetLocalDatacenter(name string) { c.builder.localDC = name }
+
 // Notify tells the controller that a source changed. It never blocks:
 // notices that arrive while a rebuild is pending fold into that rebuild,
 // so a burst of health changes costs one table build, not one each.
@@ -137,11 +142,14 @@ func (c *Controller) publish(ctx context.Context, insts Instances) (again bool) 
 	chosen := make(map[registry.ServiceKey][]registry.Instance, len(keys))
 	panics := make(map[registry.ServiceKey]string)
 	used := make(map[registry.ServiceKey]bool, len(keys))
+	passing := make(map[registry.ServiceKey]int, len(keys))
 	for _, k := range keys {
 		in, _ := insts.Instances(k)
 		chosen[k], panics[k] = c.pick.Choose(k, in)
 		used[k] = true
+		passing[k] = len(registry.Passing(in))
 	}
+	c.builder.passing = passing
 	c.pick.Forget(used)
 	t, failure := c.tryBuild(func() *Table {
 		return c.builder.buildAll(routes, aggs, func(k registry.ServiceKey) []registry.Instance { return chosen[k] }, panics, errs)
@@ -243,7 +251,9 @@ func serviceKeys(routes []config.Route, aggs []config.Aggregate) []registry.Serv
 		}
 	}
 	for _, r := range routes {
-		add(registry.ServiceKey{Name: r.Service, Tag: r.Tag})
+		for _, k := range routeKeys(&r) {
+			add(k)
+		}
 		// A forward_auth service is called like a route's: watch it too.
 		if fa := r.Policy.ForwardAuth; fa != nil {
 			add(authServiceKey(fa))

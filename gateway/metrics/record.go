@@ -137,6 +137,9 @@ type TableView struct {
 	// 2 open) by the name its gauge carries: the route, or
 	// "aggregate/call".
 	Breakers map[string]int
+	// Datacenters gives, for every route, the Consul datacenter it serves
+	// from now.
+	Datacenters map[string]string
 }
 
 // Published records a table swap: one reload, the rejected documents, and
@@ -206,4 +209,5 @@ func (m *Metrics) Published(v TableView) {
 		}
 	}
 	m.instances = instances
+	m.servingDC.publish(v.Datacenters)
 }
