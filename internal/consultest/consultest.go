@@ -102,8 +102,8 @@ func StartWithConfig(tb testing.TB, extra map[string]any) *Agent {
 		SerfWANAddr: fmt.Sprintf("127.0.0.1:%d", ports[2]),
 		Datacenter:  "dc1",
 		bin:         bin,
-		config:   filepath.Join(dir, "config.json"),
-		logPath:  filepath.Join(dir, "consul.log"),
+		config:      filepath.Join(dir, "config.json"),
+		logPath:     filepath.Join(dir, "consul.log"),
 	}
 	cfg := map[string]any{
 		"node_name":               a.NodeName,
