@@ -113,13 +113,17 @@ route "far" {
 	l.waitProgress(t, 200)
 	t.Logf("%d requests through both switches, none failed", l.finish(t))
 
-	logs := gw.logText()
-	for _, want := range []string{
-		`route serving datacenter switched: route=users from=dc1 to=dc2`,
-		`route serving datacenter switched back: route=users from=dc2 to=dc1`,
-	} {
-		if !strings.Contains(logs, want) {
-			t.Errorf("gateway log lacks %q", want)
+	// One line per switch, each way.
+	var away, back int
+	for _, line := range gw.logLines() {
+		switch {
+		case strings.Contains(line, `"route serving datacenter switched"`) && strings.Contains(line, `"to":"dc2"`):
+			away++
+		case strings.Contains(line, `"route serving datacenter switched back"`) && strings.Contains(line, `"to":"dc1"`):
+			back++
 		}
+	}
+	if away != 1 || back != 1 {
+		t.Errorf("log has %d switch lines to dc2 and %d back to dc1, want 1 each", away, back)
 	}
 }
