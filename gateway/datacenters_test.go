@@ -66,7 +66,9 @@ func TestRouteKeysWatchEveryListedDatacenter(t *testing.T) {
 	rc.Tag, rc.Datacenter = "v1", "dc2"
 	rc.Failover = &config.Failover{Datacenters: []string{"dc1", "dc3"}}
 	got := serviceKeys([]config.Route{rc, rc}, nil)
-	k := func(dc string) registry.ServiceKey { return registry.ServiceKey{Name: "svc", Tag: "v1", Datacenter: dc} }
+	k := func(dc string) registry.ServiceKey {
+		return registry.ServiceKey{Name: "svc", Tag: "v1", Datacenter: dc}
+	}
 	want := []registry.ServiceKey{k("dc2"), k("dc1"), k("dc3")}
 	if len(got) != len(want) {
 		t.Fatalf("keys %v, want %v", got, want)
