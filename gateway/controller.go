@@ -40,6 +40,9 @@ type Controller struct {
 	// lastGood shares each key's last good version with other replicas
 	// (controller_lastgood.go).
 	lastGood *lastGoods
+	// unwatched is how many failover watches MaxFailoverWatches left out
+	// at the last publish, so the warning is logged on change only.
+	unwatched int
 	// published is called after each publish; nil means nobody listens.
 	published func(*Table)
 }
@@ -133,6 +136,7 @@ func (c *Controller) publish(ctx context.Context, insts Instances) (again bool) 
 	defer c.lastGood.discard()
 	routes, aggs, errs := c.resolve()
 	keys := serviceKeys(routes, aggs)
+	c.logUnwatchedFailovers(routes, keys)
 	insts.Ensure(ctx, keys)
 	if ctx.Err() != nil {
 		return false
@@ -251,9 +255,7 @@ func serviceKeys(routes []config.Route, aggs []config.Aggregate) []registry.Serv
 		}
 	}
 	for _, r := range routes {
-		for _, k := range routeKeys(&r) {
-			add(k)
-		}
+		add(routeKeys(&r)[0])
 		// A forward_auth service is called like a route's: watch it too.
 		if fa := r.Policy.ForwardAuth; fa != nil {
 			add(authServiceKey(fa))
@@ -266,6 +268,9 @@ func serviceKeys(routes []config.Route, aggs []config.Aggregate) []registry.Serv
 		for _, c := range a.Calls {
 			add(registry.ServiceKey{Name: c.Service, Tag: c.Tag})
 		}
+	}
+	for _, k := range failoverKeys(routes, set) {
+		add(k)
 	}
 	return keys
 }

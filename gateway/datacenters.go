@@ -26,6 +26,54 @@ func routeKeys(rc *config.Route) []registry.ServiceKey {
 	return keys
 }
 
+// MaxFailoverWatches bounds the failover health watches of the whole
+// table (distinct service, tag and failover datacenter), beyond the
+// per-route bound: every one is a blocking query the local servers keep
+// open across the WAN. Past it, routes (in document key order) get no
+// further failover watches, and such a datacenter counts as having no
+// passing instance; a warning names them.
+const MaxFailoverWatches = 256
+
+// failoverKeys lists, in route order, the failover watches not already in
+// have, at most MaxFailoverWatches.
+func failoverKeys(routes []config.Route, have map[registry.ServiceKey]bool) []registry.ServiceKey {
+	seen := map[registry.ServiceKey]bool{}
+	var out []registry.ServiceKey
+	for i := range routes {
+		for _, k := range routeKeys(&routes[i])[1:] {
+			if have[k] || seen[k] || len(out) >= MaxFailoverWatches {
+				continue
+			}
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// logUnwatchedFailovers warns, when their number changes, about failover
+// datacenters left unwatched by MaxFailoverWatches.
+func (c *Controller) logUnwatchedFailovers(routes []config.Route, keys []registry.ServiceKey) {
+	watched := make(map[registry.ServiceKey]bool, len(keys))
+	for _, k := range keys {
+		watched[k] = true
+	}
+	var missing []string
+	for i := range routes {
+		for _, k := range routeKeys(&routes[i])[1:] {
+			if !watched[k] {
+				missing = append(missing, routes[i].Name+"->"+k.String())
+			}
+		}
+	}
+	if len(missing) != c.unwatched {
+		c.unwatched = len(missing)
+		if len(missing) > 0 {
+			c.logger.Warn("failover datacenters not watched: more than the bound", "bound", MaxFailoverWatches, "count", len(missing), "first", missing[0])
+		}
+	}
+}
+
 // dcName is the datacenter a key reads from, by name.
 func (b *tableBuilder) dcName(k registry.ServiceKey) string {
 	switch {

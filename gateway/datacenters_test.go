@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -76,6 +77,26 @@ func TestRouteKeysWatchEveryListedDatacenter(t *testing.T) {
 	for i := range want {
 		if got[i] != want[i] {
 			t.Errorf("keys %v, want %v", got, want)
+		}
+	}
+}
+
+// TestFailoverWatchesBounded: past MaxFailoverWatches no route gets more
+// failover watches, while every route keeps its own.
+func TestFailoverWatchesBounded(t *testing.T) {
+	var routes []config.Route
+	for i := range MaxFailoverWatches {
+		rc := prefixRoute(fmt.Sprint("r", i), "/r", fmt.Sprint("svc", i))
+		rc.Failover = &config.Failover{Datacenters: []string{"dc2", "dc3"}}
+		routes = append(routes, rc)
+	}
+	keys := serviceKeys(routes, nil)
+	if want := 2 * MaxFailoverWatches; len(keys) != want {
+		t.Fatalf("%d watches, want %d (each route's own and %d failover ones)", len(keys), want, MaxFailoverWatches)
+	}
+	for i, k := range keys[:MaxFailoverWatches] {
+		if k.Datacenter != "" || k.Name != fmt.Sprint("svc", i) {
+			t.Fatalf("watch %d is %v, want route %d's own", i, k, i)
 		}
 	}
 }
