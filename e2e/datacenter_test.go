@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +70,11 @@ route "far" {
 	}
 	if v := sample(scrape(t, gw), "gateway_route_serving_datacenter", "route=users", "datacenter=dc1"); v != 1 {
 		t.Errorf("serving gauge for users in dc1 = %v, want 1", v)
+	}
+	// dc3 does not exist: its watch fails like any Consul query, and
+	// /health names it.
+	if code, body := adminGet(t, gw, "/health"); code != 200 || body["status"] != "degraded" || !strings.Contains(fmt.Sprint(body["reason"]), "datacenter dc3") {
+		t.Errorf("/health with dc3 unknown: %d %v, want 200 degraded naming dc3", code, body)
 	}
 
 	// The local instance stays up while Consul calls it critical: requests

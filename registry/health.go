@@ -3,6 +3,7 @@ package registry
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -100,6 +101,10 @@ func (h *Health) start(key ServiceKey) *healthWatch {
 		// every watch runs the one loop of watch.go.
 		q.Datacenter = key.Datacenter
 		entries, meta, err := health.Service(key.Name, key.Tag, false, q)
+		if err != nil && key.Datacenter != "" {
+			// Named, so /health says which datacenter is unreachable.
+			return nil, nil, fmt.Errorf("datacenter %s: %w", key.Datacenter, err)
+		}
 		if err != nil {
 			return nil, nil, err
 		}
