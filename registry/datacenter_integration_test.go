@@ -24,6 +24,12 @@ func TestHealthWatchOtherDatacenter(t *testing.T) {
 		Check: &api.AgentServiceCheck{TTL: "10m", Status: api.HealthPassing},
 	})
 
+	for client, want := range map[*api.Client]string{local: "dc1", remote: "dc2"} {
+		if dc, err := LocalDatacenter(context.Background(), client); dc != want || err != nil {
+			t.Errorf("LocalDatacenter = %q, %v; want %q", dc, err, want)
+		}
+	}
+
 	h := NewHealth(local, Options{}, nil)
 	defer h.Stop()
 	here, there := ServiceKey{Name: "far"}, ServiceKey{Name: "far", Datacenter: "dc2"}
