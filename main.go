@@ -84,6 +84,7 @@ type serveFlags struct {
 	h2MaxStreams                            int
 	tls                                     tlsFlags
 	acme                                    acmeFlags
+	fabioTags                               bool
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -114,6 +115,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	addSelfFlags(fs, &f.self)
 	addTLSFlags(fs, &f.tls)
 	addACMEFlags(fs, &f.acme)
+	addFabioFlags(fs, &f.fabioTags)
 	return fs
 }
 
@@ -290,6 +292,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	watchCtx, a.stopWatches = context.WithCancel(context.Background())
 	a.watches.Go(func() { kv.Run(watchCtx) })
 	a.watches.Go(func() { state.Run(watchCtx) })
+	runFabioTags(watchCtx, f.fabioTags, client, opts, ctl, &a.watches)
 	a.watches.Go(func() { ctl.Run(watchCtx, kv, a.health) })
 	a.runCertSources(watchCtx, f.tls, certFiles, client, opts, a.certs)
 
@@ -326,6 +329,12 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	return a, nil
 }
 
+// tunnelGrace bounds how long the listeners wait, past the drain, for the
+// HTTP/2 streams of the tunnels closed at its end to finish: they end as
+// soon as their handlers return, and net/http sees a connection go idle
+// within half a second.
+const tunnelGrace = 2 * time.Second
+
 // shutdown deregisters from Consul (with -register), stops accepting, lets
 // in-flight requests finish within drain, then stops the watches. The watches run until the public side has
 // drained, so requests still in flight keep a fresh table.
@@ -339,25 +348,47 @@ func (a *app) shutdown(drain time.Duration) error {
 	regCancel()
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
+	// The WebSocket tunnels run on until the drain ends, then are closed,
+	// and the process does not exit under one still copying; new ones are
+	// refused from now on. A hijacked HTTP/1.1 tunnel is invisible to the
+	// servers' Shutdown, but an HTTP/2 one is a stream it waits for, so
+	// the servers' bound ends only once the tunnels closed at the drain's
+	// end have ended (plus tunnelGrace): closing them is the expected
+	// outcome of a drain, not a failed one.
+	srvCtx, srvCancel := context.WithCancel(context.Background())
+	defer srvCancel()
+	tunnelsClosed := make(chan int, 1)
+	go func() {
+		n := 0
+		if a.gw != nil {
+			n = a.gw.Tunnels().Shutdown(ctx)
+		}
+		tunnelsClosed <- n
+		<-ctx.Done()
+		if n > 0 {
+			t := time.NewTimer(tunnelGrace)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-srvCtx.Done():
+			}
+		}
+		srvCancel()
+	}()
 	// The plain and TLS listeners drain together, within the one bound.
 	var tlsErr error
 	var drained sync.WaitGroup
 	if a.tls != nil {
-		drained.Go(func() { tlsErr = a.tls.Shutdown(ctx) })
+		drained.Go(func() { tlsErr = a.tls.Shutdown(srvCtx) })
 	}
 	var err error
 	if a.public != nil {
-		err = a.public.Shutdown(ctx)
+		err = a.public.Shutdown(srvCtx)
 	}
 	drained.Wait()
 	err = cmp.Or(err, tlsErr)
-	// Shutdown neither waits for nor closes hijacked connections: the
-	// WebSocket tunnels run on until the drain ends, then are closed, and
-	// the process does not exit under one still copying.
-	if a.gw != nil {
-		if n := a.gw.Tunnels().Shutdown(ctx); n > 0 {
-			a.logger.Info("closed WebSocket tunnels at the end of the drain", "tunnels", n)
-		}
+	if n := <-tunnelsClosed; n > 0 {
+		a.logger.Info("closed WebSocket tunnels at the end of the drain", "tunnels", n)
 	}
 	_ = a.admin.Shutdown(ctx)
 	a.stopWatches()

@@ -28,7 +28,7 @@ type acmeFlags struct {
 }
 
 func addACMEFlags(fs *flag.FlagSet, f *acmeFlags) {
-	fs.StringVar(&f.ca, "acme-ca", acme.LetsEncrypt, "ACME directory URL certificates of `acme = true` routes are ordered from")
+	fs.StringVar(&f.ca, "acme-ca", acme.LetsEncrypt, "ACME directory URL the certificates of acme = true routes are ordered from")
 	fs.StringVar(&f.email, "acme-email", "", "contact address of the ACME account (default: none)")
 	fs.StringVar(&f.caRoot, "acme-ca-root", "", "PEM file of a root to trust for the ACME CA's HTTPS, for a private or test CA (default: system roots)")
 	fs.StringVar(&f.prefix, "acme-prefix", "gateway/acme/", "Consul KV prefix where replicas share ACME certificates, account keys, challenge tokens and locks")

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"io"
 	"net"
 	"testing"
@@ -37,6 +38,21 @@ func TestAdminListenerDefaultsToLoopback(t *testing.T) {
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 		t.Fatalf("default -admin %q is not a loopback address", f.admin)
 	}
+}
+
+// TestFlagUsageNamesAreTypes: the flag package takes a back-quoted word
+// in a usage string as the flag's argument name, so `-h` would print
+// "-acme-ca acme = true" instead of "-acme-ca string".
+func TestFlagUsageNamesAreTypes(t *testing.T) {
+	var f serveFlags
+	newServeFlagSet(&f, io.Discard).VisitAll(func(fl *flag.Flag) {
+		name, _ := flag.UnquoteUsage(fl)
+		switch name {
+		case "", "string", "int", "float", "duration", "value", "uint":
+		default:
+			t.Errorf("-%s prints its argument as %q in -h", fl.Name, name)
+		}
+	})
 }
 
 // TestH2CProtocols: -h2c keeps HTTP/1.1 and adds HTTP/2 with prior

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/netip"
@@ -134,8 +137,31 @@ func (f tlsFlags) httpsPolicy(tlsAddr string, trusted []netip.Prefix) policy.HTT
 }
 
 // serveTLS serves srv on the TLS listener through the shared connection
-// limit; ServeTLS enables HTTP/2 for clients that offer "h2".
+// limit; ServeTLS enables HTTP/2 for clients that offer "h2". Failed
+// handshakes are logged at debug level (see handshakeErrorsAtDebug).
 func serveTLS(srv *http.Server, ln net.Listener, conf *tls.Config) error {
 	srv.TLSConfig = conf
+	if srv.ErrorLog != nil {
+		srv.ErrorLog = log.New(handshakeErrorsAtDebug{srv.ErrorLog.Writer()}, "", 0)
+	}
 	return srv.ServeTLS(ln, "", "")
+}
+
+// handshakeErrorsAtDebug passes net/http's error log on, with the line it
+// writes for every failed TLS handshake marked "[DEBUG]" (the server's
+// hclog standard logger infers levels). Any client can fail handshakes
+// as fast as it connects (a scanner, a name with no certificate, a
+// protocol mismatch), so at info level one client could fill the log.
+type handshakeErrorsAtDebug struct{ next io.Writer }
+
+var handshakeErrorLine = []byte("http: TLS handshake error")
+
+func (w handshakeErrorsAtDebug) Write(p []byte) (int, error) {
+	if bytes.HasPrefix(p, handshakeErrorLine) {
+		if _, err := w.next.Write(append([]byte("[DEBUG] "), p...)); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return w.next.Write(p)
 }

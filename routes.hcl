@@ -119,6 +119,35 @@ route "products" {
 #   }
 # }
 
+# Canary: 95 % of /api/accounts to the instances tagged v1, 5 % to v2, and
+# every request with the header X-Canary: 1 (or the cookie canary=1) to v2,
+# so testers reach it directly. Not active in the demo (its services register
+# without tags). Instead of `service`, a route may have up to 8 split blocks;
+# the route's balancer, retries, circuit_breaker, protocol and timeout apply
+# to each destination. See the README's "Splits".
+#
+# route "accounts" {
+#   path_prefix = "/api/accounts"
+#   split {
+#     service = "accounts"
+#     tag     = "v1"      # optional; default: any instance
+#     weight  = 95        # relative share, 0..10000 (0 only with when_*)
+#   }
+#   split {
+#     service     = "accounts"
+#     tag         = "v2"
+#     weight      = 5
+#     # Either map matching (all of its entries, exact values) forces the
+#     # destination; forced with no healthy instance, the answer is 503.
+#     when_header = { "X-Canary" = "1" }
+#     when_cookie = { canary = "1" }
+#   }
+# }
+#
+# Shift traffic by writing new weights (50/50, then 5/95; finally drop the v1
+# split). A destination without healthy instances loses its share to the
+# others.
+
 # Other Consul datacenters, shown on a route that is not active in the demo
 # (it runs one datacenter). See the README's "Multiple datacenters".
 #

@@ -79,6 +79,12 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 	putRoute(t, client, "routes.hcl", string(demo))
 	putRoute(t, client, "team-b.hcl", "route \"search\" {\n  path_prefix = \"/api/search\"\n  service     = \"search\"\n  balancer    = \"fastest\"\n}\n")
 	putRoute(t, client, "legacy.hcl", routeDoc("legacy", "/api/legacy", "orders"))
+	// A canary split between two tagged instances, for its weights,
+	// condition and observed shares.
+	for _, v := range []string{"v1", "v2"} {
+		instances = append(instances, startTaggedBackend(t, client, "accounts", "accounts-"+v, v).addr())
+	}
+	putRoute(t, client, "accounts.hcl", strings.NewReplacer("/api/users", "/api/accounts", `"users"`, `"accounts"`).Replace(canaryDoc(95, 5)))
 	// A TLS listener with one file certificate and a rejected KV bundle,
 	// for the certificates section.
 	pair := newCertPair(t, t.TempDir(), "dash", "dash.example.test")
@@ -86,14 +92,14 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 	a := startGateway(t, addr, "-tls-listen", "127.0.0.1:0", "-tls-cert", pair.certFile, "-tls-key", pair.keyFile)
 	testkit.WaitFor(t, "the broken bundle listed", func() bool { return len(getCerts(t, a).Rejected) == 1 })
 	certErr := getCerts(t, a).Rejected[0].Error
-	testkit.WaitFor(t, "the legacy route", func() bool { return len(getRoutes(t, a).Routes) == 4 })
+	testkit.WaitFor(t, "the legacy route", func() bool { return len(getRoutes(t, a).Routes) == 5 })
 	// A bad write to legacy.hcl: it keeps serving its last good version.
 	putRoute(t, client, "legacy.hcl", "route \"legacy\" {\n  path_prefix = \n}\n")
 	var configErr string
 	var lastGood configError
 	testkit.WaitFor(t, "routes and the config errors loaded", func() bool {
 		tbl := getRoutes(t, a)
-		if len(tbl.Routes) != 4 || len(tbl.Aggregates) != 1 || len(tbl.Errors) != 2 {
+		if len(tbl.Routes) != 5 || len(tbl.Aggregates) != 1 || len(tbl.Errors) != 2 {
 			return false
 		}
 		// Sorted by key: legacy.hcl, then team-b.hcl.
@@ -111,7 +117,7 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
-			path := []string{"/api/users/1", "/api/orders", "/api/products", "/api/dashboard/1", "/nowhere"}[i%5]
+			path := []string{"/api/users/1", "/api/orders", "/api/products", "/api/dashboard/1", "/nowhere", "/api/accounts"}[i%6]
 			if resp, err := http.Get(a.url(path)); err == nil {
 				resp.Body.Close()
 			}
@@ -137,7 +143,7 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 		for _, e := range state.Entries {
 			requests[e.Name] = e.Requests
 		}
-		for _, rt := range []string{"users", "orders", "products", "user-dashboard"} {
+		for _, rt := range []string{"users", "orders", "products", "user-dashboard", "accounts"} {
 			if requests[rt] < 10 {
 				return false
 			}
@@ -161,6 +167,13 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 	since := lastGood.LastGoodSince.UTC().Format("2006-01-02 15:04:05 UTC")
 	if want := htmlText(fmt.Sprintf("Serving last good version from %s (index %d), newer version rejected:", since, lastGood.LastGoodIndex)); lastGood.Serving != "last_good" || !strings.Contains(dom, want) || !strings.Contains(dom, htmlText(lastGood.Message)) {
 		t.Errorf("legacy.hcl (%+v): the DOM lacks %q and its error", lastGood, want)
+	}
+	// The split route: each destination with its weight, configured and
+	// observed share, and the header forcing v2.
+	for _, w := range []string{"accounts:v1", "accounts:v2", "weight 95 (95.0 %) · observed ", "weight 5 (5.0 %) · observed ", "header X-Canary=1"} {
+		if !strings.Contains(dom, htmlText(w)) {
+			t.Errorf("rendered DOM lacks the split's %q", w)
+		}
 	}
 	if !strings.Contains(dom, "Serving nothing for this key") {
 		t.Error("team-b.hcl is not shown as serving nothing")

@@ -75,15 +75,35 @@ func startBackendWith(t *testing.T, client *api.Client, service, id string, h ht
 	return b
 }
 
-// registerInstance registers the instance at addr (host:port) of service
-// with a passing TTL check (see backend.setHealth), for upstreams that
-// are not a backend's httptest server.
-func registerInstance(t *testing.T, client *api.Client, service, id, addr string) {
+// startTaggedBackend is startBackend registered with Consul tags.
+func startTaggedBackend(t *testing.T, client *api.Client, service, id string, tags ...string) *backend {
+	t.Helper()
+	b := &backend{id: id, service: service}
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"instance": id, "path": r.URL.Path})
+	}))
+	t.Cleanup(b.srv.Close)
+	registerInstance(t, client, service, id, b.srv.Listener.Addr().String(), tags...)
+	return b
+}
+
+// registerInstance registers the instance at addr (host:port) of service,
+// with tags, and a passing TTL check (see backend.setHealth), for
+// upstreams that are not a backend's httptest server.
+func registerInstance(t *testing.T, client *api.Client, service, id, addr string, tags ...string) {
+	t.Helper()
+	registerTagged(t, client, service, id, addr)
+}
+
+// registerTagged is registerInstance with the instance's Consul tags;
+// registering an id again replaces its tags, as a redeploy does.
+func registerTagged(t *testing.T, client *api.Client, service, id, addr string, tags ...string) {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
 	err := client.Agent().ServiceRegister(&api.AgentServiceRegistration{
-		ID: id, Name: service, Address: host, Port: p,
+		ID: id, Name: service, Address: host, Port: p, Tags: tags,
 		Check: &api.AgentServiceCheck{CheckID: "ttl-" + id, TTL: "10m"},
 	})
 	if err != nil {
@@ -202,8 +222,9 @@ type routesBody struct {
 		Tunnels        int            `json:"tunnels"`
 		// Datacenter serves the route now; DatacenterReason says why
 		// when it is a failover one.
-		Datacenter       string `json:"datacenter"`
-		DatacenterReason string `json:"datacenter_reason"`
+		Datacenter       string      `json:"datacenter"`
+		DatacenterReason string      `json:"datacenter_reason"`
+		Splits           []splitView `json:"splits"`
 	} `json:"routes"`
 	Aggregates []struct {
 		Name  string `json:"name"`
@@ -213,6 +234,18 @@ type routesBody struct {
 		} `json:"calls"`
 	} `json:"aggregates"`
 	Errors []configError `json:"errors"`
+}
+
+// splitView is one destination of a route with splits in /routes.
+type splitView struct {
+	Service       string         `json:"service"`
+	Tag           string         `json:"tag"`
+	Weight        int            `json:"weight"`
+	Available     bool           `json:"available"`
+	Note          string         `json:"note"`
+	Served        uint64         `json:"served"`
+	ObservedShare float64        `json:"observed_share"`
+	Instances     []instanceView `json:"instances"`
 }
 
 type instanceView struct {

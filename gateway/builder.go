@@ -139,6 +139,12 @@ func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, 
 // route builds one route: its upstream with the route's protection, and
 // its request chain (see applyPolicies).
 func (b *tableBuilder) route(rc config.Route, instances func(registry.ServiceKey) []registry.Instance, panics map[registry.ServiceKey]string) *Route {
+	if rc.Splits != nil {
+		rt := b.splitRoute(rc, instances, panics)
+		// Split destinations are read from the local datacenter.
+		rt.Datacenter = b.dcName(registry.ServiceKey{})
+		return rt
+	}
 	key, dcReason := b.serving(&rc, instances)
 	b.switched(&rc, key, dcReason)
 	insts := instances(key)

@@ -131,6 +131,9 @@ func (c *Controller) buildFailed(failure any, before map[string]*config.Document
 	c.builder.discard()
 	c.gw.metrics.RecoveredPanic(metrics.PanicStageBuild)
 	bp, ok := failure.(*buildPanic)
+	if ok && c.rejectPanicked(bp) {
+		return true
+	}
 	st := (*keyState)(nil)
 	if ok {
 		st = c.keys[bp.at.Key]

@@ -11,6 +11,7 @@ import (
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/internal/registrytest"
+	"github.com/gatewayco/gateway/internal/testkit"
 )
 
 func routeDoc(name, prefix string) string {
@@ -23,7 +24,7 @@ func routeDoc(name, prefix string) string {
 // can be blamed for keeps the previous table.
 func TestControllerContainsBuildPanics(t *testing.T) {
 	m := metrics.New(metrics.Options{})
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	gw := New(Options{Metrics: m})
 	c := NewController(gw, hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info}))
 	docs, insts := &registrytest.Docs{}, &registrytest.Instances{}

@@ -45,6 +45,9 @@ type Controller struct {
 	unwatched int
 	// published is called after each publish; nil means nobody listens.
 	published func(*Table)
+	// tags adds routes from services' Fabio tags; nil when off
+	// (controller_tags.go).
+	tags *tagRoutes
 }
 
 // keyState is what the controller remembers of one KV key.
@@ -135,6 +138,7 @@ func (c *Controller) publish(ctx context.Context, insts Instances) (again bool) 
 	// never become the fleet's last good version.
 	defer c.lastGood.discard()
 	routes, aggs, errs := c.resolve()
+	routes, errs = c.addTagRoutes(routes, aggs, errs)
 	keys := serviceKeys(routes, aggs)
 	c.logUnwatchedFailovers(routes, keys)
 	insts.Ensure(ctx, keys)
@@ -255,7 +259,12 @@ func serviceKeys(routes []config.Route, aggs []config.Aggregate) []registry.Serv
 		}
 	}
 	for _, r := range routes {
-		add(routeKeys(&r)[0])
+		if r.Splits == nil {
+			add(routeKeys(&r)[0])
+		}
+		for _, s := range r.Splits {
+			add(splitKey(&s))
+		}
 		// A forward_auth service is called like a route's: watch it too.
 		if fa := r.Policy.ForwardAuth; fa != nil {
 			add(authServiceKey(fa))

@@ -23,7 +23,7 @@ func TestInformationalAnswersAreNotTheFinalStatus(t *testing.T) {
 		w.WriteHeader(http.StatusEarlyHints)
 		w.WriteHeader(http.StatusInternalServerError)
 	})
-	var buf syncBuffer
+	var buf testkit.Buffer
 	m := metrics.New(metrics.Options{})
 	gw := New(Options{AccessLog: true, Metrics: m, Logger: hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info})})
 	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("r", "/", "up")},

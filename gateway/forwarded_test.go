@@ -113,7 +113,7 @@ aggregate "agg" {
 // balancer the log names the client, not the balancer.
 func TestAccessLogShowsTheClientBehindATrustedProxy(t *testing.T) {
 	_, inst := startUpstream(t, "up", nil)
-	var buf syncBuffer
+	var buf testkit.Buffer
 	gw := New(Options{AccessLog: true, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 		Logger: hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info})})
 	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("r", "/", "up")},

@@ -4,6 +4,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,10 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"golang.org/x/net/http2"
 
+	"github.com/gatewayco/gateway/gateway/exchange"
+	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/gateway/tunnel"
 	"github.com/gatewayco/gateway/internal/testkit"
+	"github.com/gatewayco/gateway/registry"
 )
 
 // xconnectEnv is how Go's HTTP/2 server is told to accept extended
@@ -34,31 +39,13 @@ func TestWebSocketOverHTTP2(t *testing.T) {
 	pg, _ := wsGateway(t, clock, tunnel.Options{}, wsDoc("24h"), func(o *Options) {
 		o.MaxBodyBytes, o.BodyReadTimeout = 16, time.Nanosecond
 	})
-	srv := httptest.NewUnstartedServer(pg.gw)
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	tr := &http2.Transport{TLSClientConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig}
-	t.Cleanup(tr.CloseIdleConnections)
-	connect := func() (*http.Response, *io.PipeWriter, error) {
-		pr, pw := io.Pipe()
-		req, _ := http.NewRequest(http.MethodConnect, srv.URL+"/ws/chat", pr)
-		req.Header.Set(":protocol", "websocket")
-		req.Header.Set("Sec-WebSocket-Version", "13")
-		resp, err := tr.RoundTrip(req)
-		return resp, pw, err
-	}
-
+	connect := h2Connect(t, pg.gw, "/ws/chat")
 	if !strings.Contains(os.Getenv("GODEBUG"), xconnectEnv) {
 		if _, _, err := connect(); err == nil || !strings.Contains(err.Error(), "extended connect not supported") {
 			t.Fatalf("extended CONNECT without GODEBUG: %v, want the server not to offer it", err)
 		}
-		cmd := exec.Command(os.Args[0], "-test.run=^TestWebSocketOverHTTP2$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), "GODEBUG="+xconnectEnv+","+os.Getenv("GODEBUG"))
-		out, err := cmd.CombinedOutput()
-		if err != nil || !bytes.Contains(out, []byte("--- PASS: TestWebSocketOverHTTP2")) {
-			t.Fatalf("with GODEBUG=%s: %v\n%s", xconnectEnv, err, out)
-		}
+	}
+	if reexecWithXConnect(t, "TestWebSocketOverHTTP2") {
 		return
 	}
 
@@ -126,4 +113,117 @@ func serverFrame(t *testing.T, r io.Reader) (opcode byte, payload []byte) {
 		t.Fatalf("frame payload: %v", err)
 	}
 	return h[0] & 0x0f, payload
+}
+
+// TestH2WebSocketStalledClientDoesNotBlockShutdown: a client that opens
+// an HTTP/2 WebSocket and stops reading leaves the gateway's write to the
+// stream waiting on flow control. Ending the tunnel (idle, drain) must
+// still end it, not wait behind that write forever.
+func TestH2WebSocketStalledClientDoesNotBlockShutdown(t *testing.T) {
+	if reexecWithXConnect(t, "TestH2WebSocketStalledClientDoesNotBlockShutdown") {
+		return
+	}
+	clock := testkit.NewClock()
+	_, flood := startUpstream(t, "ws-flood", func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		msg := make([]byte, 32<<10)
+		for c.Write(r.Context(), websocket.MessageBinary, msg) == nil {
+		}
+	})
+	m := metrics.New(metrics.Options{})
+	opts := Options{Metrics: m, Tunnels: tunnel.New(tunnel.Options{Now: clock.Now, AfterFunc: clock.AfterFunc, Metrics: m})}
+	pg := startPolicyGateway(t, opts, wsDoc("1h"), map[string][]registry.Instance{"ws": {flood}})
+	resp, pw, err := h2Connect(t, pg.gw, "/ws/flood")()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	defer pw.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("extended CONNECT: %d", resp.StatusCode)
+	}
+	// The client reads nothing: once its stream window (4 MiB for x/net's
+	// transport, less what the server buffers) is used up, the gateway's
+	// write blocks.
+	testkit.WaitFor(t, "stream window used up", func() bool {
+		return sample(t, m, "gateway_tunnel_bytes_total", "route", "ws", "direction", "down") >= 4<<20-64<<10
+	})
+	drain, end := context.WithCancel(context.Background())
+	end()
+	done := make(chan int, 1)
+	go func() { done <- pg.gw.Tunnels().Shutdown(drain) }()
+	select {
+	case n := <-done:
+		if n != 1 {
+			t.Errorf("Shutdown closed %d tunnels, want 1", n)
+		}
+	case <-time.After(testkit.Timeout):
+		t.Fatal("Shutdown still waiting on a tunnel whose client stopped reading")
+	}
+}
+
+// h2Connect serves h over TLS with HTTP/2 and returns a function that
+// opens a WebSocket on path with an extended CONNECT: the response, whose
+// body is the stream's downward half, and the writer of its upward half.
+func h2Connect(t *testing.T, h http.Handler, path string) func() (*http.Response, *io.PipeWriter, error) {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	tr := &http2.Transport{TLSClientConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig}
+	t.Cleanup(tr.CloseIdleConnections)
+	return func() (*http.Response, *io.PipeWriter, error) {
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequest(http.MethodConnect, srv.URL+path, pr)
+		req.Header.Set(":protocol", "websocket")
+		req.Header.Set("Sec-WebSocket-Version", "13")
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			pw.Close()
+		}
+		return resp, pw, err
+	}
+}
+
+// reexecWithXConnect runs test again in a child process with
+// GODEBUG=http2xconnect=1 (Go's HTTP/2 server reads it once, at init) and
+// reports true, the child's result being the test's; false when this
+// process already has it and the test should run here.
+func reexecWithXConnect(t *testing.T, test string) bool {
+	t.Helper()
+	if strings.Contains(os.Getenv("GODEBUG"), xconnectEnv) {
+		return false
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "GODEBUG="+xconnectEnv+","+os.Getenv("GODEBUG"))
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("--- PASS: "+test)) {
+		t.Fatalf("with GODEBUG=%s: %v\n%s", xconnectEnv, err, out)
+	}
+	return true
+}
+
+// TestH2WebSocketUpstreamThatDoesNotSwitch: over HTTP/2 a 2xx answer to
+// an extended CONNECT means the tunnel is open (RFC 8441), so an upstream
+// that answers the WebSocket handshake with a plain 200 (not a WebSocket
+// server) must not be passed on as one: the client would take the
+// upstream's page for WebSocket frames.
+func TestH2WebSocketUpstreamThatDoesNotSwitch(t *testing.T) {
+	if reexecWithXConnect(t, "TestH2WebSocketUpstreamThatDoesNotSwitch") {
+		return
+	}
+	_, plain := startUpstream(t, "plain", nil) // answers 200 JSON to anything
+	pg := startPolicyGateway(t, Options{}, wsDoc("1h"), map[string][]registry.Instance{"ws": {plain}})
+	resp, pw, err := h2Connect(t, pg.gw, "/ws/x")()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	defer pw.Close()
+	expectJSONError(t, resp, http.StatusBadGateway, exchange.MsgUpstreamDown)
 }

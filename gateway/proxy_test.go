@@ -168,7 +168,7 @@ func TestAccessLogRecordsRouteUpstreamAndClientGone(t *testing.T) {
 		close(started)
 		<-r.Context().Done()
 	})
-	var buf syncBuffer
+	var buf testkit.Buffer
 	gw := New(Options{AccessLog: true, Logger: hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info})})
 	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("slow", "/", "slow")},
 		fixed(map[string][]registry.Instance{"slow": {inst}}), nil))

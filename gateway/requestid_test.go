@@ -8,13 +8,14 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
 )
 
 func TestRequestIDIsKeptWhenValidAndReplacedOtherwise(t *testing.T) {
 	echo := &headerEcho{}
 	_, inst := startUpstream(t, "echo-1", echo.ServeHTTP)
-	var log syncBuffer
+	var log testkit.Buffer
 	gw := New(Options{
 		RequestID: func() string { return "generated-id" },
 		AccessLog: true, Logger: hclog.New(&hclog.LoggerOptions{Output: &log, Level: hclog.Info}),

@@ -47,9 +47,13 @@ type Route struct {
 	Datacenter       string
 	DatacenterReason string
 
-	up      *upstream.Upstream
-	handler http.Handler   // the route's policy chain ending in the proxy
-	metrics *metrics.Route // nil when metrics are off
+	up *upstream.Upstream // nil for a route with splits
+	// splitter chooses the destination of a route with splits; nil
+	// otherwise. splitPanics is each destination's Panic, in split order.
+	splitter    *upstream.Splitter
+	splitPanics []string
+	handler     http.Handler   // the route's policy chain ending in the proxy
+	metrics     *metrics.Route // nil when metrics are off
 }
 
 // ConfigError is a rejected route document, as listed by /routes.
@@ -93,6 +97,15 @@ func (t *Table) metricsView() metrics.TableView {
 		if st, ok := rt.Breaker(); ok {
 			v.Breakers[rt.Config.Name] = st.Level()
 		}
+		for _, ss := range rt.SplitStates(time.Time{}) {
+			if v.Splits == nil {
+				v.Splits = map[string][]string{}
+			}
+			v.Splits[rt.Config.Name] = append(v.Splits[rt.Config.Name], ss.Split.String())
+			if ss.HasBreaker {
+				v.Breakers[rt.Config.Name+"/"+ss.Split.String()] = ss.Breaker.Level()
+			}
+		}
 	}
 	for _, ag := range t.aggregates {
 		v.Routes = append(v.Routes, ag.Config.Name)
@@ -108,6 +121,9 @@ func (t *Table) metricsView() metrics.TableView {
 // Breaker is the route's circuit breaker state; ok is false when the
 // route has none.
 func (r *Route) Breaker() (state policy.BreakerState, ok bool) {
+	if r.up == nil {
+		return 0, false
+	}
 	if br := r.up.Breaker(); br != nil {
 		return br.State(), true
 	}
@@ -116,4 +132,11 @@ func (r *Route) Breaker() (state policy.BreakerState, ok bool) {
 
 // InstanceStates lists the route's instances, in Instances order, with
 // the gateway's own verdict on each at now.
-func (r *Route) InstanceStates(now time.Time) []upstream.InstanceState { return r.up.Instances(now) }
+// A route with splits lists its destinations' instances in
+// SplitStates instead, and none here.
+func (r *Route) InstanceStates(now time.Time) []upstream.InstanceState {
+	if r.up == nil {
+		return nil
+	}
+	return r.up.Instances(now)
+}

@@ -1,18 +1,18 @@
 package registry
 
 import (
-	"bytes"
 	"context"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/gatewayco/gateway/internal/consultest"
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/consul/sdk/testutil"
 	"github.com/hashicorp/go-hclog"
 	"go.uber.org/goleak"
+
+	"github.com/gatewayco/gateway/internal/consultest"
+	"github.com/gatewayco/gateway/internal/testkit"
 )
 
 // verifyNoLeaks fails the test if goroutines started during it outlive it.
@@ -54,25 +54,7 @@ type counter struct{ n atomic.Int64 }
 func (c *counter) notify()      { c.n.Add(1) }
 func (c *counter) count() int64 { return c.n.Load() }
 
-// logBuffer captures hclog output for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newTestLogger(out *logBuffer) hclog.Logger {
+func newTestLogger(out *testkit.Buffer) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: "gw", Level: hclog.Debug, Output: out})
 }
 

@@ -368,7 +368,7 @@ func TestStateDoesNotRetryWhatConsulRefuses(t *testing.T) {
 	verifyNoLeaks(t)
 	srv := startConsul(t)
 	client := testClient(t, srv.HTTPAddr)
-	var logs logBuffer
+	var logs testkit.Buffer
 	s := NewState(client, "routes/", "state/", Options{Logger: newTestLogger(&logs)}, nil)
 	var tries atomic.Int64
 	s.beforeCAS = func() { tries.Add(1) }

@@ -122,7 +122,7 @@ func TestLoopRecoversFromHungConnection(t *testing.T) {
 		}
 		return fakeAnswer{Index: 3, Body: kvBody("routes/a", "x"), Block: n > 1}
 	})
-	var logs logBuffer
+	var logs testkit.Buffer
 	status := &Status{}
 	opts := Options{WaitTime: 200 * time.Millisecond, Margin: 50 * time.Millisecond, Status: status, Logger: newTestLogger(&logs)}
 	kv := NewKV(testClient(t, fake.URL), "routes/", opts, nil)

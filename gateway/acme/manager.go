@@ -394,7 +394,7 @@ func (m *Manager) HTTPHandler(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if !m.limit.Allow() {
+		if !m.allowChallenge(hostOnly(r.Host)) {
 			exchange.WriteError(w, http.StatusServiceUnavailable, "acme challenge lookups over their rate limit", "")
 			return
 		}
@@ -402,6 +402,19 @@ func (m *Manager) HTTPHandler(next http.Handler) http.Handler {
 			exchange.WriteError(w, http.StatusNotFound, "no such acme challenge", "")
 		}
 	})
+}
+
+// allowChallenge reports whether a challenge request for host may be
+// answered. One whose challenge this replica presented itself is answered
+// from memory and costs nothing; only a lookup that would reach Consul
+// takes a token of the rate limit. Otherwise anyone requesting challenge
+// paths of a managed host would use up the limit and get the CA's own
+// validation refused, failing the order.
+func (m *Manager) allowChallenge(host string) bool {
+	if _, ok := certmagic.GetACMEChallenge(host); ok {
+		return true
+	}
+	return m.limit.Allow()
 }
 
 func hostOnly(hostport string) string {
@@ -433,7 +446,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		return nil, nil
 	}
 	if IsChallengeHello(hello) {
-		if !m.limit.Allow() {
+		if !m.allowChallenge(name) {
 			return nil, errors.New("acme: challenge lookups over their rate limit")
 		}
 		return m.cfg.GetCertificate(hello)
@@ -517,7 +530,8 @@ func (m *Manager) recordFailure(data map[string]any, err error) {
 	}
 	text := err.Error()
 	if len(text) > maxFailureText {
-		text = text[:maxFailureText] + "..."
+		// Cut on a character boundary: a split one is invalid UTF-8.
+		text = strings.ToValidUTF8(text[:maxFailureText], "") + "..."
 	}
 	m.failures[host] = Failure{Host: host, Error: text, At: time.Now()}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -229,4 +230,61 @@ func TestSetHostsBoundsAndValidates(t *testing.T) {
 	if got := m.Hosts(); len(got) != 2 {
 		t.Errorf("waiting hosts must stay in the set: %q", got)
 	}
+}
+
+// TestChallengeFloodDoesNotStarveTheCA: clients hammering a managed
+// host's challenge path use up the rate limit of lookups that reach
+// Consul; the CA's own validation of a token this replica presented is
+// answered from memory and must not be refused with them.
+func TestChallengeFloodDoesNotStarveTheCA(t *testing.T) {
+	agent := consultest.Start(t)
+	client, err := registry.NewClient(agent.HTTPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := listen(t)
+	ca := pebbletest.Start(t, pebbletest.Options{HTTPPort: port(t, plain)})
+	store := registry.NewStore(client, "gateway/acme/", registry.StoreOptions{LockDelay: time.Second})
+	m, err := acme.New(acme.Options{
+		CA: ca.Directory, CARootFile: ca.CARootFile, Store: store, HTTPAddr: plain.Addr().String(),
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "flood", Level: hclog.Info, Output: testWriter{t}}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := &http.Server{Handler: m.HTTPHandler(http.NotFoundHandler())}
+	go func() { _ = web.Serve(plain) }()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		close(stop)
+		wg.Wait()
+		m.Stop()
+		_ = web.Close()
+		_ = store.Close()
+	})
+	limited := make(chan struct{}, 1)
+	h := m.HTTPHandler(http.NotFoundHandler())
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://"+host+"/.well-known/acme-challenge/flood", nil))
+				if rec.Code == http.StatusServiceUnavailable {
+					select {
+					case limited <- struct{}{}:
+					default:
+					}
+				}
+			}
+		})
+	}
+	m.SetHosts([]string{host}) // the flood runs on the same limiter
+	<-limited
+	testkit.WaitFor(t, "certificate obtained under the flood", func() bool { return len(m.Certificates()) == 1 })
 }

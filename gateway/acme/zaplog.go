@@ -3,6 +3,7 @@ package acme
 import (
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"go.uber.org/zap"
@@ -50,8 +51,10 @@ func (c *zapCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Chec
 
 func (c *zapCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
 	l := c.l
-	if e.LoggerName != "" {
-		l = l.Named(e.LoggerName)
+	// certmagic builds some names as Logger.Name()+".x", which starts
+	// with a dot under our unnamed zap logger.
+	if name := strings.Trim(e.LoggerName, "."); name != "" {
+		l = l.Named(name)
 	}
 	l.Log(hclogLevel(e.Level), e.Message, append(append([]any(nil), c.fields...), flatten(fs)...)...)
 	return nil

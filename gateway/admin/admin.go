@@ -105,6 +105,9 @@ type routeView struct {
 	Datacenter       string   `json:"datacenter"`
 	DatacenterReason string   `json:"datacenter_reason,omitempty"`
 	Failover         []string `json:"failover,omitempty"`
+	// Splits are the destinations of a route with split blocks (Service
+	// and Tag are then empty); omitted for a one-service route.
+	Splits []splitView `json:"splits,omitempty"`
 }
 
 type instanceView struct {
@@ -147,6 +150,7 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 		v.ACME = c.ACME
 		v.IdleTimeout = c.TunnelIdleTimeout().String()
 		v.Tunnels = a.g.Tunnels().Open(c.Name)
+		v.Splits = splitViews(rt, now)
 		body.Routes = append(body.Routes, v)
 	}
 	writeJSON(w, http.StatusOK, body)

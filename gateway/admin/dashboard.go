@@ -78,6 +78,20 @@ type entryView struct {
 type serviceView struct {
 	Name      string         `json:"name"`
 	Instances []instanceView `json:"instances"`
+	// Split is set for a destination of a route with splits.
+	Split *dashSplit `json:"split,omitempty"`
+}
+
+// dashSplit is what the dashboard shows of a split destination: its
+// weight and configured share, the share it was observed to get, its
+// conditions, and whether it is available.
+type dashSplit struct {
+	Weight        int      `json:"weight"`
+	Share         float64  `json:"share"`
+	ObservedShare float64  `json:"observed_share"`
+	Served        uint64   `json:"served"`
+	Available     bool     `json:"available"`
+	Conditions    []string `json:"conditions,omitempty"`
 }
 
 func buildState(g *gateway.Gateway, health Health, rates *rateWindow) stateBody {
@@ -108,7 +122,19 @@ func buildState(g *gateway.Gateway, health Health, rates *rateWindow) stateBody 
 		if c.Host != "" {
 			match = c.Host + match
 		}
-		sv := serviceView{Name: rt.Service.String(), Instances: instanceViews(rt.InstanceStates(s.Now))}
+		svcs := []serviceView{{Name: rt.Service.String(), Instances: instanceViews(rt.InstanceStates(s.Now))}}
+		if splits := splitViews(rt, s.Now); splits != nil {
+			svcs = svcs[:0]
+			for _, sp := range splits {
+				name := sp.Service
+				if sp.Tag != "" {
+					name += ":" + sp.Tag
+				}
+				svcs = append(svcs, serviceView{Name: name, Instances: sp.Instances, Split: &dashSplit{
+					Weight: sp.Weight, Share: sp.Share, ObservedShare: sp.ObservedShare, Served: sp.Served, Available: sp.Available,
+					Conditions: append(conditionText("header", sp.WhenHeader), conditionText("cookie", sp.WhenCookie)...)}})
+			}
+		}
 		breaker := ""
 		if st, ok := rt.Breaker(); ok {
 			breaker = st.String()
@@ -116,7 +142,7 @@ func buildState(g *gateway.Gateway, health Health, rates *rateWindow) stateBody 
 		total, errs := g.Metrics().Counts(c.Name)
 		s.Entries = append(s.Entries, entryView{
 			Kind: "route", Name: c.Name, Match: match, Methods: c.Methods, SourceKey: c.SourceKey,
-			Balancer: c.Balancer, Services: []serviceView{sv}, Requests: total, Errors: errs,
+			Balancer: c.Balancer, Services: svcs, Requests: total, Errors: errs,
 			Breaker: breaker,
 		})
 	}

@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/gatewayco/gateway/internal/devcert"
 	"github.com/gatewayco/gateway/registry"
@@ -176,6 +179,33 @@ func TestParseBundleRejects(t *testing.T) {
 	}
 }
 
+// TestParseBundleNamesMisorderedChain: a chain pasted CA first (cat
+// ca.crt leaf.crt leaf.key) is reported as such, not by what the CA
+// certificate lacks ("names no host") or as a key that matches nothing.
+func TestParseBundleNamesMisorderedChain(t *testing.T) {
+	c1, k1 := gen(t, "a.test")
+	c2, _ := gen(t, "b.test")
+	caKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), IsCA: true, BasicConstraintsValid: true, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	for name, data := range map[string][]byte{
+		"ca without names first": append(append(append([]byte{}, ca...), c1...), k1...),
+		"other leaf first":       append(append(append([]byte{}, c2...), c1...), k1...),
+	} {
+		_, err := ParseBundle(data, now)
+		if !errors.Is(err, ErrChainOrder) || !strings.Contains(err.Error(), "certificate 2") {
+			t.Errorf("%s: %v, want %v naming certificate 2", name, err, ErrChainOrder)
+		}
+	}
+}
+
 func TestKVBundlesKeepLastGood(t *testing.T) {
 	s := NewStore()
 	var rejectedCount int
@@ -271,9 +301,16 @@ func TestFilesLoadFailsOnBadPair(t *testing.T) {
 	_, k := gen(t, "a.test")
 	os.WriteFile(filepath.Join(dir, "c"), c, 0o600)
 	os.WriteFile(filepath.Join(dir, "k"), k, 0o600)
-	f := NewFiles(NewStore(), []Pair{{filepath.Join(dir, "c"), filepath.Join(dir, "k")}}, func() time.Time { return now }, nil)
+	var log bytes.Buffer
+	f := NewFiles(NewStore(), []Pair{{filepath.Join(dir, "c"), filepath.Join(dir, "k")}}, func() time.Time { return now },
+		hclog.New(&hclog.LoggerOptions{Output: &log}))
 	if err := f.Load(); err == nil {
 		t.Error("a mismatched pair loaded at start")
+	}
+	// Nothing was ever good, so the warning must not claim a version is
+	// being served (the gateway is about to refuse to start).
+	if strings.Contains(log.String(), "serving the last good version") {
+		t.Errorf("log claims a last good version that does not exist: %s", log.String())
 	}
 }
 
@@ -287,4 +324,66 @@ func FuzzParseBundle(f *testing.F) {
 			t.Fatal("accepted a bundle without a leaf")
 		}
 	})
+}
+
+// TestNoCertificateErrorSaysWhy: net/http logs the handshake error, and
+// "no certificate for this server name" alone leaves the operator to
+// guess which name and what would have served it.
+func TestNoCertificateErrorSaysWhy(t *testing.T) {
+	s := NewStore()
+	s.Set(SourceKV, []*Cert{mustCert(t, SourceKV, "gateway/certs/a", bundle(t, "a.test"), false)}, nil)
+	for name, want := range map[string]string{"": "no server name (SNI)", "b.test": `"b.test"`, strings.Repeat("x", 400): strings.Repeat("x", 64) + `..."`} {
+		_, err := s.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
+		if !errors.Is(err, ErrNoCertificate) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "no default certificate") {
+			t.Errorf("server name %.10q: %v, want %v naming %s and the missing default", name, err, ErrNoCertificate, want)
+		}
+		if err != nil && len(err.Error()) > 300 {
+			t.Errorf("server name %.10q: error of %d bytes", name, len(err.Error()))
+		}
+	}
+}
+
+// TestParsePairNamesKeyInCertFile: a combined PEM (chain and key in one
+// file, as HAProxy takes) given as both -tls-cert and -tls-key has two
+// keys; the error must say the certificate file holds one.
+func TestParsePairNamesKeyInCertFile(t *testing.T) {
+	b := bundle(t, "a.test")
+	_, err := ParsePair(b, b, now)
+	if !errors.Is(err, ErrBadPEM) || !strings.Contains(err.Error(), "certificate file holds a private key") {
+		t.Errorf("combined file as both: %v, want %v saying the certificate file holds a key", err, ErrBadPEM)
+	}
+}
+
+// TestKVBundlesBoundHoldsAsKeysMove: the bound on parsed keys holds for
+// the keys as they stand, not as they were when each was first seen: a
+// key inserted ahead of the others pushes the last one out, and the
+// pushed-out key serves again when room is made.
+func TestKVBundlesBoundHoldsAsKeysMove(t *testing.T) {
+	s := NewStore()
+	k := NewKVBundles(s, "p/", func() time.Time { return now }, nil)
+	k.max = 2
+	b, c, a := kvDoc(t, "p/b", "b.test", 1), kvDoc(t, "p/c", "c.test", 2), kvDoc(t, "p/a", "a.test", 3)
+	k.Update([]registry.Document{b, c})
+	if s.Lookup("c.test") == nil {
+		t.Fatal("c not served within the bound")
+	}
+	k.Update([]registry.Document{a, b, c})
+	if all, _ := s.Certs(); len(all) != 2 || s.Lookup("c.test") != nil {
+		t.Errorf("%d certificates served (c served: %v), want 2 with c pushed out", len(all), s.Lookup("c.test") != nil)
+	}
+	if _, rej := s.Certs(); len(rej) != 1 || rej[0].Source != "p/c" {
+		t.Errorf("rejections %v, want p/c as one too many", rej)
+	}
+	k.Update([]registry.Document{b, c})
+	if s.Lookup("c.test") == nil {
+		t.Error("c not served again once a key was removed")
+	}
+	if _, rej := s.Certs(); len(rej) != 0 {
+		t.Errorf("rejections %v after room was made", rej)
+	}
+}
+
+// kvDoc is a KV document holding a bundle for name.
+func kvDoc(t *testing.T, key, name string, index uint64) registry.Document {
+	return registry.Document{Key: key, Value: bundle(t, name), ModifyIndex: index}
 }

@@ -107,7 +107,11 @@ func (f *Files) reject(i int, err error) bool {
 		return false
 	}
 	st.rejected = &Rejected{Kind: SourceFile, Source: f.pairs[i].CertFile, Error: err.Error(), At: f.now()}
-	f.logger.Warn("certificate files rejected; serving the last good version", "file", f.pairs[i].CertFile, "key_file", f.pairs[i].KeyFile, "error", err, "last_good", st.good != nil)
+	msg := "certificate files rejected; serving the last good version"
+	if st.good == nil {
+		msg = "certificate files rejected; none of theirs is served"
+	}
+	f.logger.Warn(msg, "file", f.pairs[i].CertFile, "key_file", f.pairs[i].KeyFile, "error", err, "last_good", st.good != nil)
 	return true
 }
 

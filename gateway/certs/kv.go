@@ -28,13 +28,18 @@ type KVBundles struct {
 	prefix string
 	now    func() time.Time
 	logger hclog.Logger
+	max    int                 // MaxKVCerts; tests lower it
 	keys   map[string]*kvState // only the updating goroutine touches it
 }
 
 type kvState struct {
 	modifyIndex uint64
-	good        *Cert
-	rejected    *Rejected
+	// over is a key past max in the snapshot it was last judged in. A key
+	// moves when others are added or removed before it, so an unchanged
+	// key is judged again when it crosses the bound either way.
+	over     bool
+	good     *Cert
+	rejected *Rejected
 }
 
 // NewKVBundles returns the KV source for keys under prefix, publishing
@@ -46,7 +51,7 @@ func NewKVBundles(store *Store, prefix string, now func() time.Time, logger hclo
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return &KVBundles{store: store, prefix: prefix, now: now, logger: logger, keys: map[string]*kvState{}}
+	return &KVBundles{store: store, prefix: prefix, now: now, logger: logger, max: MaxKVCerts, keys: map[string]*kvState{}}
 }
 
 // Update applies a snapshot of the prefix (sorted by key, as
@@ -59,13 +64,13 @@ func (k *KVBundles) Update(docs []registry.Document) {
 		if st == nil {
 			st = &kvState{}
 			k.keys[d.Key] = st
-		} else if st.modifyIndex == d.ModifyIndex {
+		} else if st.modifyIndex == d.ModifyIndex && st.over == (n >= k.max) {
 			continue
 		}
-		st.modifyIndex = d.ModifyIndex
-		if n >= MaxKVCerts {
+		st.modifyIndex, st.over = d.ModifyIndex, n >= k.max
+		if st.over {
 			st.good = nil
-			st.rejected = &Rejected{Kind: SourceKV, Source: d.Key, Error: fmt.Sprintf("%s: more than %d keys under %s", ErrTooLarge, MaxKVCerts, k.prefix), At: k.now()}
+			st.rejected = &Rejected{Kind: SourceKV, Source: d.Key, Error: fmt.Sprintf("%s: more than %d keys under %s", ErrTooLarge, k.max, k.prefix), At: k.now()}
 			continue
 		}
 		c, err := ParseBundle(d.Value, k.now())

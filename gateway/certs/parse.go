@@ -50,6 +50,7 @@ var (
 	ErrWeakKey    = errors.New("weak or unsupported key")
 	ErrTooMany    = errors.New("too many names")
 	ErrNoDNSNames = errors.New("certificate names no host")
+	ErrChainOrder = errors.New("the leaf certificate must come first in the chain")
 )
 
 // ParseBundle reads one PEM bundle: the certificate chain, leaf first,
@@ -100,11 +101,30 @@ func ParsePair(certPEM, keyPEM []byte, now time.Time) (*tls.Certificate, error) 
 	if len(certPEM)+len(keyPEM) > MaxBundleBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(certPEM)+len(keyPEM), MaxBundleBytes)
 	}
+	if hasKey(certPEM) && hasKey(keyPEM) {
+		return nil, fmt.Errorf("%w: the certificate file holds a private key as well as the key file (a combined PEM? give the chain and the key as separate files, or put the bundle in Consul KV)", ErrBadPEM)
+	}
 	var b bytes.Buffer
 	b.Write(certPEM)
 	b.WriteByte('\n')
 	b.Write(keyPEM)
 	return ParseBundle(b.Bytes(), now)
+}
+
+// hasKey reports whether data holds a private key block, reading at most
+// MaxPEMBlocks blocks (the caller bounds the bytes).
+func hasKey(data []byte) bool {
+	rest := data
+	for range MaxPEMBlocks {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return false
+		}
+		if strings.HasSuffix(b.Type, "PRIVATE KEY") {
+			return true
+		}
+	}
+	return false
 }
 
 func parsePair(chain, key []byte, now time.Time) (*tls.Certificate, error) {
@@ -127,11 +147,17 @@ func parsePair(chain, key []byte, now time.Time) (*tls.Certificate, error) {
 	if n := len(leaf.DNSNames) + len(leaf.IPAddresses); n > MaxNames {
 		return nil, fmt.Errorf("%w: %d, limit %d", ErrTooMany, n, MaxNames)
 	} else if n == 0 {
+		if i := keyOwner(chain, key); i > 0 {
+			return nil, misordered(i)
+		}
 		return nil, ErrNoDNSNames
 	}
 	c, err := tls.X509KeyPair(chain, key)
 	if err != nil {
 		if strings.Contains(err.Error(), "does not match") {
+			if i := keyOwner(chain, key); i > 0 {
+				return nil, misordered(i)
+			}
 			return nil, fmt.Errorf("%w: %w", ErrKeyMatch, err)
 		}
 		return nil, fmt.Errorf("%w: %w", ErrBadPEM, err)
@@ -144,6 +170,37 @@ func parsePair(chain, key []byte, now time.Time) (*tls.Certificate, error) {
 		return nil, fmt.Errorf("%w: on %s", ErrExpired, leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return &c, nil
+}
+
+func misordered(i int) error {
+	return fmt.Errorf("%w: the private key belongs to certificate %d of the chain, not the first", ErrChainOrder, i)
+}
+
+// keyOwner returns the position (1-based) of the certificate after the
+// first whose public key the key matches, or 0. A chain pasted CA or
+// intermediate first (cat ca.crt leaf.crt) would otherwise be reported
+// by what the first certificate lacks, which points the operator at the
+// wrong file. Each certificate's key passes checkKey first, so the bounds
+// hold; the chain has at most MaxPEMBlocks certificates.
+func keyOwner(chain, key []byte) int {
+	rest := chain
+	for i := 1; ; i++ {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			return 0
+		}
+		if i == 1 {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil || checkKey(c.PublicKey) != nil {
+			continue
+		}
+		if _, err := tls.X509KeyPair(pem.EncodeToMemory(b), key); err == nil {
+			return i
+		}
+	}
 }
 
 func checkKey(pub any) error {

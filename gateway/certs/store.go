@@ -124,7 +124,21 @@ func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 	if c := s.idx.Load().lookup(hello.ServerName); c != nil {
 		return c.TLS, nil
 	}
-	return nil, ErrNoCertificate
+	return nil, noCertificate(hello.ServerName)
+}
+
+// noCertificate says which name went unserved and what would have
+// served it; net/http logs it for each failed handshake. The client's
+// name is cut at 64 bytes and quoted, since it is the client's bytes.
+func noCertificate(name string) error {
+	what := "no server name (SNI)"
+	if name != "" {
+		if len(name) > 64 {
+			name = name[:64] + "..."
+		}
+		what = fmt.Sprintf("server name %q", name)
+	}
+	return fmt.Errorf("%w: %s, and no default certificate (the first -tls-cert pair, or the KV key default under the cert prefix)", ErrNoCertificate, what)
 }
 
 // Lookup returns the certificate GetCertificate would serve for name, nil

@@ -59,7 +59,8 @@ const (
 
 	// MaxItemsPerBlock bounds the attributes and nested blocks of any one
 	// block (an aggregate's call blocks aside): the longest valid block, a
-	// route with every attribute and policy block, has 24, so a block past
+	// route with every attribute and policy block, has 25 (32 with
+	// MaxSplits split blocks), so a block past
 	// the bound is garbage whose per-item errors would only bury the real
 	// ones. Reported at the first item past the bound.
 	MaxItemsPerBlock = 64

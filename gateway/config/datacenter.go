@@ -75,6 +75,17 @@ func checkDatacenters(p *problems, r *routeSrc) {
 	if a.ok(attrDatacenter) && !ValidDatacenter(r.Datacenter) {
 		p.addf(a.pos(attrDatacenter), "%s must be a Consul datacenter name (lower-case letters, digits, '-' or '_', at most %d), got %q", attrDatacenter, MaxDatacenterName, r.Datacenter)
 	}
+	if r.Splits != nil {
+		// Split destinations are read from the local datacenter; taking
+		// the route's datacenter silently for some would mislead.
+		if a.has(attrDatacenter) {
+			p.addf(a.pos(attrDatacenter), "%s is not supported on a route with %s blocks", attrDatacenter, splitSpec.typ)
+		}
+		if r.Failover != nil {
+			p.addf(r.Failover.Pos, "%s is not supported on a route with %s blocks", failoverSpec.typ, splitSpec.typ)
+		}
+		return
+	}
 	f := r.Failover
 	if f == nil {
 		return

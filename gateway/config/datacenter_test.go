@@ -36,6 +36,8 @@ func TestDatacenterErrors(t *testing.T) {
 			[]string{`k:5:25: failover datacenters: "a" is listed twice`}},
 		{"own datacenter", routeWith(`  path = "/x"`, `  service = "s"`, `  datacenter = "a"`, `  failover {`, `    datacenters = ["a"]`, `  }`),
 			[]string{`k:6:20: failover datacenters: "a" is the route's own datacenter`}},
+		{"with splits", routeWith(`  path = "/x"`, `  datacenter = "a"`, `  split {`, `    service = "s"`, `    weight = 1`, `  }`, `  failover {`, `    datacenters = ["b"]`, `  }`),
+			[]string{`k:3:16: datacenter is not supported on a route with split blocks`, `k:8:3: failover is not supported on a route with split blocks`}},
 		{"two blocks", routeWith(`  path = "/x"`, `  service = "s"`, `  failover {`, `    datacenters = ["a"]`, `  }`, `  failover {`, `    datacenters = ["b"]`, `  }`),
 			[]string{`k:7:3: only one failover block is allowed`}},
 	}

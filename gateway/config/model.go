@@ -50,8 +50,12 @@ type Route struct {
 	// this route's policies under a different spelling.
 	CaseInsensitive bool
 
-	// Service is the Consul service name the route proxies to.
+	// Service is the Consul service name the route proxies to; empty when
+	// Splits is set.
 	Service string
+	// Splits are the route's destinations when it has split blocks
+	// instead of a service, in source order; nil otherwise.
+	Splits []Split
 	// Tag filters the service's instances by Consul tag; empty means any.
 	Tag string
 	// StripPrefix is removed from the request path before proxying; empty means none.

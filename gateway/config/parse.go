@@ -155,6 +155,7 @@ func decodeRoute(p *problems, b *hcl.Block) *routeSrc {
 	if tb := single(p, blocks, upstreamTLSSpec); tb != nil {
 		r.UpstreamTLS = decodeUpstreamTLS(p, tb)
 	}
+	r.Splits = decodeSplits(p, blocks)
 	r.HTTPSOnly = a.boolean(attrHTTPSOnly)
 	r.HSTSMaxAge = a.duration(attrHSTSMaxAge)
 	r.ACME = a.boolean(attrACME)

@@ -94,6 +94,11 @@ var (
 	attrOpenTimeout  = attr{"open_timeout"}
 	attrServeStale   = attr{"serve_stale"}
 
+	// split.
+	attrWeight     = attr{"weight"}
+	attrWhenHeader = attr{"when_header"}
+	attrWhenCookie = attr{"when_cookie"}
+
 	// fallback.
 	attrStatus      = attr{"status"}
 	attrContentType = attr{"content_type"}
@@ -206,7 +211,7 @@ var (
 			attrHTTPSOnly, attrHSTSMaxAge, attrACME,
 			attrIdleTimeout, attrProtocol, attrDatacenter,
 		},
-		blocks: []*blockSpec{upstreamTLSSpec, failoverSpec},
+		blocks: []*blockSpec{upstreamTLSSpec, splitSpec, failoverSpec},
 		parts:  []part{accessPolicy, upstreamPolicy},
 	})
 
@@ -263,6 +268,13 @@ var (
 	failoverSpec = declare(&blockSpec{
 		typ:   "failover",
 		attrs: []attr{attrDatacenters},
+	})
+
+	// splitSpec is read by decodeSplit; a route has either service or
+	// split blocks (see validateSplits).
+	splitSpec = declare(&blockSpec{
+		typ:   "split",
+		attrs: []attr{attrService, attrTag, attrWeight, attrWhenHeader, attrWhenCookie},
 	})
 
 	fallbackSpec = declare(&blockSpec{

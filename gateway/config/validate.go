@@ -53,6 +53,12 @@ func validateRoute(p *problems, r *routeSrc) {
 	}
 
 	switch {
+	case a.has(attrService) && r.Splits != nil:
+		p.addf(a.pos(attrService), "only one of %q and %s blocks may be set", attrService, splitSpec.typ)
+	case r.Splits != nil:
+		if a.has(attrTag) {
+			p.addf(a.pos(attrTag), "%s goes inside each %s block on a route with splits", attrTag, splitSpec.typ)
+		}
 	case !a.has(attrService):
 		p.addf(r.Pos, "%s %q: missing required attribute %q", routeSpec.typ, r.Name, attrService)
 	case a.ok(attrService) && r.Service == "":

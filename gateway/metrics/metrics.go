@@ -48,6 +48,7 @@ type Metrics struct {
 	services  map[string]bool    // services with a healthy gauge set
 	instances map[[2]string]bool // service, instance with upstream series
 	breakers  map[string]bool    // names with a breaker gauge set
+	splits    map[[2]string]bool // route, destination with split series; see split.go
 	none      *Route             // requests no route matched
 }
 

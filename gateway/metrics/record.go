@@ -140,6 +140,9 @@ type TableView struct {
 	// Datacenters gives, for every route, the Consul datacenter it serves
 	// from now.
 	Datacenters map[string]string
+	// Splits names the destinations ("service:tag") of each route with
+	// splits.
+	Splits map[string][]string
 }
 
 // Published records a table swap: one reload, the rejected documents, and
@@ -210,4 +213,5 @@ func (m *Metrics) Published(v TableView) {
 	}
 	m.instances = instances
 	m.servingDC.publish(v.Datacenters)
+	m.pruneSplits(v.Splits)
 }

@@ -88,7 +88,8 @@ func (p HTTPS) redirect(r *http.Request) (string, bool) {
 		host += ":" + p.Port
 	}
 	path := r.URL.EscapedPath()
-	if path == "" {
+	if !strings.HasPrefix(path, "/") {
+		// "" or the "*" of "OPTIONS *", which would run into the host.
 		path = "/"
 	}
 	if r.URL.RawQuery != "" {

@@ -35,6 +35,7 @@ func TestHTTPSRedirectAndHSTS(t *testing.T) {
 		{name: "trusted proxy saw HTTPS", p: HTTPS{Only: true, HSTSMaxAge: time.Hour, Trusted: proxy}, target: "/", host: "api.test", peer: "10.1.2.3:5000", xfp: "https", status: 204, hsts: "max-age=3600"},
 		{name: "untrusted X-Forwarded-Proto ignored", p: HTTPS{Only: true, Trusted: proxy}, target: "/", host: "api.test", peer: "192.0.2.1:5000", xfp: "https", status: 308, location: "https://api.test/"},
 		{name: "hostile host", p: HTTPS{Only: true}, target: "/", host: "evil.test@x", status: 400},
+		{name: "OPTIONS * keeps the host intact", p: HTTPS{Only: true}, method: http.MethodOptions, target: "*", host: "api.test", status: 308, location: "https://api.test/"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest(tc.method, tc.target, nil)

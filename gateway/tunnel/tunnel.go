@@ -12,6 +12,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,9 +25,9 @@ import (
 // every client connection slot and leave none for ordinary requests.
 const DefaultMax = 5000
 
-// DefaultMaxPerClient bounds the tunnels one client address holds at
-// once unless configured otherwise, so one client cannot take every slot
-// of Max: far more than a browser opens (a tab or two per app), while
+// DefaultMaxPerClient bounds the tunnels one client address (an IPv6
+// client: its /64) holds at once unless configured otherwise, so one
+// client cannot take every slot of Max: far more than a browser opens (a tab or two per app), while
 // leaving room for a few hundred users behind one NAT.
 const DefaultMaxPerClient = 100
 
@@ -114,6 +115,7 @@ func New(opts Options) *Tracker {
 // when there is none. The caller must call Done when the request ends,
 // tunnel or not.
 func (t *Tracker) Reserve(route, client string) (*Tunnel, error) {
+	client = clientKey(client)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch {
@@ -127,6 +129,19 @@ func (t *Tracker) Reserve(route, client string) (*Tunnel, error) {
 	t.slots++
 	t.clients[client]++
 	return &Tunnel{t: t, route: route, client: client, m: t.metrics.Route(route)}, nil
+}
+
+// clientKey is what MaxPerClient counts by: the address, except that an
+// IPv6 client counts by its /64, the block one subscriber or host is
+// usually given. Counted by /128, one client could take every slot of
+// Max from addresses of its own block.
+func clientKey(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return addr
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return p.String()
 }
 
 // AfterFunc schedules f after d on the tracker's clock (Options.AfterFunc)

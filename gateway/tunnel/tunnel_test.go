@@ -115,3 +115,26 @@ func TestCloseReasons(t *testing.T) {
 		t.Errorf("Reserve after Shutdown: %v, want ErrClosed", err)
 	}
 }
+
+// TestPerClientBoundCountsIPv6ByItsBlock: an IPv6 client has a /64 of
+// addresses to itself; counted per address, the per-client bound would
+// not stop it taking every slot.
+func TestPerClientBoundCountsIPv6ByItsBlock(t *testing.T) {
+	tr := New(Options{MaxPerClient: 1})
+	for _, tc := range []struct {
+		client string
+		full   bool
+	}{
+		{"2001:db8::1", false},
+		{"2001:db8::2", true},      // the same /64
+		{"2001:db8:0:1::1", false}, // the next /64
+		{"192.0.2.1", false},
+		{"192.0.2.2", false},
+		{"::ffff:192.0.2.3", false}, // IPv4 in IPv6: an address of its own, not a /64
+	} {
+		_, err := tr.Reserve("r", tc.client)
+		if full := errors.Is(err, ErrFull); full != tc.full || (err != nil && !full) {
+			t.Errorf("Reserve from %s: %v, want full %v", tc.client, err, tc.full)
+		}
+	}
+}

@@ -9,7 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatewayco/gateway/gateway/config"
@@ -49,14 +49,11 @@ func wsAccept(key string) string {
 // and shutdown of an HTTP/1.1 tunnel.
 func (p *Proxy) serveH2Tunnel(w http.ResponseWriter, r *http.Request, rc *config.Route) {
 	ex := exchange.From(r.Context())
-	tn, err := p.tunnels.Reserve(ex.Route, exchange.ClientAddr(r, p.trusted))
-	if err != nil {
-		w.Header().Set("Retry-After", "1")
-		exchange.WriteError(w, http.StatusServiceUnavailable, exchange.MsgTooManyTunnels, ex.Route)
+	tn, hs, ok := p.startTunnel(w, r, rc)
+	if !ok {
 		return
 	}
 	defer tn.Done()
-	hs := newHandshake(r.Context(), rc.Timeout, p.tunnels.AfterFunc)
 	defer hs.release()
 	r = r.WithContext(hs)
 
@@ -80,6 +77,14 @@ func (p *Proxy) serveH2Tunnel(w http.ResponseWriter, r *http.Request, rc *config
 		return
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		// Over HTTP/2 a 2xx is the tunnel opening (RFC 8441): an
+		// upstream that did not switch (not a WebSocket server) must
+		// not pass for one, or the client reads its page as frames.
+		p.logger.Debug("upstream answered a WebSocket handshake without switching protocols", "route", ex.Route, "upstream", ex.Instance, "status", resp.StatusCode)
+		exchange.WriteError(w, http.StatusBadGateway, exchange.MsgUpstreamDown, ex.Route)
+		return
+	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		// A refusal (403, 426, ...) goes back as the upstream gave it.
 		copyResponseHeader(w.Header(), resp.Header)
@@ -139,14 +144,14 @@ func copyResponseHeader(dst, src http.Header) {
 // streamConn is an HTTP/2 stream as a net.Conn, so the tunnel tracker
 // treats both kinds of tunnel alike: reads come from the request body,
 // writes go to the response and are flushed at once, and Close ends the
-// copy from the client (the handler then returns, which ends the stream).
+// stream both ways (the handler then returns).
 type streamConn struct {
 	body io.ReadCloser
 	w    io.Writer
 	rc   *http.ResponseController
 
-	mu     sync.Mutex
-	closed bool
+	closed  atomic.Bool
+	writing atomic.Bool // a Write is in progress
 }
 
 func newStreamConn(body io.ReadCloser, w io.Writer, rc *http.ResponseController) net.Conn {
@@ -155,10 +160,13 @@ func newStreamConn(body io.ReadCloser, w io.Writer, rc *http.ResponseController)
 
 func (s *streamConn) Read(p []byte) (int, error) { return s.body.Read(p) }
 
+// Write may block for as long as the client grants no flow-control
+// window; Close unblocks it, so it holds no lock Close needs. Only one
+// copy writes, so writing needs no count.
 func (s *streamConn) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	s.writing.Store(true)
+	defer s.writing.Store(false)
+	if s.closed.Load() {
 		return 0, net.ErrClosed
 	}
 	n, err := s.w.Write(p)
@@ -168,12 +176,21 @@ func (s *streamConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Close unblocks a read waiting on the client: closing a server request
-// body makes its reads fail.
+// Close ends the stream for the tracker (idle timeout, end of a drain)
+// and for the copies: closing a server request body makes its reads
+// fail. A write in progress may be waiting on a client that stopped
+// reading, and nothing else would end it (the stream lives until the
+// handler returns, which waits for that write), so then a write deadline
+// in the past resets the stream. Without one the handler's return ends
+// the stream cleanly. Write and Close each set their flag before reading
+// the other's, so a write that starts during Close is refused or reset.
 func (s *streamConn) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if s.writing.Load() {
+		_ = s.rc.SetWriteDeadline(time.Now().Add(-time.Second))
+	}
 	return s.body.Close()
 }
 

@@ -5,7 +5,6 @@
 package pebbletest
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -23,11 +22,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/sdk/freeport"
+
+	"github.com/gatewayco/gateway/internal/testkit"
 )
 
 // StartTimeout bounds how long Start waits for Pebble and challtestsrv to
@@ -75,7 +75,7 @@ type Pebble struct {
 	ManagementURL string
 
 	client *http.Client
-	log    *syncBuffer
+	log    *testkit.Buffer
 }
 
 // Start runs challtestsrv (DNS only, every name → 127.0.0.1) and Pebble on
@@ -95,7 +95,7 @@ func Start(tb testing.TB, opts Options) *Pebble {
 
 	pool, certFile, keyFile, rootFile := serverCert(tb, dir)
 
-	challLog := &syncBuffer{}
+	challLog := &testkit.Buffer{}
 	chall := exec.Command(challBin,
 		"-dnsserver", dnsAddr, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
 		"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "",
@@ -133,7 +133,7 @@ func Start(tb testing.TB, opts Options) *Pebble {
 		CARootFile:    rootFile,
 		ManagementURL: "https://" + mgmt,
 		client:        &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}},
-		log:           &syncBuffer{},
+		log:           &testkit.Buffer{},
 	}
 	cmd := exec.Command(pebbleBin, "-config", cfgFile, "-dnsserver", dnsAddr)
 	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
@@ -206,7 +206,7 @@ func (p *Pebble) Orders() int { return strings.Count(p.log.String(), "Added orde
 // Log returns Pebble's output so far.
 func (p *Pebble) Log() string { return p.log.String() }
 
-func startProc(tb testing.TB, cmd *exec.Cmd, name string, out *syncBuffer) {
+func startProc(tb testing.TB, cmd *exec.Cmd, name string, out *testkit.Buffer) {
 	tb.Helper()
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("pebbletest: start %s: %v", name, err)
@@ -271,23 +271,4 @@ func serverCert(tb testing.TB, dir string) (pool *x509.CertPool, certFile, keyFi
 	pool = x509.NewCertPool()
 	pool.AddCert(caCert)
 	return pool, certFile, keyFile, rootFile
-}
-
-// syncBuffer is a bytes.Buffer safe for a process writing while the test
-// reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,10 +1,12 @@
 // Package testkit holds the helpers every test package shares: waiting on
-// a condition, a clock tests move by hand, and signing tokens. Keeping one
+// a condition, a clock tests move by hand, signing tokens, and a log
+// buffer safe to share with servers. Keeping one
 // copy means one polling interval, one timeout rule and one token format
 // across unit and end-to-end tests.
 package testkit
 
 import (
+	"bytes"
 	"sync"
 	"testing"
 	"time"
@@ -152,4 +154,23 @@ func SignJWT(tb testing.TB, m jwt.SigningMethod, kid string, key any, claims jwt
 		tb.Fatal(err)
 	}
 	return s
+}
+
+// Buffer is a bytes.Buffer that a server or child process may write to
+// while the test reads it: a log sink to wait on.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
