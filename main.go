@@ -280,6 +280,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		Tunnels: tunnel.New(tunnel.Options{Max: cmp.Or(f.maxTunnels, -1), MaxPerClient: cmp.Or(f.maxTunnelsPerClient, -1), Metrics: m})})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	ctl.SetPanicThreshold(f.panicThreshold)
+	nameLocalDatacenter(ctl, client, logger)
 	ctl.OnPublish(a.acme.onPublish(logger.Named("acme")))
 	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: m.WatchError}
 	kv := registry.NewKV(client, f.prefix, opts, ctl.Notify)

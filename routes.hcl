@@ -155,6 +155,22 @@ route "products" {
 # split). A destination without healthy instances loses its share to the
 # others.
 
+# Other Consul datacenters, shown on a route that is not active in the demo
+# (it runs one datacenter). See the README's "Multiple datacenters".
+#
+# route "search" {
+#   path_prefix = "/api/search"
+#   service     = "search"
+#   # Read the instances from this datacenter (the health query's ?dc=).
+#   # Optional; default: the local agent's.
+#   datacenter  = "eu-west"
+#   # While eu-west has no passing instance, serve from the first of these
+#   # with one (1 to 3); back to eu-west as soon as one passes there.
+#   failover {
+#     datacenters = ["eu-central", "us-east"]
+#   }
+# }
+
 # Route policies, shown on a route that is not active in the demo (the demo
 # routes work without credentials). Every block is optional; see the README's
 # "Route policies" for the full rules.

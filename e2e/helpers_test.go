@@ -220,7 +220,11 @@ type routesBody struct {
 		HTTPSOnly      bool           `json:"https_only"`
 		HSTSMaxAge     string         `json:"hsts_max_age"`
 		Tunnels        int            `json:"tunnels"`
-		Splits         []splitView    `json:"splits"`
+		// Datacenter serves the route now; DatacenterReason says why
+		// when it is a failover one.
+		Datacenter       string      `json:"datacenter"`
+		DatacenterReason string      `json:"datacenter_reason"`
+		Splits           []splitView `json:"splits"`
 	} `json:"routes"`
 	Aggregates []struct {
 		Name  string `json:"name"`

@@ -62,6 +62,15 @@ type tableBuilder struct {
 	// tlsErrors collects, during one build, the routes whose TLS settings
 	// are unusable; the finished table lists them with the document errors.
 	tlsErrors []ConfigError
+	// localDC names the local agent's datacenter; "" while unknown.
+	localDC string
+	// passing counts, for the build under way, the passing instances of
+	// each watched key as Consul listed them; nil falls back to the
+	// instances given (see routable).
+	passing map[registry.ServiceKey]int
+	// servingDCs is each route's serving datacenter in the last table,
+	// nextServing the current build's (see switched).
+	servingDCs, nextServing map[string]string
 	// panicHook, when set, is called with the name of each route and
 	// aggregate as it is built, and with "" once per table outside any of
 	// them, so tests can make a build panic.
@@ -98,6 +107,7 @@ func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, 
 	t := &Table{loaded: true, errors: errs}
 	b.served = map[registry.ServiceKey][]registry.Instance{}
 	b.tlsErrors = nil
+	b.nextServing = map[string]string{}
 	for i := range routes {
 		rc := routes[i]
 		blame(rc.Pos, "route", rc.Name, func() {
@@ -129,6 +139,7 @@ func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, 
 	// state does not pile up over months of config changes.
 	b.balancers, b.nextBalancers = b.nextBalancers, make(map[balancerKey]balancer.Balancer, len(b.nextBalancers))
 	t.services, b.served = b.served, nil
+	b.servingDCs = b.nextServing
 	return t
 }
 
@@ -136,9 +147,13 @@ func (b *tableBuilder) buildAll(routes []config.Route, aggs []config.Aggregate, 
 // its request chain (see applyPolicies).
 func (b *tableBuilder) route(rc config.Route, instances func(registry.ServiceKey) []registry.Instance, panics map[registry.ServiceKey]string) *Route {
 	if rc.Splits != nil {
-		return b.splitRoute(rc, instances, panics)
+		rt := b.splitRoute(rc, instances, panics)
+		// Split destinations are read from the local datacenter.
+		rt.Datacenter = b.dcName(registry.ServiceKey{})
+		return rt
 	}
-	key := registry.ServiceKey{Name: rc.Service, Tag: rc.Tag}
+	key, dcReason := b.serving(&rc, instances)
+	b.switched(&rc, key, dcReason)
 	insts := servable(instances, key, rc.AllowWarning, panics)
 	retry, breaker := b.protection(rc.Name, &rc.Policy, key)
 	tr, scheme, err := b.transports.forRoute(&rc)
@@ -148,6 +163,7 @@ func (b *tableBuilder) route(rc config.Route, instances func(registry.ServiceKey
 			Message: fmt.Sprintf("%s: route %q answers 502 until fixed: %v", rc.UpstreamTLS.Pos, rc.Name, err)})
 	}
 	rt := &Route{Config: rc, Service: key, Instances: insts, Panic: panics[key],
+		Datacenter: b.dcName(key), DatacenterReason: dcReason,
 		up: b.newUpstreamOver(key, rc.Balancer, insts, retry, breaker, tr, scheme), metrics: b.deps.metrics.Route(rc.Name)}
 	authUp := b.authUpstream(rc.Policy.ForwardAuth, rc.Balancer, passingOnly(instances, panics))
 	// https_only answers before admission: a plain-HTTP client is sent

@@ -40,6 +40,9 @@ type Controller struct {
 	// lastGood shares each key's last good version with other replicas
 	// (controller_lastgood.go).
 	lastGood *lastGoods
+	// unwatched is how many failover watches MaxFailoverWatches left out
+	// at the last publish, so the warning is logged on change only.
+	unwatched int
 	// published is called after each publish; nil means nobody listens.
 	published func(*Table)
 	// tags adds routes from services' Fabio tags; nil when off
@@ -77,6 +80,11 @@ func NewController(g *Gateway, logger hclog.Logger) *Controller {
 // service routes to all its known-good instances (see balancer.Selector);
 // zero, the default, turns panic mode off. Call it before Run.
 func (c *Controller) SetPanicThreshold(threshold float64) { c.pick.SetThreshold(threshold) }
+
+// SetLocalDatacenter names the local agent's datacenter for /routes,
+// metrics and logs; until it is called the name is LocalDatacenter. Call
+// it before Run.
+func (c *Controller) SetLocalDatacenter(name string) { c.builder.localDC = name }
 
 // Notify tells the controller that a source changed. It never blocks:
 // notices that arrive while a rebuild is pending fold into that rebuild,
@@ -132,6 +140,7 @@ func (c *Controller) publish(ctx context.Context, insts Instances) (again bool) 
 	routes, aggs, errs := c.resolve()
 	routes, errs = c.addTagRoutes(routes, aggs, errs)
 	keys := serviceKeys(routes, aggs)
+	c.logUnwatchedFailovers(routes, keys)
 	insts.Ensure(ctx, keys)
 	if ctx.Err() != nil {
 		return false
@@ -141,11 +150,14 @@ func (c *Controller) publish(ctx context.Context, insts Instances) (again bool) 
 	chosen := make(map[registry.ServiceKey][]registry.Instance, len(keys))
 	panics := make(map[registry.ServiceKey]string)
 	used := make(map[registry.ServiceKey]bool, len(keys))
+	passing := make(map[registry.ServiceKey]int, len(keys))
 	for _, k := range keys {
 		in, _ := insts.Instances(k)
 		chosen[k], panics[k] = c.pick.Choose(k, in)
 		used[k] = true
+		passing[k] = len(registry.Passing(in))
 	}
+	c.builder.passing = passing
 	c.pick.Forget(used)
 	t, failure := c.tryBuild(func() *Table {
 		return c.builder.buildAll(routes, aggs, func(k registry.ServiceKey) []registry.Instance { return chosen[k] }, panics, errs)
@@ -248,7 +260,7 @@ func serviceKeys(routes []config.Route, aggs []config.Aggregate) []registry.Serv
 	}
 	for _, r := range routes {
 		if r.Splits == nil {
-			add(registry.ServiceKey{Name: r.Service, Tag: r.Tag})
+			add(routeKeys(&r)[0])
 		}
 		for _, s := range r.Splits {
 			add(splitKey(&s))
@@ -265,6 +277,9 @@ func serviceKeys(routes []config.Route, aggs []config.Aggregate) []registry.Serv
 		for _, c := range a.Calls {
 			add(registry.ServiceKey{Name: c.Service, Tag: c.Tag})
 		}
+	}
+	for _, k := range failoverKeys(routes, set) {
+		add(k)
 	}
 	return keys
 }

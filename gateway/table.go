@@ -42,6 +42,10 @@ type Route struct {
 	// Panic is why Instances is not the passing set (panic threshold or an
 	// empty list from Consul); empty in normal operation.
 	Panic string
+	// Datacenter is the Consul datacenter Instances come from, by name;
+	// DatacenterReason says why, when it is a failover datacenter.
+	Datacenter       string
+	DatacenterReason string
 
 	up *upstream.Upstream // nil for a route with splits
 	// splitter chooses the destination of a route with splits; nil
@@ -86,9 +90,10 @@ func emptyTable() *Table {
 
 // metricsView is what the metrics record of t when it is published.
 func (t *Table) metricsView() metrics.TableView {
-	v := metrics.TableView{Rejected: len(t.errors), Services: t.services, Breakers: map[string]int{}}
+	v := metrics.TableView{Rejected: len(t.errors), Services: t.services, Breakers: map[string]int{}, Datacenters: map[string]string{}}
 	for _, rt := range t.routes {
 		v.Routes = append(v.Routes, rt.Config.Name)
+		v.Datacenters[rt.Config.Name] = rt.Datacenter
 		if st, ok := rt.Breaker(); ok {
 			v.Breakers[rt.Config.Name] = st.Level()
 		}

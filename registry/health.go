@@ -3,6 +3,7 @@ package registry
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -96,7 +97,14 @@ func (h *Health) start(key ServiceKey) *healthWatch {
 		// Every registered instance, not only passing ones: the gateway's
 		// panic threshold needs the registered count to tell "most
 		// instances failing" from "the service was scaled down".
+		// Another datacenter is the same query with its dc parameter, so
+		// every watch runs the one loop of watch.go.
+		q.Datacenter = key.Datacenter
 		entries, meta, err := health.Service(key.Name, key.Tag, false, q)
+		if err != nil && key.Datacenter != "" {
+			// Named, so /health says which datacenter is unreachable.
+			return nil, nil, fmt.Errorf("datacenter %s: %w", key.Datacenter, err)
+		}
 		if err != nil {
 			return nil, nil, err
 		}

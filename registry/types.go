@@ -99,19 +99,28 @@ func (i Instance) HostPort() string {
 	return net.JoinHostPort(i.Address, strconv.Itoa(i.Port))
 }
 
-// ServiceKey identifies one health watch: a service name and an optional tag
-// filter. The zero Tag means "any tag".
+// ServiceKey identifies one health watch: a service name, an optional tag
+// filter and an optional datacenter. The zero Tag means "any tag"; the
+// zero Datacenter means the local agent's.
 type ServiceKey struct {
 	Name string
 	Tag  string
+	// Datacenter is sent as the health query's dc parameter: the local
+	// agent forwards the query to a server of that datacenter over the WAN.
+	Datacenter string
 }
 
-// String renders the key as "name" or "name:tag" for logs and metrics.
+// String renders the key as "name", "name:tag", with "@dc" appended for
+// another datacenter, for logs and metrics.
 func (k ServiceKey) String() string {
-	if k.Tag == "" {
-		return k.Name
+	s := k.Name
+	if k.Tag != "" {
+		s += ":" + k.Tag
 	}
-	return k.Name + ":" + k.Tag
+	if k.Datacenter != "" {
+		s += "@" + k.Datacenter
+	}
+	return s
 }
 
 // Document is one KV entry under the route prefix: the raw bytes of one route

@@ -12,7 +12,8 @@ import (
 )
 
 // fetchFunc performs one read against Consul. It must pass q (which carries
-// the per-call context) to the api client unchanged.
+// the per-call context and the blocking index) to the api client, changing
+// only what selects the data read (a health watch's Datacenter).
 type fetchFunc[T any] func(q *api.QueryOptions) (T, *api.QueryMeta, error)
 
 // watch is the one blocking-query loop every watcher in this package runs.

@@ -98,6 +98,13 @@ type routeView struct {
 	// without a byte; Tunnels counts those open now.
 	IdleTimeout string `json:"idle_timeout"`
 	Tunnels     int    `json:"tunnels"`
+	// Datacenter is the Consul datacenter serving the route now;
+	// DatacenterReason says why, when a failover one serves or none has
+	// a passing instance. Failover lists the route's failover
+	// datacenters in order.
+	Datacenter       string   `json:"datacenter"`
+	DatacenterReason string   `json:"datacenter_reason,omitempty"`
+	Failover         []string `json:"failover,omitempty"`
 	// Splits are the destinations of a route with split blocks (Service
 	// and Tag are then empty); omitted for a one-service route.
 	Splits []splitView `json:"splits,omitempty"`
@@ -137,6 +144,10 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 			v.CircuitBreaker = st.String()
 		}
 		v.CaseInsensitive = c.CaseInsensitive
+		v.Datacenter, v.DatacenterReason = rt.Datacenter, rt.DatacenterReason
+		if c.Failover != nil {
+			v.Failover = c.Failover.Datacenters
+		}
 		v.Protocol = c.Protocol
 		v.HTTPSOnly = c.HTTPSOnly
 		if c.HSTSMaxAge > 0 {

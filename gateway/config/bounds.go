@@ -59,7 +59,7 @@ const (
 
 	// MaxItemsPerBlock bounds the attributes and nested blocks of any one
 	// block (an aggregate's call blocks aside): the longest valid block, a
-	// route with every attribute and policy block, has 24 (31 with
+	// route with every attribute and policy block, has 26 (33 with
 	// MaxSplits split blocks), so a block past
 	// the bound is garbage whose per-item errors would only bury the real
 	// ones. Reported at the first item past the bound.

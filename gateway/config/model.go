@@ -68,6 +68,12 @@ type Route struct {
 	AllowWarning bool
 	// Timeout bounds the whole upstream exchange; zero means no route timeout.
 	Timeout time.Duration
+	// Datacenter is the Consul datacenter the route's instances are read
+	// from; empty means the local agent's.
+	Datacenter string
+	// Failover lists the datacenters to serve from when Datacenter has no
+	// routable instance; nil means none.
+	Failover *Failover
 	// Protocol is what the route speaks to its instances: ProtocolHTTP
 	// (also when empty, the default), ProtocolH2C or ProtocolHTTPS.
 	Protocol string

@@ -114,6 +114,8 @@ type routeSrc struct {
 	block     *hcl.Block
 	attrs     *attrs
 	methodPos []Pos // position of each Methods element
+	// failoverAt is the position of each failover datacenter.
+	failoverAt []Pos
 	// valid is set by validateRoute when neither decoding nor validation
 	// found a problem in this route; only valid routes have a meaningful
 	// MatchKey.
@@ -159,6 +161,10 @@ func decodeRoute(p *problems, b *hcl.Block) *routeSrc {
 	r.HSTSMaxAge = a.duration(attrHSTSMaxAge)
 	r.ACME = a.boolean(attrACME)
 	r.IdleTimeout = a.duration(attrIdleTimeout)
+	r.Datacenter = a.str(attrDatacenter)
+	if fb := single(p, blocks, failoverSpec); fb != nil {
+		r.Failover, r.failoverAt = decodeFailover(p, fb)
+	}
 	decodeAccessPolicy(p, blocks, &r.Policy)
 	decodeUpstreamPolicy(p, blocks, a, &r.Policy, &r.Policy)
 	return r

@@ -47,6 +47,11 @@ var (
 	// route and aggregate: take Consul's warning instances too.
 	attrAllowWarning = attr{"allow_warning"}
 
+	attrDatacenter = attr{"datacenter"}
+
+	// failover.
+	attrDatacenters = attr{"datacenters"}
+
 	// upstream_tls.
 	attrCAFile     = attr{"ca_file"}
 	attrServerName = attr{"server_name"}
@@ -207,9 +212,9 @@ var (
 			attrPath, attrPathPrefix, attrMethods, attrHost, attrCaseFold,
 			attrService, attrTag, attrStripPrefix, attrBalancer, attrTimeout,
 			attrHTTPSOnly, attrHSTSMaxAge, attrACME,
-			attrIdleTimeout, attrProtocol, attrAllowWarning,
+			attrIdleTimeout, attrProtocol, attrAllowWarning, attrDatacenter,
 		},
-		blocks: []*blockSpec{upstreamTLSSpec, splitSpec},
+		blocks: []*blockSpec{upstreamTLSSpec, splitSpec, failoverSpec},
 		parts:  []part{accessPolicy, upstreamPolicy},
 	})
 
@@ -260,6 +265,12 @@ var (
 	upstreamTLSSpec = declare(&blockSpec{
 		typ:   "upstream_tls",
 		attrs: []attr{attrCAFile, attrServerName},
+	})
+
+	// failoverSpec is read by decodeFailover.
+	failoverSpec = declare(&blockSpec{
+		typ:   "failover",
+		attrs: []attr{attrDatacenters},
 	})
 
 	// splitSpec is read by decodeSplit; a route has either service or

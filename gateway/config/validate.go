@@ -100,6 +100,7 @@ func validateRoute(p *problems, r *routeSrc) {
 	checkBalancer(p, a, &r.Balancer)
 	checkProtocol(p, r)
 	checkIdleTimeout(p, a, &r.IdleTimeout)
+	checkDatacenters(p, r)
 
 	r.valid = p.clean(r.mark)
 }

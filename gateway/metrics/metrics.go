@@ -41,6 +41,7 @@ type Metrics struct {
 	breaker        *prometheus.GaugeVec   // route, or aggregate/call
 	rateLimited    *prometheus.CounterVec // route
 	aggregateCalls *prometheus.CounterVec // aggregate, call, kind
+	servingDC      *servingDatacenter
 
 	mu        sync.Mutex
 	routes    map[string]*Route  // by route name; survives table swaps
@@ -160,6 +161,7 @@ func New(opts Options) *Metrics {
 	})
 	m.reg.MustRegister(m.requests, m.latency, m.upstreamRequests, m.upstreamErrors, m.healthy,
 		m.reloads, m.rejected, m.panics, m.watchErrors, m.breaker, m.rateLimited, m.aggregateCalls, syncAge)
+	m.servingDC = newServingDatacenter(m.reg)
 	m.none = m.Route(labelNone)
 	for _, stage := range []string{PanicStageParse, PanicStageBuild} {
 		m.panics.WithLabelValues(stage) // shown at zero, so alerts need no absent()

@@ -137,6 +137,9 @@ type TableView struct {
 	// 2 open) by the name its gauge carries: the route, or
 	// "aggregate/call".
 	Breakers map[string]int
+	// Datacenters gives, for every route, the Consul datacenter it serves
+	// from now.
+	Datacenters map[string]string
 	// Splits names the destinations ("service:tag") of each route with
 	// splits.
 	Splits map[string][]string
@@ -209,5 +212,6 @@ func (m *Metrics) Published(v TableView) {
 		}
 	}
 	m.instances = instances
+	m.servingDC.publish(v.Datacenters)
 	m.pruneSplits(v.Splits)
 }

@@ -62,6 +62,12 @@ type Agent struct {
 	NodeName string
 	// DataDir holds the agent's state; it survives Stop and Restart.
 	DataDir string
+	// SerfWANAddr is the agent's WAN gossip address, what servers of other
+	// datacenters join (see StartDatacenters).
+	SerfWANAddr string
+	// Datacenter is the agent's datacenter, "dc1" unless the config said
+	// otherwise.
+	Datacenter string
 
 	bin     string
 	config  string // path of the JSON config file
@@ -92,9 +98,12 @@ func StartWithConfig(tb testing.TB, extra map[string]any) *Agent {
 		HTTPAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		NodeName: "consultest-" + filepath.Base(dir),
 		DataDir:  filepath.Join(dir, "data"),
-		bin:      bin,
-		config:   filepath.Join(dir, "config.json"),
-		logPath:  filepath.Join(dir, "consul.log"),
+		// The WAN port is the third reserved; see ports below.
+		SerfWANAddr: fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		Datacenter:  "dc1",
+		bin:         bin,
+		config:      filepath.Join(dir, "config.json"),
+		logPath:     filepath.Join(dir, "consul.log"),
 	}
 	cfg := map[string]any{
 		"node_name":               a.NodeName,
@@ -113,6 +122,9 @@ func StartWithConfig(tb testing.TB, extra map[string]any) *Agent {
 		},
 	}
 	maps.Copy(cfg, extra)
+	if dc, ok := cfg["datacenter"].(string); ok {
+		a.Datacenter = dc
+	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		tb.Fatalf("consultest: config: %v", err)
@@ -264,4 +276,41 @@ func StartDev(t *testing.T) *testutil.TestServer {
 		srv.WaitForSerfCheck(t)
 		return srv
 	}
+}
+
+// StartDatacenters starts one server per name, each the only server of
+// the datacenter of that name, joined over the WAN on loopback, and
+// returns once every server lists every datacenter, so a query with
+// ?dc= reaches any of them. The agents stop when the test ends.
+func StartDatacenters(tb testing.TB, names ...string) []*Agent {
+	tb.Helper()
+	agents := make([]*Agent, 0, len(names))
+	for i, name := range names {
+		cfg := map[string]any{
+			"datacenter": name,
+			// Loopback answers in microseconds: short WAN timings keep the
+			// join and failure detection within the test's seconds.
+			"retry_interval_wan": "200ms",
+		}
+		if i > 0 {
+			cfg["retry_join_wan"] = []string{agents[0].SerfWANAddr}
+		}
+		agents = append(agents, StartWithConfig(tb, cfg))
+	}
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	deadline := time.Now().Add(StartTimeout)
+	for _, a := range agents {
+		for {
+			var dcs []string
+			err := getJSON(client, "http://"+a.HTTPAddr+"/v1/catalog/datacenters", &dcs)
+			if err == nil && len(dcs) == len(names) {
+				break
+			}
+			if time.Now().After(deadline) {
+				tb.Fatalf("consultest: %s sees datacenters %v (error %v), want %v after %s: %v", a.Datacenter, dcs, err, names, StartTimeout, ErrNotReady)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return agents
 }
