@@ -56,10 +56,10 @@ func TestFabioTags(t *testing.T) {
 	}))
 	t.Cleanup(web.Close)
 	garbage := []string{"urlprefix-/db proto=tcp", "urlprefix-/${env.HOME}", "urlprefix-/x tlsskipverify=true"}
-	registerTagged(t, client, "web", "web-1", web.Listener.Addr().String(),
+	registerInstance(t, client, "web", "web-1", web.Listener.Addr().String(),
 		append([]string{"urlprefix-/web strip=/web", "unrelated"}, garbage...)...)
 	tagged := startBackend(t, client, "tagged-api", "tagged-api-1")
-	registerTagged(t, client, "tagged-api", "tagged-api-1", tagged.addr(), "urlprefix-/api")
+	registerInstance(t, client, "tagged-api", "tagged-api-1", tagged.addr(), "urlprefix-/api")
 	startBackend(t, client, "kv-api", "kv-api-1")
 	putRoute(t, client, "api.hcl", routeDoc("api", "/api", "kv-api"))
 
@@ -120,7 +120,7 @@ func TestFabioTags(t *testing.T) {
 
 	t.Run("removing the tag removes the route live", func(t *testing.T) {
 		start := time.Now()
-		registerTagged(t, client, "web", "web-1", web.Listener.Addr().String(), garbage...)
+		registerInstance(t, client, "web", "web-1", web.Listener.Addr().String(), garbage...)
 		testkit.WaitFor(t, "the web route gone", func() bool {
 			name, _ := fabioRoute(getRoutes(t, gw), "web")
 			st, _ := getInstance(t, gw, "/web/hello")
@@ -134,7 +134,7 @@ func TestFabioTags(t *testing.T) {
 
 	t.Run("adding the tag back adds the route live", func(t *testing.T) {
 		start := time.Now()
-		registerTagged(t, client, "web", "web-1", web.Listener.Addr().String(), "urlprefix-/web strip=/web")
+		registerInstance(t, client, "web", "web-1", web.Listener.Addr().String(), "urlprefix-/web strip=/web")
 		testkit.WaitFor(t, "the web route served", func() bool {
 			st, inst := getInstance(t, gw, "/web/hello")
 			return st == 200 && inst == "web-1"
@@ -155,7 +155,7 @@ func TestFabioTagGRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(stop)
-	registerTagged(t, client, "grpc", "grpc-1", addrGRPC, "urlprefix-"+grpcPrefix+" proto=grpc")
+	registerInstance(t, client, "grpc", "grpc-1", addrGRPC, "urlprefix-"+grpcPrefix+" proto=grpc")
 	gw := startGateway(t, addr, "-h2c", "-fabio-tags")
 	testkit.WaitFor(t, "the grpc tag route with its instance", func() bool {
 		_, n := fabioRoute(getRoutes(t, gw), "grpc")

@@ -90,15 +90,9 @@ func startTaggedBackend(t *testing.T, client *api.Client, service, id string, ta
 
 // registerInstance registers the instance at addr (host:port) of service,
 // with tags, and a passing TTL check (see backend.setHealth), for
-// upstreams that are not a backend's httptest server.
+// upstreams that are not a backend's httptest server. Registering an id
+// again replaces its tags, as a redeploy does.
 func registerInstance(t *testing.T, client *api.Client, service, id, addr string, tags ...string) {
-	t.Helper()
-	registerTagged(t, client, service, id, addr)
-}
-
-// registerTagged is registerInstance with the instance's Consul tags;
-// registering an id again replaces its tags, as a redeploy does.
-func registerTagged(t *testing.T, client *api.Client, service, id, addr string, tags ...string) {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
