@@ -157,6 +157,7 @@ func decodeRoute(p *problems, b *hcl.Block) *routeSrc {
 	r.HSTSMaxAge = a.duration(attrHSTSMaxAge)
 	r.ACME = a.boolean(attrACME)
 	r.IdleTimeout = a.duration(attrIdleTimeout)
+	decodeTraffic(p, blocks, &r.Route)
 	decodeAccessPolicy(p, blocks, &r.Policy)
 	decodeUpstreamPolicy(p, blocks, a, &r.Policy, &r.Policy)
 	return r

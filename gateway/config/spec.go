@@ -90,6 +90,14 @@ var (
 	attrOpenTimeout  = attr{"open_timeout"}
 	attrServeStale   = attr{"serve_stale"}
 
+	// sticky.
+	attrCookie   = attr{"cookie"}
+	attrMaxAge   = attr{"max_age"}
+	attrSameSite = attr{"same_site"}
+
+	// mirror.
+	attrPercent = attr{"percent"}
+
 	// fallback.
 	attrStatus      = attr{"status"}
 	attrContentType = attr{"content_type"}
@@ -202,7 +210,7 @@ var (
 			attrHTTPSOnly, attrHSTSMaxAge, attrACME,
 			attrIdleTimeout, attrProtocol,
 		},
-		blocks: []*blockSpec{upstreamTLSSpec},
+		blocks: []*blockSpec{upstreamTLSSpec, stickySpec, mirrorSpec},
 		parts:  []part{accessPolicy, upstreamPolicy},
 	})
 
@@ -253,6 +261,18 @@ var (
 	upstreamTLSSpec = declare(&blockSpec{
 		typ:   "upstream_tls",
 		attrs: []attr{attrCAFile, attrServerName},
+	})
+
+	// stickySpec is read by decodeSticky.
+	stickySpec = declare(&blockSpec{
+		typ:   "sticky",
+		attrs: []attr{attrCookie, attrMaxAge, attrPath, attrSameSite},
+	})
+
+	// mirrorSpec is read by decodeMirror.
+	mirrorSpec = declare(&blockSpec{
+		typ:   "mirror",
+		attrs: []attr{attrService, attrTag, attrPercent, attrMaxConcurrency},
 	})
 
 	fallbackSpec = declare(&blockSpec{
