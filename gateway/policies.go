@@ -74,6 +74,7 @@ type policyStates struct {
 	limiters  keep[*policy.Limiter]
 	verifiers keep[*policy.Verifier]
 	jwks      keep[*policy.JWKS] // by jwks_url, shared by every route naming it
+	mirrors   keep[*upstream.MirrorSlots]
 }
 
 func (s *policyStates) swap() {
@@ -82,6 +83,7 @@ func (s *policyStates) swap() {
 	s.limiters.swap()
 	s.verifiers.swap()
 	s.jwks.swap()
+	s.mirrors.swap()
 }
 
 func (s *policyStates) discard() {
@@ -90,6 +92,7 @@ func (s *policyStates) discard() {
 	s.limiters.discard()
 	s.verifiers.discard()
 	s.jwks.discard()
+	s.mirrors.discard()
 }
 
 // protection is the retries and circuit breaker pol asks for on the
