@@ -250,3 +250,6 @@ func (b *teeBody) Close() error {
 	b.mu.Unlock()
 	return b.rc.Close()
 }
+
+// InFlight is how many copies hold a slot now.
+func (s *MirrorSlots) InFlight() int { return len(s.c) }
