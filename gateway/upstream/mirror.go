@@ -99,6 +99,10 @@ type mirrorCopy struct {
 // never blocks: a request without a body is copied at once; one with a
 // body is copied when the primary has read all of it (see teeBody).
 func (u *Upstream) mirror(req *http.Request) {
+	if req.Header.Get("Upgrade") != "" {
+		// A tunnel's handshake: a copy would open a second tunnel.
+		return
+	}
 	var chosen []*Mirror
 	for _, m := range u.mirrors {
 		if m.sampled() {
