@@ -200,6 +200,12 @@ type routesBody struct {
 		HTTPSOnly      bool           `json:"https_only"`
 		HSTSMaxAge     string         `json:"hsts_max_age"`
 		Tunnels        int            `json:"tunnels"`
+		StickyCookie   string         `json:"sticky_cookie"`
+		Mirrors        []struct {
+			Service        string  `json:"service"`
+			Percent        float64 `json:"percent"`
+			MaxConcurrency int     `json:"max_concurrency"`
+		} `json:"mirrors"`
 	} `json:"routes"`
 	Aggregates []struct {
 		Name  string `json:"name"`

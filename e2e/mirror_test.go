@@ -90,6 +90,9 @@ func TestMirrorCopiesShareAndNeverHoldsThePrimary(t *testing.T) {
 		rs := getRoutes(t, gw).Routes
 		return len(rs) == 1 && len(rs[0].Instances) == 1
 	})
+	if ms := getRoutes(t, gw).Routes[0].Mirrors; len(ms) != 1 || ms[0].Service != "shadow" || ms[0].Percent != 10 || ms[0].MaxConcurrency != 16 {
+		t.Errorf("/routes mirrors = %+v, want shadow at 10%% with 16 slots", ms)
+	}
 	metricOf := func(route, name string, labels ...string) float64 {
 		return max(sample(scrape(t, gw), name, append([]string{"route=" + route, "mirror=shadow"}, labels...)...), 0)
 	}

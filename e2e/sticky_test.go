@@ -71,6 +71,9 @@ func TestStickyCookieKeepsInstanceUntilItFails(t *testing.T) {
 			return len(rs) == 1 && len(rs[0].Instances) == 3
 		})
 	}
+	if rs := getRoutes(t, gw).Routes; rs[0].StickyCookie != "gw_sticky" {
+		t.Errorf("/routes sticky_cookie = %q", rs[0].StickyCookie)
+	}
 	url := gw.url("/api/users")
 
 	first, ck := stickyGet(t, url, nil)
