@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -95,5 +96,34 @@ func TestMirrorFailuresNeverTouchThePrimary(t *testing.T) {
 		if in.Ejected {
 			t.Errorf("instance %s ejected", in.HostPort())
 		}
+	}
+}
+
+// TestMirrorSlotsComeBackWhenThePrimaryNeverSends: a request with a body
+// that never reaches an instance (its service has none: 503) gives its
+// copy's slot back when it ends, so later requests are still mirrored.
+func TestMirrorSlotsComeBackWhenThePrimaryNeverSends(t *testing.T) {
+	gw := New(Options{})
+	b := newTableBuilder(gw.deps)
+	var copies atomic.Int64
+	_, m := startUpstream(t, "m", func(w http.ResponseWriter, r *http.Request) { copies.Add(1) })
+	r := prefixRoute("api", "/", "svc")
+	r.Mirrors = []config.Mirror{{Service: "m", Percent: 100, MaxConcurrency: 1}}
+	insts := map[string][]registry.Instance{"m": {m}}
+	gw.Publish(b.build([]config.Route{r}, fixed(insts), nil))
+	srv := serve(t, gw)
+	for range 5 {
+		resp, err := srv.Client().Post(srv.URL+"/x", "text/plain", strings.NewReader("body"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("no instance: status %d, want 503", resp.StatusCode)
+		}
+		testkit.WaitFor(t, "slot back", func() bool { return mirrorsIdle(b) })
+	}
+	if copies.Load() != 0 {
+		t.Errorf("%d copies of requests whose body nobody read", copies.Load())
 	}
 }

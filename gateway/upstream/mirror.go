@@ -16,7 +16,9 @@ import (
 // MaxMirrorBody bounds the request body copied for mirrors (64 KiB): a
 // copy is kept in memory until the primary has read the whole body, so a
 // larger body (by Content-Length, or once more than this has streamed) is
-// not mirrored, and counted as dropped (body_too_large).
+// not mirrored, and counted as dropped (body_too_large). A copy holds its
+// mirror's slot while its body is buffered, so one mirror buffers at most
+// max_concurrency times this.
 const MaxMirrorBody = 64 << 10
 
 // DefaultMirrorTimeout bounds a mirrored copy when its route has no
@@ -59,8 +61,6 @@ type Mirror struct {
 	Sample func() float64
 	// Metrics counts copies; nil counts nothing.
 	Metrics *metrics.Mirror
-	// done, when set, is called as each copy ends; for tests.
-	done func()
 }
 
 // WithMirrors returns a copy of u that also sends each request to the
@@ -103,9 +103,11 @@ func (u *Upstream) mirror(req *http.Request) {
 		// A tunnel's handshake: a copy would open a second tunnel.
 		return
 	}
+	// A copy takes its mirror's slot before anything is buffered for it,
+	// so the bodies held for copies are bounded by max_concurrency too.
 	var chosen []*Mirror
 	for _, m := range u.mirrors {
-		if m.sampled() {
+		if m.sampled() && m.acquire() {
 			chosen = append(chosen, m)
 		}
 	}
@@ -116,16 +118,23 @@ func (u *Upstream) mirror(req *http.Request) {
 	switch {
 	case req.Body == nil || req.Body == http.NoBody:
 		for _, m := range chosen {
-			m.start(c, nil)
+			go m.send(c, nil)
 		}
 	case req.ContentLength > MaxMirrorBody:
 		for _, m := range chosen {
-			m.Metrics.Dropped(metrics.MirrorDropBodyTooLarge)
+			m.drop(metrics.MirrorDropBodyTooLarge)
 		}
 	default:
 		// A retry's buffering (see retryable) reads the tee to its end
 		// too, so a retried request is copied once, whole.
-		req.Body = &teeBody{rc: req.Body, copy: c, to: chosen}
+		// A request that never reaches the transport (an open breaker,
+		// no instance) has its body neither read nor closed by it; the
+		// end of the request gives the slots back then.
+		tb := &teeBody{rc: req.Body, copy: c, to: chosen}
+		tb.mu.Lock() // abandon may run at once, and reads stop
+		tb.stop = context.AfterFunc(req.Context(), tb.abandon)
+		tb.mu.Unlock()
+		req.Body = tb
 	}
 }
 
@@ -139,24 +148,26 @@ func shadowHost(h string) string {
 	return h + "-shadow"
 }
 
-// start sends one copy with body (nil: none) if a slot is free.
-func (m *Mirror) start(c *mirrorCopy, body []byte) {
+// acquire takes a slot for one copy, or counts the copy dropped.
+func (m *Mirror) acquire() bool {
 	select {
 	case m.Slots.c <- struct{}{}:
+		return true
 	default:
 		m.Metrics.Dropped(metrics.MirrorDropConcurrency)
-		return
+		return false
 	}
-	go m.send(c, body)
 }
 
+// drop gives back the slot of a copy that will not be sent, for reason.
+func (m *Mirror) drop(reason string) {
+	<-m.Slots.c
+	m.Metrics.Dropped(reason)
+}
+
+// send sends one copy with body (nil: none) and gives back its slot.
 func (m *Mirror) send(c *mirrorCopy, body []byte) {
-	defer func() {
-		<-m.Slots.c
-		if m.done != nil {
-			m.done()
-		}
-	}()
+	defer func() { <-m.Slots.c }()
 	timeout := m.Timeout
 	if timeout <= 0 {
 		timeout = DefaultMirrorTimeout
@@ -199,10 +210,12 @@ type teeBody struct {
 	copy *mirrorCopy
 	to   []*Mirror
 
+	stop func() bool // cancels abandon once the copies started or dropped
+
 	mu   sync.Mutex
 	buf  []byte
 	over bool // more than MaxMirrorBody came: no copy
-	done bool // the copies were started or dropped
+	done bool // the copies were started or dropped, their slots given back or sent
 }
 
 func (b *teeBody) Read(p []byte) (int, error) {
@@ -212,47 +225,52 @@ func (b *teeBody) Read(p []byte) (int, error) {
 	if b.done {
 		return n, err
 	}
-	if !b.over {
-		if len(b.buf)+n > MaxMirrorBody {
-			b.over, b.buf = true, nil
-		} else {
-			b.buf = append(b.buf, p[:n]...)
-		}
+	if len(b.buf)+n > MaxMirrorBody {
+		// Too large: the slots go back now, not at the body's end.
+		b.over, b.buf = true, nil
+		b.finish()
+		return n, err
 	}
+	b.buf = append(b.buf, p[:n]...)
 	if err == io.EOF {
 		b.finish()
 	}
 	return n, err
 }
 
-// finish starts or drops the copies, once; b.mu is held.
+// finish starts the copies, or drops them when the body was too large,
+// once; b.mu is held.
 func (b *teeBody) finish() {
 	b.done = true
+	b.stop()
 	for _, m := range b.to {
-		switch {
-		case b.over:
-			m.Metrics.Dropped(metrics.MirrorDropBodyTooLarge)
-		default:
-			m.start(b.copy, b.buf)
+		if b.over {
+			m.drop(metrics.MirrorDropBodyTooLarge)
+		} else {
+			go m.send(b.copy, b.buf)
 		}
 	}
 	b.buf = nil
 }
 
 func (b *teeBody) Close() error {
-	b.mu.Lock()
-	if !b.done {
-		b.done = true
-		for _, m := range b.to {
-			if b.over {
-				m.Metrics.Dropped(metrics.MirrorDropBodyTooLarge)
-			} else {
-				m.Metrics.Dropped(metrics.MirrorDropBodyIncomplete)
-			}
-		}
-	}
-	b.mu.Unlock()
+	b.abandon()
 	return b.rc.Close()
+}
+
+// abandon drops the copies of a body the primary stopped reading before
+// its end (or never read), once.
+func (b *teeBody) abandon() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return
+	}
+	b.done = true
+	b.stop()
+	for _, m := range b.to {
+		m.drop(metrics.MirrorDropBodyIncomplete)
+	}
 }
 
 // InFlight is how many copies hold a slot now.
