@@ -33,14 +33,19 @@ func (m *Metrics) Mirror(route, dest string) *Mirror {
 	if m == nil {
 		return nil
 	}
-	requests := register(m.reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "gateway_mirror_requests_total",
-		Help: "Mirrored copies sent, by route, mirror destination and result (ok: any answer below 500; failed: no answer, or 5xx).",
-	}, []string{"route", "mirror", "result"})).(*prometheus.CounterVec)
-	dropped := register(m.reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "gateway_mirror_dropped_total",
-		Help: "Sampled copies not sent, by route, mirror destination and reason (concurrency, body_too_large, body_incomplete).",
-	}, []string{"route", "mirror", "reason"})).(*prometheus.CounterVec)
+	m.mu.Lock()
+	if m.mirrorRequests == nil {
+		m.mirrorRequests = register(m.reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_mirror_requests_total",
+			Help: "Mirrored copies sent, by route, mirror destination and result (ok: any answer below 500; failed: no answer, or 5xx).",
+		}, []string{"route", "mirror", "result"})).(*prometheus.CounterVec)
+		m.mirrorDropped = register(m.reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_mirror_dropped_total",
+			Help: "Sampled copies not sent, by route, mirror destination and reason (concurrency, body_too_large, body_incomplete).",
+		}, []string{"route", "mirror", "reason"})).(*prometheus.CounterVec)
+	}
+	requests, dropped := m.mirrorRequests, m.mirrorDropped
+	m.mu.Unlock()
 	return &Mirror{sent: requests.WithLabelValues(route, dest, "ok"), failed: requests.WithLabelValues(route, dest, "failed"),
 		dropped: dropped, route: route, dest: dest}
 }
@@ -61,5 +66,14 @@ func (c *Mirror) Sent(failed bool) {
 func (c *Mirror) Dropped(reason string) {
 	if c != nil {
 		c.dropped.WithLabelValues(c.route, c.dest, reason).Inc()
+	}
+}
+
+// forgetMirrors drops the mirror series of a route gone from the table;
+// m.mu is held.
+func (m *Metrics) forgetMirrors(route string) {
+	if m.mirrorRequests != nil {
+		m.mirrorRequests.DeletePartialMatch(prometheus.Labels{"route": route})
+		m.mirrorDropped.DeletePartialMatch(prometheus.Labels{"route": route})
 	}
 }
