@@ -171,6 +171,30 @@ route "products" {
 #   }
 # }
 
+# Sticky sessions and mirroring, shown on a route that is not active in the
+# demo. See the README's "Sticky sessions" and "Mirroring (shadow traffic)".
+#
+# route "cart" {
+#   path_prefix = "/api/cart"
+#   service     = "cart"
+#   # A client keeps the instance that first served it while that instance
+#   # is passing; the cookie value is a hash, never an address.
+#   sticky {
+#     cookie    = "gw_sticky"  # required
+#     max_age   = "24h"        # optional; default: a session cookie
+#     path      = "/"          # optional; default "/"
+#     same_site = "lax"        # optional: lax (default), strict, none
+#   }
+#   # A copy of 10% of the requests goes to cart:v2; its answers are
+#   # ignored and it never slows or fails the primary. At most 4 per route.
+#   mirror {
+#     service         = "cart"
+#     tag             = "v2"   # optional
+#     percent         = 10     # optional; (0, 100], default 100
+#     max_concurrency = 16     # optional; copies in flight, default 16
+#   }
+# }
+
 # Route policies, shown on a route that is not active in the demo (the demo
 # routes work without credentials). Every block is optional; see the README's
 # "Route policies" for the full rules.

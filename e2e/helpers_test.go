@@ -219,6 +219,12 @@ type routesBody struct {
 		Datacenter       string      `json:"datacenter"`
 		DatacenterReason string      `json:"datacenter_reason"`
 		Splits           []splitView `json:"splits"`
+		StickyCookie     string      `json:"sticky_cookie"`
+		Mirrors          []struct {
+			Service        string  `json:"service"`
+			Percent        float64 `json:"percent"`
+			MaxConcurrency int     `json:"max_concurrency"`
+		} `json:"mirrors"`
 	} `json:"routes"`
 	Aggregates []struct {
 		Name  string `json:"name"`

@@ -39,6 +39,8 @@ type deps struct {
 	aggBudget *aggregate.Budget
 	// tunnels keeps the WebSocket tunnels of every route.
 	tunnels *tunnel.Tracker
+	// mirrorSample samples requests for mirrors; nil: math/rand/v2.
+	mirrorSample func() float64
 }
 
 // tableBuilder turns configuration and instance snapshots into Tables. It
@@ -165,6 +167,7 @@ func (b *tableBuilder) route(rc config.Route, instances func(registry.ServiceKey
 	rt := &Route{Config: rc, Service: key, Instances: insts, Panic: panics[key],
 		Datacenter: b.dcName(key), DatacenterReason: dcReason,
 		up: b.newUpstreamOver(key, rc.Balancer, insts, retry, breaker, tr, scheme), metrics: b.deps.metrics.Route(rc.Name)}
+	rt.up = b.traffic(&rc, rt.up, passingOnly(instances, panics), tr, scheme)
 	authUp := b.authUpstream(rc.Policy.ForwardAuth, rc.Balancer, passingOnly(instances, panics))
 	// https_only answers before admission: a plain-HTTP client is sent
 	// to HTTPS rather than asked for credentials it should not send.

@@ -269,6 +269,9 @@ func serviceKeys(routes []config.Route, aggs []config.Aggregate) []registry.Serv
 		if fa := r.Policy.ForwardAuth; fa != nil {
 			add(authServiceKey(fa))
 		}
+		for _, m := range r.Mirrors {
+			add(mirrorServiceKey(&m))
+		}
 	}
 	for _, a := range aggs {
 		if fa := a.Policy.ForwardAuth; fa != nil {

@@ -104,6 +104,10 @@ type ProxyOptions struct {
 	// balancer.DefaultOutlierEjection. Repeated ejections last a multiple
 	// of it.
 	OutlierEjection time.Duration
+	// MirrorSample decides which requests mirrors copy: a request is
+	// copied when it returns below the mirror's percent; it must return
+	// numbers in [0, 100). Nil means math/rand/v2. Tests inject their own.
+	MirrorSample func() float64
 }
 
 // newDeps settles what the gateway's tables are built with.
@@ -119,6 +123,7 @@ func newDeps(opts Options, logger hclog.Logger, now func() time.Time) *deps {
 		proxy:     upstream.NewProxy(proxyLogger, opts.TrustedProxies).WithTunnels(tunnels),
 		env:       policyEnv{trusted: opts.TrustedProxies, now: now, logger: logger.Named("policy"), getenv: os.Getenv, httpsPort: opts.HTTPSPort},
 		aggBudget: aggregate.NewBudget(opts.AggregateMaxBytes)}
+	d.mirrorSample = opts.Proxy.MirrorSample
 	if d.transport == nil {
 		d.transport = upstream.NewTransport(opts.Proxy.MaxIdleConnsPerHost, opts.Proxy.DialTimeout)
 	}

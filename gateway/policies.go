@@ -75,6 +75,7 @@ type policyStates struct {
 	verifiers keep[*policy.Verifier]
 	jwks      keep[*policy.JWKS] // by jwks_url, shared by every route naming it
 	splits    splitStates        // see split.go
+	mirrors   keep[*upstream.MirrorSlots]
 }
 
 func (s *policyStates) swap() {
@@ -84,6 +85,7 @@ func (s *policyStates) swap() {
 	s.verifiers.swap()
 	s.jwks.swap()
 	s.splits.swap()
+	s.mirrors.swap()
 }
 
 func (s *policyStates) discard() {
@@ -93,6 +95,7 @@ func (s *policyStates) discard() {
 	s.verifiers.discard()
 	s.jwks.discard()
 	s.splits.discard()
+	s.mirrors.discard()
 }
 
 // protection is the retries and circuit breaker pol asks for on the

@@ -108,6 +108,17 @@ type routeView struct {
 	// Splits are the destinations of a route with split blocks (Service
 	// and Tag are then empty); omitted for a one-service route.
 	Splits []splitView `json:"splits,omitempty"`
+	// StickyCookie names the route's sticky cookie; omitted without one.
+	StickyCookie string `json:"sticky_cookie,omitempty"`
+	// Mirrors are the route's mirror destinations with their shares.
+	Mirrors []mirrorView `json:"mirrors,omitempty"`
+}
+
+// mirrorView is one mirror block as /routes shows it.
+type mirrorView struct {
+	Service        string  `json:"service"`
+	Percent        float64 `json:"percent"`
+	MaxConcurrency int     `json:"max_concurrency"`
 }
 
 type instanceView struct {
@@ -157,6 +168,16 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 		v.IdleTimeout = c.TunnelIdleTimeout().String()
 		v.Tunnels = a.g.Tunnels().Open(c.Name)
 		v.Splits = splitViews(rt, now)
+		if c.Sticky != nil {
+			v.StickyCookie = c.Sticky.Cookie
+		}
+		for _, m := range c.Mirrors {
+			dest := m.Service
+			if m.Tag != "" {
+				dest += ":" + m.Tag
+			}
+			v.Mirrors = append(v.Mirrors, mirrorView{Service: dest, Percent: m.Percent, MaxConcurrency: m.MaxConcurrency})
+		}
 		body.Routes = append(body.Routes, v)
 	}
 	writeJSON(w, http.StatusOK, body)

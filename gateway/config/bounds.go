@@ -59,10 +59,10 @@ const (
 
 	// MaxItemsPerBlock bounds the attributes and nested blocks of any one
 	// block (an aggregate's call blocks aside): the longest valid block, a
-	// route with every attribute and policy block, has 26 (33 with
-	// MaxSplits split blocks), so a block past
-	// the bound is garbage whose per-item errors would only bury the real
-	// ones. Reported at the first item past the bound.
+	// route with every attribute and policy block, has 28 (31 with four
+	// mirror blocks, or 35 with MaxSplits split blocks instead of service),
+	// so a block past the bound is garbage whose per-item errors would only
+	// bury the real ones. Reported at the first item past the bound.
 	MaxItemsPerBlock = 64
 
 	// MaxCallsPerAggregate bounds the call blocks of one aggregate: every

@@ -93,6 +93,11 @@ type Route struct {
 	// has passed either way for that long; zero means DefaultIdleTimeout.
 	// Timeout bounds only the handshake of a tunnel, never its life.
 	IdleTimeout time.Duration
+	// Sticky pins a client to one instance by cookie; nil means none.
+	Sticky *Sticky
+	// Mirrors each copy a share of the route's requests to another
+	// destination; at most MaxMirrors.
+	Mirrors []Mirror
 
 	// Policy holds the route's rate limit, auth, circuit breaker and
 	// retries; the zero Policy turns them all off.

@@ -165,6 +165,7 @@ func decodeRoute(p *problems, b *hcl.Block) *routeSrc {
 	if fb := single(p, blocks, failoverSpec); fb != nil {
 		r.Failover, r.failoverAt = decodeFailover(p, fb)
 	}
+	decodeTraffic(p, blocks, &r.Route)
 	decodeAccessPolicy(p, blocks, &r.Policy)
 	decodeUpstreamPolicy(p, blocks, a, &r.Policy, &r.Policy)
 	return r

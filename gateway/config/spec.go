@@ -101,6 +101,13 @@ var (
 	attrWeight     = attr{"weight"}
 	attrWhenHeader = attr{"when_header"}
 	attrWhenCookie = attr{"when_cookie"}
+	// sticky.
+	attrCookie   = attr{"cookie"}
+	attrMaxAge   = attr{"max_age"}
+	attrSameSite = attr{"same_site"}
+
+	// mirror.
+	attrPercent = attr{"percent"}
 
 	// fallback.
 	attrStatus      = attr{"status"}
@@ -214,7 +221,7 @@ var (
 			attrHTTPSOnly, attrHSTSMaxAge, attrACME,
 			attrIdleTimeout, attrProtocol, attrAllowWarning, attrDatacenter,
 		},
-		blocks: []*blockSpec{upstreamTLSSpec, splitSpec, failoverSpec},
+		blocks: []*blockSpec{upstreamTLSSpec, splitSpec, failoverSpec, stickySpec, mirrorSpec},
 		parts:  []part{accessPolicy, upstreamPolicy},
 	})
 
@@ -278,6 +285,18 @@ var (
 	splitSpec = declare(&blockSpec{
 		typ:   "split",
 		attrs: []attr{attrService, attrTag, attrWeight, attrWhenHeader, attrWhenCookie},
+	})
+
+	// stickySpec is read by decodeSticky.
+	stickySpec = declare(&blockSpec{
+		typ:   "sticky",
+		attrs: []attr{attrCookie, attrMaxAge, attrPath, attrSameSite},
+	})
+
+	// mirrorSpec is read by decodeMirror.
+	mirrorSpec = declare(&blockSpec{
+		typ:   "mirror",
+		attrs: []attr{attrService, attrTag, attrPercent, attrMaxConcurrency},
 	})
 
 	fallbackSpec = declare(&blockSpec{

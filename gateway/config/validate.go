@@ -59,6 +59,14 @@ func validateRoute(p *problems, r *routeSrc) {
 		if a.has(attrTag) {
 			p.addf(a.pos(attrTag), "%s goes inside each %s block on a route with splits", attrTag, splitSpec.typ)
 		}
+		// A split route picks a destination before any instance: a sticky
+		// cookie or a mirror of one destination would be silently unused.
+		if r.Sticky != nil {
+			p.addf(r.Sticky.Pos, "%s is not supported on a route with %s blocks", stickySpec.typ, splitSpec.typ)
+		}
+		for _, m := range r.Mirrors {
+			p.addf(m.Pos, "%s is not supported on a route with %s blocks", mirrorSpec.typ, splitSpec.typ)
+		}
 	case !a.has(attrService):
 		p.addf(r.Pos, "%s %q: missing required attribute %q", routeSpec.typ, r.Name, attrService)
 	case a.ok(attrService) && r.Service == "":

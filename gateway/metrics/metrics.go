@@ -42,6 +42,9 @@ type Metrics struct {
 	rateLimited    *prometheus.CounterVec // route
 	aggregateCalls *prometheus.CounterVec // aggregate, call, kind
 	servingDC      *servingDatacenter
+	// mirrorRequests and mirrorDropped are registered by the first
+	// Mirror call; nil until then. See mirror.go.
+	mirrorRequests, mirrorDropped *prometheus.CounterVec
 
 	mu        sync.Mutex
 	routes    map[string]*Route  // by route name; survives table swaps

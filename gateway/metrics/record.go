@@ -202,6 +202,7 @@ func (m *Metrics) Published(v TableView) {
 			m.latency.DeleteLabelValues(name)
 			m.rateLimited.DeleteLabelValues(name)
 			m.aggregateCalls.DeletePartialMatch(prometheus.Labels{"aggregate": name})
+			m.forgetMirrors(name)
 			delete(m.routes, name)
 		}
 	}

@@ -61,6 +61,9 @@ func (u *Upstream) send(req *http.Request) (*http.Response, error) {
 	}
 	view := u.newView()
 	defer releaseView(view)
+	if u.sticky != nil {
+		view.pinned = u.sticky.pinned(req) + 1
+	}
 	for attempt := 1; ; attempt++ {
 		i := u.pick(view)
 		if i < 0 {

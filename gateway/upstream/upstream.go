@@ -81,6 +81,11 @@ type Upstream struct {
 	// that found no healthy instance.
 	metrics    []metrics.Instance
 	noInstance metrics.Instance
+	// sticky pins clients to instances by cookie; nil: no pinning (see
+	// WithSticky).
+	sticky *sticky
+	// mirrors copy requests elsewhere; nil: none (see WithMirrors).
+	mirrors []*Mirror
 }
 
 // New builds the upstream of c.Service for one table. It takes the
@@ -125,6 +130,9 @@ func (u *Upstream) Breaker() *policy.RouteBreaker { return u.breaker }
 // exchange in req's context, when present, learns which instance was
 // picked for the access log.
 func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	if u.mirrors != nil {
+		u.mirror(req)
+	}
 	if u.breaker != nil {
 		return u.breaker.RoundTrip(req, u.send)
 	}
@@ -167,6 +175,14 @@ func (u *Upstream) pick(v *poolView) int {
 	if u.health != nil {
 		v.now = u.now().UnixNano()
 	}
+	if p := v.pinned - 1; p >= 0 {
+		// Only the first attempt goes to the pinned instance: a retry
+		// goes elsewhere, and its answer re-pins the client.
+		v.pinned = 0
+		if u.stickyOK(v, p) {
+			return p
+		}
+	}
 	if i := u.balancer.Pick(v); i >= 0 {
 		return i
 	}
@@ -181,6 +197,7 @@ type poolView struct {
 	buf         [4]int // room for the usual attempts
 	now         int64  // Unix nanoseconds, for ejection; zero without outlier ejection
 	keepEjected bool   // last resort: ejected instances count as available
+	pinned      int    // the sticky cookie's instance plus one; zero: none
 }
 
 // views recycles pool views. The balancer takes its pool as an interface,
@@ -243,6 +260,9 @@ func (u *Upstream) to(r *http.Request, i int) (*http.Response, error) {
 		} else {
 			resp.Body = counted(resp.Body, load)
 		}
+	}
+	if u.sticky != nil && resp != nil {
+		u.sticky.answer(r, resp, i)
 	}
 	if u.health != nil {
 		u.outliers.Record(u.health[i], u.hosts[i], instanceFailed(r, resp, err), err, u.now())
