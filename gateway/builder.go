@@ -70,6 +70,10 @@ type tableBuilder struct {
 	// each watched key as Consul listed them; nil falls back to the
 	// instances given (see routable).
 	passing map[registry.ServiceKey]int
+	// warning counts, likewise, the instances an allow_warning route
+	// takes besides those: warning, not in maintenance, warning weight
+	// above zero.
+	warning map[registry.ServiceKey]int
 	// servingDCs is each route's serving datacenter in the last table,
 	// nextServing the current build's (see switched).
 	servingDCs, nextServing map[string]string

@@ -151,13 +151,15 @@ func (c *Controller) publish(ctx context.Context, insts Instances) (again bool) 
 	panics := make(map[registry.ServiceKey]string)
 	used := make(map[registry.ServiceKey]bool, len(keys))
 	passing := make(map[registry.ServiceKey]int, len(keys))
+	warning := make(map[registry.ServiceKey]int, len(keys))
 	for _, k := range keys {
 		in, _ := insts.Instances(k)
 		chosen[k], panics[k] = c.pick.Choose(k, in)
 		used[k] = true
 		passing[k] = len(registry.Passing(in))
+		warning[k] = countWarningServable(in)
 	}
-	c.builder.passing = passing
+	c.builder.passing, c.builder.warning = passing, warning
 	c.pick.Forget(used)
 	t, failure := c.tryBuild(func() *Table {
 		return c.builder.buildAll(routes, aggs, func(k registry.ServiceKey) []registry.Instance { return chosen[k] }, panics, errs)

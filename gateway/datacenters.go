@@ -99,11 +99,11 @@ func (b *tableBuilder) serving(rc *config.Route, instances func(registry.Service
 	if len(keys) == 1 {
 		return own, ""
 	}
-	if b.routable(own, instances) {
+	if b.routable(own, rc.AllowWarning, instances) {
 		return own, ""
 	}
 	for _, k := range keys[1:] {
-		if b.routable(k, instances) {
+		if b.routable(k, rc.AllowWarning, instances) {
 			return k, fmt.Sprintf("failover: %s has no passing instance; %s is the first failover datacenter with one", b.dcName(own), b.dcName(k))
 		}
 	}
@@ -112,12 +112,28 @@ func (b *tableBuilder) serving(rc *config.Route, instances func(registry.Service
 
 // routable reports whether k's datacenter has a passing instance, from
 // Consul's answer (Controller.publish sets passing) rather than the chosen
-// instances: those can be last-known ones Consul no longer lists.
-func (b *tableBuilder) routable(k registry.ServiceKey, instances func(registry.ServiceKey) []registry.Instance) bool {
+// instances: those can be last-known ones Consul no longer lists. For an
+// allow_warning route a warning instance it would take counts too:
+// failing over away from instances the route serves would send its
+// traffic across the WAN for nothing.
+func (b *tableBuilder) routable(k registry.ServiceKey, allowWarning bool, instances func(registry.ServiceKey) []registry.Instance) bool {
 	if b.passing != nil {
-		return b.passing[k] > 0
+		return b.passing[k] > 0 || allowWarning && b.warning[k] > 0
 	}
-	return len(registry.Passing(instances(k))) > 0
+	in := instances(k)
+	return len(registry.Passing(in)) > 0 || allowWarning && countWarningServable(in) > 0
+}
+
+// countWarningServable counts the instances an allow_warning route takes
+// besides the passing ones (see balancer.Servable).
+func countWarningServable(in []registry.Instance) int {
+	n := 0
+	for i := range in {
+		if in[i].Warning && !in[i].Maintenance && in[i].Weights.Warning > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // switched logs each route whose serving datacenter changed since the

@@ -100,3 +100,32 @@ func TestFailoverWatchesBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestFailoverKeepsWarningInstancesOfAllowWarningRoute: a route with
+// allow_warning serves its own datacenter's warning instances rather
+// than failing over; one without fails over.
+func TestFailoverKeepsWarningInstancesOfAllowWarningRoute(t *testing.T) {
+	gw := New(Options{})
+	b := newTableBuilder(gw.deps)
+	b.localDC = "dc1"
+	warn := registry.Instance{ID: "a", Address: "127.0.0.1", Port: 1, Warning: true, Weights: registry.Weights{Passing: 1, Warning: 1}}
+	up := registry.Instance{ID: "b", Address: "127.0.0.1", Port: 2, Passing: true, Weights: registry.Weights{Passing: 1, Warning: 1}}
+	insts := map[string][]registry.Instance{"": {warn}, "dc2": {up}}
+	instances := func(k registry.ServiceKey) []registry.Instance { return insts[k.Datacenter] }
+	for _, allow := range []bool{true, false} {
+		rc := prefixRoute("r", "/r", "svc")
+		rc.AllowWarning = allow
+		rc.Failover = &config.Failover{Datacenters: []string{"dc2"}}
+		want := map[bool]string{true: "dc1", false: "dc2"}[allow]
+		for _, counted := range []bool{false, true} {
+			b.passing, b.warning = nil, nil
+			if counted { // as Controller.publish sets them
+				b.passing = map[registry.ServiceKey]int{{Name: "svc"}: 0, {Name: "svc", Datacenter: "dc2"}: 1}
+				b.warning = map[registry.ServiceKey]int{{Name: "svc"}: 1}
+			}
+			if dc := b.build([]config.Route{rc}, instances, nil).Routes()[0].Datacenter; dc != want {
+				t.Errorf("allow_warning %v (counts from Consul %v): serving %q, want %q", allow, counted, dc, want)
+			}
+		}
+	}
+}

@@ -22,7 +22,7 @@ func mirrorServiceKey(m *config.Mirror) registry.ServiceKey {
 // worth carrying across swaps. Each mirror's concurrency slots are kept
 // across swaps by route, position and configuration.
 func (b *tableBuilder) traffic(rc *config.Route, up *upstream.Upstream, instances func(registry.ServiceKey) []registry.Instance, tr http.RoundTripper, scheme string) *upstream.Upstream {
-	up = up.WithSticky(rc.Sticky)
+	up = up.WithSticky(rc.Sticky, rc.AllowWarning)
 	if len(rc.Mirrors) == 0 {
 		return up
 	}

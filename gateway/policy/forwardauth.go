@@ -89,7 +89,12 @@ func ForwardAuthenticated(route string, cfg *config.ForwardAuth, up http.RoundTr
 					}
 				}
 			}
+			// The call ends before the request goes on: held open, it
+			// would keep the auth instance's connection and in-flight
+			// count (what least_request weighs) for as long as the
+			// upstream takes.
 			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+			resp.Body.Close()
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -43,7 +43,7 @@ func NewProxy(logger hclog.Logger, trusted []netip.Prefix) *Proxy {
 	p := &Proxy{logger: logger, trusted: trusted, tunnels: tunnel.New(tunnel.Options{})}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
-		ModifyResponse: grpcEnding,
+		ModifyResponse: modifyResponse,
 		Transport:      dispatch{},
 		BufferPool:     bufferPool{},
 		ErrorHandler:   p.upstreamError,
@@ -309,6 +309,25 @@ func (p *Proxy) bodyFaultAnswer(w http.ResponseWriter, r *http.Request, ex *exch
 // the client's stream with RST_STREAM, which a gRPC client reads as
 // INTERNAL; instead the stream ends with grpc-status trailers:
 // DEADLINE_EXCEEDED when the deadline passed, UNAVAILABLE otherwise.
+// errUnaskedSwitch is an upstream's 101 to a protocol the request did
+// not ask for.
+var errUnaskedSwitch = errors.New("upstream switched to a protocol the request did not ask for")
+
+// modifyResponse refuses an unasked 101 before ReverseProxy sees it:
+// ReverseProxy answers a mismatched one 502 but leaves its connection
+// (and the instance's in-flight count) open, and hijacks the client's
+// connection for a 101 to a request that asked for no upgrade. An error
+// here makes it close the body. Other answers go to grpcEnding.
+func modifyResponse(resp *http.Response) error {
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		asked := upgradeType(resp.Request.Header)
+		if asked == "" || !strings.EqualFold(asked, upgradeType(resp.Header)) {
+			return errUnaskedSwitch
+		}
+	}
+	return grpcEnding(resp)
+}
+
 func grpcEnding(resp *http.Response) error {
 	ex := exchange.From(resp.Request.Context())
 	if ex == nil || !ex.GRPC || resp.Body == nil || resp.Body == http.NoBody || resp.Header.Get("Grpc-Status") != "" {

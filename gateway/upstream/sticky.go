@@ -21,6 +21,9 @@ type sticky struct {
 	// plain and secure are each instance's whole Set-Cookie value,
 	// without and with the Secure attribute.
 	plain, secure []string
+	// warningOK: the route has allow_warning, so an instance whose checks
+	// warn serves it and a client may stay pinned to it.
+	warningOK bool
 }
 
 // stickyValue is an instance's cookie value: a hash of the service and the
@@ -91,20 +94,26 @@ func (s *sticky) answer(r *http.Request, resp *http.Response, i int) {
 // cookie c describes (nil: u itself). A pinned instance is used while it
 // is passing, not in maintenance, not ejected and not already tried by
 // this request; otherwise the balancer picks, and the answer carries the
-// new instance's cookie. It must run on the goroutine that builds tables.
-func (u *Upstream) WithSticky(c *config.Sticky) *Upstream {
+// new instance's cookie. allowWarning is the route's allow_warning: with
+// it, an instance whose checks warn (and whose warning weight is not zero)
+// counts as passing. It must run on the goroutine that builds tables.
+func (u *Upstream) WithSticky(c *config.Sticky, allowWarning bool) *Upstream {
 	if c == nil {
 		return u
 	}
 	cp := *u
 	cp.sticky = newSticky(c, u.service, u.insts)
+	cp.sticky.warningOK = allowWarning
 	return &cp
 }
 
 // stickyOK reports whether pinned instance i may take the request: the
 // pool view's rules, and Consul's own verdict, since a table in panic mode
-// holds failing instances a client must not be pinned to.
+// holds failing instances a client must not be pinned to. A warning
+// instance is no failing one on an allow_warning route, which serves it
+// anyway: refusing the pin would move the client on every request.
 func (u *Upstream) stickyOK(v *poolView, i int) bool {
 	in := &u.insts[i]
-	return in.Passing && !in.Maintenance && v.Available(i)
+	serves := in.Passing || u.sticky.warningOK && in.Warning && in.Weights.Warning > 0
+	return serves && !in.Maintenance && v.Available(i)
 }

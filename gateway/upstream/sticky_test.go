@@ -38,7 +38,7 @@ func TestStickyPinsWhileAvailableAndMovesOtherwise(t *testing.T) {
 		bal, _ := balancer.New(balancer.RoundRobin)
 		u := New(Config{Service: registry.ServiceKey{Name: "svc"}, Instances: insts, Balancer: bal, Transport: tr,
 			Retry: Retry{Retries: 1}, Outliers: balancer.NewOutlierTracker(5, time.Minute, nil), Now: func() time.Time { return now }})
-		return u.WithSticky(&sc)
+		return u.WithSticky(&sc, false)
 	}
 	lax := config.Sticky{Cookie: "s", Path: "/", SameSite: config.SameSiteLax}
 	u := build(insts, lax)
@@ -104,4 +104,38 @@ func TestStickyPinsWhileAvailableAndMovesOtherwise(t *testing.T) {
 
 	refuse["127.0.0.1:9002"] = true
 	moved("refusing, retried", u)
+}
+
+// TestStickyKeepsWarningInstanceWhenAllowed: on an allow_warning route a
+// warning instance serves, so a client pinned to it stays there rather
+// than being moved (and re-pinned) on every request; a route without
+// allow_warning in a panic-mode table still moves it away.
+func TestStickyKeepsWarningInstanceWhenAllowed(t *testing.T) {
+	insts := []registry.Instance{
+		{ID: "a", Node: "n1", Address: "127.0.0.1", Port: 9001, Passing: true, Weights: registry.Weights{Passing: 1, Warning: 1}},
+		{ID: "b", Node: "n1", Address: "127.0.0.1", Port: 9002, Warning: true, Weights: registry.Weights{Passing: 1, Warning: 1}},
+	}
+	tr := transportFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 200, Header: http.Header{"X-Host": {r.URL.Host}}, Body: io.NopCloser(strings.NewReader(""))}, nil
+	})
+	sc := config.Sticky{Cookie: "s", Path: "/", SameSite: config.SameSiteLax}
+	for _, allow := range []bool{true, false} {
+		bal, _ := balancer.New(balancer.RoundRobin)
+		u := New(Config{Service: registry.ServiceKey{Name: "svc"}, Instances: insts, Balancer: bal, Transport: tr}).WithSticky(&sc, allow)
+		onB := 0
+		for range 4 {
+			req, _ := http.NewRequest(http.MethodGet, "http://gw/x", nil)
+			req.Header.Set("Cookie", "s="+u.sticky.values[1])
+			resp, err := u.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Header.Get("X-Host") == "127.0.0.1:9002" {
+				onB++
+			}
+		}
+		if (onB == 4) != allow {
+			t.Errorf("allow_warning %v: %d of 4 requests pinned to the warning instance served by it", allow, onB)
+		}
+	}
 }
