@@ -37,6 +37,9 @@ type deps struct {
 	outlierEjection time.Duration
 	// aggBudget bounds what every aggregate buffers at once.
 	aggBudget *aggregate.Budget
+	// mirrorShared bounds the mirror copies of every route in flight at
+	// once (upstream.MaxMirrorsInFlight).
+	mirrorShared *upstream.MirrorSlots
 	// tunnels keeps the WebSocket tunnels of every route.
 	tunnels *tunnel.Tracker
 	// mirrorSample samples requests for mirrors; nil: math/rand/v2.

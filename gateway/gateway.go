@@ -122,7 +122,7 @@ func newDeps(opts Options, logger hclog.Logger, now func() time.Time) *deps {
 		outlierFailures: opts.Proxy.OutlierFailures, outlierEjection: opts.Proxy.OutlierEjection,
 		proxy:     upstream.NewProxy(proxyLogger, opts.TrustedProxies).WithTunnels(tunnels),
 		env:       policyEnv{trusted: opts.TrustedProxies, now: now, logger: logger.Named("policy"), getenv: os.Getenv, httpsPort: opts.HTTPSPort},
-		aggBudget: aggregate.NewBudget(opts.AggregateMaxBytes)}
+		aggBudget: aggregate.NewBudget(opts.AggregateMaxBytes), mirrorShared: upstream.NewMirrorSlots(upstream.MaxMirrorsInFlight)}
 	d.mirrorSample = opts.Proxy.MirrorSample
 	if d.transport == nil {
 		d.transport = upstream.NewTransport(opts.Proxy.MaxIdleConnsPerHost, opts.Proxy.DialTimeout)

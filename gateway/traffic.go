@@ -42,7 +42,7 @@ func (b *tableBuilder) traffic(rc *config.Route, up *upstream.Upstream, instance
 		slots := b.states.mirrors.get(stateKey{rc.Name, fp}, func() *upstream.MirrorSlots {
 			return upstream.NewMirrorSlots(mc.MaxConcurrency)
 		})
-		ms = append(ms, &upstream.Mirror{To: to, Percent: mc.Percent, Slots: slots, Timeout: rc.Timeout,
+		ms = append(ms, &upstream.Mirror{To: to, Percent: mc.Percent, Slots: slots, Shared: b.deps.mirrorShared, Timeout: rc.Timeout,
 			Sample: b.deps.mirrorSample, Metrics: b.deps.metrics.Mirror(rc.Name, key.String())})
 	}
 	return up.WithMirrors(ms)

@@ -13,6 +13,9 @@ const (
 	// MirrorDropBodyTooLarge: the request body is above the mirror body
 	// bound.
 	MirrorDropBodyTooLarge = "body_too_large"
+	// MirrorDropGatewayLimit: the copies in flight of every mirror
+	// together were at the gateway-wide bound (upstream.MaxMirrorsInFlight).
+	MirrorDropGatewayLimit = "gateway_limit"
 	// MirrorDropBodyIncomplete: the primary did not read the whole body
 	// (it failed first, or the client's body broke), so no whole copy
 	// exists.

@@ -21,6 +21,14 @@ import (
 // max_concurrency times this.
 const MaxMirrorBody = 64 << 10
 
+// MaxMirrorsInFlight bounds the copies in flight across every mirror of
+// every route of the gateway, on top of each mirror's max_concurrency:
+// with up to 4 mirrors on each of thousands of routes the per-mirror
+// bounds alone add up to gigabytes of buffered bodies. 1,024 copies hold
+// at most 64 MiB of bodies (1,024 × MaxMirrorBody); a sampled request
+// beyond it is not copied, counted as dropped (gateway_limit).
+const MaxMirrorsInFlight = 1024
+
 // DefaultMirrorTimeout bounds a mirrored copy when its route has no
 // timeout; otherwise the route's timeout bounds it.
 const DefaultMirrorTimeout = 10 * time.Second
@@ -54,6 +62,9 @@ type Mirror struct {
 	Percent float64
 	// Slots bounds the copies in flight.
 	Slots *MirrorSlots
+	// Shared bounds the copies in flight of every mirror together (see
+	// MaxMirrorsInFlight); nil means no gateway-wide bound.
+	Shared *MirrorSlots
 	// Timeout bounds one copy; zero means DefaultMirrorTimeout.
 	Timeout time.Duration
 	// Sample returns a number in [0, 100); a request is copied when it is
@@ -152,22 +163,40 @@ func shadowHost(h string) string {
 func (m *Mirror) acquire() bool {
 	select {
 	case m.Slots.c <- struct{}{}:
-		return true
 	default:
 		m.Metrics.Dropped(metrics.MirrorDropConcurrency)
 		return false
 	}
+	if m.Shared == nil {
+		return true
+	}
+	select {
+	case m.Shared.c <- struct{}{}:
+		return true
+	default:
+		<-m.Slots.c
+		m.Metrics.Dropped(metrics.MirrorDropGatewayLimit)
+		return false
+	}
+}
+
+// free gives back the slots a copy took in acquire.
+func (m *Mirror) free() {
+	if m.Shared != nil {
+		<-m.Shared.c
+	}
+	<-m.Slots.c
 }
 
 // drop gives back the slot of a copy that will not be sent, for reason.
 func (m *Mirror) drop(reason string) {
-	<-m.Slots.c
+	m.free()
 	m.Metrics.Dropped(reason)
 }
 
 // send sends one copy with body (nil: none) and gives back its slot.
 func (m *Mirror) send(c *mirrorCopy, body []byte) {
-	defer func() { <-m.Slots.c }()
+	defer m.free()
 	timeout := m.Timeout
 	if timeout <= 0 {
 		timeout = DefaultMirrorTimeout
