@@ -23,22 +23,7 @@ import (
 // connections (coder/websocket) and echoes every message back.
 func startWSBackend(t *testing.T, client *api.Client, service, id string) *backend {
 	t.Helper()
-	return startBackendWith(t, client, service, id, func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		for {
-			typ, b, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
-			if c.Write(r.Context(), typ, b) != nil {
-				return
-			}
-		}
-	})
+	return startBackendWith(t, client, service, id, testkit.WebSocketEcho)
 }
 
 // dialWS opens a WebSocket through the gateway; the connection is closed

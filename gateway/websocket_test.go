@@ -24,22 +24,7 @@ import (
 // message back.
 func wsEcho(t *testing.T) registry.Instance {
 	t.Helper()
-	_, inst := startUpstream(t, "ws-1", func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		for {
-			typ, b, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
-			if c.Write(r.Context(), typ, b) != nil {
-				return
-			}
-		}
-	})
+	_, inst := startUpstream(t, "ws-1", testkit.WebSocketEcho)
 	return inst
 }
 
