@@ -69,6 +69,9 @@ type entryView struct {
 	SourceKey string        `json:"source_key"`
 	Balancer  string        `json:"balancer"`
 	Breaker   string        `json:"breaker"` // "closed", "half_open" or "open"; "" without a circuit breaker
+	// Mesh is set when the route reaches its service through Consul
+	// Connect (connect = true).
+	Mesh bool `json:"mesh,omitempty"`
 	Services  []serviceView `json:"services"`
 	Requests  uint64        `json:"requests"`
 	Errors    uint64        `json:"errors"`
@@ -143,7 +146,7 @@ func buildState(g *gateway.Gateway, health Health, rates *rateWindow) stateBody 
 		s.Entries = append(s.Entries, entryView{
 			Kind: "route", Name: c.Name, Match: match, Methods: c.Methods, SourceKey: c.SourceKey,
 			Balancer: c.Balancer, Services: svcs, Requests: total, Errors: errs,
-			Breaker: breaker,
+			Breaker: breaker, Mesh: c.Connect,
 		})
 	}
 	for _, ag := range t.Aggregates() {
