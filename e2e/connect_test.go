@@ -1,0 +1,132 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/gatewayco/gateway/internal/connecttest"
+	"github.com/gatewayco/gateway/internal/testkit"
+)
+
+// meshHandler answers with the instance's ID, as startBackend does.
+func meshHandler(id string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"instance": id, "path": r.URL.Path})
+	})
+}
+
+func connectRoute(name, prefix, service string) string {
+	return fmt.Sprintf("route %q {\n  path_prefix = %q\n  service     = %q\n  connect     = true\n}\n", name, prefix, service)
+}
+
+// getError sends one request and returns its status and JSON error body.
+func getError(t *testing.T, p *gatewayProc, path string) (int, map[string]string) {
+	t.Helper()
+	resp, err := http.Get(p.url(path))
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body := map[string]string{}
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body
+}
+
+func setIntention(t *testing.T, client *api.Client, src, dst string, action api.IntentionAction) {
+	t.Helper()
+	if _, err := client.Connect().IntentionUpsert(&api.Intention{SourceName: src, DestinationName: dst, Action: action}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConnectNativeUpstreamUnderIntentions: a connect route reaches a
+// Connect-native upstream with mTLS (the upstream checks the gateway's
+// certificate and asks the agent's authorize); a deny intention turns it
+// into a 403 naming the route and service, which neither ejects the
+// instance nor counts as an upstream error; an allow serves again.
+func TestConnectNativeUpstreamUnderIntentions(t *testing.T) {
+	client, addr := startConsul(t)
+	native := connecttest.StartNative(t, client, "mesh-api", "mesh-api-1", meshHandler("mesh-api-1"))
+	putRoute(t, client, "mesh.hcl", connectRoute("mesh", "/mesh", "mesh-api"))
+	gw := startGateway(t, addr, "-connect", "-connect-service", "edge")
+
+	testkit.WaitFor(t, "served through the mesh", func() bool {
+		code, inst := getInstance(t, gw, "/mesh/x")
+		return code == http.StatusOK && inst == "mesh-api-1"
+	})
+	if c := native.LastClient.Load(); c == nil || len(c.URIs) == 0 || !strings.HasSuffix(c.URIs[0].String(), "/svc/edge") {
+		t.Fatalf("upstream saw client certificate %v, want the gateway's edge identity", c)
+	}
+	rs := getRoutes(t, gw).Routes
+	if len(rs) != 1 || !rs[0].Connect || len(rs[0].Instances) != 1 {
+		t.Fatalf("/routes: %+v, want the mesh route with connect and one instance", rs)
+	}
+
+	setIntention(t, client, "edge", "mesh-api", api.IntentionActionDeny)
+	changed := time.Now()
+	var body map[string]string
+	testkit.WaitFor(t, "403 after the deny intention", func() bool {
+		var code int
+		code, body = getError(t, gw, "/mesh/x")
+		return code == http.StatusForbidden
+	})
+	t.Logf("403 %s after the deny intention was written", time.Since(changed).Round(time.Millisecond))
+	if body["route"] != "mesh" || !strings.Contains(body["error"], `"mesh-api"`) || !strings.Contains(body["error"], "intention") {
+		t.Fatalf("403 body %v, want the route and service named", body)
+	}
+	for range 20 {
+		if code, _ := getError(t, gw, "/mesh/x"); code != http.StatusForbidden {
+			t.Fatalf("denied request answered %d", code)
+		}
+	}
+	fams := scrape(t, gw)
+	if n := sample(fams, "gateway_connect_denied_requests_total", "route=mesh"); n < 20 {
+		t.Errorf("denied requests counted %v, want at least 20", n)
+	}
+	if n := sample(fams, "gateway_upstream_errors_total", "service=mesh-api+connect"); n > 0 {
+		t.Errorf("denied requests counted as %v upstream errors", n)
+	}
+	if rs := getRoutes(t, gw).Routes; len(rs) != 1 || len(rs[0].Instances) != 1 || rs[0].Instances[0].Ejected {
+		t.Fatalf("after denials /routes shows %+v, want the instance kept and not ejected", rs)
+	}
+
+	setIntention(t, client, "edge", "mesh-api", api.IntentionActionAllow)
+	testkit.WaitFor(t, "served again after the allow intention", func() bool {
+		code, inst := getInstance(t, gw, "/mesh/x")
+		return code == http.StatusOK && inst == "mesh-api-1"
+	})
+}
+
+// TestConnectIdentityMismatchIs502: an instance listed under the route's
+// service that presents another service's certificate is refused with a
+// 502, a log line naming both identities, and a handshake failure counted
+// as identity_mismatch.
+func TestConnectIdentityMismatchIs502(t *testing.T) {
+	client, addr := startConsul(t)
+	connecttest.StartNativeAs(t, client, "billing", "mesh-api", "billing-1", meshHandler("billing-1"), true)
+	putRoute(t, client, "billing.hcl", connectRoute("billing", "/billing", "billing"))
+	gw := startGateway(t, addr, "-connect", "-connect-service", "edge")
+
+	testkit.WaitFor(t, "route has the instance", func() bool {
+		rs := getRoutes(t, gw).Routes
+		return len(rs) == 1 && len(rs[0].Instances) == 1
+	})
+	code, body := getError(t, gw, "/billing/x")
+	if code != http.StatusBadGateway || body["route"] != "billing" {
+		t.Fatalf("impostor answered %d %v, want 502", code, body)
+	}
+	if n := sample(scrape(t, gw), "gateway_connect_handshake_failures_total", "service=billing", "reason=identity_mismatch"); n < 1 {
+		t.Errorf("identity_mismatch failures %v, want at least 1", n)
+	}
+	testkit.WaitFor(t, "log names the mismatch", func() bool {
+		txt := gw.logText()
+		return strings.Contains(txt, "its identity is not the route's service") && strings.Contains(txt, "/svc/billing")
+	})
+}
