@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"strings"
@@ -129,4 +131,70 @@ func TestConnectIdentityMismatchIs502(t *testing.T) {
 		txt := gw.logText()
 		return strings.Contains(txt, "its identity is not the route's service") && strings.Contains(txt, "/svc/billing")
 	})
+}
+
+// TestConnectCARotationUnderLoad: a new Connect CA root (the built-in
+// provider with a new key type, which makes Consul generate a new root and
+// cross-sign it) under load fails no request, and the gateway moves to a
+// leaf certificate of the new root without a restart. The upstream turns
+// keep-alives off, so every request is a fresh mTLS handshake on both
+// sides throughout the rotation.
+func TestConnectCARotationUnderLoad(t *testing.T) {
+	client, addr := startConsul(t)
+	native := connecttest.StartNativeAs(t, client, "mesh-api", "mesh-api", "mesh-api-1", meshHandler("mesh-api-1"), false)
+	putRoute(t, client, "mesh.hcl", connectRoute("mesh", "/mesh", "mesh-api"))
+	gw := startGateway(t, addr, "-connect", "-connect-service", "edge")
+	testkit.WaitFor(t, "served through the mesh", func() bool {
+		code, _ := getInstance(t, gw, "/mesh/x")
+		return code == http.StatusOK
+	})
+	before, _, err := client.Agent().ConnectCARoots(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	l := startLoad(t, gw.url("/mesh/x"), 4)
+	l.waitProgress(t, 200)
+	if _, err := client.Connect().CASetConfig(&api.CAConfig{Provider: "consul", Config: map[string]any{
+		"PrivateKeyType": "rsa", "PrivateKeyBits": 2048,
+	}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var active *api.CARoot
+	testkit.WaitFor(t, "a new active root", func() bool {
+		roots, _, err := client.Agent().ConnectCARoots(nil)
+		if err != nil || roots.ActiveRootID == before.ActiveRootID {
+			return false
+		}
+		for _, r := range roots.Roots {
+			if r.Active {
+				active = r
+			}
+		}
+		return active != nil
+	})
+	newRoot := parseCert(t, active.RootCertPEM)
+	testkit.WaitFor(t, "the gateway presents a leaf of the new root", func() bool {
+		c := native.LastClient.Load()
+		return c != nil && string(c.AuthorityKeyId) == string(newRoot.SubjectKeyId)
+	})
+	l.waitProgress(t, 200)
+	n := l.finish(t)
+	t.Logf("%d requests, none failed, across the rotation", n)
+	if f := sample(scrape(t, gw), "gateway_connect_handshake_failures_total"); f > 0 {
+		t.Errorf("%v handshake failures during the rotation", f)
+	}
+}
+
+func parseCert(t *testing.T, pemText string) *x509.Certificate {
+	t.Helper()
+	b, _ := pem.Decode([]byte(pemText))
+	if b == nil {
+		t.Fatal("no PEM block")
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
