@@ -5,14 +5,20 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/consul/sdk/freeport"
 
 	"github.com/gatewayco/gateway/internal/connecttest"
+	"github.com/gatewayco/gateway/internal/consultest"
 	"github.com/gatewayco/gateway/internal/testkit"
 )
 
@@ -197,4 +203,57 @@ func parseCert(t *testing.T, pemText string) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestConnectSidecarProxyUpstream: a plain HTTP service behind Consul's
+// built-in sidecar proxy (consul connect proxy -sidecar-for) is reached
+// through its proxy with mTLS; a deny intention is a 403.
+func TestConnectSidecarProxyUpstream(t *testing.T) {
+	client, addr := startConsul(t)
+	app := httptest.NewServer(meshHandler("side-api-1"))
+	t.Cleanup(app.Close)
+	_, appPort, _ := net.SplitHostPort(app.Listener.Addr().String())
+	port, _ := strconv.Atoi(appPort)
+	proxyPort := freeport.GetOne(t)
+	err := client.Agent().ServiceRegister(&api.AgentServiceRegistration{
+		ID: "side-api-1", Name: "side-api", Address: "127.0.0.1", Port: port,
+		Connect: &api.AgentServiceConnect{SidecarService: &api.AgentServiceRegistration{
+			Address: "127.0.0.1", Port: proxyPort,
+			Proxy: &api.AgentServiceConnectProxyConfig{
+				LocalServiceAddress: "127.0.0.1", LocalServicePort: port,
+				Config: map[string]any{"bind_address": "127.0.0.1", "bind_port": proxyPort},
+			},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(consultest.RequireBinary(t), "connect", "proxy", "-sidecar-for", "side-api-1", "-http-addr", addr, "-log-level", "warn")
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("sidecar proxy log:\n%s", logs.String())
+		}
+	})
+	putRoute(t, client, "side.hcl", connectRoute("side", "/side", "side-api"))
+	gw := startGateway(t, addr, "-connect", "-connect-service", "edge")
+
+	testkit.WaitFor(t, "served through the sidecar", func() bool {
+		code, inst := getInstance(t, gw, "/side/x")
+		return code == http.StatusOK && inst == "side-api-1"
+	})
+	if rs := getRoutes(t, gw).Routes; len(rs) != 1 || len(rs[0].Instances) != 1 || rs[0].Instances[0].Port != proxyPort {
+		t.Fatalf("/routes %+v, want the sidecar (port %d) as the one instance", rs, proxyPort)
+	}
+	setIntention(t, client, "edge", "side-api", api.IntentionActionDeny)
+	testkit.WaitFor(t, "403 after the deny intention", func() bool {
+		code, body := getError(t, gw, "/side/x")
+		return code == http.StatusForbidden && body["route"] == "side"
+	})
 }
