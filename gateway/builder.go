@@ -42,7 +42,9 @@ type deps struct {
 	// mirrorSample samples requests for mirrors; nil: math/rand/v2.
 	mirrorSample func() float64
 	// mesh is the Connect side for connect routes; nil without -connect.
-	mesh Mesh
+	// meshMetrics are its collectors, registered only with a mesh.
+	mesh        Mesh
+	meshMetrics *metrics.Connect
 }
 
 // tableBuilder turns configuration and instance snapshots into Tables. It
@@ -96,7 +98,7 @@ func newTableBuilder(d *deps) *tableBuilder {
 		transports:    newTransports(d.transport, d.maxIdle, d.dial),
 		loads:         balancer.NewLoadTracker(),
 		outliers:      balancer.NewOutlierTracker(d.outlierFailures, d.outlierEjection, d.logger.Named("outliers"))}
-	b.transports.mesh, b.transports.meshMetrics, b.transports.logger = d.mesh, d.metrics.Connect(), d.logger.Named("connect")
+	b.transports.mesh, b.transports.meshMetrics, b.transports.logger = d.mesh, d.meshMetrics, d.logger.Named("connect")
 	return b
 }
 
@@ -180,7 +182,7 @@ func (b *tableBuilder) route(rc config.Route, instances func(registry.ServiceKey
 	// https_only answers before admission: a plain-HTTP client is sent
 	// to HTTPS rather than asked for credentials it should not send.
 	https := policy.HTTPS{Only: rc.HTTPSOnly, HSTSMaxAge: rc.HSTSMaxAge, Port: b.deps.env.httpsPort, Trusted: b.deps.env.trusted}
-	rt.handler = named(rc.Name, rt.metrics, https.Middleware(b.admission(rc.Name, &rc.Policy, authUp, connectGate(&rt.Config, b.deps.mesh, b.deps.metrics.Connect(), b.deps.proxy.Handler(&rt.Config, rt.up)))))
+	rt.handler = named(rc.Name, rt.metrics, https.Middleware(b.admission(rc.Name, &rc.Policy, authUp, connectGate(&rt.Config, b.deps.mesh, b.deps.meshMetrics, b.deps.proxy.Handler(&rt.Config, rt.up)))))
 	return rt
 }
 

@@ -127,7 +127,9 @@ func newDeps(opts Options, logger hclog.Logger, now func() time.Time) *deps {
 		env:       policyEnv{trusted: opts.TrustedProxies, now: now, logger: logger.Named("policy"), getenv: os.Getenv, httpsPort: opts.HTTPSPort},
 		aggBudget: aggregate.NewBudget(opts.AggregateMaxBytes)}
 	d.mirrorSample = opts.Proxy.MirrorSample
-	d.mesh = opts.Mesh
+	if d.mesh = opts.Mesh; d.mesh != nil {
+		d.meshMetrics = opts.Metrics.Connect()
+	}
 	if d.transport == nil {
 		d.transport = upstream.NewTransport(opts.Proxy.MaxIdleConnsPerHost, opts.Proxy.DialTimeout)
 	}

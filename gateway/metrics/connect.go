@@ -21,9 +21,6 @@ const (
 	ConnectOther = "other"
 )
 
-// ConnectReasons lists every reason, shown at zero from the start.
-var ConnectReasons = []string{ConnectNoIdentity, ConnectUntrusted, ConnectIdentityMismatch, ConnectRefused, ConnectTimeout, ConnectOther}
-
 // Connect are the service-mesh collectors; a nil *Connect records nothing.
 type Connect struct {
 	handshakes *prometheus.CounterVec // service, reason
