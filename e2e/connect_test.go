@@ -257,3 +257,34 @@ func TestConnectSidecarProxyUpstream(t *testing.T) {
 		return code == http.StatusForbidden && body["route"] == "side"
 	})
 }
+
+// TestConnectUpstreamRefusalIs403NotAFailure: an upstream that refuses
+// the gateway's certificate (here: it trusts no Connect root; an
+// intention the gateway has not seen yet does the same) answers 403, and
+// the refusals neither eject the instance nor count as upstream errors.
+func TestConnectUpstreamRefusalIs403NotAFailure(t *testing.T) {
+	client, addr := startConsul(t)
+	connecttest.StartDistrusting(t, client, "vault-api", "vault-api-1", meshHandler("vault-api-1"))
+	putRoute(t, client, "vault.hcl", connectRoute("vault", "/vault", "vault-api"))
+	gw := startGateway(t, addr, "-connect", "-connect-service", "edge")
+	testkit.WaitFor(t, "route has the instance", func() bool {
+		rs := getRoutes(t, gw).Routes
+		return len(rs) == 1 && len(rs[0].Instances) == 1
+	})
+	for range 20 {
+		code, body := getError(t, gw, "/vault/x")
+		if code != http.StatusForbidden || body["route"] != "vault" || !strings.Contains(body["error"], "mesh identity") {
+			t.Fatalf("refused request answered %d %v, want 403", code, body)
+		}
+	}
+	fams := scrape(t, gw)
+	if n := sample(fams, "gateway_connect_handshake_failures_total", "service=vault-api", "reason=refused"); n < 20 {
+		t.Errorf("refused handshakes counted %v, want at least 20", n)
+	}
+	if n := sample(fams, "gateway_upstream_errors_total", "service=vault-api+connect"); n > 0 {
+		t.Errorf("refusals counted as %v upstream errors", n)
+	}
+	if rs := getRoutes(t, gw).Routes; rs[0].Instances[0].Ejected {
+		t.Fatal("refusals ejected the instance")
+	}
+}

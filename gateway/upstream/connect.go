@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/registry"
 )
@@ -78,11 +80,35 @@ func NewConnectTransport(maxIdlePerHost int, dial time.Duration, id MeshIdentity
 			} else {
 				log.Warn("connect handshake failed", "service", service, "instance", addr, "reason", reason, "error", err)
 			}
+			if reason == metrics.ConnectRefused {
+				err = fmt.Errorf("%w: %w", exchange.ErrMeshRefused, err)
+			}
 			return nil, fmt.Errorf("connect handshake with %s: %w", addr, err)
 		}
-		return conn, nil
+		return &meshConn{Conn: conn, service: service, m: m}, nil
 	}
 	return t
+}
+
+// meshConn marks a TLS alert read after the handshake as the upstream's
+// refusal: under TLS 1.3 the client's handshake ends before the server
+// has checked the client certificate, so a server that refuses the
+// gateway (an intention, an untrusted CA) says so on the first read.
+type meshConn struct {
+	*tls.Conn
+	service string
+	m       *metrics.Connect
+	once    sync.Once
+}
+
+func (c *meshConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	var op *net.OpError
+	if err != nil && errors.As(err, &op) && op.Op == "remote error" {
+		c.once.Do(func() { c.m.HandshakeFailed(c.service, metrics.ConnectRefused) })
+		err = fmt.Errorf("%w: %w", exchange.ErrMeshRefused, err)
+	}
+	return n, err
 }
 
 // verifyPeer checks the upstream's chain against pool and its URI SAN

@@ -47,6 +47,19 @@ func StartNative(t testing.TB, client *api.Client, service, id string, h http.Ha
 // keep-alives on or off (off: every request is a new handshake).
 func StartNativeAs(t testing.TB, client *api.Client, service, identity, id string, h http.Handler, keepAlives bool) *Native {
 	t.Helper()
+	return start(t, client, service, identity, id, h, keepAlives, false)
+}
+
+// StartDistrusting is StartNative with an instance that trusts no Connect
+// root for its clients: it refuses every client certificate with a TLS
+// alert, as an upstream with other roots (or a stale trust bundle) does.
+func StartDistrusting(t testing.TB, client *api.Client, service, id string, h http.Handler) *Native {
+	t.Helper()
+	return start(t, client, service, service, id, h, true, true)
+}
+
+func start(t testing.TB, client *api.Client, service, identity, id string, h http.Handler, keepAlives, distrust bool) *Native {
+	t.Helper()
 	n := &Native{Service: identity, ID: id}
 	agent := client.Agent()
 	conf := &tls.Config{
@@ -67,7 +80,9 @@ func StartNativeAs(t testing.TB, client *api.Client, service, identity, id strin
 			}
 			pool := x509.NewCertPool()
 			for _, r := range roots.Roots {
-				pool.AppendCertsFromPEM([]byte(r.RootCertPEM))
+				if !distrust {
+					pool.AppendCertsFromPEM([]byte(r.RootCertPEM))
+				}
 			}
 			return &tls.Config{
 				MinVersion:   tls.VersionTLS12,
