@@ -180,7 +180,9 @@ func TestConnectCARotationUnderLoad(t *testing.T) {
 		return active != nil
 	})
 	newRoot := parseCert(t, active.RootCertPEM)
-	testkit.WaitFor(t, "the gateway presents a leaf of the new root", func() bool {
+	// The agent re-signs leaves after a root change with a random delay of
+	// up to 30 s (its CA change jitter window), so allow for that.
+	testkit.WaitWithin(t, leafRotationWait, "the gateway presents a leaf of the new root", func() bool {
 		c := native.LastClient.Load()
 		return c != nil && string(c.AuthorityKeyId) == string(newRoot.SubjectKeyId)
 	})
@@ -191,6 +193,10 @@ func TestConnectCARotationUnderLoad(t *testing.T) {
 		t.Errorf("%v handshake failures during the rotation", f)
 	}
 }
+
+// leafRotationWait bounds waiting for the agent to re-sign a leaf after a
+// root change: its 30 s jitter window plus the usual test margin.
+const leafRotationWait = 30*time.Second + testkit.Timeout
 
 func parseCert(t *testing.T, pemText string) *x509.Certificate {
 	t.Helper()
