@@ -85,6 +85,7 @@ type serveFlags struct {
 	tls                                     tlsFlags
 	acme                                    acmeFlags
 	fabioTags                               bool
+	connect                                 connectFlags
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -116,6 +117,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	addTLSFlags(fs, &f.tls)
 	addACMEFlags(fs, &f.acme)
 	addFabioFlags(fs, &f.fabioTags)
+	addConnectFlags(fs, &f.connect)
 	return fs
 }
 
@@ -275,14 +277,15 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	m.Registry().MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
 		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})))
 	m.Registry().MustRegister(certs.NewCollector(a.certs, nil))
-	a.gw = gateway.New(gateway.Options{Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
+	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: m.WatchError}
+	mesh, meshSide := newMesh(f.connect, f.self, client, opts)
+	a.gw = gateway.New(gateway.Options{Mesh: meshSide, Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
 		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes, HTTPSPort: https.Port,
 		Tunnels: tunnel.New(tunnel.Options{Max: cmp.Or(f.maxTunnels, -1), MaxPerClient: cmp.Or(f.maxTunnelsPerClient, -1), Metrics: m})})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	ctl.SetPanicThreshold(f.panicThreshold)
 	nameLocalDatacenter(ctl, client, logger)
 	ctl.OnPublish(a.acme.onPublish(logger.Named("acme")))
-	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: m.WatchError}
 	kv := registry.NewKV(client, f.prefix, opts, ctl.Notify)
 	a.health = registry.NewHealth(client, opts, ctl.Notify)
 	state := registry.NewState(client, f.prefix, statePrefix, opts, ctl.Notify)
@@ -293,7 +296,13 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	a.watches.Go(func() { kv.Run(watchCtx) })
 	a.watches.Go(func() { state.Run(watchCtx) })
 	runFabioTags(watchCtx, f.fabioTags, client, opts, ctl, &a.watches)
-	a.watches.Go(func() { ctl.Run(watchCtx, kv, a.health) })
+	runMesh(watchCtx, mesh, &a.watches, func(withMesh *registry.Connect) {
+		var insts gateway.Instances = a.health
+		if withMesh != nil {
+			insts = meshInstances{a.health, withMesh}
+		}
+		ctl.Run(watchCtx, kv, insts)
+	})
 	a.runCertSources(watchCtx, f.tls, certFiles, client, opts, a.certs)
 
 	a.admin = newServer(admin.Handler(a.gw, a.status, admin.Certs(a.certs, nil)), logger, f)

@@ -171,6 +171,19 @@ route "products" {
 #   }
 # }
 
+# The service mesh (Consul Connect), shown on a route that is not active in
+# the demo (it runs no mesh). Needs the gateway started with -connect. See
+# the README's "Service mesh (Consul Connect)".
+#
+# route "billing" {
+#   path_prefix = "/api/billing"
+#   service     = "billing"
+#   # Instances are billing's sidecar proxies and Connect-native instances,
+#   # dialled with mTLS under the gateway's leaf certificate; the upstream
+#   # must prove it is billing; a deny intention answers 403.
+#   connect     = true
+# }
+
 # Sticky sessions and mirroring, shown on a route that is not active in the
 # demo. See the README's "Sticky sessions" and "Mirroring (shadow traffic)".
 #

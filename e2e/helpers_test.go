@@ -220,6 +220,7 @@ type routesBody struct {
 		DatacenterReason string      `json:"datacenter_reason"`
 		Splits           []splitView `json:"splits"`
 		StickyCookie     string      `json:"sticky_cookie"`
+		Connect          bool        `json:"connect"`
 		Mirrors          []struct {
 			Service        string  `json:"service"`
 			Percent        float64 `json:"percent"`

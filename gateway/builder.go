@@ -44,6 +44,10 @@ type deps struct {
 	tunnels *tunnel.Tracker
 	// mirrorSample samples requests for mirrors; nil: math/rand/v2.
 	mirrorSample func() float64
+	// mesh is the Connect side for connect routes; nil without -connect.
+	// meshMetrics are its collectors, registered only with a mesh.
+	mesh        Mesh
+	meshMetrics *metrics.Connect
 }
 
 // tableBuilder turns configuration and instance snapshots into Tables. It
@@ -96,11 +100,13 @@ type balancerKey struct {
 }
 
 func newTableBuilder(d *deps) *tableBuilder {
-	return &tableBuilder{deps: d, balancers: map[balancerKey]balancer.Balancer{},
+	b := &tableBuilder{deps: d, balancers: map[balancerKey]balancer.Balancer{},
 		nextBalancers: map[balancerKey]balancer.Balancer{},
 		transports:    newTransports(d.transport, d.maxIdle, d.dial),
 		loads:         balancer.NewLoadTracker(),
 		outliers:      balancer.NewOutlierTracker(d.outlierFailures, d.outlierEjection, d.logger.Named("outliers"))}
+	b.transports.mesh, b.transports.meshMetrics, b.transports.logger = d.mesh, d.meshMetrics, d.logger.Named("connect")
+	return b
 }
 
 // build makes a Table from accepted routes. instances returns the current
@@ -168,8 +174,12 @@ func (b *tableBuilder) route(rc config.Route, instances func(registry.ServiceKey
 	tr, scheme, err := b.transports.forRoute(&rc)
 	if err != nil {
 		b.deps.logger.Error("upstream TLS settings unusable; the route answers 502", "route", rc.Name, "error", err)
+		pos := rc.Pos
+		if rc.UpstreamTLS != nil {
+			pos = rc.UpstreamTLS.Pos
+		}
 		b.tlsErrors = append(b.tlsErrors, ConfigError{Key: rc.Pos.Key,
-			Message: fmt.Sprintf("%s: route %q answers 502 until fixed: %v", rc.UpstreamTLS.Pos, rc.Name, err)})
+			Message: fmt.Sprintf("%s: route %q answers 502 until fixed: %v", pos, rc.Name, err)})
 	}
 	rt := &Route{Config: rc, Service: key, Instances: insts, Panic: panics[key],
 		Datacenter: b.dcName(key), DatacenterReason: dcReason,
@@ -179,7 +189,7 @@ func (b *tableBuilder) route(rc config.Route, instances func(registry.ServiceKey
 	// https_only answers before admission: a plain-HTTP client is sent
 	// to HTTPS rather than asked for credentials it should not send.
 	https := policy.HTTPS{Only: rc.HTTPSOnly, HSTSMaxAge: rc.HSTSMaxAge, Port: b.deps.env.httpsPort, Trusted: b.deps.env.trusted}
-	rt.handler = named(rc.Name, rt.metrics, https.Middleware(b.admission(rc.Name, &rc.Policy, authUp, b.deps.proxy.Handler(&rt.Config, rt.up))))
+	rt.handler = named(rc.Name, rt.metrics, https.Middleware(b.admission(rc.Name, &rc.Policy, authUp, connectGate(&rt.Config, b.deps.mesh, b.deps.meshMetrics, b.deps.proxy.Handler(&rt.Config, rt.up)))))
 	return rt
 }
 

@@ -17,7 +17,7 @@ const LocalDatacenter = "local"
 // query on the request path; validation bounds them per route
 // (config.MaxFailoverDatacenters).
 func routeKeys(rc *config.Route) []registry.ServiceKey {
-	keys := []registry.ServiceKey{{Name: rc.Service, Tag: rc.Tag, Datacenter: rc.Datacenter}}
+	keys := []registry.ServiceKey{{Name: rc.Service, Tag: rc.Tag, Datacenter: rc.Datacenter, Connect: rc.Connect}}
 	if rc.Failover != nil {
 		for _, dc := range rc.Failover.Datacenters {
 			keys = append(keys, registry.ServiceKey{Name: rc.Service, Tag: rc.Tag, Datacenter: dc})

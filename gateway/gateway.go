@@ -83,6 +83,9 @@ type Options struct {
 	// shutdown); nil means a tracker with tunnel.DefaultMax, the
 	// gateway's clock and its Metrics.
 	Tunnels *tunnel.Tracker
+	// Mesh is the Connect side (registry.Connect) for connect = true
+	// routes; nil (no -connect) makes such routes answer 502.
+	Mesh Mesh
 }
 
 // ProxyOptions tune the upstream side. The zero value is usable.
@@ -124,6 +127,9 @@ func newDeps(opts Options, logger hclog.Logger, now func() time.Time) *deps {
 		env:       policyEnv{trusted: opts.TrustedProxies, now: now, logger: logger.Named("policy"), getenv: os.Getenv, httpsPort: opts.HTTPSPort},
 		aggBudget: aggregate.NewBudget(opts.AggregateMaxBytes), mirrorShared: upstream.NewMirrorSlots(upstream.MaxMirrorsInFlight)}
 	d.mirrorSample = opts.Proxy.MirrorSample
+	if d.mesh = opts.Mesh; d.mesh != nil {
+		d.meshMetrics = opts.Metrics.Connect()
+	}
 	if d.transport == nil {
 		d.transport = upstream.NewTransport(opts.Proxy.MaxIdleConnsPerHost, opts.Proxy.DialTimeout)
 	}

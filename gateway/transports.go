@@ -12,7 +12,10 @@ import (
 	"os"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/gateway/upstream"
 )
 
@@ -37,6 +40,11 @@ type transports struct {
 	// pools holds, during one build, each CA file read (by path), so
 	// routes naming the same file read it once per build, not once each.
 	pools map[string]caPool
+	// mesh, meshMetrics and logger serve connect routes (connect.go);
+	// mesh is nil without -connect.
+	mesh        Mesh
+	meshMetrics *metrics.Connect
+	logger      hclog.Logger
 }
 
 // caPool is one CA file as read during a build.
@@ -56,6 +64,9 @@ func newTransports(plain http.RoundTripper, maxIdle int, dial time.Duration) *tr
 // route stays, since a bad file next to a good document must not take
 // the route's path away from its other routes' precedence.
 func (ts *transports) forRoute(rc *config.Route) (http.RoundTripper, string, error) {
+	if rc.Connect {
+		return ts.connectTransport(rc)
+	}
 	switch rc.Protocol {
 	case config.ProtocolH2C:
 		return ts.kept.get(stateKey{"", "h2c"}, func() *http.Transport {

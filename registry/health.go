@@ -100,7 +100,11 @@ func (h *Health) start(key ServiceKey) *healthWatch {
 		// Another datacenter is the same query with its dc parameter, so
 		// every watch runs the one loop of watch.go.
 		q.Datacenter = key.Datacenter
-		entries, meta, err := health.Service(key.Name, key.Tag, false, q)
+		read := health.Service
+		if key.Connect {
+			read = health.Connect
+		}
+		entries, meta, err := read(key.Name, key.Tag, false, q)
 		if err != nil && key.Datacenter != "" {
 			// Named, so /health says which datacenter is unreachable.
 			return nil, nil, fmt.Errorf("datacenter %s: %w", key.Datacenter, err)

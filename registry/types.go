@@ -108,10 +108,14 @@ type ServiceKey struct {
 	// Datacenter is sent as the health query's dc parameter: the local
 	// agent forwards the query to a server of that datacenter over the WAN.
 	Datacenter string
+	// Connect reads Consul's Connect-capable instances of the service
+	// (/v1/health/connect: its sidecar proxies and Connect-native
+	// instances) instead of the service's own registrations.
+	Connect bool
 }
 
 // String renders the key as "name", "name:tag", with "@dc" appended for
-// another datacenter, for logs and metrics.
+// another datacenter and "+connect" for the mesh, for logs and metrics.
 func (k ServiceKey) String() string {
 	s := k.Name
 	if k.Tag != "" {
@@ -119,6 +123,9 @@ func (k ServiceKey) String() string {
 	}
 	if k.Datacenter != "" {
 		s += "@" + k.Datacenter
+	}
+	if k.Connect {
+		s += "+connect"
 	}
 	return s
 }

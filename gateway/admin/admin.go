@@ -94,6 +94,9 @@ type routeView struct {
 	HSTSMaxAge string `json:"hsts_max_age,omitempty"`
 	// ACME is set when the host's certificate comes from the ACME CA.
 	ACME bool `json:"acme,omitempty"`
+	// Connect is set when the route goes through the service mesh
+	// (connect = true: Connect instances, mTLS, intentions).
+	Connect bool `json:"connect,omitempty"`
 	// IdleTimeout closes the route's WebSocket tunnels after this long
 	// without a byte; Tunnels counts those open now.
 	IdleTimeout string `json:"idle_timeout"`
@@ -165,6 +168,7 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 			v.HSTSMaxAge = c.HSTSMaxAge.String()
 		}
 		v.ACME = c.ACME
+		v.Connect = c.Connect
 		v.IdleTimeout = c.TunnelIdleTimeout().String()
 		v.Tunnels = a.g.Tunnels().Open(c.Name)
 		v.Splits = splitViews(rt, now)

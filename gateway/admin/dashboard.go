@@ -62,17 +62,20 @@ type consulView struct {
 // cumulative since start; Rate is over the last few seconds, nil until two
 // polls are far enough apart.
 type entryView struct {
-	Kind      string        `json:"kind"` // "route"; aggregates add their own
-	Name      string        `json:"name"`
-	Match     string        `json:"match"`
-	Methods   []string      `json:"methods,omitempty"`
-	SourceKey string        `json:"source_key"`
-	Balancer  string        `json:"balancer"`
-	Breaker   string        `json:"breaker"` // "closed", "half_open" or "open"; "" without a circuit breaker
-	Services  []serviceView `json:"services"`
-	Requests  uint64        `json:"requests"`
-	Errors    uint64        `json:"errors"`
-	Rate      *Rate         `json:"rate"`
+	Kind      string   `json:"kind"` // "route"; aggregates add their own
+	Name      string   `json:"name"`
+	Match     string   `json:"match"`
+	Methods   []string `json:"methods,omitempty"`
+	SourceKey string   `json:"source_key"`
+	Balancer  string   `json:"balancer"`
+	Breaker   string   `json:"breaker"` // "closed", "half_open" or "open"; "" without a circuit breaker
+	// Mesh is set when the route reaches its service through Consul
+	// Connect (connect = true).
+	Mesh     bool          `json:"mesh,omitempty"`
+	Services []serviceView `json:"services"`
+	Requests uint64        `json:"requests"`
+	Errors   uint64        `json:"errors"`
+	Rate     *Rate         `json:"rate"`
 }
 
 type serviceView struct {
@@ -143,7 +146,7 @@ func buildState(g *gateway.Gateway, health Health, rates *rateWindow) stateBody 
 		s.Entries = append(s.Entries, entryView{
 			Kind: "route", Name: c.Name, Match: match, Methods: c.Methods, SourceKey: c.SourceKey,
 			Balancer: c.Balancer, Services: svcs, Requests: total, Errors: errs,
-			Breaker: breaker,
+			Breaker: breaker, Mesh: c.Connect,
 		})
 	}
 	for _, ag := range t.Aggregates() {

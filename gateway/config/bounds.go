@@ -59,8 +59,8 @@ const (
 
 	// MaxItemsPerBlock bounds the attributes and nested blocks of any one
 	// block (an aggregate's call blocks aside): the longest valid block, a
-	// route with every attribute and policy block, has 28 (31 with four
-	// mirror blocks, or 35 with MaxSplits split blocks instead of service),
+	// route with every attribute and policy block, has 29 (32 with four
+	// mirror blocks, or 36 with MaxSplits split blocks instead of service),
 	// so a block past the bound is garbage whose per-item errors would only
 	// bury the real ones. Reported at the first item past the bound.
 	MaxItemsPerBlock = 64

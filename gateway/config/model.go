@@ -68,6 +68,11 @@ type Route struct {
 	AllowWarning bool
 	// Timeout bounds the whole upstream exchange; zero means no route timeout.
 	Timeout time.Duration
+	// Connect makes the route reach its service through Consul Connect:
+	// instances from the Connect health endpoint, dialled with mTLS under
+	// the gateway's leaf certificate and checked against the service's
+	// SPIFFE identity, and answered 403 while an intention denies it.
+	Connect bool
 	// Datacenter is the Consul datacenter the route's instances are read
 	// from; empty means the local agent's.
 	Datacenter string

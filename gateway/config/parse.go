@@ -162,6 +162,7 @@ func decodeRoute(p *problems, b *hcl.Block) *routeSrc {
 	r.ACME = a.boolean(attrACME)
 	r.IdleTimeout = a.duration(attrIdleTimeout)
 	r.Datacenter = a.str(attrDatacenter)
+	r.Connect = a.boolean(attrConnect)
 	if fb := single(p, blocks, failoverSpec); fb != nil {
 		r.Failover, r.failoverAt = decodeFailover(p, fb)
 	}

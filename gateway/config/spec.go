@@ -49,6 +49,9 @@ var (
 
 	attrDatacenter = attr{"datacenter"}
 
+	// route: reach the service through Consul Connect (mTLS, intentions).
+	attrConnect = attr{"connect"}
+
 	// failover.
 	attrDatacenters = attr{"datacenters"}
 
@@ -220,6 +223,7 @@ var (
 			attrService, attrTag, attrStripPrefix, attrBalancer, attrTimeout,
 			attrHTTPSOnly, attrHSTSMaxAge, attrACME,
 			attrIdleTimeout, attrProtocol, attrAllowWarning, attrDatacenter,
+			attrConnect,
 		},
 		blocks: []*blockSpec{upstreamTLSSpec, splitSpec, failoverSpec, stickySpec, mirrorSpec},
 		parts:  []part{accessPolicy, upstreamPolicy},

@@ -244,4 +244,25 @@ func checkProtocol(p *problems, r *routeSrc) {
 	if r.UpstreamTLS != nil && r.Protocol != ProtocolHTTPS {
 		p.addf(r.UpstreamTLS.Pos, "%s needs %s = %q", upstreamTLSSpec.typ, attrProtocol, ProtocolHTTPS)
 	}
+	checkConnect(p, r)
+}
+
+// checkConnect refuses what a connect route cannot honour: the mesh
+// speaks its own mTLS (so no other protocol or upstream_tls), and the
+// SPIFFE identity checked names one service of the local datacenter (so
+// no splits, datacenter or failover, which would need mesh gateways).
+func checkConnect(p *problems, r *routeSrc) {
+	a := r.attrs
+	if !r.Connect {
+		return
+	}
+	at := a.pos(attrConnect)
+	switch {
+	case r.Protocol != "" && r.Protocol != ProtocolHTTP:
+		p.addf(at, "%s = true needs %s = %q (the mesh speaks its own mTLS)", attrConnect, attrProtocol, ProtocolHTTP)
+	case r.Splits != nil:
+		p.addf(at, "%s = true cannot be used with %s blocks", attrConnect, splitSpec.typ)
+	case r.Datacenter != "" || r.Failover != nil:
+		p.addf(at, "%s = true reaches the local datacenter only (no %s or %s)", attrConnect, attrDatacenter, failoverSpec.typ)
+	}
 }

@@ -161,6 +161,7 @@ const (
 	FaultUpstream       Fault = iota // the instance: it counts against it
 	FaultClientGone                  // the client went away first (499)
 	FaultClientDeadline              // the gRPC client's own grpc-timeout ran out (408)
+	FaultMeshRefused                 // a Connect upstream refused the gateway's identity: policy, not failure (403)
 	FaultBodyTooLarge                // the body crossed -max-body-bytes (413)
 	FaultBodyTimeout                 // the body stalled, or was not in by the route timeout (408)
 	FaultBodyMalformed               // bad chunked encoding, shorter than its Content-Length (400)
@@ -190,6 +191,8 @@ func Classify(req *http.Request, err error) Fault {
 		return FaultBodyTooLarge
 	case errors.Is(req.Context().Err(), context.Canceled):
 		return FaultClientGone
+	case errors.Is(err, ErrMeshRefused):
+		return FaultMeshRefused
 	}
 	if ex := From(req.Context()); ex != nil && ex.ClientDeadline && DeadlinePassed(req.Context()) {
 		// The client chose a deadline shorter than the route's: no
@@ -199,7 +202,14 @@ func Classify(req *http.Request, err error) Fault {
 	return FaultUpstream
 }
 
-// ClientFault reports whether a failed exchange was the client's doing.
+// ErrMeshRefused marks a Connect upstream's refusal of the gateway's
+// certificate (a TLS alert from it: an intention denies the gateway, or
+// it does not trust the gateway's CA). The instance is up and deciding,
+// so the refusal is a 403 and counts against no instance.
+var ErrMeshRefused = errors.New("the upstream refused the gateway's mesh identity")
+
+// ClientFault reports whether a failed exchange was the client's doing
+// (or, for FaultMeshRefused, the mesh's policy): not the instance's.
 // Such failures say nothing about the instance, so they must not eject
 // it, open a breaker, spend the retry budget or count as upstream errors;
 // otherwise any client could take instances out.

@@ -47,6 +47,7 @@ const (
 	MsgDeadline         = "the client's deadline passed"
 	MsgTooManyTunnels   = "too many open tunnels"
 	MsgUpgradeBody      = "a WebSocket handshake must not have a body"
+	MsgMeshRefused      = "the service refused the gateway's mesh identity (an intention denies it, or it does not trust the gateway's CA)"
 )
 
 // StatusClientClosed is nginx's non-standard code for a client that closed

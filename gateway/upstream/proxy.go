@@ -270,6 +270,8 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		exchange.WriteError(w, http.StatusServiceUnavailable, exchange.MsgNoInstance, ex.Route)
 	case f.InBody():
 		p.bodyFaultAnswer(w, r, ex, f, err)
+	case f == exchange.FaultMeshRefused:
+		exchange.WriteError(w, http.StatusForbidden, exchange.MsgMeshRefused, ex.Route)
 	case f == exchange.FaultClientDeadline:
 		exchange.WriteError(w, http.StatusRequestTimeout, exchange.MsgDeadline, ex.Route)
 	case exchange.DeadlinePassed(r.Context()):
