@@ -72,15 +72,7 @@ type Connect struct {
 	leaf    *watch[*Leaf]
 	roots   *watch[*Roots]
 
-	mu      sync.Mutex
-	stopped bool
-	intents map[string]*intentionWatch
-}
-
-type intentionWatch struct {
-	w      *watch[Verdict]
-	cancel context.CancelFunc
-	done   chan struct{}
+	intents *watchSet[string, Verdict]
 }
 
 // NewConnect returns the Connect watches of the gateway registered as
@@ -88,7 +80,8 @@ type intentionWatch struct {
 func NewConnect(client *api.Client, service string, opts Options) *Connect {
 	opts = opts.withDefaults()
 	agent := client.Agent()
-	c := &Connect{client: client, opts: opts, service: service, intents: map[string]*intentionWatch{}}
+	c := &Connect{client: client, opts: opts, service: service}
+	c.intents = newWatchSet(c.intentionWatch)
 	log := opts.Logger.Named("connect")
 	c.leaf = newWatch(func(q *api.QueryOptions) (*Leaf, *api.QueryMeta, error) {
 		l, meta, err := agent.ConnectCALeaf(service, q)
@@ -119,7 +112,7 @@ func (c *Connect) Run(ctx context.Context) {
 	wg.Go(func() { c.leaf.run(ctx) })
 	wg.Go(func() { c.roots.run(ctx) })
 	wg.Wait()
-	c.stop()
+	c.intents.stop()
 }
 
 // Ready returns once both the leaf and the roots watches answered or
@@ -143,58 +136,16 @@ func (c *Connect) Roots() (*Roots, bool) { return c.roots.snapshot() }
 // Verdict is what the intentions say about reaching service; ok is false
 // for a service not passed to the last EnsureIntentions, or before its
 // first answer.
-func (c *Connect) Verdict(service string) (Verdict, bool) {
-	c.mu.Lock()
-	iw := c.intents[service]
-	c.mu.Unlock()
-	if iw == nil {
-		return Verdict{}, false
-	}
-	return iw.w.snapshot()
-}
+func (c *Connect) Verdict(service string) (Verdict, bool) { return c.intents.snapshot(service) }
 
 // EnsureIntentions makes the intention watches those of services, as
 // Health.Ensure does for instances, and waits for new ones' first answer.
 func (c *Connect) EnsureIntentions(ctx context.Context, services []string) {
-	want := map[string]bool{}
-	for _, s := range services {
-		want[s] = true
-	}
-	var removed, started []*intentionWatch
-	c.mu.Lock()
-	if c.stopped {
-		c.mu.Unlock()
-		return
-	}
-	for s, iw := range c.intents {
-		if !want[s] {
-			delete(c.intents, s)
-			iw.cancel()
-			removed = append(removed, iw)
-		}
-	}
-	for s := range want {
-		if c.intents[s] == nil {
-			iw := c.startIntentions(s)
-			c.intents[s] = iw
-			started = append(started, iw)
-		}
-	}
-	c.mu.Unlock()
-	for _, iw := range removed {
-		<-iw.done
-	}
-	for _, iw := range started {
-		select {
-		case <-iw.w.ready:
-		case <-ctx.Done():
-			return
-		}
-	}
+	c.intents.ensure(ctx, services)
 }
 
-// startIntentions launches the intention watch of dst; c.mu is held.
-func (c *Connect) startIntentions(dst string) *intentionWatch {
+// intentionWatch is the intention watch of dst.
+func (c *Connect) intentionWatch(dst string) *watch[Verdict] {
 	conn := c.client.Connect()
 	src := c.service
 	fetch := func(q *api.QueryOptions) (Verdict, *api.QueryMeta, error) {
@@ -208,31 +159,7 @@ func (c *Connect) startIntentions(dst string) *intentionWatch {
 		}
 		return evaluate(list, src), meta, nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	iw := &intentionWatch{
-		w:      newWatch(fetch, func(a, b Verdict) bool { return a == b }, nil, c.opts, c.opts.Logger.Named("connect").With("intentions", dst)),
-		cancel: cancel,
-		done:   make(chan struct{}),
-	}
-	go func() {
-		defer close(iw.done)
-		iw.w.run(ctx)
-	}()
-	return iw
-}
-
-func (c *Connect) stop() {
-	c.mu.Lock()
-	c.stopped = true
-	all := c.intents
-	c.intents = map[string]*intentionWatch{}
-	c.mu.Unlock()
-	for _, iw := range all {
-		iw.cancel()
-	}
-	for _, iw := range all {
-		<-iw.done
-	}
+	return newWatch(fetch, func(a, b Verdict) bool { return a == b }, nil, c.opts, c.opts.Logger.Named("connect").With("intentions", dst))
 }
 
 // evaluate applies Consul's rule to list (the intentions matching one

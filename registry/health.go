@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/hashicorp/consul/api"
 )
@@ -18,28 +17,16 @@ type Health struct {
 	client *api.Client
 	opts   Options // with defaults applied
 	notify func()
-
-	mu      sync.Mutex
-	stopped bool
-	watches map[ServiceKey]*healthWatch
-}
-
-type healthWatch struct {
-	w      *watch[[]Instance]
-	cancel context.CancelFunc
-	done   chan struct{} // closed when the loop goroutine has returned
+	set    *watchSet[ServiceKey, []Instance]
 }
 
 // NewHealth returns a Health with no watches; Ensure starts them. notify, if
 // non-nil, is called from a watch goroutine after each change of any
 // service's snapshot; it must be cheap and must not block.
 func NewHealth(client *api.Client, opts Options, notify func()) *Health {
-	return &Health{
-		client:  client,
-		opts:    opts.withDefaults(),
-		notify:  notify,
-		watches: make(map[ServiceKey]*healthWatch),
-	}
+	h := &Health{client: client, opts: opts.withDefaults(), notify: notify}
+	h.set = newWatchSet(h.watch)
+	return h
 }
 
 // Ensure makes the set of running watches equal to keys (duplicates are
@@ -48,50 +35,10 @@ func NewHealth(client *api.Client, opts Options, notify func()) *Health {
 // answered or failed once, or ctx is done, so a route published after Ensure
 // returns already knows its instances. Safe to call repeatedly and
 // concurrently; after Stop it does nothing.
-func (h *Health) Ensure(ctx context.Context, keys []ServiceKey) {
-	want := make(map[ServiceKey]bool, len(keys))
-	for _, k := range keys {
-		want[k] = true
-	}
+func (h *Health) Ensure(ctx context.Context, keys []ServiceKey) { h.set.ensure(ctx, keys) }
 
-	var removed, started []*healthWatch
-	h.mu.Lock()
-	if h.stopped {
-		h.mu.Unlock()
-		return
-	}
-	for k, hw := range h.watches {
-		if !want[k] {
-			delete(h.watches, k)
-			hw.cancel()
-			removed = append(removed, hw)
-		}
-	}
-	for k := range want {
-		if _, ok := h.watches[k]; !ok {
-			hw := h.start(k)
-			h.watches[k] = hw
-			started = append(started, hw)
-		}
-	}
-	h.mu.Unlock()
-
-	// Waiting outside the lock keeps Instances responsive meanwhile; the
-	// cancelled calls return promptly because they abort their HTTP request.
-	for _, hw := range removed {
-		<-hw.done
-	}
-	for _, hw := range started {
-		select {
-		case <-hw.w.ready:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// start launches the loop for key; the caller holds h.mu.
-func (h *Health) start(key ServiceKey) *healthWatch {
+// watch is the health query of key.
+func (h *Health) watch(key ServiceKey) *watch[[]Instance] {
 	health := h.client.Health()
 	fetch := func(q *api.QueryOptions) ([]Instance, *api.QueryMeta, error) {
 		// Every registered instance, not only passing ones: the gateway's
@@ -115,19 +62,7 @@ func (h *Health) start(key ServiceKey) *healthWatch {
 		return toInstances(entries), meta, nil
 	}
 	log := h.opts.Logger.Named("health").With("service", key.String())
-	// Watches outlive the Ensure call that started them, so they hang off
-	// their own context rather than Ensure's.
-	ctx, cancel := context.WithCancel(context.Background())
-	hw := &healthWatch{
-		w:      newWatch(fetch, equalInstances, h.notify, h.opts, log),
-		cancel: cancel,
-		done:   make(chan struct{}),
-	}
-	go func() {
-		defer close(hw.done)
-		hw.w.run(ctx)
-	}()
-	return hw
+	return newWatch(fetch, equalInstances, h.notify, h.opts, log)
 }
 
 // Instances returns the latest registered instances of key, each with its
@@ -136,31 +71,11 @@ func (h *Health) start(key ServiceKey) *healthWatch {
 // answer and for keys not passed to the last Ensure. While Consul is
 // unreachable the last snapshot is kept. The slice is shared: callers must
 // not modify it or its values.
-func (h *Health) Instances(key ServiceKey) ([]Instance, bool) {
-	h.mu.Lock()
-	hw := h.watches[key]
-	h.mu.Unlock()
-	if hw == nil {
-		return nil, false
-	}
-	return hw.w.snapshot()
-}
+func (h *Health) Instances(key ServiceKey) ([]Instance, bool) { return h.set.snapshot(key) }
 
 // Stop stops every watch and waits for their goroutines. It is final: later
 // Ensure calls start nothing. Safe to call more than once.
-func (h *Health) Stop() {
-	h.mu.Lock()
-	h.stopped = true
-	all := h.watches
-	h.watches = make(map[ServiceKey]*healthWatch)
-	h.mu.Unlock()
-	for _, hw := range all {
-		hw.cancel()
-	}
-	for _, hw := range all {
-		<-hw.done
-	}
-}
+func (h *Health) Stop() { h.set.stop() }
 
 func toInstances(entries []*api.ServiceEntry) []Instance {
 	out := make([]Instance, 0, len(entries))
