@@ -14,7 +14,8 @@ CACHE_DIR="${GATEWAY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/consul-gateway}"
 BIN_DIR="$CACHE_DIR/consul-$CONSUL_VERSION/bin"
 BIN="$BIN_DIR/consul"
 
-log() { echo "install-consul: $*" >&2; }
+NAME=consul VERSION="$CONSUL_VERSION"
+. "$(dirname "$0")/install-lib.sh"
 
 # Read the whole version output before comparing: piping it into `head`
 # under pipefail lets SIGPIPE fail the check and trigger a needless rebuild.
@@ -22,23 +23,7 @@ cached() {
   local v
   [ -x "$BIN" ] && v="$("$BIN" version 2>/dev/null)" && [ "${v%%$'\n'*}" = "Consul v$CONSUL_VERSION" ]
 }
-if cached; then
-  log "consul v$CONSUL_VERSION already at $BIN"
-  echo "$BIN_DIR"
-  exit 0
-fi
-
-# Two scripts starting at once (tests and the demo) build only once.
-mkdir -p "$BIN_DIR"
-exec 9>"$BIN_DIR/.lock"
-flock 9
-if cached; then
-  log "consul v$CONSUL_VERSION built meanwhile at $BIN"
-  echo "$BIN_DIR"
-  exit 0
-fi
-
-command -v go >/dev/null || { log "go is required"; exit 1; }
+cache_or_lock
 
 work="$(mktemp -d)"
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT

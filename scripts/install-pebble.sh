@@ -14,7 +14,8 @@ CACHE_DIR="${GATEWAY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/consul-gateway}"
 BIN_DIR="$CACHE_DIR/pebble-$PEBBLE_VERSION/bin"
 STAMP="$BIN_DIR/.version"
 
-log() { echo "install-pebble: $*" >&2; }
+NAME=pebble VERSION="$PEBBLE_VERSION"
+. "$(dirname "$0")/install-lib.sh"
 
 # Pebble's binaries print no version, so a stamp written after both are
 # built stands for it.
@@ -22,23 +23,7 @@ cached() {
   [ -x "$BIN_DIR/pebble" ] && [ -x "$BIN_DIR/pebble-challtestsrv" ] &&
     [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "v$PEBBLE_VERSION" ]
 }
-if cached; then
-  log "pebble v$PEBBLE_VERSION already at $BIN_DIR"
-  echo "$BIN_DIR"
-  exit 0
-fi
-
-# Two scripts starting at once build only once.
-mkdir -p "$BIN_DIR"
-exec 9>"$BIN_DIR/.lock"
-flock 9
-if cached; then
-  log "pebble v$PEBBLE_VERSION built meanwhile at $BIN_DIR"
-  echo "$BIN_DIR"
-  exit 0
-fi
-
-command -v go >/dev/null || { log "go is required"; exit 1; }
+cache_or_lock
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
