@@ -47,6 +47,17 @@ func proxyBench(dir string, bin binaries, dur time.Duration, conns int, out stri
 // to the same three upstreams: the reference a Go proxy is measured against.
 func startNginx(dir string, ports []int, cpu string) (*proc, string) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
+	path := writeNginxConf(dir, "nginx", ports, addr+";")
+	p := start(dir, "nginx", cpu, nil, "nginx", "-c", path)
+	waitHTTP("http://"+addr+"/", 200)
+	return p, addr
+}
+
+// writeNginxConf writes dir/name.conf: one nginx worker proxying to ports
+// over keep-alive connections, listening as listen says (an address and
+// its terminating ';', plus any ssl directives), and returns its path. The
+// plain and TLS benchmarks run the same proxy so only TLS differs.
+func writeNginxConf(dir, name string, ports []int, listen string) string {
 	var servers strings.Builder
 	for _, p := range ports {
 		fmt.Fprintf(&servers, "    server 127.0.0.1:%d;\n", p)
@@ -54,8 +65,8 @@ func startNginx(dir string, ports []int, cpu string) (*proc, string) {
 	conf := fmt.Sprintf(`daemon off;
 master_process off;
 worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/nginx-error.log warn;
+pid %[1]s/%[4]s.pid;
+error_log %[1]s/%[4]s-error.log warn;
 events { worker_connections 1024; }
 http {
   access_log off;
@@ -68,7 +79,7 @@ http {
 %[2]s    keepalive 64;
   }
   server {
-    listen %[3]s;
+    listen %[3]s
     location / {
       proxy_pass http://bench;
       proxy_http_version 1.1;
@@ -76,12 +87,10 @@ http {
     }
   }
 }
-`, dir, servers.String(), addr)
-	path := filepath.Join(dir, "nginx.conf")
+`, dir, servers.String(), listen, name)
+	path := filepath.Join(dir, name+".conf")
 	must(os.WriteFile(path, []byte(conf), 0o644))
-	p := start(dir, "nginx", cpu, nil, "nginx", "-c", path)
-	waitHTTP("http://"+addr+"/", 200)
-	return p, addr
+	return path
 }
 
 func report(rs []result, dur time.Duration, conns int) string {

@@ -54,41 +54,8 @@ func tlsBench(dir string, bin binaries, dur time.Duration, conns int, out string
 // handshake on both servers.
 func startNginxTLS(dir string, ports []int, cpu, certFile, keyFile string) (*proc, string) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
-	var servers strings.Builder
-	for _, p := range ports {
-		fmt.Fprintf(&servers, "    server 127.0.0.1:%d;\n", p)
-	}
-	conf := fmt.Sprintf(`daemon off;
-master_process off;
-worker_processes 1;
-pid %[1]s/nginx-tls.pid;
-error_log %[1]s/nginx-tls-error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s;
-  proxy_temp_path %[1]s;
-  fastcgi_temp_path %[1]s;
-  uwsgi_temp_path %[1]s;
-  scgi_temp_path %[1]s;
-  upstream bench {
-%[2]s    keepalive 64;
-  }
-  server {
-    listen %[3]s ssl;
-    ssl_certificate %[4]s;
-    ssl_certificate_key %[5]s;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location / {
-      proxy_pass http://bench;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-`, dir, servers.String(), addr, certFile, keyFile)
-	path := filepath.Join(dir, "nginx-tls.conf")
-	must(os.WriteFile(path, []byte(conf), 0o644))
+	listen := fmt.Sprintf("%s ssl;\n    ssl_certificate %s;\n    ssl_certificate_key %s;\n    ssl_protocols TLSv1.2 TLSv1.3;", addr, certFile, keyFile)
+	path := writeNginxConf(dir, "nginx-tls", ports, listen)
 	p := start(dir, "nginx-tls", cpu, nil, "nginx", "-c", path)
 	waitHTTPS("https://"+addr+"/", 200)
 	return p, addr
