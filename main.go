@@ -279,9 +279,11 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	m.Registry().MustRegister(certs.NewCollector(a.certs, nil))
 	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: m.WatchError}
 	mesh, meshSide := newMesh(f.connect, f.self, client, opts)
+	cluster := newClusterSide(f.self, client, opts, m)
 	a.gw = gateway.New(gateway.Options{Mesh: meshSide, Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
 		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes, HTTPSPort: https.Port,
-		Tunnels: tunnel.New(tunnel.Options{Max: cmp.Or(f.maxTunnels, -1), MaxPerClient: cmp.Or(f.maxTunnelsPerClient, -1), Metrics: m})})
+		Tunnels:  tunnel.New(tunnel.Options{Max: cmp.Or(f.maxTunnels, -1), MaxPerClient: cmp.Or(f.maxTunnelsPerClient, -1), Metrics: m}),
+		Replicas: cluster.replicas()})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	ctl.SetPanicThreshold(f.panicThreshold)
 	nameLocalDatacenter(ctl, client, logger)
@@ -334,6 +336,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 			_ = a.shutdown(time.Second)
 			return nil, err
 		}
+		cluster.run(watchCtx, a.self, &a.watches)
 	}
 	return a, nil
 }

@@ -81,6 +81,9 @@ var (
 	attrRequestsPerSecond = attr{"requests_per_second"}
 	attrBurst             = attr{"burst"}
 	attrKey               = attr{"key"}
+	// rate_limit: "local" (per replica) or "cluster" (shared by the
+	// gateways registered under one -service-name).
+	attrScope = attr{"scope"}
 
 	// jwt.
 	attrAlgorithms    = attr{"algorithms"}
@@ -250,7 +253,7 @@ var (
 
 	rateLimitSpec = declare(&blockSpec{
 		typ:   "rate_limit",
-		attrs: []attr{attrRequestsPerSecond, attrBurst, attrKey},
+		attrs: []attr{attrRequestsPerSecond, attrBurst, attrKey, attrScope},
 	})
 
 	jwtSpec = declare(&blockSpec{
