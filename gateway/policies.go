@@ -76,6 +76,7 @@ type policyStates struct {
 	jwks      keep[*policy.JWKS] // by jwks_url, shared by every route naming it
 	splits    splitStates        // see split.go
 	mirrors   keep[*upstream.MirrorSlots]
+	hedges    keep[*policy.RetryBudget] // by "aggregate/call"
 }
 
 func (s *policyStates) swap() {
@@ -86,6 +87,7 @@ func (s *policyStates) swap() {
 	s.jwks.swap()
 	s.splits.swap()
 	s.mirrors.swap()
+	s.hedges.swap()
 }
 
 func (s *policyStates) discard() {
@@ -96,6 +98,7 @@ func (s *policyStates) discard() {
 	s.jwks.discard()
 	s.splits.discard()
 	s.mirrors.discard()
+	s.hedges.discard()
 }
 
 // protection is the retries and circuit breaker pol asks for on the
