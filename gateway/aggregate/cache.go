@@ -3,6 +3,9 @@ package aggregate
 import (
 	"bytes"
 	"container/list"
+	"maps"
+	"slices"
+	"strings"
 	"net/http"
 	"sync"
 	"time"
@@ -33,14 +36,41 @@ type Cache struct {
 
 	mu      sync.Mutex
 	bytes   int64
-	entries map[string]*list.Element // of *cached
-	lru     list.List
+	entries map[string]*list.Element // of *cached, by variant key
+	// varies holds, per cache key, the request headers its latest answer
+	// varies on: a request's values of them pick its variant.
+	varies map[string]*variants
+	lru    list.List
+}
+
+// variants is what one cache key's answers vary on, and how many of them
+// are stored (the record goes with the last).
+type variants struct {
+	names []string
+	n     int
+}
+
+// variantKey is key refined by header's values of names.
+func variantKey(key string, names []string, header http.Header) string {
+	if len(names) == 0 {
+		return key
+	}
+	var b strings.Builder
+	b.WriteString(key)
+	for _, name := range names {
+		b.WriteString("\x00")
+		b.WriteString(name)
+		b.WriteByte('=')
+		b.WriteString(strings.Join(header.Values(name), ", "))
+	}
+	return b.String()
 }
 
 // cached is one answer; never mutated once stored, so its body can be
 // merged into answers after the lock is released.
 type cached struct {
-	key     string
+	key     string // the cache key; variant is its variant's
+	variant string
 	body    []byte
 	vary    map[string]string // what the storing request sent in the Vary headers
 	expires time.Time
@@ -59,7 +89,7 @@ func NewCache(maxEntries int, maxBytes int64, now func() time.Time) *Cache {
 		now = time.Now
 	}
 	return &Cache{maxEntries: maxEntries, maxBytes: maxBytes, maxEntry: min(DefaultCacheMaxEntryBytes, int(maxBytes)),
-		now: now, entries: map[string]*list.Element{}}
+		now: now, entries: map[string]*list.Element{}, varies: map[string]*variants{}}
 }
 
 // cacheKey names a call's answer: method, service and request target, so
@@ -73,7 +103,11 @@ func cacheKey(method string, c *Call, target string) string {
 func (c *Cache) get(key string, header http.Header) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	el, ok := c.entries[key]
+	v, ok := c.varies[key]
+	if !ok {
+		return nil
+	}
+	el, ok := c.entries[variantKey(key, v.names, header)]
 	if !ok {
 		return nil
 	}
@@ -101,24 +135,40 @@ func (c *Cache) put(key string, req *http.Request, resp *http.Response, body []b
 	}
 	// A clone is exactly as large as the bytes counted; the read buffer
 	// may have twice the capacity.
-	e := &cached{key: key, body: bytes.Clone(body), vary: policy.VaryOn(req, resp), expires: c.now().Add(fresh)}
+	vary := policy.VaryOn(req, resp)
+	names := slices.Sorted(maps.Keys(vary))
+	e := &cached{key: key, variant: variantKey(key, names, req.Header), body: bytes.Clone(body), vary: vary, expires: c.now().Add(fresh)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.entries[key]; ok {
+	if old, ok := c.entries[e.variant]; ok {
 		c.remove(old)
 	}
 	for c.lru.Len() > 0 && (c.lru.Len() >= c.maxEntries || c.bytes+int64(len(body)) > c.maxBytes) {
 		c.remove(c.lru.Back())
 	}
-	c.entries[key] = c.lru.PushFront(e)
-	c.bytes += int64(len(body))
+	v := c.varies[key]
+	if v == nil {
+		v = &variants{}
+		c.varies[key] = v
+	}
+	// The latest answer says what the resource varies on now; variants
+	// stored under other names are no longer found and age out.
+	v.names = names
+	v.n++
+	c.entries[e.variant] = c.lru.PushFront(e)
+	c.bytes += int64(len(e.body))
 }
 
 // remove drops el; c.mu is held.
 func (c *Cache) remove(el *list.Element) {
 	e := c.lru.Remove(el).(*cached)
-	delete(c.entries, e.key)
+	delete(c.entries, e.variant)
 	c.bytes -= int64(len(e.body))
+	if v := c.varies[e.key]; v != nil {
+		if v.n--; v.n <= 0 {
+			delete(c.varies, e.key)
+		}
+	}
 }
 
 // Len is the number of answers cached and Bytes their bodies' size.
