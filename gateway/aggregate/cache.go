@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"container/list"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
-	"net/http"
 	"sync"
 	"time"
 
