@@ -60,6 +60,9 @@ func (c *Call) roundTrip(req *http.Request) (resp *http.Response, done func(), e
 		resp, err := c.up.RoundTrip(r)
 		answers <- attempt{resp: resp, err: err, cancel: cancel, hedge: hedge}
 	}
+	// The second copy is cloned now: sending the first rewrites its URL
+	// (the instance picked), which cloning later would race with.
+	hedgeReq := req.Clone(ctx)
 	picks := &upstream.Picks{}
 	ctx1, cancel1 := context.WithCancel(ctx)
 	go send(req.WithContext(upstream.WithPicks(ctx1, picks)), cancel1, false)
@@ -82,7 +85,7 @@ func (c *Call) roundTrip(req *http.Request) (resp *http.Response, done func(), e
 	}
 	metrics.Inc(c.counters.HedgeSent)
 	ctx2, cancel2 := context.WithCancel(ctx)
-	go send(req.Clone(upstream.WithAvoid(ctx2, picks.Hosts())), cancel2, true)
+	go send(hedgeReq.WithContext(upstream.WithAvoid(ctx2, picks.Hosts())), cancel2, true)
 
 	first := <-answers
 	win, lose := first, attempt{}
