@@ -88,6 +88,9 @@ func TestParseCallPlanErrors(t *testing.T) {
 			[]string{`k:7:19: call hedge_after 10ms must be shorter than the call's timeout 10ms`}},
 		{"cached write", agg(call("x", `path = "/x"`, `method = "PUT"`, `cache = true`)...),
 			[]string{`k:7:13: call cache applies to GET calls only`}},
+		{"cached per-user answers", agg(append([]string{`  jwt {`, `    algorithms = ["HS256"]`, `    secret_env = "S"`, `  }`},
+			call("x", `path = "/x"`, `cache = true`)...)...),
+			[]string{`k:10:13: call cache cannot be used in an aggregate with jwt or forward_auth`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { expectErrors(t, tc.src, tc.want) })
