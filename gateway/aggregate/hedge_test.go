@@ -196,3 +196,34 @@ func TestHedgeNeedsAnotherInstance(t *testing.T) {
 		t.Error("a call with one instance is hedged")
 	}
 }
+
+// TestHedgeFailureDoesNotBeatASlowGoodAnswer: a hedge answering 503 is
+// not taken; the first copy's later 200 is.
+func TestHedgeFailureDoesNotBeatASlowGoodAnswer(t *testing.T) {
+	var first atomic.Bool
+	started, hedged := make(chan struct{}), make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if first.CompareAndSwap(false, true) {
+			close(started)
+			<-hedged
+			fmt.Fprint(w, `{"from":"first"}`)
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+		close(hedged)
+	})
+	a, b := httptest.NewServer(h), httptest.NewServer(h)
+	defer a.Close()
+	defer b.Close()
+	f := newHedgeFixture(t, policy.NewRetryBudget(1, 0, nil), a, b)
+	done := f.serve()
+	<-started
+	testkit.WaitFor(t, "the hedge timer", func() bool { return f.clock.Timers() == 1 })
+	f.clock.Advance(50 * time.Millisecond)
+	if rec := <-done; rec.Code != 200 || rec.Body.String() != `{"c":{"from":"first"}}` {
+		t.Errorf("answer %d %s", rec.Code, rec.Body)
+	}
+	if sent, won := testutil.ToFloat64(f.call.counters.HedgeSent), testutil.ToFloat64(f.call.counters.HedgeWon); sent != 1 || won != 0 {
+		t.Errorf("hedges sent %v won %v, want 1 0", sent, won)
+	}
+}
