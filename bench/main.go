@@ -8,6 +8,7 @@
 //	go run ./bench -mode grpc        gRPC unary calls: gateway (h2c) vs direct
 //	go run ./bench -mode tls         HTTPS and TLS handshakes: gateway vs nginx
 //	go run ./bench -mode cluster     a cluster rate limit over three replicas, then two
+//	go run ./bench -mode aggregate   one aggregate of three calls vs the three proxied requests
 //
 // It needs consul (scripts/install-consul.sh), nginx, wrk and taskset;
 // bench/run.sh installs them. Results go to stdout and bench/results/.
@@ -27,7 +28,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "proxy", "proxy, tls, freshness, scale, grpc or cluster")
+	mode := flag.String("mode", "proxy", "proxy, tls, freshness, scale, grpc, cluster or aggregate")
 	dur := flag.Duration("duration", 10*time.Second, "load duration per target")
 	conns := flag.Int("c", 32, "wrk connections")
 	out := flag.String("out", "bench/results/latest.md", "markdown report (proxy mode; tls mode: bench/results/tls.md; grpc mode: bench/results/grpc.md)")
@@ -66,6 +67,11 @@ func main() {
 			*out = "bench/results/cluster.md"
 		}
 		clusterBench(dir, bin, *dur, *conns, *out)
+	case "aggregate":
+		if *out == "bench/results/latest.md" {
+			*out = "bench/results/aggregate.md"
+		}
+		aggregateBench(dir, bin, *dur, *conns, *out)
 	default:
 		fail("unknown mode %q", *mode)
 	}

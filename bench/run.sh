@@ -5,6 +5,7 @@
 #   ./bench/run.sh -mode freshness   change-to-traffic delays
 #   ./bench/run.sh -mode tls         HTTPS and handshakes vs nginx, writes bench/results/tls.md
 #   ./bench/run.sh -mode cluster     cluster rate limit over 3 then 2 replicas, writes bench/results/cluster.md
+#   ./bench/run.sh -mode aggregate   an aggregate of three calls vs the three proxied, writes bench/results/aggregate.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$(scripts/install-consul.sh | tail -n1):$PATH"

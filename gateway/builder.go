@@ -37,6 +37,8 @@ type deps struct {
 	outlierEjection time.Duration
 	// aggBudget bounds what every aggregate buffers at once.
 	aggBudget *aggregate.Budget
+	// aggCache keeps the answers of every aggregate's cached calls.
+	aggCache *aggregate.Cache
 	// mirrorShared bounds the mirror copies of every route in flight at
 	// once (upstream.MaxMirrorsInFlight).
 	mirrorShared *upstream.MirrorSlots

@@ -132,6 +132,7 @@ func newDeps(opts Options, logger hclog.Logger, now func() time.Time) *deps {
 		env:       policyEnv{trusted: opts.TrustedProxies, now: now, logger: logger.Named("policy"), getenv: os.Getenv, httpsPort: opts.HTTPSPort, replicas: opts.Replicas},
 		aggBudget: aggregate.NewBudget(opts.AggregateMaxBytes), mirrorShared: upstream.NewMirrorSlots(upstream.MaxMirrorsInFlight)}
 	d.mirrorSample = opts.Proxy.MirrorSample
+	d.aggCache = aggregate.NewCache(0, 0, now)
 	if d.mesh = opts.Mesh; d.mesh != nil {
 		d.meshMetrics = opts.Metrics.Connect()
 	}

@@ -78,6 +78,7 @@ type policyStates struct {
 	jwks      keep[*policy.JWKS] // by jwks_url, shared by every route naming it
 	splits    splitStates        // see split.go
 	mirrors   keep[*upstream.MirrorSlots]
+	hedges    keep[*policy.RetryBudget] // by "aggregate/call"
 }
 
 func (s *policyStates) swap() {
@@ -88,6 +89,7 @@ func (s *policyStates) swap() {
 	s.jwks.swap()
 	s.splits.swap()
 	s.mirrors.swap()
+	s.hedges.swap()
 }
 
 func (s *policyStates) discard() {
@@ -98,6 +100,7 @@ func (s *policyStates) discard() {
 	s.jwks.discard()
 	s.splits.discard()
 	s.mirrors.discard()
+	s.hedges.discard()
 }
 
 // protection is the retries and circuit breaker pol asks for on the

@@ -77,6 +77,13 @@ var (
 	// call.
 	attrRequired = attr{"required"}
 
+	// call: execution (sequence, writes, caching, hedging); see callplan.go.
+	attrAfter      = attr{"after"}
+	attrCallMethod = attr{"method"}
+	attrCallBody   = attr{"body"}
+	attrCache      = attr{"cache"}
+	attrHedgeAfter = attr{"hedge_after"}
+
 	// rate_limit.
 	attrRequestsPerSecond = attr{"requests_per_second"}
 	attrBurst             = attr{"burst"}
@@ -209,6 +216,12 @@ var (
 		attrs:  []attr{attrRetries, attrRetryNonIdempotent},
 		blocks: []*blockSpec{circuitBreakerSpec},
 	}
+
+	// callExecution is how a call is made (order, method, body, cache,
+	// hedging); decodeCallExecution reads it.
+	callExecution = part{
+		attrs: []attr{attrAfter, attrCallMethod, attrCallBody, attrCache, attrHedgeAfter},
+	}
 )
 
 // Block specs. Go initialises them in dependency order, so a spec is
@@ -248,7 +261,7 @@ var (
 	callSpec = declare(&blockSpec{
 		typ: "call", labels: labelName,
 		attrs: []attr{attrService, attrTag, attrPath, attrRequired, attrTimeout},
-		parts: []part{upstreamPolicy},
+		parts: []part{upstreamPolicy, callExecution},
 	})
 
 	rateLimitSpec = declare(&blockSpec{

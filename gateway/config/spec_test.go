@@ -181,6 +181,22 @@ var everyAttribute = strings.Join([]string{
 	`  service = "meshs"`,
 	`  connect = true`,
 	`}`,
+	`aggregate "agg3" {`,
+	`  path = "/e"`,
+	`  call "w" {`,
+	`    service = "ws"`,
+	`    path    = "/w"`,
+	`    method  = "post"`,
+	`    body    = "client"`,
+	`  }`,
+	`  call "g" {`,
+	`    service     = "gs"`,
+	`    path        = "/g/{w.id}"`,
+	`    after       = "w"`,
+	`    cache       = true`,
+	`    hedge_after = "50ms"`,
+	`  }`,
+	`}`,
 }, "\n") + "\n"
 
 // walkSpecs calls f for every block spec reachable from the document's,
@@ -329,6 +345,14 @@ func TestSpecEveryAttributeRead(t *testing.T) {
 			TimeoutStatus: DefaultTimeoutStatus, MaxConcurrency: 1, MaxResponseBytes: DefaultMaxResponseBytes, Balancer: "round_robin",
 			Policy: Policy{JWT: &JWT{Algorithms: []string{"HS512"}, SecretEnv: "B_SECRET"}},
 			Calls:  []Call{{Name: "d", Service: "ds", Path: "/d", Pos: pos(109, 3)}},
+		},
+		{
+			Name: "agg3", SourceKey: "k", Pos: pos(165, 1), Path: "/e",
+			TimeoutStatus: DefaultTimeoutStatus, MaxConcurrency: 2, MaxResponseBytes: DefaultMaxResponseBytes, Balancer: "round_robin",
+			Calls: []Call{
+				{Name: "w", Service: "ws", Path: "/w", Pos: pos(167, 3), Method: "POST", Body: BodyClient},
+				{Name: "g", Service: "gs", Path: "/g/{w.id}", Pos: pos(173, 3), After: []string{"w"}, Cache: true, HedgeAfter: 50 * time.Millisecond},
+			},
 		},
 	}}
 	if !reflect.DeepEqual(d, want) {

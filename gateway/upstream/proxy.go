@@ -293,13 +293,7 @@ func (p *Proxy) bodyFaultAnswer(w http.ResponseWriter, r *http.Request, ex *exch
 	if berr := exchange.BodyError(r, err); berr != nil {
 		err = berr
 	}
-	status, msg := http.StatusBadRequest, exchange.MsgBodyMalformed
-	switch f {
-	case exchange.FaultBodyTooLarge:
-		status, msg = http.StatusRequestEntityTooLarge, exchange.MsgBodyTooLarge
-	case exchange.FaultBodyTimeout:
-		status, msg = http.StatusRequestTimeout, exchange.MsgBodyTimeout
-	}
+	status, msg := exchange.BodyFaultStatus(f)
 	p.logger.Debug("client fault", "route", ex.Route, "upstream", ex.Instance, "status", status, "error", err)
 	w.Header().Set("Connection", "close")
 	exchange.WriteError(w, status, msg, ex.Route)

@@ -245,6 +245,7 @@ func (p *poolView) InFlight(i int) int64 {
 func (u *Upstream) to(r *http.Request, i int) (*http.Response, error) {
 	r.URL.Scheme = u.scheme
 	r.URL.Host = u.hosts[i]
+	u.recordPick(r, i)
 	if ex := exchange.From(r.Context()); ex != nil {
 		ex.Instance = u.hosts[i]
 	}
