@@ -157,13 +157,14 @@ func (p *Proxy) Handler(rc *config.Route, up *Upstream) http.Handler {
 				return
 			}
 		}
+		ctx := r.Context()
 		if limit > 0 {
-			ctx, cancel := context.WithTimeout(r.Context(), limit)
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, limit)
 			defer cancel()
-			r = r.WithContext(ctx)
 			ex.BoundBody(ctx)
 		}
-		p.rp.ServeHTTP(w, r)
+		p.forward(w, r, ctx)
 	})
 }
 
