@@ -38,8 +38,8 @@ type Exchange struct {
 	Route string
 	// Instance is host:port of the chosen instance; empty until picked.
 	Instance string
-	// Upstream is the matched route's upstream, which the shared
-	// ReverseProxy's transport hands the request to; nil until matched.
+	// Upstream is the matched route's upstream, which the proxy sends
+	// the request to; nil until matched.
 	Upstream http.RoundTripper
 	// Strip is the prefix the proxy removes from the path; empty for none.
 	Strip string

@@ -3,7 +3,7 @@
 // pool view that leaves out ejected instances and those a retry already
 // tried, and sends the request over the shared transport, behind the
 // route's circuit breaker and with its retries and budget. Routes reach
-// it through the shared ReverseProxy (Proxy); forward auth and aggregate
+// it through the shared Proxy; forward auth and aggregate
 // calls use it as an http.RoundTripper, so every caller of a service gets
 // the same selection and protection.
 package upstream
