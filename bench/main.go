@@ -29,11 +29,12 @@ func main() {
 	mode := flag.String("mode", "proxy", "proxy, tls, freshness, scale or grpc")
 	dur := flag.Duration("duration", 10*time.Second, "load duration per target")
 	conns := flag.Int("c", 32, "wrk connections")
-	out := flag.String("out", "bench/results/latest.md", "markdown report (proxy mode; tls mode: bench/results/tls.md; grpc mode: bench/results/grpc.md)")
+	out := flag.String("out", "bench/results/proxy.md", "markdown report (proxy mode; tls mode: bench/results/tls.md; grpc mode: bench/results/grpc.md)")
 	changes := flag.Int("changes", 100, "changes per freshness measurement")
 	services := flag.Int("services", 1000, "services (and routes) in scale mode")
 	settle := flag.Duration("settle", 70*time.Second, "steady-state window in scale mode: at least one long-poll cycle (60 s + jitter)")
 	profile := flag.String("profile", "", "proxy mode: also take a CPU profile of the gateway (access log off) and write its top functions to bench/results/profile-NAME.txt")
+	baseline := flag.String("baseline", "", "proxy mode: another gateway binary (say, built from main) measured in the same run, access log off")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "gateway-bench-")
@@ -46,9 +47,9 @@ func main() {
 	bin := buildBinaries(dir)
 	switch *mode {
 	case "proxy":
-		proxyBench(dir, bin, proxyOptions{dur: *dur, conns: *conns, out: *out, profile: *profile})
+		proxyBench(dir, bin, proxyOptions{dur: *dur, conns: *conns, out: *out, profile: *profile, baseline: *baseline})
 	case "tls":
-		if *out == "bench/results/latest.md" {
+		if *out == "bench/results/proxy.md" {
 			*out = "bench/results/tls.md"
 		}
 		tlsBench(dir, bin, *dur, *conns, *out)
@@ -57,7 +58,7 @@ func main() {
 	case "scale":
 		scaleBench(dir, bin, *services, *settle)
 	case "grpc":
-		if *out == "bench/results/latest.md" {
+		if *out == "bench/results/proxy.md" {
 			*out = "bench/results/grpc.md"
 		}
 		grpcBench(dir, bin, *dur, *conns, *out)

@@ -23,10 +23,11 @@ const references = `Reference (issue 15, one run, each proxy on one core, wrk -c
 
 // proxyOptions are the proxy mode's flags.
 type proxyOptions struct {
-	dur     time.Duration
-	conns   int
-	out     string
-	profile string // non-empty: take a CPU profile named so (bench/results/profile-NAME.txt)
+	dur      time.Duration
+	conns    int
+	out      string
+	profile  string // non-empty: take a CPU profile named so (bench/results/profile-NAME.txt)
+	baseline string // non-empty: a gateway binary to measure too, for a before/after in one run
 }
 
 func proxyBench(dir string, bin binaries, o proxyOptions) {
@@ -44,6 +45,15 @@ func proxyBench(dir string, bin binaries, o proxyOptions) {
 		runWrk("nginx", "http://"+ngxAddr+"/api/bench", ngx.pid(), loadCPU, o.conns, o.dur),
 	}
 	results[0].measuredProc, results[1].measuredProc = "upstream", "nginx"
+
+	if o.baseline != "" {
+		gw, gwAddr, admin := startGatewayEnv(dir, "gateway-baseline", o.baseline, consulAddr, proxyCPU, nil)
+		waitRoutes(admin, 1, 3)
+		r := runWrk("baseline gateway, access log off", "http://"+gwAddr+"/api/bench", gw.pid(), loadCPU, o.conns, o.dur)
+		r.measuredProc = "baseline"
+		results = append(results, r)
+		stop(gw)
+	}
 
 	// The gateway runs twice, access log off then on, one process at a
 	// time so each has the core to itself; the access log goes to a file
@@ -185,7 +195,7 @@ http {
 
 func report(rs []result, dur time.Duration, conns int) string {
 	var b strings.Builder
-	ngx, off, on := rs[1], rs[2], rs[3]
+	ngx, off, on := rs[1], rs[len(rs)-2], rs[len(rs)-1]
 	fmt.Fprintf(&b, "# Proxy benchmark\n\n%s, %d CPUs, %s, load average %s before the run. Each proxy pinned to CPU 0 (Go with GOMAXPROCS=1), wrk and the three upstreams on CPU 1; one target at a time; `wrk -t1 -c%d -d%s`, after a 2 s warm-up. CPU/request is the measured process's user+system time from /proc/PID/stat divided by the requests wrk completed.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.Version(), loadAvg, conns, dur)
 	fmt.Fprintf(&b, "| target | measured process | req/s | p50 | p99 | CPU/request | RSS idle | RSS load | CPU vs nginx | p99 vs nginx |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -209,6 +219,12 @@ func report(rs []result, dur time.Duration, conns int) string {
 	fmt.Fprintf(&b, "| access log adds ≤ 10 %% | %+.1f %% | %s |\n", 100*logCost, mark(logCost <= 0.10))
 	fmt.Fprintf(&b, "| p99 at %d connections ≤ 1.5× nginx | %.2f× (%s vs %s) | %s |\n", conns, p99Ratio, off.p99, ngx.p99, mark(p99Ratio <= 1.5))
 	fmt.Fprintf(&b, "| RSS under load ≤ 30 MB | %.1f MB | %s |\n", rss, mark(rss <= 30))
+	if len(rs) > 4 {
+		base := rs[2]
+		fmt.Fprintf(&b, "\nAgainst the baseline gateway in this run (access log off): CPU/request %.2f× (%.1f vs %.1f µs), p99 %.2f× (%s vs %s), req/s %.2f×.\n",
+			float64(off.cpuPerReq)/float64(base.cpuPerReq), us(off.cpuPerReq), us(base.cpuPerReq),
+			float64(off.p99)/float64(base.p99), off.p99, base.p99, off.rps/base.rps)
+	}
 	fmt.Fprintf(&b, "\n%s\n", references)
 	return b.String()
 }
