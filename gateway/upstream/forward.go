@@ -132,7 +132,7 @@ func (b *noopCloseBody) Close() error {
 // forward proxies the plain request r (no WebSocket upgrade; its exchange
 // names the upstream) and writes the answer, or the gateway's error, to w.
 // ctx is r's context bounded by the route timeout, if any.
-func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ctx context.Context) {
+func (p *Proxy) forward(ctx context.Context, w http.ResponseWriter, r *http.Request) {
 	ex := exchange.From(ctx)
 	if up := upgradeType(r.Header); up != "" && !printableASCII(up) {
 		p.upstreamError(w, r, fmt.Errorf("client tried to switch to invalid protocol %q", up))
@@ -140,7 +140,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ctx context.Cont
 	}
 	f := &fwd{rw: w}
 	f.trace.Got1xxResponse = f.got1xx
-	out := p.outgoing(r, ex, f, f.withTrace(ctx))
+	out := p.outgoing(f.withTrace(ctx), r, ex, f)
 	if out.Body != nil {
 		defer out.Body.Close()
 	}
@@ -169,7 +169,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ctx context.Cont
 
 // outgoing builds the request for the upstream from r: ReverseProxy's
 // clone, hop-by-hop removal and the gateway's Rewrite in one pass.
-func (p *Proxy) outgoing(r *http.Request, ex *exchange.Exchange, f *fwd, ctx context.Context) *http.Request {
+func (p *Proxy) outgoing(ctx context.Context, r *http.Request, ex *exchange.Exchange, f *fwd) *http.Request {
 	f.url = *r.URL
 	u := &f.url
 	if u.User != nil {
@@ -446,15 +446,15 @@ func copyBody(w http.ResponseWriter, body io.Reader, stream bool) error {
 
 // moveHeader adds src's fields to dst. A field dst does not have yet
 // takes src's slice itself: src is the transport's answer header, which
-// nothing reads after this (it gives each field its own full-capacity
-// slice, so an Add on dst cannot write into another field).
+// nothing reads after this. The slice is cut to its length, so an Add on
+// dst reallocates rather than writing into whatever follows it.
 func moveHeader(dst, src http.Header) {
 	for k, vv := range src {
 		if old, ok := dst[k]; ok {
 			dst[k] = append(old, vv...)
 			continue
 		}
-		dst[k] = vv
+		dst[k] = vv[:len(vv):len(vv)]
 	}
 }
 

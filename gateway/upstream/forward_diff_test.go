@@ -45,7 +45,7 @@ func TestForwardMatchesReverseProxy(t *testing.T) {
 			}
 			r = r.WithContext(exchange.NewContext(r.Context(), ex))
 			if viaForward {
-				p.forward(ex, r, r.Context())
+				p.forward(r.Context(), ex, r)
 			} else {
 				p.rp.ServeHTTP(ex, r)
 			}

@@ -166,7 +166,7 @@ func (p *Proxy) Handler(rc *config.Route, up *Upstream) http.Handler {
 			defer cancel()
 			ex.BoundBody(ctx)
 		}
-		p.forward(w, r, ctx)
+		p.forward(ctx, w, r)
 	})
 }
 

@@ -241,7 +241,9 @@ func (p *poolView) InFlight(i int) int64 {
 	return p.u.loads[i].N()
 }
 
-// to sends r to instance i.
+// to sends r to instance i: the one place where an attempt at an
+// instance starts and ends, whichever caller (route, forward auth,
+// aggregate call, retry) made it.
 func (u *Upstream) to(r *http.Request, i int) (*http.Response, error) {
 	r.URL.Scheme = u.scheme
 	r.URL.Host = u.hosts[i]
