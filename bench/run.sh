@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark command (README "Performance"): installs what the run
 # needs, then measures the gateway against nginx and a direct backend.
-#   ./bench/run.sh                   proxy load, writes bench/results/latest.md
+#   ./bench/run.sh                   proxy load, writes bench/results/proxy.md
+#   ./bench/run.sh -profile after    the same, plus the gateway's CPU profile summary in bench/results/profile-after.txt
 #   ./bench/run.sh -mode freshness   change-to-traffic delays
 #   ./bench/run.sh -mode tls         HTTPS and handshakes vs nginx, writes bench/results/tls.md
 #   ./bench/run.sh -mode cluster     cluster rate limit over 3 then 2 replicas, writes bench/results/cluster.md

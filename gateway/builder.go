@@ -23,7 +23,7 @@ import (
 // deps is everything a table builder takes from its Gateway, settled once
 // by New: what tables are built with, never the Gateway itself.
 type deps struct {
-	proxy     *upstream.Proxy   // the ReverseProxy every route's handler ends in
+	proxy     *upstream.Proxy   // the forwarding every route's handler ends in
 	transport http.RoundTripper // shared by every upstream speaking HTTP/1.1
 	// maxIdle and dial tune the h2c and https transports; see ProxyOptions.
 	maxIdle int
