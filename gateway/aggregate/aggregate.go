@@ -84,7 +84,10 @@ type Call struct {
 
 	up    *upstream.Upstream
 	parts []config.PathPart
-	name  []byte // the call name as a JSON string, member key of the merged body
+	name  []byte // the call name as a JSON string, its key under "errors"
+	key   []byte // the member of the merged body as a JSON string: the group
+	group string // that member unquoted
+	shape *shaper
 }
 
 // NewCall returns the call of cfg, sent through up to the service's
@@ -97,7 +100,13 @@ func NewCall(cfg config.Call, service registry.ServiceKey, insts []registry.Inst
 		return nil, err
 	}
 	name, _ := json.Marshal(cfg.Name)
-	return &Call{Config: cfg, Service: service, Instances: insts, Panic: panic, up: up, parts: parts, name: name}, nil
+	key, group := name, cfg.Name
+	if g := cfg.Shape.Group; g != "" && g != cfg.Name {
+		key, _ = json.Marshal(g)
+		group = g
+	}
+	return &Call{Config: cfg, Service: service, Instances: insts, Panic: panic, up: up, parts: parts,
+		name: name, key: key, group: group, shape: newShaper(cfg.Shape)}, nil
 }
 
 // InstanceStates lists the call's instances, in Instances order, with the
@@ -143,6 +152,9 @@ type CallError struct {
 	Status int `json:"status"`
 	// Message says what failed, without upstream detail.
 	Message string `json:"message"`
+	// Detail is the "error" member of a 2xx answer that carried one (a
+	// business error), when at most maxErrorDetail bytes; else empty.
+	Detail json.RawMessage `json:"detail,omitempty"`
 }
 
 // requiredFailure ends the errgroup on the first failed required call,
@@ -206,7 +218,7 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				}
 				return nil
 			}
-			results[i] = c.do(gctx, targets[i], header, ag.Config.MaxResponseBytes, hold)
+			results[i] = businessError(c.do(gctx, targets[i], header, ag.Config.MaxResponseBytes, hold))
 			if results[i].memory {
 				// Stop the other calls at once: their bodies could not
 				// be merged into an answer anyway.
@@ -223,6 +235,11 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	err := g.Wait()
 	if errors.As(err, &rf) {
 		failed = rf.call
+	}
+	for i := range results {
+		if results[i].err.Kind == KindTimeout {
+			results[i].err.Status = ag.Config.TimeoutStatus
+		}
 	}
 	for i, c := range ag.Calls {
 		kind := results[i].err.Kind

@@ -56,6 +56,13 @@ type Aggregate struct {
 	// Calls are the upstream calls in declaration order, which is also the
 	// order of the merged body's members; never empty.
 	Calls []Call
+
+	// Static is a JSON object merged into every answer, before the calls'
+	// members (which win a conflict only known at run time); nil for none.
+	Static []byte
+	// BusinessStatus answers a required call's business error; 0 passes
+	// the upstream's status on. Defaulted to DefaultBusinessStatus.
+	BusinessStatus int
 }
 
 // Call is one upstream call of an Aggregate.
@@ -77,6 +84,8 @@ type Call struct {
 	// Policy holds the call's upstream protection, as a route's: Retries
 	// and CircuitBreaker. Its admission fields are unused.
 	Policy Policy
+	// Shape cuts the answer and places it in the merged body.
+	Shape Shape
 	// Pos is where the call block starts.
 	Pos Pos
 }
@@ -85,8 +94,8 @@ type Call struct {
 const DefaultMaxResponseBytes = 10 << 20
 
 // DefaultTimeoutStatus answers a required call that timed out when the
-// aggregate sets no timeout_status.
-const DefaultTimeoutStatus = http.StatusGatewayTimeout
+// aggregate sets no timeout_status: the design document's 408.
+const DefaultTimeoutStatus = http.StatusRequestTimeout
 
 // MatchKey identifies what the aggregate matches, comparable with
 // Route.MatchKey: a route and an aggregate with equal keys conflict.
@@ -105,6 +114,8 @@ type aggregateSrc struct {
 	calls     []*callSrc
 	valid     bool
 	mark      int
+	// businessSet is whether business_status was written and read.
+	businessSet bool
 }
 
 type callSrc struct {
@@ -128,6 +139,7 @@ func decodeAggregate(p *problems, b *hcl.Block) *aggregateSrc {
 	ag.Balancer = a.str(attrBalancer)
 	ag.AllowWarning = a.boolean(attrAllowWarning)
 	decodeAccessPolicy(p, blocks, &ag.Policy)
+	decodeAggregateShape(a, ag)
 	for _, cb := range blocks {
 		if cb.Type != callSpec.typ {
 			continue
@@ -139,6 +151,7 @@ func decodeAggregate(p *problems, b *hcl.Block) *aggregateSrc {
 			Required: ca.boolean(attrRequired), Timeout: ca.duration(attrTimeout),
 		}
 		decodeUpstreamPolicy(p, cblocks, ca, &call.Policy, &ag.Policy)
+		decodeCallShape(ca, &call)
 		ag.Calls = append(ag.Calls, call)
 		ag.calls = append(ag.calls, &callSrc{block: cb, attrs: ca})
 	}
@@ -209,6 +222,7 @@ func validateAggregate(p *problems, ag *aggregateSrc) {
 			seen[c.Name] = c.Pos
 		}
 	}
+	validateAggregateShape(p, ag)
 	ag.valid = p.clean(ag.mark)
 }
 
@@ -241,6 +255,7 @@ func validateCall(p *problems, ag *aggregateSrc, c *Call, src *callSrc, vars map
 	if a.ok(attrTimeout) && ag.Timeout > 0 && c.Timeout > ag.Timeout {
 		p.addf(a.pos(attrTimeout), "%s %v exceeds the %s's %s %v", callSpec.ref(attrTimeout), c.Timeout, aggregateSpec.typ, attrTimeout, ag.Timeout)
 	}
+	validateCallShape(p, c, a)
 }
 
 // checkCallPath requires an absolute path whose placeholders are all

@@ -180,6 +180,25 @@ var everyAttribute = strings.Join([]string{
 	`  service = "meshs"`,
 	`  connect = true`,
 	`}`,
+	`aggregate "shaped" {`,
+	`  path            = "/shaped"`,
+	`  static          = { version = "1" }`,
+	`  business_status = "upstream"`,
+	`  call "e" {`,
+	`    service = "es"`,
+	`    path    = "/e"`,
+	`    target  = "data"`,
+	`    fields  = ["id", "address.city"]`,
+	`    omit    = ["address.zip"]`,
+	`    rename  = { id = "user_id" }`,
+	`    group   = "user"`,
+	`  }`,
+	`  call "f" {`,
+	`    service = "fs"`,
+	`    path    = "/f"`,
+	`    flatten = true`,
+	`  }`,
+	`}`,
 }, "\n") + "\n"
 
 // walkSpecs calls f for every block spec reachable from the document's,
@@ -321,13 +340,27 @@ func TestSpecEveryAttributeRead(t *testing.T) {
 				Policy: Policy{Retries: 2, RetryNonIdempotent: true, CircuitBreaker: &CircuitBreaker{
 					FailureRatio: 0.25, MinRequests: DefaultMinRequests, OpenTimeout: DefaultOpenTimeout,
 					Fallback: &Fallback{Status: 200, Body: "{}"}}},
+				Shape: Shape{Group: "c"},
 			}},
+			BusinessStatus: DefaultBusinessStatus,
 		},
 		{
 			Name: "agg2", SourceKey: "k", Pos: pos(102, 1), Path: "/b",
 			TimeoutStatus: DefaultTimeoutStatus, MaxConcurrency: 1, MaxResponseBytes: DefaultMaxResponseBytes, Balancer: "round_robin",
-			Policy: Policy{JWT: &JWT{Algorithms: []string{"HS512"}, SecretEnv: "B_SECRET"}},
-			Calls:  []Call{{Name: "d", Service: "ds", Path: "/d", Pos: pos(108, 3)}},
+			Policy:         Policy{JWT: &JWT{Algorithms: []string{"HS512"}, SecretEnv: "B_SECRET"}},
+			Calls:          []Call{{Name: "d", Service: "ds", Path: "/d", Pos: pos(108, 3), Shape: Shape{Group: "d"}}},
+			BusinessStatus: DefaultBusinessStatus,
+		},
+		{
+			Name: "shaped", SourceKey: "k", Pos: pos(164, 1), Path: "/shaped",
+			TimeoutStatus: DefaultTimeoutStatus, MaxConcurrency: 2, MaxResponseBytes: DefaultMaxResponseBytes, Balancer: "round_robin",
+			Static: []byte(`{"version":"1"}`), BusinessStatus: 0,
+			Calls: []Call{
+				{Name: "e", Service: "es", Path: "/e", Pos: pos(168, 3), Shape: Shape{
+					Target: "data", Fields: []string{"id", "address.city"}, Omit: []string{"address.zip"},
+					Rename: map[string]string{"id": "user_id"}, Group: "user"}},
+				{Name: "f", Service: "fs", Path: "/f", Pos: pos(177, 3), Shape: Shape{Flatten: true}},
+			},
 		},
 	}}
 	if !reflect.DeepEqual(d, want) {
