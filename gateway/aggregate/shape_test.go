@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -109,4 +110,27 @@ func TestBusinessErrorFindsTopLevelErrorOnly(t *testing.T) {
 			t.Errorf("%.40s: status %d detail %s, want 200 and %s", tt.body, r.err.Status, r.err.Detail, tt.detail)
 		}
 	}
+}
+
+// FuzzShape checks that shaping any valid JSON answer yields valid JSON,
+// or an error, and that classifying it never panics.
+func FuzzShape(f *testing.F) {
+	for _, s := range []string{`{"data":{"id":1,"a":{"b":[{"c":1,"d":2}]}}}`, `[{"id":1},2,[3]]`, `{"error":1}`, `"x"`, `{"a":1,"a":{}}`} {
+		f.Add([]byte(s))
+	}
+	s := newShaper(config.Shape{Target: "data", Fields: []string{"id", "a.b.c", "a.b.d"}, Omit: []string{"a.b.d"},
+		Rename: map[string]string{"id": "a", "a.b": "id"}})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		body = bytes.TrimSpace(body)
+		if !json.Valid(body) {
+			return
+		}
+		_ = businessError(callResult{body: body})
+		for _, sh := range []*shaper{s, {keep: s.keep}, {omit: s.omit}, {rename: s.rename}} {
+			out, err := sh.apply(body)
+			if err == nil && !json.Valid(out) {
+				t.Fatalf("shaping %s gave invalid JSON %s", body, out)
+			}
+		}
+	})
 }
