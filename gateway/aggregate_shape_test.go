@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatewayco/gateway/gateway/aggregate"
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/registry"
 )
@@ -20,6 +21,7 @@ var shapeUpstreams = map[string]string{
 	"prefs":   `{"theme":"dark","lang":"fr"}`,
 	"quota":   `{"error":{"code":"quota","message":"limit reached"},"data":null}`,
 	"missing": "",
+	"huge":    "[" + strings.Repeat(`{},`, aggregate.MaxShapeItems) + "{}]",
 }
 
 func startShapeUpstreams(t *testing.T) map[string][]registry.Instance {
@@ -194,6 +196,26 @@ func TestAggregateShapesAnswers(t *testing.T) {
 				required = true
 			}`, 422, "",
 			`{"error":"required call \"quota\" failed: upstream answered an error","route":"agg","errors":{"quota":{"kind":"business","status":200,"message":"upstream answered an error","detail":{"code":"quota","message":"limit reached"}}}}`},
+		{"an answer too large to shape is a system error", `
+			call "user" {
+				service = "users"
+				path    = "/"
+				fields  = ["id"]
+			}
+			call "items" {
+				service = "huge"
+				path    = "/"
+				fields  = ["id"]
+			}`, 200, "true",
+			`{"user":{"id":"42"},"items":null,"errors":{"items":{"kind":"system","status":502,"message":"upstream answer has too many members to shape"}}}`},
+		{"required and too large to shape: 502", `
+			call "items" {
+				service  = "huge"
+				path     = "/"
+				required = true
+				fields   = ["id"]
+			}`, 502, "",
+			`{"error":"required call \"items\" failed: upstream answer has too many members to shape","route":"agg","errors":{"items":{"kind":"system","status":502,"message":"upstream answer has too many members to shape"}}}`},
 		{"a failed flattened call contributes nothing but its error", `
 			static = { v = 1 }
 			call "user" {

@@ -236,6 +236,14 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if errors.As(err, &rf) {
 		failed = rf.call
 	}
+	if err == nil {
+		// Shaped before counting: an answer too large to shape is a
+		// system failure of its call.
+		var memory bool
+		if failed, memory = ag.shapeResults(results, hold); memory {
+			err = errMemory
+		}
+	}
 	for i := range results {
 		if results[i].err.Kind == KindTimeout {
 			results[i].err.Status = ag.Config.TimeoutStatus

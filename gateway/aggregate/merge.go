@@ -18,19 +18,13 @@ var mergeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // instead, so it never exists in memory twice.
 const maxPooledMerge = 1 << 20
 
-// writeMerged answers 200 with one member per call, in declaration order,
+// writeMerged answers 200 with one member per call, in declaration order
+// (or composed, see writeComposed), the answers already shaped,
 // and an "errors" member when an optional call failed. A small body is
 // assembled in a pooled buffer, reserved in hold like the call bodies,
 // and written at once; a large one is streamed from the call bodies.
 func (ag *Aggregate) writeMerged(w http.ResponseWriter, results []callResult, hold *share) {
-	switch failed, memory := ag.shapeResults(results, hold); {
-	case memory:
-		ag.writeMemoryLimit(w)
-		return
-	case failed >= 0:
-		ag.writeRequiredFailure(w, failed, results[failed].err)
-		return
-	case ag.composed():
+	if ag.composed() {
 		ag.writeComposed(w, results, hold)
 		return
 	}
