@@ -94,85 +94,6 @@ func newShaper(s config.Shape) *shaper {
 	return sh
 }
 
-// member is one member of a JSON object: its key, unescaped, and its
-// value as written.
-type member struct {
-	key string
-	val json.RawMessage
-}
-
-// objectMembers decodes a JSON object into its members in order; ok is
-// false when raw is not an object. budget counts the members against
-// MaxShapeItems.
-func objectMembers(raw []byte, budget *int) (ms []member, ok bool, err error) {
-	if len(raw) == 0 || raw[0] != '{' {
-		return nil, false, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if _, err := dec.Token(); err != nil {
-		return nil, false, err
-	}
-	for dec.More() {
-		if *budget--; *budget < 0 {
-			return nil, true, errShapeTooLarge
-		}
-		t, err := dec.Token()
-		if err != nil {
-			return nil, true, err
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, true, err
-		}
-		ms = append(ms, member{key: t.(string), val: v})
-	}
-	return ms, true, nil
-}
-
-// arrayElements decodes a JSON array into its elements; ok is false when
-// raw is not an array.
-func arrayElements(raw []byte, budget *int) (els []json.RawMessage, ok bool, err error) {
-	if len(raw) == 0 || raw[0] != '[' {
-		return nil, false, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if _, err := dec.Token(); err != nil {
-		return nil, false, err
-	}
-	for dec.More() {
-		if *budget--; *budget < 0 {
-			return nil, true, errShapeTooLarge
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, true, err
-		}
-		els = append(els, v)
-	}
-	return els, true, nil
-}
-
-// appendObject encodes members as a JSON object.
-func appendObject(b []byte, ms []member) []byte {
-	buf := bytes.NewBuffer(b)
-	enc := json.NewEncoder(buf)
-	// Keys are written back as they came; HTML escaping would only make
-	// them longer than the reservation made for them.
-	enc.SetEscapeHTML(false)
-	buf.WriteByte('{')
-	for i, m := range ms {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		_ = enc.Encode(m.key)       // a string always encodes
-		buf.Truncate(buf.Len() - 1) // Encode's newline
-		buf.WriteByte(':')
-		buf.Write(m.val)
-	}
-	buf.WriteByte('}')
-	return buf.Bytes()
-}
-
 // apply shapes one answer, valid JSON already trimmed: the target first
 // (null when the answer has no such member), then fields, omit and
 // rename, to every element when the value is an array.
@@ -260,16 +181,20 @@ func (s *shaper) walk(v json.RawMessage, keep, omit, ren *shapeNode, budget *int
 			continue
 		}
 		cr := ren.child(m.key)
-		val, kept, err := s.walk(m.val, ck, co, cr, budget)
+		below := cr // the renames deeper down
+		if cr != nil && cr.kids == nil {
+			below = nil
+		}
+		val, kept, err := s.walk(m.val, ck, co, below, budget)
 		if err != nil {
 			return nil, false, err
 		}
 		if !kept {
 			continue
 		}
-		key, isRenamed := m.key, cr != nil && cr.to != ""
+		key, raw, isRenamed := m.key, m.raw, cr != nil && cr.to != ""
 		if isRenamed {
-			key = cr.to
+			key, raw = cr.to, nil
 		}
 		if i, dup := at[key]; dup {
 			// A renamed member replaces the one it is renamed over; among
@@ -282,7 +207,7 @@ func (s *shaper) walk(v json.RawMessage, keep, omit, ren *shapeNode, budget *int
 		}
 		at[key] = len(out)
 		renamed[key] = isRenamed
-		out = append(out, member{key: key, val: val})
+		out = append(out, member{key: key, raw: raw, val: val})
 	}
 	return appendObject(make([]byte, 0, len(v)), out), true, nil
 }
@@ -388,18 +313,18 @@ func (ag *Aggregate) writeComposed(w http.ResponseWriter, results []callResult, 
 	}
 	var ms []member
 	at := map[string]int{}
-	put := func(k string, v json.RawMessage) {
+	put := func(k string, raw []byte, v json.RawMessage) {
 		if i, dup := at[k]; dup {
 			ms[i].val = v
 			return
 		}
 		at[k] = len(ms)
-		ms = append(ms, member{key: k, val: v})
+		ms = append(ms, member{key: k, raw: raw, val: v})
 	}
 	budget := MaxShapeItems
 	if st, _, _ := objectMembers(ag.Config.Static, &budget); st != nil {
 		for _, m := range st {
-			put(m.key, m.val)
+			put(m.key, m.raw, m.val)
 		}
 	}
 	for i, c := range ag.Calls {
@@ -409,7 +334,7 @@ func (ag *Aggregate) writeComposed(w http.ResponseWriter, results []callResult, 
 			if !failed {
 				v = results[i].body
 			}
-			put(c.group, v)
+			put(c.group, c.key, v)
 			continue
 		}
 		if failed {
@@ -418,11 +343,11 @@ func (ag *Aggregate) writeComposed(w http.ResponseWriter, results []callResult, 
 		budget := MaxShapeItems
 		flat, ok, err := objectMembers(results[i].body, &budget)
 		if !ok || err != nil {
-			put(c.Config.Name, results[i].body)
+			put(c.Config.Name, c.name, results[i].body)
 			continue
 		}
 		for _, m := range flat {
-			put(m.key, m.val)
+			put(m.key, m.raw, m.val)
 		}
 	}
 	body := appendObject(make([]byte, 0, bound), ms)

@@ -31,7 +31,8 @@ type Aggregate struct {
 
 	// Timeout bounds the whole request, every call included; zero means none.
 	Timeout time.Duration
-	// TimeoutStatus answers a required call that timed out; defaulted to 504.
+	// TimeoutStatus answers a required call that timed out; defaulted to
+	// DefaultTimeoutStatus (408).
 	TimeoutStatus int
 	// MaxConcurrency caps the calls in flight for one request; defaulted to
 	// the number of calls (all at once).
