@@ -190,16 +190,3 @@ func clusterReport(phases []clusterPhase, dur time.Duration, conns int) string {
 	b.WriteString("\nThe window admits at most `limit × window + burst`; with the buckets emptied by the warm-up, the accepted rate is the limit within the rounding of each replica's share (burst ÷ N rounded down). The convergence time is the self-registration check's interval (2 s) plus its timeout (1 s) at worst, plus one blocking query; a replica stopped with SIGTERM deregisters and the others follow within the query's round trip. See README, \"Cluster rate limits\", for the error bounds.\n")
 	return b.String()
 }
-
-// loadAvg is /proc/loadavg's one-minute figure, "?" when unreadable.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return "?"
-	}
-	return f[0]
-}

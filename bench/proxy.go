@@ -197,7 +197,7 @@ func report(rs []result, dur time.Duration, conns int) string {
 	var b strings.Builder
 	ngx, off, on := rs[1], rs[len(rs)-2], rs[len(rs)-1]
 	fmt.Fprintf(&b, "# Proxy benchmark\n\n%s, %d CPUs, %s, load average %s before the run. Each proxy pinned to CPU 0 (Go with GOMAXPROCS=1), wrk and the three upstreams on CPU 1; one target at a time; `wrk -t1 -c%d -d%s`, after a 2 s warm-up. CPU/request is the measured process's user+system time from /proc/PID/stat divided by the requests wrk completed.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.Version(), loadAvg, conns, dur)
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.Version(), loadAvg(), conns, dur)
 	fmt.Fprintf(&b, "| target | measured process | req/s | p50 | p99 | CPU/request | RSS idle | RSS load | CPU vs nginx | p99 vs nginx |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rs {
 		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %.1f µs | %.1f MB | %.1f MB | %.2f× | %.2f× |\n",
@@ -228,19 +228,5 @@ func report(rs []result, dur time.Duration, conns int) string {
 	fmt.Fprintf(&b, "\n%s\n", references)
 	return b.String()
 }
-
-// loadAvg is /proc/loadavg's 1, 5 and 15 minute figures when the
-// benchmark started: the machine is shared, so the report says how busy.
-var loadAvg = func() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}()
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
