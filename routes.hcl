@@ -277,8 +277,15 @@ aggregate "user-dashboard" {
   # Bound on the whole request, every call included. Optional; default: none.
   timeout = "2s"
 
-  # Status when a required call times out. Optional; default: 504.
+  # Status when a required call times out. Optional; default: 408 (the
+  # design document's timeout class); 504 here, as a proxy would answer.
   timeout_status = 504
+
+  # Status when a required call fails with a business error (an upstream
+  # 4xx, or a 2xx whose JSON carries a top-level "error"). Optional;
+  # default: 200, the body carrying "error"; "upstream" passes the
+  # upstream's status on.
+  # business_status = "upstream"
 
   # Optional: rate_limit, jwt or forward_auth blocks, exactly as on a
   # route, admit the client request once before any call. A call may carry
@@ -292,7 +299,8 @@ aggregate "user-dashboard" {
   call "user" {
     service  = "users"
     path     = "/users/{id}"
-    # The response fails if this call fails (404 from users -> 404).
+    # The response fails if this call fails (a 404 from users is a
+    # business error: 200 with "error"; a 5xx is 502, a timeout 504 here).
     required = true
   }
   call "orders" {
@@ -306,5 +314,71 @@ aggregate "user-dashboard" {
   call "recommendations" {
     service = "products"
     path    = "/products/recommended?user={id}"
+  }
+}
+
+# user-profile: the calls' answers cut to what the page needs. Each call
+# may take a sub-object (target), keep (fields) or drop (omit) members by
+# dot path, rename them, and nest its answer under a member of its choice
+# (group) or merge it into the top level (flatten). An array answer is
+# shaped element by element. static is merged into every answer.
+#   GET /api/profile/42 ->
+#   {"api_version":"1","docs":"...","user_id":"42","name":"User 42",
+#    "order_ids":[{"id":"o-42-1"},...],"picks":[{"id":"p-2","title":"Mouse"},...]}
+aggregate "user-profile" {
+  path    = "/api/profile/{id}"
+  methods = ["GET"]
+  timeout = "2s"
+
+  # An HCL object (or a string of a JSON object, at most 64 KiB), merged
+  # first; its members must not collide with any call's. Optional.
+  static = { api_version = "1", docs = "https://example.com/docs/profile" }
+
+  call "user" {
+    service  = "users"
+    path     = "/users/{id}"
+    required = true
+    # Allow list of dot paths ("address.city" keeps that nested member);
+    # at most 128 paths of at most 16 segments. Optional; default: all.
+    fields   = ["id", "name"]
+    # New names for members, by dot path; applied last. Optional.
+    rename   = { id = "user_id" }
+    # Merge the members into the top level instead of under "user".
+    # Optional; default: false. Two flattened calls whose known members
+    # collide are rejected when the document is pushed.
+    flatten  = true
+  }
+  call "orders" {
+    service = "orders"
+    path    = "/orders?user={id}"
+    # Take this member of the answer first; a missing one gives null.
+    target  = "orders"
+    fields  = ["id"]
+    # The member of the merged body. Optional; default: the call's name.
+    group   = "order_ids"
+  }
+  call "recommendations" {
+    service = "products"
+    path    = "/products/recommended?user={id}"
+    target  = "products"
+    # Deny list of dot paths, applied after fields. Optional.
+    omit    = ["price"]
+    rename  = { name = "title" }
+    group   = "picks"
+  }
+}
+
+# orders-summary: a business error. Without ?user= the orders service
+# answers 400 {"error": ...}; the required call's business error answers
+# 200 with an "error" member (business_status), a system error 502 or 503,
+# a timeout 408 (timeout_status).
+aggregate "orders-summary" {
+  path    = "/api/orders-summary"
+  methods = ["GET"]
+  call "orders" {
+    service  = "orders"
+    path     = "/orders?user={query.user}"
+    required = true
+    target   = "orders"
   }
 }

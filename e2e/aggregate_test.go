@@ -270,10 +270,10 @@ func TestAggregateFansOutThroughConsulAndMergesJSON(t *testing.T) {
 		return got
 	}
 
-	t.Run("required upstream 404 answers 404 and cancels the other calls", func(t *testing.T) {
+	t.Run("required upstream 404 is a business error, 200 with error, and cancels the other calls", func(t *testing.T) {
 		d := getDashboard(t, a, "/api/dashboard/missing")
-		if d.status != 404 || d.errors["user"].Kind != "business" {
-			t.Fatalf("got %d errors %+v, want 404 with user as business", d.status, d.errors)
+		if d.status != 200 || d.body["error"] == nil || d.errors["user"].Kind != "business" || d.errors["user"].Status != 404 {
+			t.Fatalf("got %d body %v, want 200 with error and user as a business 404", d.status, d.body)
 		}
 		// orders and products were mid-sleep: without cancellation they
 		// would answer normally and never report.

@@ -99,7 +99,7 @@ func TestDashboardShowsRoutesInstancesAndConfigErrorsInChromium(t *testing.T) {
 	var lastGood configError
 	testkit.WaitFor(t, "routes and the config errors loaded", func() bool {
 		tbl := getRoutes(t, a)
-		if len(tbl.Routes) != 5 || len(tbl.Aggregates) != 1 || len(tbl.Errors) != 2 {
+		if len(tbl.Routes) != 5 || len(tbl.Aggregates) != 3 || len(tbl.Errors) != 2 {
 			return false
 		}
 		// Sorted by key: legacy.hcl, then team-b.hcl.

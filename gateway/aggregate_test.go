@@ -33,7 +33,8 @@ func verifyNoLeaks(t *testing.T) {
 // testAggregate is an aggregate on path with the defaults Parse applies.
 func testAggregate(path string, calls ...config.Call) config.Aggregate {
 	return config.Aggregate{
-		Name: "agg", SourceKey: "test", Path: path, TimeoutStatus: 504,
+		Name: "agg", SourceKey: "test", Path: path,
+		TimeoutStatus: config.DefaultTimeoutStatus, BusinessStatus: config.DefaultBusinessStatus,
 		MaxConcurrency: len(calls), MaxResponseBytes: config.DefaultMaxResponseBytes, Calls: calls,
 	}
 }
@@ -134,12 +135,14 @@ func TestAggregateMergesAndClassifiesCallOutcomes(t *testing.T) {
 		{"optional without instances is a system failure", map[string]bool{"ok": true, "nobody": false}, 200, "true",
 			map[string]string{"ok": `{"id":7}`, "nobody": `null`},
 			map[string]aggregate.CallError{"nobody": {Kind: aggregate.KindSystem, Status: 503, Message: exchange.MsgNoInstance}}},
-		{"required 404 answers 404", map[string]bool{"notfound": true, "ok": false}, 404, "", nil,
+		{"required 404 answers 200 with an error", map[string]bool{"notfound": true, "ok": false}, 200, "", nil,
 			map[string]aggregate.CallError{"notfound": {Kind: aggregate.KindBusiness, Status: 404, Message: "upstream answered 404 Not Found"}}},
 		{"required 500 answers 502", map[string]bool{"broken": true, "ok": false}, 502, "", nil,
 			map[string]aggregate.CallError{"broken": {Kind: aggregate.KindSystem, Status: 500, Message: "upstream answered 500 Internal Server Error"}}},
 		{"required non-JSON answers 502", map[string]bool{"html": true}, 502, "", nil,
 			map[string]aggregate.CallError{"html": {Kind: aggregate.KindSystem, Status: 502, Message: "upstream answered invalid JSON"}}},
+		{"required without instances answers 503", map[string]bool{"nobody": true}, 503, "", nil,
+			map[string]aggregate.CallError{"nobody": {Kind: aggregate.KindSystem, Status: 503, Message: exchange.MsgNoInstance}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -341,7 +344,7 @@ func TestAggregateRequiredTimeoutAnswersTimeoutStatusAndCancelsOthers(t *testing
 	ag := testAggregate("/agg",
 		config.Call{Name: "slow", Service: "slow", Path: "/", Required: true, Timeout: 150 * time.Millisecond},
 		config.Call{Name: "other", Service: "other", Path: "/"})
-	ag.Timeout, ag.TimeoutStatus = 5*time.Second, http.StatusRequestTimeout
+	ag.Timeout = 5 * time.Second // the default timeout_status, 408
 	srv := serveAggregate(t, ag, map[string][]registry.Instance{"slow": {slow}, "other": {other}})
 
 	start := time.Now()
@@ -371,8 +374,8 @@ func TestAggregateRequiredFailureCancelsCallsInFlight(t *testing.T) {
 		config.Call{Name: "user", Service: "gone", Path: "/", Required: true},
 		config.Call{Name: "other", Service: "other", Path: "/"})
 	srv := serveAggregate(t, ag, map[string][]registry.Instance{"gone": {gone}, "other": {other}})
-	if a := getAggregate(t, srv.URL+"/agg", nil); a.status != 404 {
-		t.Fatalf("status %d, want the required call's 404", a.status)
+	if a := getAggregate(t, srv.URL+"/agg", nil); a.status != 200 || a.body["error"] == nil || a.errors["user"].Status != 404 {
+		t.Fatalf("status %d body %v, want the required call's 404 as a business error: 200 with error", a.status, a.body)
 	}
 	if name := <-cancelled; name != "other" {
 		t.Fatalf("cancelled %q", name)
@@ -476,8 +479,8 @@ func TestAggregateRequiredCallQueuedPastTheDeadlineFailsTheRequest(t *testing.T)
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusGatewayTimeout {
-		t.Fatalf("status %d, want 504 (the required call never ran before the deadline)", resp.StatusCode)
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("status %d, want 408 (the required call never ran before the deadline)", resp.StatusCode)
 	}
 }
 

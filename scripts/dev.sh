@@ -215,6 +215,9 @@ Gateway demo is running. Try:
   curl '$PROXY/api/orders?user=42'
   curl '$PROXY/api/products/recommended?user=42'
   curl $PROXY/api/dashboard/42    # aggregate: users, orders, products in one
+  curl $PROXY/api/profile/42      # aggregate shaped: fields, rename, flatten, static
+  curl '$PROXY/api/orders-summary?user=42'
+  curl $PROXY/api/orders-summary  # business error: 200 with "error"
   curl --cacert $tmp/gateway.crt https://$TLS/api/users/42   # HTTPS (HTTP/2)
   curl $ADMIN/routes              # routing table and instances
   curl $ADMIN/health
@@ -289,7 +292,10 @@ fi
 check "$PROXY/api/orders?user=42" '"user": *"42"' '"orders": *\[ *\{' '"instance": *"orders-'
 check "$PROXY/api/products/recommended?user=42" '"user": *"42"' '"products": *\[ *\{' '"instance": *"products-'
 check "$PROXY/api/dashboard/42" '"user": *\{ *"id": *"42"' '"orders": *\{' '"recommendations": *\{'
-check "$ADMIN/routes" '"routes": *\[' '"name": *"users"' '"name": *"orders"' '"name": *"products"' '"name": *"user-dashboard"'
+check "$PROXY/api/profile/42" '^\{"api_version":"1","docs":"[^"]*","user_id":"42","name":"User 42","order_ids":\[\{"id":"o-42-1"\}' '"picks":\[\{"id":"p-[0-9]","title":"[A-Za-z]+"\},'
+check "$PROXY/api/orders-summary?user=42" '^\{"orders":\[\{"id":"o-42-1","total":[0-9.]+\}'
+check "$PROXY/api/orders-summary" '^\{"error":"required call \\"orders\\" failed: upstream answered 400 Bad Request"' '"kind":"business","status":400'
+check "$ADMIN/routes" '"routes": *\[' '"name": *"users"' '"name": *"orders"' '"name": *"products"' '"name": *"user-dashboard"' '"name": *"user-profile"' '"name": *"orders-summary"'
 check "$ADMIN/health" '"status": *"ok"'
 curl_extra=(--cacert "$tmp/gateway.crt" --http2)
 check "https://$TLS/api/users/42" "${users_json[@]}"

@@ -123,7 +123,10 @@ type Call struct {
 
 	up    *upstream.Upstream
 	parts []config.PathPart
-	name  []byte // the call name as a JSON string, member key of the merged body
+	name  []byte // the call name as a JSON string, its key under "errors"
+	key   []byte // the member of the merged body as a JSON string: the group
+	group string // that member unquoted
+	shape *shaper
 
 	// Execution (plan.go, cache.go, hedge.go).
 	method   string
@@ -145,7 +148,13 @@ func NewCall(cfg config.Call, service registry.ServiceKey, insts []registry.Inst
 		return nil, err
 	}
 	name, _ := json.Marshal(cfg.Name)
-	c := &Call{Config: cfg, Service: service, Instances: insts, Panic: panic, up: up, parts: parts, name: name, method: cfg.CallMethod()}
+	key, group := name, cfg.Name
+	if g := cfg.Shape.Group; g != "" && g != cfg.Name {
+		key, _ = json.Marshal(g)
+		group = g
+	}
+	c := &Call{Config: cfg, Service: service, Instances: insts, Panic: panic, up: up, parts: parts, name: name,
+		key: key, group: group, shape: newShaper(cfg.Shape), method: cfg.CallMethod()}
 	if refs, any := parseRefs(parts, cfg.After); any {
 		c.refs = refs
 	}
@@ -195,6 +204,9 @@ type CallError struct {
 	Status int `json:"status"`
 	// Message says what failed, without upstream detail.
 	Message string `json:"message"`
+	// Detail is the "error" member of a 2xx answer that carried one (a
+	// business error), when at most maxErrorDetail bytes; else empty.
+	Detail json.RawMessage `json:"detail,omitempty"`
 }
 
 // requiredFailure ends the errgroup on the first failed required call,
@@ -287,6 +299,7 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			} else {
 				results[i] = c.do(gctx, target, header, nil, ag.Config.MaxResponseBytes, hold)
 			}
+			results[i] = businessError(results[i])
 			if results[i].memory {
 				// Stop the other calls at once: their bodies could not
 				// be merged into an answer anyway.
@@ -303,6 +316,19 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	err := g.Wait()
 	if errors.As(err, &rf) {
 		failed = rf.call
+	}
+	if err == nil {
+		// Shaped before counting: an answer too large to shape is a
+		// system failure of its call.
+		var memory bool
+		if failed, memory = ag.shapeResults(results, hold); memory {
+			err = errMemory
+		}
+	}
+	for i := range results {
+		if results[i].err.Kind == KindTimeout {
+			results[i].err.Status = ag.Config.TimeoutStatus
+		}
 	}
 	for i, c := range ag.Calls {
 		kind := results[i].err.Kind

@@ -18,11 +18,16 @@ var mergeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // instead, so it never exists in memory twice.
 const maxPooledMerge = 1 << 20
 
-// writeMerged answers 200 with one member per call, in declaration order,
+// writeMerged answers 200 with one member per call, in declaration order
+// (or composed, see writeComposed), the answers already shaped,
 // and an "errors" member when an optional call failed. A small body is
 // assembled in a pooled buffer, reserved in hold like the call bodies,
 // and written at once; a large one is streamed from the call bodies.
 func (ag *Aggregate) writeMerged(w http.ResponseWriter, results []callResult, hold *share) {
+	if ag.composed() {
+		ag.writeComposed(w, results, hold)
+		return
+	}
 	errs := mergeErrors(ag.Calls, results)
 	size := mergedLen(ag.Calls, results, errs)
 	h := w.Header()
@@ -69,7 +74,7 @@ func mergeResults(buf *bytes.Buffer, calls []*Call, results []callResult) (parti
 func mergedLen(calls []*Call, results []callResult, errs []byte) int {
 	n := 2 + len(errs) + max(len(calls)-1, 0) // braces, errors, commas
 	for i, c := range calls {
-		n += len(c.name) + 1
+		n += len(c.key) + 1
 		if results[i].err.Kind != "" {
 			n += len("null")
 		} else {
@@ -116,7 +121,7 @@ func writeMergedTo(w io.Writer, calls []*Call, results []callResult, errs []byte
 		} else {
 			_, _ = w.Write(mergeComma)
 		}
-		_, _ = w.Write(c.name)
+		_, _ = w.Write(c.key)
 		_, _ = w.Write(mergeColon)
 		if results[i].err.Kind != "" {
 			_, _ = w.Write(mergeNull)
@@ -148,16 +153,25 @@ type requiredFailureBody struct {
 	Errors map[string]CallError `json:"errors"`
 }
 
-// writeRequiredFailure answers for a failed required call: the upstream's
-// 4xx for a business failure, 502 for a system one, the aggregate's
-// timeout_status for a timeout.
+// writeRequiredFailure answers for a failed required call by its class:
+// the aggregate's business_status for a business failure (200 by
+// default, the error in the body), 503 for a system failure without an
+// instance to call (as a route answers it) and 502 for any other, the
+// aggregate's timeout_status for a timeout.
 func (ag *Aggregate) writeRequiredFailure(w http.ResponseWriter, i int, e CallError) {
 	status := http.StatusBadGateway
 	switch e.Kind {
 	case KindBusiness:
-		status = e.Status
+		status = ag.Config.BusinessStatus
+		if status == 0 {
+			status = e.Status
+		}
 	case KindTimeout:
 		status = ag.Config.TimeoutStatus
+	case KindSystem:
+		if e.Status == http.StatusServiceUnavailable {
+			status = http.StatusServiceUnavailable
+		}
 	}
 	call := ag.Calls[i].Config.Name
 	h := w.Header()

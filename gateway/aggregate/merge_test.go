@@ -18,7 +18,7 @@ func BenchmarkAggregateMerge(b *testing.B) {
 	results := make([]callResult, 3)
 	for i := range calls {
 		name, _ := json.Marshal(fmt.Sprint("call", i))
-		calls[i] = &Call{name: name}
+		calls[i] = &Call{name: name, key: name}
 		results[i] = callResult{body: []byte(item)}
 	}
 	b.Run("validate+merge", func(b *testing.B) {

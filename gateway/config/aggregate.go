@@ -31,7 +31,8 @@ type Aggregate struct {
 
 	// Timeout bounds the whole request, every call included; zero means none.
 	Timeout time.Duration
-	// TimeoutStatus answers a required call that timed out; defaulted to 504.
+	// TimeoutStatus answers a required call that timed out; defaulted to
+	// DefaultTimeoutStatus (408).
 	TimeoutStatus int
 	// MaxConcurrency caps the calls in flight for one request; defaulted to
 	// the number of calls (all at once).
@@ -56,6 +57,13 @@ type Aggregate struct {
 	// Calls are the upstream calls in declaration order, which is also the
 	// order of the merged body's members; never empty.
 	Calls []Call
+
+	// Static is a JSON object merged into every answer, before the calls'
+	// members (which win a conflict only known at run time); nil for none.
+	Static []byte
+	// BusinessStatus answers a required call's business error; 0 passes
+	// the upstream's status on. Defaulted to DefaultBusinessStatus.
+	BusinessStatus int
 }
 
 // Call is one upstream call of an Aggregate.
@@ -77,6 +85,8 @@ type Call struct {
 	// Policy holds the call's upstream protection, as a route's: Retries
 	// and CircuitBreaker. Its admission fields are unused.
 	Policy Policy
+	// Shape cuts the answer and places it in the merged body.
+	Shape Shape
 	// Pos is where the call block starts.
 	Pos Pos
 
@@ -103,8 +113,8 @@ type Call struct {
 const DefaultMaxResponseBytes = 10 << 20
 
 // DefaultTimeoutStatus answers a required call that timed out when the
-// aggregate sets no timeout_status.
-const DefaultTimeoutStatus = http.StatusGatewayTimeout
+// aggregate sets no timeout_status: the design document's 408.
+const DefaultTimeoutStatus = http.StatusRequestTimeout
 
 // MatchKey identifies what the aggregate matches, comparable with
 // Route.MatchKey: a route and an aggregate with equal keys conflict.
@@ -123,6 +133,8 @@ type aggregateSrc struct {
 	calls     []*callSrc
 	valid     bool
 	mark      int
+	// businessSet is whether business_status was written and read.
+	businessSet bool
 }
 
 type callSrc struct {
@@ -147,6 +159,7 @@ func decodeAggregate(p *problems, b *hcl.Block) *aggregateSrc {
 	ag.Balancer = a.str(attrBalancer)
 	ag.AllowWarning = a.boolean(attrAllowWarning)
 	decodeAccessPolicy(p, blocks, &ag.Policy)
+	decodeAggregateShape(a, ag)
 	for _, cb := range blocks {
 		if cb.Type != callSpec.typ {
 			continue
@@ -159,6 +172,7 @@ func decodeAggregate(p *problems, b *hcl.Block) *aggregateSrc {
 		}
 		decodeUpstreamPolicy(p, cblocks, ca, &call.Policy, &ag.Policy)
 		afterPos := decodeCallExecution(ca, &call)
+		decodeCallShape(ca, &call)
 		ag.Calls = append(ag.Calls, call)
 		ag.calls = append(ag.calls, &callSrc{block: cb, attrs: ca, afterPos: afterPos})
 	}
@@ -230,6 +244,7 @@ func validateAggregate(p *problems, ag *aggregateSrc) {
 		}
 	}
 	validatePlan(p, ag)
+	validateAggregateShape(p, ag)
 	ag.valid = p.clean(ag.mark)
 }
 
@@ -263,6 +278,7 @@ func validateCall(p *problems, ag *aggregateSrc, c *Call, src *callSrc, vars map
 	if a.ok(attrTimeout) && ag.Timeout > 0 && c.Timeout > ag.Timeout {
 		p.addf(a.pos(attrTimeout), "%s %v exceeds the %s's %s %v", callSpec.ref(attrTimeout), c.Timeout, aggregateSpec.typ, attrTimeout, ag.Timeout)
 	}
+	validateCallShape(p, c, a)
 }
 
 // checkCallPath requires an absolute path whose placeholders are all

@@ -70,12 +70,13 @@ func TestParseAggregateAppliesDefaultsAndKeepsCallOrder(t *testing.T) {
 	want := []config.Aggregate{{
 		Name: "dash", SourceKey: "k", Pos: config.Pos{Key: "k", Line: 1, Column: 1},
 		Path: "/api/dashboard/{id:[0-9]+}", Methods: []string{"GET"}, Timeout: 2 * time.Second,
-		TimeoutStatus: 504, MaxConcurrency: 2, MaxResponseBytes: 10 << 20, ForwardHeaders: []string{"X-Tenant"},
-		Balancer: "round_robin",
+		TimeoutStatus: 408, MaxConcurrency: 2, MaxResponseBytes: 10 << 20, ForwardHeaders: []string{"X-Tenant"},
+		Balancer: "round_robin", BusinessStatus: 200,
 		Calls: []config.Call{
-			{Name: "user", Service: "users", Path: "/users/{id}", Required: true, Pos: config.Pos{Key: "k", Line: 6, Column: 3}},
+			{Name: "user", Service: "users", Path: "/users/{id}", Required: true, Pos: config.Pos{Key: "k", Line: 6, Column: 3},
+				Shape: config.Shape{Group: "user"}},
 			{Name: "orders", Service: "orders", Tag: "v2", Path: "/orders?user={id}&since={query.since}",
-				Timeout: 800 * time.Millisecond, Pos: config.Pos{Key: "k", Line: 11, Column: 3}},
+				Timeout: 800 * time.Millisecond, Pos: config.Pos{Key: "k", Line: 11, Column: 3}, Shape: config.Shape{Group: "orders"}},
 		},
 	}}
 	if !reflect.DeepEqual(d.Aggregates, want) {

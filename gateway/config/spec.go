@@ -128,6 +128,30 @@ var (
 	attrBody        = attr{"body"}
 )
 
+// Aggregate answer shaping and error classes (shape.go): how each call's
+// answer is cut and placed in the merged body, what is merged into every
+// answer, and the status of a business error.
+var (
+	// aggregate.
+	attrStatic         = attr{"static"}
+	attrBusinessStatus = attr{"business_status"}
+
+	// call.
+	attrTarget  = attr{"target"}
+	attrFields  = attr{"fields"}
+	attrOmit    = attr{"omit"}
+	attrRename  = attr{"rename"}
+	attrGroup   = attr{"group"}
+	attrFlatten = attr{"flatten"}
+)
+
+// Shaping attributes, listed in the aggregate and call specs after the
+// blocks' own.
+var (
+	aggregateShapeAttrs = []attr{attrStatic, attrBusinessStatus}
+	callShapeAttrs      = []attr{attrTarget, attrFields, attrOmit, attrRename, attrGroup, attrFlatten}
+)
+
 // blockSpec declares one block type. Attributes and blocks are listed in
 // the order HCL tries them when it suggests a name for a typo ("Did you
 // mean ...?"), so reordering them changes messages. Nothing is marked
@@ -254,14 +278,14 @@ var (
 			attrForwardHeaders, attrBalancer, attrAllowWarning,
 		},
 		blocks: []*blockSpec{callSpec},
-		parts:  []part{accessPolicy},
+		parts:  []part{accessPolicy, {attrs: aggregateShapeAttrs}},
 	})
 
 	// callSpec is read by decodeAggregate and validateCall.
 	callSpec = declare(&blockSpec{
 		typ: "call", labels: labelName,
 		attrs: []attr{attrService, attrTag, attrPath, attrRequired, attrTimeout},
-		parts: []part{upstreamPolicy, callExecution},
+		parts: []part{upstreamPolicy, callExecution, {attrs: callShapeAttrs}},
 	})
 
 	rateLimitSpec = declare(&blockSpec{
