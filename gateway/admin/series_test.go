@@ -198,4 +198,3 @@ route "guarded" {
 		t.Error("/routes shows the JWT secret")
 	}
 }
-

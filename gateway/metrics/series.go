@@ -104,6 +104,18 @@ func (m *Metrics) Series(name string) (points []SeriesPoint, ok bool) {
 	m.mu.Lock()
 	rm := m.routes[name]
 	m.mu.Unlock()
+	return m.seriesOf(rm)
+}
+
+// UnmatchedSeries is Series for the requests no route matched.
+func (m *Metrics) UnmatchedSeries() (points []SeriesPoint, ok bool) {
+	if m == nil {
+		return nil, false
+	}
+	return m.seriesOf(m.none)
+}
+
+func (m *Metrics) seriesOf(rm *Route) (points []SeriesPoint, ok bool) {
 	if rm == nil {
 		return nil, false
 	}
