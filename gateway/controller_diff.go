@@ -6,7 +6,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/gatewayco/gateway/gateway/config")
+	"github.com/gatewayco/gateway/gateway/config"
+)
 
 // maxDiffItems bounds each list of a "routing table changed" log line, so
 // a first load of 10,000 routes logs one line of a few hundred bytes;
