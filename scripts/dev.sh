@@ -81,6 +81,7 @@ consul_curl() {
 # ---- processes and cleanup ------------------------------------------------
 
 tmp=""
+logging=""
 consul_pid=""
 gateway_pid=""
 svc_pids=()
@@ -127,7 +128,7 @@ cleanup() {
   [ "${#svc_pids[@]}" -gt 0 ] && stop "${svc_pids[@]}"
   [ -n "$consul_pid" ] && stop "$consul_pid"
   [ -n "$tmp" ] && rm -rf "$tmp"
-  [ -d "$DEMO_LOG_DIR" ] && log "logs kept in $DEMO_LOG_DIR/"
+  [ -n "$logging" ] && log "logs kept in $DEMO_LOG_DIR/"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -205,8 +206,13 @@ if [ -z "$existing_consul" ]; then
   for port in "$DEMO_CONSUL_PORT" 8300 8301; do
     if port_in_use 127.0.0.1 "$port"; then
       echo "dev: error: 127.0.0.1:$port is already in use, and the demo's Consul dev agent needs it." >&2
-      echo "dev: If a Consul agent runs there, let the demo use it: CONSUL_HTTP_ADDR=127.0.0.1:8500 ./scripts/dev.sh" >&2
-      echo "dev: To move only the agent's HTTP port: DEMO_CONSUL_PORT=18500 ./scripts/dev.sh" >&2
+      if [ "$port" = "$DEMO_CONSUL_PORT" ]; then
+        echo "dev: If a Consul agent runs there, let the demo use it: CONSUL_HTTP_ADDR=127.0.0.1:$port ./scripts/dev.sh" >&2
+        echo "dev: Or move the dev agent's HTTP port: DEMO_CONSUL_PORT=<a free port> ./scripts/dev.sh" >&2
+      else
+        echo "dev: Another Consul agent probably runs; let the demo use it:" >&2
+        echo "dev:   CONSUL_HTTP_ADDR=<its HTTP address, often 127.0.0.1:8500> ./scripts/dev.sh" >&2
+      fi
       exit 1
     fi
   done
@@ -215,6 +221,7 @@ fi
 # Only the demo's own files: DEMO_LOG_DIR may be a directory with others.
 mkdir -p "$DEMO_LOG_DIR"
 rm -f "$DEMO_LOG_DIR"/*.log
+logging=1
 
 if [ -n "$existing_consul" ]; then
   consul_bin=""
