@@ -37,7 +37,7 @@ type Route struct {
 }
 
 // codeRow is one method's counters, by index in codeLabels.
-type codeRow [len(codeLabels)]atomic.Pointer[counterRef]
+type codeRow []atomic.Pointer[counterRef]
 
 // counterRef boxes a Counter so it can sit behind an atomic.Pointer.
 type counterRef struct{ prometheus.Counter }
@@ -48,14 +48,15 @@ type counterRef struct{ prometheus.Counter }
 func (rm *Route) counter(i, j int) prometheus.Counter {
 	row := rm.requests[i].Load()
 	if row == nil {
-		rm.requests[i].CompareAndSwap(nil, &codeRow{})
+		fresh := make(codeRow, len(codeLabels))
+		rm.requests[i].CompareAndSwap(nil, &fresh)
 		row = rm.requests[i].Load()
 	}
-	if c := row[j].Load(); c != nil {
+	if c := (*row)[j].Load(); c != nil {
 		return c.Counter
 	}
 	c := &counterRef{rm.vec.WithLabelValues(rm.name, methods[i], codeLabels[j])}
-	row[j].CompareAndSwap(nil, c)
+	(*row)[j].CompareAndSwap(nil, c)
 	return c.Counter
 }
 
