@@ -176,7 +176,7 @@ func quantile(hist []uint64, q float64) time.Duration {
 
 // recordSeries adds one request to rm's ring, allocating it on the
 // route's first request while fewer than MaxSeriesRoutes have one.
-func (m *Metrics) recordSeries(rm *Route, status int, d time.Duration) {
+func (m *Metrics) recordSeries(rm *Route, status int, d time.Duration, end time.Time) {
 	s := rm.series.Load()
 	if s == nil {
 		if rm.noSeries.Load() {
@@ -192,5 +192,5 @@ func (m *Metrics) recordSeries(rm *Route, status int, d time.Duration) {
 		}
 		s = rm.series.Load()
 	}
-	s.add(m.now(), status, d)
+	s.add(end, status, d)
 }
