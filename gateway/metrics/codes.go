@@ -43,4 +43,3 @@ func codeLabelIndex(status int) int {
 	}
 	return exactCodes + classIndex(status)
 }
-
