@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -74,4 +76,11 @@ func TestDashboardChartsMoveWithTrafficInChromium(t *testing.T) {
 	if t.Failed() {
 		t.Logf("DOM:\n%s", dom)
 	}
+	// For people: CI keeps artifacts/.
+	shot := repoFile(filepath.Join("artifacts", "dashboard-charts.png"))
+	if err := os.MkdirAll(filepath.Dir(shot), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	runChromium(t, chromium, "http://"+a.admin+"/", "--screenshot="+shot, "--window-size=1280,1000", "--hide-scrollbars")
+	t.Logf("screenshot: %s", shot)
 }
