@@ -11,9 +11,10 @@ import (
 
 // seriesBody is what /api/series answers: every route's and aggregate's
 // last 15 minutes in SeriesBucketWidth points, oldest first, for the
-// dashboard's charts. Entries that record no series (no request yet, or
-// past metrics.MaxSeriesRoutes) are left out; "unmatched" is the requests
-// no route matched.
+// dashboard's charts. Entries without a request in that window, or that
+// record no series (past metrics.MaxSeriesRoutes), are left out, so idle
+// routes cost the page nothing; "unmatched" is the requests no route
+// matched.
 type seriesBody struct {
 	Now           time.Time    `json:"now"`
 	BucketSeconds float64      `json:"bucket_seconds"`
@@ -49,7 +50,7 @@ func buildSeries(g *gateway.Gateway, only string) seriesBody {
 			return
 		}
 		pts, ok := series()
-		if !ok {
+		if !ok || !anyRequest(pts) {
 			return
 		}
 		body.Series = append(body.Series, newSeriesView(kind, name, pts, body.Now))
@@ -95,3 +96,12 @@ func newSeriesView(kind, name string, pts []metrics.SeriesPoint, now time.Time) 
 // round3 keeps three decimals, which is all a chart can show, so the
 // JSON stays small.
 func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
+
+func anyRequest(pts []metrics.SeriesPoint) bool {
+	for _, p := range pts {
+		if p.Requests > 0 {
+			return true
+		}
+	}
+	return false
+}
