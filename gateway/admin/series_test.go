@@ -127,6 +127,13 @@ func TestSeriesEndpointChartsRoutesAndUnmatchedOverTheInjectedClock(t *testing.T
 	if !users.Start.Equal(body.Now.Truncate(metrics.SeriesBucketWidth).Add(-time.Duration(n-1) * metrics.SeriesBucketWidth)) {
 		t.Errorf("series starts %v, now %v", users.Start, body.Now)
 	}
+
+	// Fifteen idle minutes later nothing is left to draw.
+	clock.add(metrics.SeriesBuckets * metrics.SeriesBucketWidth)
+	getJSON(t, admin, "/api/series", &body)
+	if len(body.Series) != 0 {
+		t.Errorf("series after 15 idle minutes: %+v", body.Series)
+	}
 }
 
 func TestRoutesShowEffectiveSettings(t *testing.T) {
