@@ -48,6 +48,9 @@ type Controller struct {
 	// tags adds routes from services' Fabio tags; nil when off
 	// (controller_tags.go).
 	tags *tagRoutes
+	// announced is the served version of each key at the last publish,
+	// for the "routing table changed" log line (controller_diff.go).
+	announced map[string]uint64
 }
 
 // keyState is what the controller remembers of one KV key.
@@ -167,7 +170,9 @@ func (c *Controller) publish(ctx context.Context, insts Instances) (again bool) 
 	if failure != nil {
 		return c.buildFailed(failure, before)
 	}
+	prev := c.gw.Table()
 	c.gw.Publish(t)
+	c.logTableChange(prev, t, c.servedKeys(t))
 	c.lastGood.commit()
 	if c.published != nil {
 		c.published(t)
@@ -243,7 +248,11 @@ func (c *Controller) resolve() ([]config.Route, []config.Aggregate, []ConfigErro
 			if st.lastGood != nil && accepted[k] != nil {
 				serving = "last good version"
 			}
-			c.logger.Error("route document rejected", "key", k, "serving", serving, "error", msg, "invalid", errors.Is(problem, config.ErrInvalid))
+			args := []any{"key", k, "serving", serving, "error", msg, "invalid", errors.Is(problem, config.ErrInvalid)}
+			if pos, ok := problemPos(problem); ok {
+				args = append(args, "line", pos.Line, "column", pos.Column)
+			}
+			c.logger.Error("route document rejected", args...)
 		}
 	}
 	return routes, aggs, errs

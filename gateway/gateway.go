@@ -224,8 +224,9 @@ func (g *Gateway) finish(ex *exchange.Exchange, r *http.Request) {
 	if status == 0 {
 		status = http.StatusOK
 	}
-	latency := g.now().Sub(ex.Start)
-	g.metrics.Observe(ex.Metrics, r.Method, status, latency)
+	end := g.now()
+	latency := end.Sub(ex.Start)
+	g.metrics.ObserveAt(ex.Metrics, r.Method, status, latency, end)
 	if g.access == nil {
 		return
 	}

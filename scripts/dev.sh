@@ -2,14 +2,23 @@
 # One-command local demo: a dev Consul agent, four demo upstreams (users x2,
 # orders, products) registered in it, the routes of routes.hcl pushed to KV,
 # and the gateway in front of them. Ctrl-C stops everything and removes the
-# temporary directory.
+# temporary directory; the logs stay in DEMO_LOG_DIR.
 #
 # Environment:
 #   GATEWAY_LISTEN  proxy listen address  (default :8080)
-#   GATEWAY_ADMIN   admin listen address  (default 127.0.0.1:8081)
+#   GATEWAY_ADMIN   admin listen address  (default 127.0.0.1:8081): the
+#                   dashboard (/) and metrics (/metrics)
 #   GATEWAY_TLS_LISTEN  HTTPS listen address (default :8443), served with a
 #                   self-signed certificate for localhost generated at start
+#   CONSUL_HTTP_ADDR  use the Consul agent already running there (loopback
+#                   only: the demo registers services and writes
+#                   gateway/routes/routes.hcl in its KV) instead of starting
+#                   a dev agent; its CONSUL_HTTP_TOKEN / CONSUL_CACERT apply
+#   DEMO_CONSUL_PORT  HTTP port of the dev agent the demo starts (default
+#                   8500); its DNS and WAN ports are off
 #   CONSUL_BIN      use this consul binary instead of building 1.14.8
+#   DEMO_LOG_DIR    where every process logs (default ./.demo/logs), kept
+#                   after exit and emptied at the next start
 #   DEMO_SMOKE=1    run the example requests, check them, and exit
 #                   (0 when every answer was right); used by tests and reviews
 set -euo pipefail
@@ -19,28 +28,69 @@ GATEWAY_LISTEN="${GATEWAY_LISTEN:-:8080}"
 GATEWAY_ADMIN="${GATEWAY_ADMIN:-127.0.0.1:8081}"
 GATEWAY_TLS_LISTEN="${GATEWAY_TLS_LISTEN:-:8443}"
 DEMO_SMOKE="${DEMO_SMOKE:-0}"
-
-# The dev agent always uses Consul's default ports; pin every child to it and
-# drop TLS/ACL settings meant for some other cluster.
-CONSUL_ADDR=127.0.0.1:8500
-unset CONSUL_HTTP_TOKEN CONSUL_HTTP_TOKEN_FILE CONSUL_CACERT CONSUL_CAPATH \
-      CONSUL_CLIENT_CERT CONSUL_CLIENT_KEY CONSUL_HTTP_SSL CONSUL_NAMESPACE
-export CONSUL_HTTP_ADDR="$CONSUL_ADDR"
+DEMO_LOG_DIR="${DEMO_LOG_DIR:-$PWD/.demo/logs}"
+DEMO_CONSUL_PORT="${DEMO_CONSUL_PORT:-8500}"
 
 log() { echo "dev: $*" >&2; }
+
+# An agent the user already runs (CONSUL_HTTP_ADDR), or a dev agent of our
+# own. The user's agent keeps its token and TLS settings; our own agent gets
+# none, so settings meant for some other cluster are dropped.
+existing_consul=""
+consul_scheme=http
+if [ -n "${CONSUL_HTTP_ADDR:-}" ]; then
+  CONSUL_ADDR="${CONSUL_HTTP_ADDR#http://}"
+  if [ "$CONSUL_ADDR" != "${CONSUL_ADDR#https://}" ] || [ "${CONSUL_HTTP_SSL:-}" = true ]; then
+    consul_scheme=https
+  fi
+  CONSUL_ADDR="${CONSUL_ADDR#https://}"
+  CONSUL_ADDR="${CONSUL_ADDR%/}"
+  case "${CONSUL_ADDR%:*}" in
+    127.* | localhost | "[::1]") ;;
+    *)
+      echo "dev: error: CONSUL_HTTP_ADDR=$CONSUL_HTTP_ADDR is not a loopback address. The demo registers" >&2
+      echo "dev: services and writes routes into the agent's KV, so it only uses a local agent;" >&2
+      echo "dev: unset CONSUL_HTTP_ADDR to let it start its own dev agent." >&2
+      exit 1
+      ;;
+  esac
+  existing_consul=1
+else
+  CONSUL_ADDR="127.0.0.1:$DEMO_CONSUL_PORT"
+  unset CONSUL_HTTP_TOKEN CONSUL_HTTP_TOKEN_FILE CONSUL_CACERT CONSUL_CAPATH \
+        CONSUL_CLIENT_CERT CONSUL_CLIENT_KEY CONSUL_HTTP_SSL CONSUL_NAMESPACE
+fi
+# Without a scheme for plain HTTP, as every Consul client reads it.
+if [ "$consul_scheme" = https ]; then
+  export CONSUL_HTTP_ADDR="https://$CONSUL_ADDR"
+else
+  export CONSUL_HTTP_ADDR="$CONSUL_ADDR"
+fi
+
+# consul_curl PATH [curl options...] calls the agent's HTTP API with the
+# token and CA the gateway would use.
+consul_curl() {
+  local path=$1
+  shift
+  local opts=(-fsS)
+  [ -n "${CONSUL_HTTP_TOKEN:-}" ] && opts+=(-H "X-Consul-Token: $CONSUL_HTTP_TOKEN")
+  [ -n "${CONSUL_CACERT:-}" ] && opts+=(--cacert "$CONSUL_CACERT")
+  curl "${opts[@]}" "$@" "$consul_scheme://$CONSUL_ADDR$path"
+}
 
 # ---- processes and cleanup ------------------------------------------------
 
 tmp=""
+logging=""
 consul_pid=""
 gateway_pid=""
 svc_pids=()
 
 # show_logs prints the end of every log, so a failed start explains itself
-# even though the temporary directory is removed on exit.
+# in the terminal too.
 show_logs() {
   local f
-  for f in "$tmp"/*.log; do
+  for f in "$DEMO_LOG_DIR"/*.log; do
     [ -e "$f" ] || continue
     echo "----- last lines of $(basename "$f") -----" >&2
     tail -n 15 "$f" >&2 || true
@@ -49,7 +99,7 @@ show_logs() {
 
 die() {
   log "error: $*"
-  [ -n "$tmp" ] && show_logs
+  show_logs
   exit 1
 }
 
@@ -78,20 +128,22 @@ cleanup() {
   [ "${#svc_pids[@]}" -gt 0 ] && stop "${svc_pids[@]}"
   [ -n "$consul_pid" ] && stop "$consul_pid"
   [ -n "$tmp" ] && rm -rf "$tmp"
+  [ -n "$logging" ] && log "logs kept in $DEMO_LOG_DIR/"
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# start runs a command in the background with its output in $tmp/NAME.log
+# start runs a command in the background with its output in
+# $DEMO_LOG_DIR/NAME.log
 # and leaves its pid in $started. (Not printed: $(start ...) would make the
 # process a grandchild, which `wait` cannot see.)
 started=""
 start() {
   local name=$1
   shift
-  "$@" >"$tmp/$name.log" 2>&1 &
+  "$@" >"$DEMO_LOG_DIR/$name.log" 2>&1 &
   started=$!
 }
 
@@ -133,21 +185,53 @@ TLS="$(client_addr "$GATEWAY_TLS_LISTEN")"
 
 command -v go >/dev/null || die "go is required"
 command -v curl >/dev/null || die "curl is required"
-for hp in "$CONSUL_ADDR" "$PROXY" "$ADMIN" "$TLS"; do
+
+# taken VAR ADDR: a clear message naming the variable that moves the port.
+taken() {
+  local var=$1 hp=$2
+  echo "dev: error: $hp is already in use (another demo still running?)." >&2
+  echo "dev: Stop what listens there, or move the demo with $var, e.g.:" >&2
+  echo "dev:   GATEWAY_LISTEN=127.0.0.1:18080 GATEWAY_ADMIN=127.0.0.1:18081 GATEWAY_TLS_LISTEN=127.0.0.1:18443 ./scripts/dev.sh" >&2
+  exit 1
+}
+for pair in "GATEWAY_LISTEN=$PROXY" "GATEWAY_ADMIN=$ADMIN" "GATEWAY_TLS_LISTEN=$TLS"; do
+  hp=${pair#*=}
   h=${hp%:*}
   [ "$h" = localhost ] && h=127.0.0.1
-  if port_in_use "$h" "${hp##*:}"; then
-    die "$hp is already in use (another demo or Consul agent running?); stop it, or set GATEWAY_LISTEN / GATEWAY_ADMIN / GATEWAY_TLS_LISTEN"
-  fi
+  port_in_use "$h" "${hp##*:}" && taken "${pair%%=*}" "$hp"
 done
+if [ -z "$existing_consul" ]; then
+  # The dev agent's HTTP port, and its server and LAN gossip ports, which
+  # have no variable: a second agent is the usual cause.
+  for port in "$DEMO_CONSUL_PORT" 8300 8301; do
+    if port_in_use 127.0.0.1 "$port"; then
+      echo "dev: error: 127.0.0.1:$port is already in use, and the demo's Consul dev agent needs it." >&2
+      if [ "$port" = "$DEMO_CONSUL_PORT" ]; then
+        echo "dev: If a Consul agent runs there, let the demo use it: CONSUL_HTTP_ADDR=127.0.0.1:$port ./scripts/dev.sh" >&2
+        echo "dev: Or move the dev agent's HTTP port: DEMO_CONSUL_PORT=<a free port> ./scripts/dev.sh" >&2
+      else
+        echo "dev: Another Consul agent probably runs; let the demo use it:" >&2
+        echo "dev:   CONSUL_HTTP_ADDR=<its HTTP address, often 127.0.0.1:8500> ./scripts/dev.sh" >&2
+      fi
+      exit 1
+    fi
+  done
+fi
 
-if [ -n "${CONSUL_BIN:-}" ]; then
+# Only the demo's own files: DEMO_LOG_DIR may be a directory with others.
+mkdir -p "$DEMO_LOG_DIR"
+rm -f "$DEMO_LOG_DIR"/*.log
+logging=1
+
+if [ -n "$existing_consul" ]; then
+  consul_bin=""
+elif [ -n "${CONSUL_BIN:-}" ]; then
   consul_bin="$CONSUL_BIN"
 else
   log "locating Consul 1.14.8 (the first run builds it, a few minutes)"
   consul_bin="$(scripts/install-consul.sh | tail -n1)/consul"
 fi
-[ -x "$consul_bin" ] || die "no consul binary at $consul_bin"
+[ -z "$existing_consul" ] && { [ -x "$consul_bin" ] || die "no consul binary at $consul_bin"; }
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/gateway-dev.XXXXXX")"
 
@@ -160,15 +244,21 @@ go build -o "$tmp/devcert" ./examples/devcert
 
 # ---- start everything -----------------------------------------------------
 
-log "starting consul agent -dev (log: consul.log)"
-start consul "$consul_bin" agent -dev -client 127.0.0.1 -log-level info
-consul_pid=$started
 consul_has_leader() {
   local leader
-  leader="$(curl -fsS "http://$CONSUL_ADDR/v1/status/leader")" || return 1
+  leader="$(consul_curl /v1/status/leader)" || return 1
   [ -n "$leader" ] && [ "$leader" != '""' ]
 }
-wait_until "consul leader" 30 "$consul_pid" consul_has_leader
+if [ -n "$existing_consul" ]; then
+  log "using the Consul agent at $CONSUL_HTTP_ADDR"
+  consul_has_leader || die "the Consul agent at $CONSUL_HTTP_ADDR does not answer with a leader ($(consul_curl /v1/status/leader 2>&1 || true))"
+else
+  log "starting consul agent -dev on $CONSUL_ADDR (log: $DEMO_LOG_DIR/consul.log)"
+  start consul "$consul_bin" agent -dev -client 127.0.0.1 -log-level info \
+    -http-port "$DEMO_CONSUL_PORT" -dns-port -1 -serf-wan-port -1
+  consul_pid=$started
+  wait_until "consul leader" 30 "$consul_pid" consul_has_leader
+fi
 
 log "starting demo services: users x2, orders, products"
 for svc in users users orders products; do
@@ -180,13 +270,14 @@ done
 # passing_count SERVICE prints how many of its health checks pass; every demo
 # instance registers exactly one check, so that is the passing instances.
 passing_count() {
-  curl -fsS -G "http://$CONSUL_ADDR/v1/health/checks/$1" \
+  consul_curl "/v1/health/checks/$1" -G \
     --data-urlencode 'filter=Status == "passing"' | grep -o '"CheckID"' | wc -l
 }
+# At least: a user's agent may hold instances of its own.
 all_passing() {
-  [ "$(passing_count users)" -eq 2 ] &&
-    [ "$(passing_count orders)" -eq 1 ] &&
-    [ "$(passing_count products)" -eq 1 ]
+  [ "$(passing_count users)" -ge 2 ] &&
+    [ "$(passing_count orders)" -ge 1 ] &&
+    [ "$(passing_count products)" -ge 1 ]
 }
 wait_until "demo services to pass their health checks" 30 "" all_passing
 for p in "${svc_pids[@]}"; do
@@ -194,10 +285,10 @@ for p in "${svc_pids[@]}"; do
 done
 
 log "pushing routes.hcl to Consul KV"
-"$tmp/gateway" routes push routes.hcl >"$tmp/push.log" 2>&1 ||
-  die "gateway routes push routes.hcl failed: $(cat "$tmp/push.log")"
+"$tmp/gateway" routes push routes.hcl >"$DEMO_LOG_DIR/push.log" 2>&1 ||
+  die "gateway routes push routes.hcl failed: $(cat "$DEMO_LOG_DIR/push.log")"
 
-log "starting gateway on $GATEWAY_LISTEN, HTTPS on $GATEWAY_TLS_LISTEN, admin on $GATEWAY_ADMIN (log: gateway.log)"
+log "starting gateway on $GATEWAY_LISTEN, HTTPS on $GATEWAY_TLS_LISTEN, admin on $GATEWAY_ADMIN (log: $DEMO_LOG_DIR/gateway.log)"
 start gateway "$tmp/gateway" -listen "$GATEWAY_LISTEN" -admin "$GATEWAY_ADMIN" \
   -tls-listen "$GATEWAY_TLS_LISTEN" -tls-cert "$tmp/gateway.crt" -tls-key "$tmp/gateway.key"
 gateway_pid=$started
@@ -223,8 +314,10 @@ Gateway demo is running. Try:
   curl $ADMIN/health
   curl $ADMIN/certs               # certificates served, with expiry
 
-Consul UI: http://$CONSUL_ADDR/ui/
-Logs:      $tmp/*.log
+Dashboard: http://$ADMIN/
+Metrics:   http://$ADMIN/metrics
+Consul UI: $consul_scheme://$CONSUL_ADDR/ui/
+Logs:      $DEMO_LOG_DIR/ (kept after exit)
 
 Press Ctrl-C to stop everything.
 MSG
@@ -268,7 +361,13 @@ check() {
     sleep 0.2
   done
   if [ "$ok" = 1 ]; then
-    echo "ok    curl $url -> $code $body"
+    # The dashboard page and /metrics are long: their start is enough.
+    local shown="$body"
+    if [ "${#body}" -gt 2000 ]; then
+      shown="${body%%$'\n'*}"
+      shown="${shown:0:160} (… ${#body} bytes)"
+    fi
+    echo "ok    curl $url -> $code $shown"
   else
     echo "FAIL  curl $url -> $code $body (want 200 containing: $*)"
     failures=$((failures + 1))
@@ -301,7 +400,12 @@ curl_extra=(--cacert "$tmp/gateway.crt" --http2)
 check "https://$TLS/api/users/42" "${users_json[@]}"
 curl_extra=()
 check "$ADMIN/certs" '"source": *"[^"]*gateway.crt"' '"default": *true'
+check "$ADMIN/" 'id="trends"'
+check "$ADMIN/api/series" '"name": *"users"' '"requests_per_second": *\['
+check "$ADMIN/metrics" 'gateway_requests_total\{code="200",method="GET",route="users"\}'
 echo "try:  curl --cacert $tmp/gateway.crt https://$TLS/api/users/42"
+echo "dashboard: http://$ADMIN/"
+echo "metrics:   http://$ADMIN/metrics"
 
 if [ "$failures" -ne 0 ]; then
   die "$failures smoke check(s) failed"

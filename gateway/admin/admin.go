@@ -115,6 +115,9 @@ type routeView struct {
 	StickyCookie string `json:"sticky_cookie,omitempty"`
 	// Mirrors are the route's mirror destinations with their shares.
 	Mirrors []mirrorView `json:"mirrors,omitempty"`
+	// Settings are the route's effective strip_prefix, timeout, retries
+	// and policies, defaults filled in (settings.go).
+	Settings settingsView `json:"settings"`
 }
 
 // mirrorView is one mirror block as /routes shows it.
@@ -182,6 +185,7 @@ func (a *admin) serveRoutes(w http.ResponseWriter, r *http.Request) {
 			}
 			v.Mirrors = append(v.Mirrors, mirrorView{Service: dest, Percent: m.Percent, MaxConcurrency: m.MaxConcurrency})
 		}
+		v.Settings = settingsOf(c)
 		body.Routes = append(body.Routes, v)
 	}
 	writeJSON(w, http.StatusOK, body)

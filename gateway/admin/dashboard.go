@@ -36,6 +36,7 @@ func mountOperations(mux *http.ServeMux, g *gateway.Gateway, health Health) {
 		h.Set("X-Content-Type-Options", "nosniff")
 		_, _ = w.Write(dashboardHTML)
 	})
+	mountSeries(mux, g)
 	rates := &rateWindow{}
 	mux.HandleFunc("GET /api/state", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, buildState(g, health, rates))
@@ -49,6 +50,15 @@ type stateBody struct {
 	Consul  consulView            `json:"consul"`
 	Entries []entryView           `json:"entries"`
 	Errors  []gateway.ConfigError `json:"errors"`
+	// Unmatched counts the requests no route matched since start: 404
+	// (no route for the path) and 405 (a route for the path, not for the
+	// method).
+	Unmatched unmatchedView `json:"unmatched"`
+}
+
+type unmatchedView struct {
+	NotFound         uint64 `json:"not_found"`
+	MethodNotAllowed uint64 `json:"method_not_allowed"`
 }
 
 type consulView struct {
@@ -103,6 +113,7 @@ func buildState(g *gateway.Gateway, health Health, rates *rateWindow) stateBody 
 	if s.Errors == nil {
 		s.Errors = []gateway.ConfigError{}
 	}
+	s.Unmatched.NotFound, s.Unmatched.MethodNotAllowed = g.Metrics().Unmatched()
 	switch {
 	case !t.Loaded():
 		s.Consul = consulView{Status: "starting", Reason: "no routing table loaded yet"}

@@ -132,6 +132,9 @@ func TestDashboardPageIsSelfContained(t *testing.T) {
 	if !strings.Contains(body, `fetch("api/state"`) {
 		t.Error("page does not poll api/state")
 	}
+	if !strings.Contains(body, `fetch("api/series"`) {
+		t.Error("page does not poll api/series for its charts")
+	}
 	rec = httptest.NewRecorder()
 	admin.ServeHTTP(rec, httptest.NewRequest("GET", "/nope", nil))
 	if rec.Code != http.StatusNotFound {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +22,8 @@ import (
 //
 // Cardinality is bounded by configuration, never by traffic: route and
 // service labels come from route documents, instance labels from Consul,
-// methods are folded into a fixed set and statuses into classes. Raw paths
+// methods are folded into a fixed set and statuses into a fixed set of
+// codes and classes (codes.go). Raw paths
 // and client addresses are never labels.
 type Metrics struct {
 	reg *prometheus.Registry
@@ -53,6 +55,11 @@ type Metrics struct {
 	breakers  map[string]bool    // names with a breaker gauge set
 	splits    map[[2]string]bool // route, destination with split series; see split.go
 	none      *Route             // requests no route matched
+
+	// now is the clock of the sync age and of the series' buckets.
+	now func() time.Time
+	// seriesRoutes counts the routes with a series ring (series.go).
+	seriesRoutes atomic.Int64
 }
 
 // Options configure New. The zero value is usable.
@@ -60,7 +67,8 @@ type Options struct {
 	// LastSync returns when Consul last answered; nil or a zero time means
 	// the sync-age gauge reports -1 ("never").
 	LastSync func() time.Time
-	// Now is the clock for the sync age; nil means time.Now.
+	// Now is the clock for the sync age and the dashboard's series; nil
+	// means time.Now.
 	Now func() time.Time
 }
 
@@ -98,10 +106,11 @@ func New(opts Options) *Metrics {
 	}
 	m := &Metrics{
 		reg:    prometheus.NewRegistry(),
+		now:    now,
 		routes: map[string]*Route{}, services: map[string]bool{}, instances: map[[2]string]bool{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_requests_total",
-			Help: "Requests served, by route (\"none\" when no route matched), method and status class.",
+			Help: "Requests served, by route (\"none\" when no route matched), method and status code (a fixed set of codes; any other status as its class, e.g. 4xx).",
 		}, []string{"route", "method", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gateway_request_duration_seconds",

@@ -56,6 +56,14 @@ func TestMethodAndStatusLabelsAreAFixedSet(t *testing.T) {
 			t.Errorf("status %d -> %q, want %q", status, got, want)
 		}
 	}
+	// Exact codes where known, the class for anything else, so a backend
+	// inventing statuses cannot add series.
+	for status, want := range map[int]string{200: "200", 404: "404", 405: "405", 499: "499", 503: "503",
+		299: "2xx", 418: "418", 420: "4xx", 599: "5xx", 0: "1xx", 999: "5xx", -7: "1xx", 1 << 20: "5xx"} {
+		if got := codeLabels[codeLabelIndex(status)]; got != want {
+			t.Errorf("status %d -> code label %q, want %q", status, got, want)
+		}
+	}
 }
 
 func TestPublishedPrunesWhatTheTableNoLongerHas(t *testing.T) {

@@ -15,31 +15,48 @@ import (
 // Route is one route's label children, resolved when a table is built so
 // the request path never looks a label up by name. The latency child is
 // resolved at once; the request counters on first use of each method and
-// status class (a route would otherwise export 50 series, mostly zeros),
-// after which the request path is an array index, an atomic load and an
-// add. The totals feed the dashboard's rates without gathering the whole
+// status code (see codes.go; a route would otherwise export hundreds of
+// series, mostly zeros), after which the request path is two array
+// indexes, two atomic loads and an add. The totals feed the dashboard's rates without gathering the whole
 // registry. A nil *Route stands for "no route matched".
 type Route struct {
 	name     string
 	vec      *prometheus.CounterVec
-	requests [len(methods)][len(codeClasses)]atomic.Pointer[counterRef]
+	requests [len(methods)]atomic.Pointer[codeRow]
 	latency  prometheus.Observer
 	total    atomic.Uint64
 	errors   atomic.Uint64 // 5xx answers
+	// series is the route's ring for the dashboard's charts, nil until
+	// its first request; noSeries is set when MaxSeriesRoutes others had
+	// one then (series.go).
+	series   atomic.Pointer[series]
+	noSeries atomic.Bool
+	// notFound and badMethod count 404 and 405 answers; the dashboard
+	// shows them for unmatched requests.
+	notFound, badMethod atomic.Uint64
 }
+
+// codeRow is one method's counters, by index in codeLabels.
+type codeRow []atomic.Pointer[counterRef]
 
 // counterRef boxes a Counter so it can sit behind an atomic.Pointer.
 type counterRef struct{ prometheus.Counter }
 
-// counter returns the child for method index i and class index j.
+// counter returns the child for method index i and code label index j.
 // Concurrent first uses may both resolve it; WithLabelValues returns the
 // same child to both, so whichever pointer wins counts the same series.
 func (rm *Route) counter(i, j int) prometheus.Counter {
-	if c := rm.requests[i][j].Load(); c != nil {
+	row := rm.requests[i].Load()
+	if row == nil {
+		fresh := make(codeRow, len(codeLabels))
+		rm.requests[i].CompareAndSwap(nil, &fresh)
+		row = rm.requests[i].Load()
+	}
+	if c := (*row)[j].Load(); c != nil {
 		return c.Counter
 	}
-	c := &counterRef{rm.vec.WithLabelValues(rm.name, methods[i], codeClasses[j])}
-	rm.requests[i][j].CompareAndSwap(nil, c)
+	c := &counterRef{rm.vec.WithLabelValues(rm.name, methods[i], codeLabels[j])}
+	(*row)[j].CompareAndSwap(nil, c)
 	return c.Counter
 }
 
@@ -60,20 +77,46 @@ func (m *Metrics) Route(name string) *Route {
 }
 
 // Observe records one finished request; rm nil means no route matched.
+// It reads the clock for the series; ObserveAt saves that read.
 func (m *Metrics) Observe(rm *Route, method string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.ObserveAt(rm, method, status, d, m.now())
+}
+
+// ObserveAt is Observe for a request that finished at end, which the
+// caller has read already: on a machine without a fast clock a read costs
+// more than the rest of the recording. end must come from the same clock
+// as Options.Now, which Series reads.
+func (m *Metrics) ObserveAt(rm *Route, method string, status int, d time.Duration, end time.Time) {
 	if m == nil {
 		return
 	}
 	if rm == nil {
 		rm = m.none
 	}
-	c := classIndex(status)
-	rm.counter(methodIndex(method), c).Inc()
+	rm.counter(methodIndex(method), codeLabelIndex(status)).Inc()
 	rm.latency.Observe(d.Seconds())
 	rm.total.Add(1)
-	if c == 4 {
+	switch {
+	case status >= 500:
 		rm.errors.Add(1)
+	case status == 404:
+		rm.notFound.Add(1)
+	case status == 405:
+		rm.badMethod.Add(1)
 	}
+	m.recordSeries(rm, status, d, end)
+}
+
+// Unmatched returns the 404 and 405 answers to requests no route matched
+// since the process started (0, 0 for nil Metrics).
+func (m *Metrics) Unmatched() (notFound, methodNotAllowed uint64) {
+	if m == nil {
+		return 0, 0
+	}
+	return m.none.notFound.Load(), m.none.badMethod.Load()
 }
 
 // Counts returns a route's cumulative requests and 5xx answers since the
@@ -203,8 +246,15 @@ func (m *Metrics) Published(v TableView) {
 			m.rateLimited.DeleteLabelValues(name)
 			m.aggregateCalls.DeletePartialMatch(prometheus.Labels{"aggregate": name})
 			m.forgetMirrors(name)
+			if rm := m.routes[name]; rm.series.Load() != nil {
+				m.seriesRoutes.Add(-1)
+			}
 			delete(m.routes, name)
 		}
+	}
+	// Rings freed by deleted routes may go to routes that found none.
+	for _, rm := range m.routes {
+		rm.noSeries.Store(false)
 	}
 	for k := range m.instances {
 		if !instances[k] {

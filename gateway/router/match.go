@@ -3,6 +3,7 @@ package router
 import (
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -169,6 +170,8 @@ func (m *matcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		e.h.ServeHTTP(w, r)
 	case badMethod:
+		// RFC 9110 requires a 405 to name the methods the target takes.
+		w.Header().Set("Allow", strings.Join(m.allowed(r), ", "))
 		m.badVerb.ServeHTTP(w, r)
 	default:
 		m.notFound.ServeHTTP(w, r)
@@ -235,6 +238,55 @@ func pickFirst(lists [][]*matchEntry, r *http.Request, path, folded string, badM
 }
 
 func (e *matchEntry) matches(r *http.Request, path, folded string, badMethod *bool) bool {
+	if !e.matchesTarget(r, path, folded) {
+		return false
+	}
+	if len(e.methods) == 0 {
+		return true
+	}
+	for _, m := range e.methods {
+		if m == r.Method {
+			return true
+		}
+	}
+	*badMethod = true
+	return false
+}
+
+// allowed lists, sorted and without repeats, the methods of the entries
+// matching r's host and path. Only a 405 calls it, so the second
+// walk costs nothing on a matched request.
+func (m *matcher) allowed(r *http.Request) []string {
+	folded := ""
+	if m.fold {
+		folded = config.FoldCase(r.URL.Path)
+	}
+	var lists [2 * maxDepth][]*matchEntry
+	k := 0
+	if idx := m.hosts[hostOnly(r.Host)]; idx != nil {
+		k = idx.candidates(r.URL.Path, folded, lists[:], 0)
+	}
+	if len(m.hostPats) > 0 && k < len(lists) {
+		lists[k] = m.hostPats
+		k++
+	}
+	k = m.anyHost.candidates(r.URL.Path, folded, lists[:], k)
+	var out []string
+	for _, l := range lists[:k] {
+		for _, e := range l {
+			if !e.matchesTarget(r, r.URL.Path, folded) {
+				continue
+			}
+			out = append(out, e.methods...)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// matchesTarget reports whether e matches r's host and path, whatever the
+// method.
+func (e *matchEntry) matchesTarget(r *http.Request, path, folded string) bool {
 	if e.hostRe != nil {
 		// r.Host is canonical, so in lower case: templates, like literal
 		// hosts, match names case-insensitively (RFC 9110).
@@ -263,16 +315,7 @@ func (e *matchEntry) matches(r *http.Request, path, folded string, badMethod *bo
 			return false
 		}
 	}
-	if len(e.methods) == 0 {
-		return true
-	}
-	for _, m := range e.methods {
-		if m == r.Method {
-			return true
-		}
-	}
-	*badMethod = true
-	return false
+	return true
 }
 
 // hostOnly drops the port of a canonical Host, as host matching in mux

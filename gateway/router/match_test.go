@@ -100,16 +100,26 @@ func TestMatcherAgreesWithMux(t *testing.T) {
 			want, got := httptest.NewRecorder(), httptest.NewRecorder()
 			ref.ServeHTTP(want, refReq)
 			m.ServeHTTP(got, req)
+			var allow []string // every method of the specs matching host and path
 			if want.Body.String() == "-1" || want.Body.String() == "-2" {
 				want.Body.Reset()
 				fmt.Fprint(want.Body, -1)
-				for _, r := range methodless {
+				for i, r := range methodless {
 					var rm mux.RouteMatch
 					if r.Match(refReq, &rm) {
 						want.Body.Reset()
 						fmt.Fprint(want.Body, -2)
-						break
+						allow = append(allow, specs[i].Match.Methods...)
 					}
+				}
+			}
+			if got.Body.String() == "-2" {
+				gotAllow := strings.Split(got.Header().Get("Allow"), ", ")
+				slices.Sort(allow)
+				slices.Sort(gotAllow)
+				if !slices.Equal(slices.Compact(allow), gotAllow) {
+					t.Fatalf("table %d, %s %s%s: Allow %q, want %q\ntable: %+v", table, req.Method, req.Host, req.URL.Path,
+						got.Header().Get("Allow"), slices.Compact(allow), specs)
 				}
 			}
 			if want.Body.String() != got.Body.String() {
@@ -137,4 +147,30 @@ func randomPath(rng *rand.Rand, segs []string, vars bool) string {
 		b.WriteByte('/')
 	}
 	return b.String()
+}
+
+// TestMethodNotAllowedNamesTheAllowedMethods: a path some route takes
+// with other methods answers 405, the gateway's JSON error, and an Allow
+// header listing those methods (RFC 9110 15.5.6); a path no route takes
+// answers 404 without one.
+func TestMethodNotAllowedNamesTheAllowedMethods(t *testing.T) {
+	h := New([]Spec{
+		{Match: config.Route{Name: "read", PathPrefix: "/items", Methods: []string{"GET", "HEAD"}}, Handler: rankHandler(0)},
+		{Match: config.Route{Name: "write", Path: "/items/{id}", Methods: []string{"PUT", "GET"}}, Handler: rankHandler(1)},
+		{Match: config.Route{Name: "other", Host: "other.example.com", PathPrefix: "/items", Methods: []string{"PATCH"}}, Handler: rankHandler(2)},
+	})
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("DELETE", "/items/7", nil)
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, HEAD, PUT" {
+		t.Errorf("DELETE /items/7 = %d Allow %q; want 405 Allow \"GET, HEAD, PUT\"", rec.Code, rec.Header().Get("Allow"))
+	}
+	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") || !strings.Contains(rec.Body.String(), "method not allowed") {
+		t.Errorf("405 body %q (%s), want the JSON error", rec.Body, ct)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/nothing", nil))
+	if rec.Code != http.StatusNotFound || rec.Header().Get("Allow") != "" {
+		t.Errorf("GET /nothing = %d Allow %q; want 404 without Allow", rec.Code, rec.Header().Get("Allow"))
+	}
 }
