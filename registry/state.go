@@ -153,7 +153,7 @@ func NewState(client *api.Client, routesPrefix, statePrefix string, opts Options
 	}
 	fetch := func(q *api.QueryOptions) (map[string]StoredVersion, *api.QueryMeta, error) {
 		pairs, meta, err := s.kv.List(statePrefix, q)
-		if err != nil {
+		if err := aclChecked(fmt.Sprintf("KV prefix %q", statePrefix), "key_prefix read", meta, err); err != nil {
 			return nil, nil, err
 		}
 		out := make(map[string]StoredVersion, len(pairs))
