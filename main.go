@@ -5,6 +5,8 @@
 //	gateway [flags]                     serve
 //	gateway routes validate FILE...     check route documents
 //	gateway routes push FILE [-key K]   validate, then write to Consul KV
+//	gateway check [flags]               what the server would meet in Consul
+//	gateway health [-admin ADDR]        exit 0 when the admin /health is ok
 package main
 
 import (
@@ -60,6 +62,12 @@ func exitCode(err error) int {
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "routes" {
 		return runRoutes(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "check" {
+		return runCheck(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "health" {
+		return runHealth(args[1:], stdout, stderr)
 	}
 	return serve(args, stderr)
 }
