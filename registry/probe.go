@@ -1,10 +1,14 @@
 package registry
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 
 	"github.com/hashicorp/consul/api"
 )
@@ -20,6 +24,10 @@ var ErrNoLeader = errors.New("consul has no leader")
 // answer what the token may do (its authorize endpoint is missing): the
 // caller then knows only what the reads it made showed.
 var ErrNoAuthorize = errors.New("consul cannot tell what the token may do")
+
+// ErrACLDisabled is returned by Authorize when the agent runs without
+// ACLs: every call is allowed, whatever the token.
+var ErrACLDisabled = errors.New("consul ACLs are disabled")
 
 // Leader returns the address of the cluster's raft leader.
 func Leader(ctx context.Context, client *api.Client) (string, error) {
@@ -43,30 +51,68 @@ type Permission struct {
 // MaxPermissions bounds one Authorize call, as Consul does (64).
 const MaxPermissions = 64
 
-// Authorize asks the agent which of perms the client's token holds, with
-// the endpoint Consul's UI uses (/v1/internal/acl/authorize). Unlike
-// reading the token's policies, it needs no acl:read, writes nothing, and
-// evaluates the rules exactly as Consul will (prefixes, default policy,
-// roles, service identities). It is an internal endpoint: an agent that
-// does not have it gives ErrNoAuthorize. With ACLs disabled every answer
-// is allowed.
-func Authorize(ctx context.Context, client *api.Client, perms []Permission) ([]bool, error) {
+// Authorize asks the agent at addr (as given to NewClient, with the same
+// environment: token, TLS) which of perms the token holds, with the
+// endpoint Consul's UI uses (POST /v1/internal/acl/authorize; the api
+// client only PUTs, hence the plain request). Unlike reading the token's
+// policies, it needs no acl:read, writes nothing, and evaluates the rules
+// exactly as Consul will (prefixes, default policy, roles, service
+// identities). It is an internal endpoint: an agent that does not have it
+// gives ErrNoAuthorize, and one without ACLs ErrACLDisabled.
+func Authorize(ctx context.Context, addr string, perms []Permission) ([]bool, error) {
 	if len(perms) > MaxPermissions {
 		return nil, fmt.Errorf("registry: authorize: %d permissions, at most %d", len(perms), MaxPermissions)
 	}
-	var out []struct {
-		Resource, Segment, Access string
-		Allow                     bool
+	cfg := api.DefaultConfig()
+	if addr != "" {
+		cfg.Address = addr
 	}
-	_, err := client.Raw().Write("/v1/internal/acl/authorize", perms, &out, (&api.WriteOptions{}).WithContext(ctx))
-	var status api.StatusError
-	switch {
-	case errors.As(err, &status) && (status.Code == http.StatusNotFound || status.Code == http.StatusMethodNotAllowed):
-		return nil, fmt.Errorf("%w: %w", ErrNoAuthorize, err)
-	case err != nil:
+	// NewClient resolves the address (scheme, path prefix, unix socket),
+	// the token (CONSUL_HTTP_TOKEN_FILE) and the TLS client into cfg.
+	if _, err := api.NewClient(cfg); err != nil {
+		return nil, fmt.Errorf("registry: consul client for %q: %w", cfg.Address, err)
+	}
+	host := cfg.Address
+	if strings.HasPrefix(addr, "unix://") {
+		host = "consul" // dialled through the socket; any name does
+	}
+	body, err := json.Marshal(perms)
+	if err != nil {
+		return nil, err
+	}
+	url := cfg.Scheme + "://" + host + cfg.PathPrefix + "/v1/internal/acl/authorize"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Token != "" {
+		req.Header.Set("X-Consul-Token", cfg.Token)
+	}
+	resp, err := cfg.HttpClient.Do(req)
+	if err != nil {
 		return nil, fmt.Errorf("registry: authorize: %w", err)
-	case len(out) != len(perms):
-		return nil, fmt.Errorf("%w: %d answers to %d questions", ErrNoAuthorize, len(out), len(perms))
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAuthorizeBytes))
+	if err != nil {
+		return nil, fmt.Errorf("registry: authorize: %w", err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusUnauthorized:
+		if strings.Contains(string(raw), "ACL support disabled") {
+			return nil, ErrACLDisabled
+		}
+		return nil, fmt.Errorf("registry: authorize: %w", api.StatusError{Code: resp.StatusCode, Body: strings.TrimSpace(string(raw))})
+	case http.StatusNotFound, http.StatusMethodNotAllowed:
+		return nil, fmt.Errorf("%w: %s", ErrNoAuthorize, resp.Status)
+	default:
+		err := api.StatusError{Code: resp.StatusCode, Body: strings.TrimSpace(string(raw))}
+		return nil, fmt.Errorf("registry: authorize: %w", err)
+	}
+	var out []struct{ Allow bool }
+	if err := json.Unmarshal(raw, &out); err != nil || len(out) != len(perms) {
+		return nil, fmt.Errorf("%w: %d answers to %d questions (%v)", ErrNoAuthorize, len(out), len(perms), err)
 	}
 	allowed := make([]bool, len(out))
 	for i, o := range out {
@@ -74,6 +120,10 @@ func Authorize(ctx context.Context, client *api.Client, perms []Permission) ([]b
 	}
 	return allowed, nil
 }
+
+// maxAuthorizeBytes bounds the authorize answer: MaxPermissions short
+// objects.
+const maxAuthorizeBytes = 256 << 10
 
 // ReadInstances reads key's registered instances once, as its health
 // watch would; instances the token may not see make it fail with
