@@ -140,3 +140,27 @@ func ReadInstances(ctx context.Context, client *api.Client, key ServiceKey) ([]I
 	}
 	return toInstances(entries), nil
 }
+
+// KnownService reports whether the catalog has any instance of key (its
+// tag and datacenter too), passing or not, for `routes push` to warn
+// about a route to a service that does not exist.
+func KnownService(ctx context.Context, client *api.Client, key ServiceKey) (bool, error) {
+	q := (&api.QueryOptions{Datacenter: key.Datacenter}).WithContext(ctx)
+	var (
+		n   int
+		err error
+	)
+	if key.Connect {
+		var entries []*api.CatalogService
+		entries, _, err = client.Catalog().Connect(key.Name, key.Tag, q)
+		n = len(entries)
+	} else {
+		var entries []*api.CatalogService
+		entries, _, err = client.Catalog().Service(key.Name, key.Tag, q)
+		n = len(entries)
+	}
+	if err != nil {
+		return false, fmt.Errorf("registry: catalog %s: %w", key, err)
+	}
+	return n > 0, nil
+}
