@@ -21,16 +21,31 @@ var errUnhealthy = errors.New("gateway not healthy")
 // reason of a degraded gateway is a line or two.
 const maxHealthBody = 64 << 10
 
+// healthFlags are the settings of `gateway health`.
+type healthFlags struct {
+	admin   string
+	timeout time.Duration
+}
+
+// newHealthFlagSet declares the health flags; the compose-file test
+// parses the healthcheck with it.
+func newHealthFlagSet(f *healthFlags, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("gateway health", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.admin, "admin", "127.0.0.1:8081", "admin listener address of the gateway to ask (as given to the server; an empty host means loopback)")
+	fs.DurationVar(&f.timeout, "timeout", 3*time.Second, "bound on the whole request")
+	return fs
+}
+
 // runHealth is `gateway health`, the container health check for images
 // without a shell or curl (distroless): one GET of the admin /health,
 // exit 0 on 200 ("ok", or "degraded": still serving its last known
 // routes, so not a reason to restart it) and 1 otherwise. The status
 // and reason are printed either way.
 func runHealth(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("gateway health", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("admin", "127.0.0.1:8081", "admin listener address of the gateway to ask (as given to the server; an empty host means loopback)")
-	timeout := fs.Duration("timeout", 3*time.Second, "bound on the whole request")
+	var hf healthFlags
+	fs := newHealthFlagSet(&hf, stderr)
+	addr, timeout := &hf.admin, &hf.timeout
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -54,7 +54,14 @@ func aclRig(t *testing.T) (*consultest.Agent, *api.Client) {
 // and exit code.
 func runCheck(t *testing.T, env []string, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(plainGatewayBin(t), append([]string{"check"}, args...)...)
+	return runCommand(t, env, append([]string{"check"}, args...)...)
+}
+
+// runCommand runs the gateway binary with env and args (a subcommand),
+// returning its output and exit code.
+func runCommand(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(plainGatewayBin(t), args...)
 	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -64,7 +71,7 @@ func runCheck(t *testing.T, env []string, args ...string) (string, int) {
 	case errors.As(err, &exit):
 		return out.String(), exit.ExitCode()
 	case err != nil:
-		t.Fatalf("gateway check: %v", err)
+		t.Fatalf("gateway %v: %v", args, err)
 	}
 	return out.String(), 0
 }
@@ -95,6 +102,14 @@ func TestConsulACLMinimalPolicyServes(t *testing.T) {
 		keys, _, err := admin.KV().Keys("gateway/state/lastgood/", "", nil)
 		return err == nil && len(keys) == 1
 	})
+
+	if out, code := runCommand(t, nil, "health", "-admin", p.admin); code != 0 || strings.TrimSpace(out) != "ok" {
+		t.Errorf("gateway health exited %d with %q, want 0 and ok", code, out)
+	}
+	// Nothing listening: unhealthy.
+	if _, code := runCommand(t, nil, "health", "-admin", "127.0.0.1:1"); code != 1 {
+		t.Errorf("gateway health of a port nobody serves exited %d, want 1", code)
+	}
 
 	out, code := runCheck(t, env, "-consul", agent.HTTPAddr, "-register")
 	if code != 0 || strings.Contains(out, "FAIL") {
@@ -163,6 +178,13 @@ func TestConsulACLMissingPermissionIsReported(t *testing.T) {
 				if code, _ := getInstance(t, p, "/web/x"); code != http.StatusServiceUnavailable {
 					t.Errorf("GET /web/x = %d, want 503 (no readable instances)", code)
 				}
+			}
+
+			// The container health check follows /health: a degraded
+			// gateway still serves, one still starting does not.
+			wantHealth := map[string]int{"degraded": 0, "starting": 1}[tc.health]
+			if out, code := runCommand(t, nil, "health", "-admin", p.admin); code != wantHealth || !strings.Contains(out, tc.health) {
+				t.Errorf("gateway health exited %d, want %d naming %s:\n%s", code, wantHealth, tc.health, out)
 			}
 
 			out, code := runCheck(t, env, "-consul", agent.HTTPAddr)
