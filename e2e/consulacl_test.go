@@ -148,6 +148,8 @@ func TestConsulACLMissingPermissionIsReported(t *testing.T) {
 			"reading the health of service web", `FAIL service web: the token may not read its instances`},
 		{"no key read", `key_prefix "gateway/routes/" { policy = "read" }`, http.StatusServiceUnavailable, "starting",
 			`reading KV prefix "gateway/routes/"`, `FAIL the token may not read the route documents under "gateway/routes/"`},
+		{"no state write", `key_prefix "gateway/state/lastgood/" { policy = "write" }`, http.StatusOK, "degraded",
+			"writing the last good version of gateway/routes/web.hcl", `FAIL the token may not share last good documents`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -174,7 +176,7 @@ func TestConsulACLMissingPermissionIsReported(t *testing.T) {
 				// The log is JSON: the reason's quotes are escaped.
 				return strings.Contains(p.logText(), "consul ACLs denied the gateway's token: "+strings.ReplaceAll(tc.reason, `"`, `\"`))
 			})
-			if tc.health == "degraded" {
+			if tc.name == "no service read" {
 				if code, _ := getInstance(t, p, "/web/x"); code != http.StatusServiceUnavailable {
 					t.Errorf("GET /web/x = %d, want 503 (no readable instances)", code)
 				}
