@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -36,7 +37,8 @@ type checkFlags struct {
 }
 
 // runCheck is `gateway check [server flags]`: it takes the server's
-// flags (so an operator passes the very command line, or environment,
+// flags and GATEWAY_* variables (so an operator passes the very command
+// line, or environment,
 // the server runs with) and asks Consul, once, what the server would
 // meet at start. Each finding is one line, OK, WARN or FAIL; the error
 // (exit 1) means some FAIL, i.e. the server would not start healthy.
@@ -50,7 +52,11 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	fs.Init("gateway check", flag.ContinueOnError)
 	fs.DurationVar(&cf.certWarn, "cert-warn", defaultCertWarn, "check: warn about a certificate that expires within this")
 	fs.DurationVar(&cf.timeout, "check-timeout", defaultCheckTimeout, "check: bound on all of the check's calls to Consul together")
-	if err := fs.Parse(args); err != nil {
+	if wantsHelp(args) {
+		printHelp(stdout, "check", fs)
+		return flag.ErrHelp
+	}
+	if err := parseArgs(fs, args, os.LookupEnv); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

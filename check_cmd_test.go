@@ -19,7 +19,7 @@ import (
 // that does not parse and an unreachable Consul fail; a certificate near
 // expiry and a service without instances only warn.
 func TestCheckReportsDocumentsAndCertificates(t *testing.T) {
-	addr := consultest.StartDev(t).HTTPAddr
+	addr := consultest.Start(t).HTTPAddr
 	client, err := api.NewClient(&api.Config{Address: addr})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"time"
 )
 
@@ -46,7 +47,13 @@ func runHealth(args []string, stdout, stderr io.Writer) error {
 	var hf healthFlags
 	fs := newHealthFlagSet(&hf, stderr)
 	addr, timeout := &hf.admin, &hf.timeout
-	if err := fs.Parse(args); err != nil {
+	if wantsHelp(args) {
+		printHelp(stdout, "health", fs)
+		return flag.ErrHelp
+	}
+	// GATEWAY_ADMIN is the server's own -admin variable: a container
+	// that sets it for the server has the health check follow.
+	if err := parseArgs(fs, args, os.LookupEnv); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -32,6 +32,9 @@ func runRoutes(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError("gateway routes validate DIR|FILE... | gateway routes push FILE [-key KEY]")
 	}
+	if wantsHelp(args) {
+		return routesHelp(args, stdout)
+	}
 	switch args[0] {
 	case "validate":
 		return routesValidate(args[1:], stdout, stderr)
@@ -163,6 +166,9 @@ func routesPush(args []string, stdout, stderr io.Writer) error {
 	fs := newPushFlagSet(&pf, stderr)
 	files, err := splitFlags(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := applyEnv(fs, os.LookupEnv); err != nil {
 		return err
 	}
 	if len(files) != 1 {
