@@ -161,8 +161,10 @@ func printFlag(w io.Writer, f *flag.Flag) {
 const serveUsage = `Usage:
   gateway [flags]                      serve (flags below)
   gateway version                      print the version and build information (also -version)
-  gateway routes validate FILE...      check route documents
+  gateway routes validate DIR|FILE...  check route documents, together
   gateway routes push FILE [flags]     validate a document, then write it to Consul KV
+  gateway check [flags]                ask Consul what the server would meet at start
+  gateway health [flags]               exit 0 when a gateway's admin /health answers 200
   gateway help [COMMAND]               this help, or a command's
 
 Each flag can also be set by its environment variable, shown with it: the
@@ -174,7 +176,9 @@ command line wins over the variable, the variable over the default.
 var helpCommands = map[string]string{
 	"version":         "Usage: gateway version\n\nPrints the gateway's module version, VCS revision and time, and Go version (also: gateway -version).\n",
 	"routes":          "Usage:\n  gateway routes validate FILE...\n  gateway routes push FILE [flags]\n\nRun gateway routes COMMAND -h for a command's help.\n",
-	"routes validate": "Usage: gateway routes validate FILE...\n\nParses and validates each route document, printing one KEY:LINE:COL line per\nproblem. Exits 0 when every document is valid, 1 otherwise. Needs no Consul.\n",
+	"routes validate": "Usage: gateway routes validate DIR|FILE...\n\nParses and validates each route document (a directory: every *.hcl file under\nit), alone and all together as the documents of one KV prefix (unique names,\nno identical matchers), printing one FILE:LINE:COL line per problem. Exits 0\nwhen every document is valid, 1 otherwise. Needs no Consul.\n",
+	"check":           "Usage: gateway check [server flags] [-cert-warn D] [-check-timeout D]\n\nTakes the server's flags and variables and asks Consul once what the server\nwould meet at start: reachable with a leader, the token's permissions, every\nroute document valid, each routed service readable, certificates valid and not\nnear expiry. One OK, WARN or FAIL line each; exits 0 when none FAILs, else 1.\n",
+	"health":          "Usage: gateway health [-admin ADDR] [-timeout D]\n\nGETs the admin /health of a gateway (a container health check without shell or\ncurl) and exits 0 on 200 (ok, or degraded: still serving), 1 otherwise.\n",
 	"routes push":     "Usage: gateway routes push FILE [flags]\n\nValidates FILE, then writes it to Consul KV (under -kv-prefix and the file\nname, or -key).\n",
 }
 
@@ -219,10 +223,14 @@ func runHelp(args []string, stdout io.Writer) error {
 	case cmd == "routes push":
 		var pf pushFlags
 		printHelp(stdout, cmd, newPushFlagSet(&pf, io.Discard))
+	case cmd == "check":
+		return runCheck([]string{"-h"}, stdout, io.Discard)
+	case cmd == "health":
+		return runHealth([]string{"-h"}, stdout, io.Discard)
 	case helpCommands[cmd] != "":
 		printHelp(stdout, cmd, nil)
 	default:
-		return usageError("no help for %q; commands: version, routes validate, routes push", cmd)
+		return usageError("no help for %q; commands: version, routes validate, routes push, check, health", cmd)
 	}
 	return flag.ErrHelp
 }

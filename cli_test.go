@@ -123,8 +123,12 @@ func TestSubcommandHelp(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"routes", "validate", "-h"}, "Usage: gateway routes validate FILE..."},
-		{[]string{"routes", "validate", "a.hcl", "--help"}, "Usage: gateway routes validate FILE..."},
+		{[]string{"routes", "validate", "-h"}, "Usage: gateway routes validate DIR|FILE..."},
+		{[]string{"routes", "validate", "a.hcl", "--help"}, "Usage: gateway routes validate DIR|FILE..."},
+		{[]string{"check", "-h"}, "[env GATEWAY_CERT_WARN]"},
+		{[]string{"check", "-consul", "x", "--help"}, "Usage: gateway check"},
+		{[]string{"health", "-h"}, "[env GATEWAY_ADMIN]"},
+		{[]string{"help", "health"}, "Usage: gateway health"},
 		{[]string{"routes", "push", "-h"}, "[env GATEWAY_CAS]"},
 		{[]string{"routes", "-h"}, "gateway routes COMMAND -h"},
 		{[]string{"version", "-h"}, "Usage: gateway version"},

@@ -126,8 +126,11 @@ func TestComposeFileAgreesWithTheCode(t *testing.T) {
 	if i := slices.Index(consul.Command, "-client"); i < 0 || consul.Command[i+1] != "0.0.0.0" {
 		t.Errorf("consul command %v: the API must listen on 0.0.0.0 for other containers", consul.Command)
 	}
-	if consul.Healthcheck == nil || !slices.Contains(consul.Healthcheck.Test, "consul") {
-		t.Error("consul has no healthcheck running consul")
+	// Healthy only with a leader: `consul members` (or `consul info`)
+	// succeeds on an agent that has none, and the gateway's first reads
+	// are consistent ones, which need it.
+	if consul.Healthcheck == nil || !slices.Equal(consul.Healthcheck.Test, []string{"CMD", "consul", "operator", "raft", "list-peers"}) {
+		t.Errorf("consul healthcheck %v, want [CMD consul operator raft list-peers], which fails until a leader is elected", consul.Healthcheck)
 	}
 	checkConsulFlag := func(who, addr string) {
 		host, port, err := net.SplitHostPort(addr)
@@ -168,6 +171,24 @@ func TestComposeFileAgreesWithTheCode(t *testing.T) {
 	// the host side is loopback.
 	if unspecified(adminHost) && p.hostIP != "127.0.0.1" {
 		t.Errorf("admin listens on %s and is published as %q: publish it on 127.0.0.1 only", f.admin, gw.Ports)
+	}
+	// Its container health check is `gateway health` (distroless has no
+	// shell or curl) asking the admin listener's port on loopback.
+	if gw.Healthcheck == nil || len(gw.Healthcheck.Test) < 3 || gw.Healthcheck.Test[0] != "CMD" ||
+		gw.Healthcheck.Test[1] != "/usr/local/bin/gateway" || gw.Healthcheck.Test[2] != "health" {
+		t.Errorf("gateway healthcheck %v, want [CMD /usr/local/bin/gateway health ...]", gw.Healthcheck)
+	} else {
+		var hf healthFlags
+		hfs := newHealthFlagSet(&hf, io.Discard)
+		if err := hfs.Parse(gw.Healthcheck.Test[3:]); err != nil || hfs.NArg() != 0 {
+			t.Errorf("gateway healthcheck %v: %v", gw.Healthcheck.Test, err)
+		}
+		if host, port, _ := splitHostPort(hf.admin); port != adminPort || (host != "127.0.0.1" && !unspecified(host)) {
+			t.Errorf("gateway healthcheck asks %s, want the admin port %d on loopback", hf.admin, adminPort)
+		}
+	}
+	if st := stageNamed(stages, "gateway"); st == nil || !slices.Equal(st.entrypoint, []string{"/usr/local/bin/gateway"}) {
+		t.Error("the gateway stage's entrypoint is not /usr/local/bin/gateway, which the healthcheck runs")
 	}
 	tlsHost, tlsPort, _ := splitHostPort(f.tls.listen)
 	if p, ok := ports[tlsPort]; tlsHost != "0.0.0.0" || !ok || p.hostPort != 8443 {

@@ -6,6 +6,8 @@
 //	gateway version                     print version and build information
 //	gateway routes validate FILE...     check route documents
 //	gateway routes push FILE [-key K]   validate, then write to Consul KV
+//	gateway check [flags]               what the server would meet in Consul
+//	gateway health [-admin ADDR]        exit 0 when the admin /health is ok
 //	gateway help [COMMAND]              help, grouped by topic (also -h)
 package main
 
@@ -74,6 +76,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return runVersion(args[1:], stdout)
 		case "help":
 			return runHelp(args[1:], stdout)
+		case "check":
+			return runCheck(args[1:], stdout, stderr)
+		case "health":
+			return runHealth(args[1:], stdout, stderr)
 		}
 	}
 	return serve(args, stdout, stderr)

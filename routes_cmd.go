@@ -6,11 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/hashicorp/consul/api"
+
+	"github.com/gatewayco/gateway/gateway"
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/registry"
 )
@@ -25,7 +30,7 @@ var errConflict = errors.New("the key changed since the index given (-cas) or wh
 
 func runRoutes(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError("gateway routes validate FILE... | gateway routes push FILE [-key KEY]")
+		return usageError("gateway routes validate DIR|FILE... | gateway routes push FILE [-key KEY]")
 	}
 	if wantsHelp(args) {
 		return routesHelp(args, stdout)
@@ -39,11 +44,28 @@ func runRoutes(args []string, stdout, stderr io.Writer) error {
 	return usageError("unknown routes command %q", args[0])
 }
 
-func routesValidate(files []string, stdout, stderr io.Writer) error {
-	if len(files) == 0 {
-		return usageError("gateway routes validate FILE...")
+// maxValidateFiles bounds the documents one `routes validate` reads, so a
+// directory argument pointing at the wrong tree cannot make it read
+// without end; each document is bounded by config.MaxDocumentBytes.
+const maxValidateFiles = 10000
+
+// routesValidate checks the documents given, files or directories (every
+// *.hcl file under one, recursively, in name order), each alone and then
+// all together by the gateway's cross-document rules (route and aggregate
+// names unique, no two identical matchers), as if they were the KV
+// documents of one prefix: what CI needs to gate a repository of route
+// files. Problems are printed FILE:LINE:COL: message, one per line.
+func routesValidate(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError("gateway routes validate DIR|FILE...")
+	}
+	files, err := routeFiles(args)
+	if err != nil {
+		return err
 	}
 	bad := false
+	var cands []config.Candidate
+	docs := map[string]*config.Document{}
 	for _, f := range files {
 		doc, err := config.ParseFile(f)
 		if err != nil {
@@ -51,16 +73,74 @@ func routesValidate(files []string, stdout, stderr io.Writer) error {
 			bad = true
 			continue
 		}
-		if len(doc.Aggregates) > 0 {
-			fmt.Fprintf(stdout, "%s: ok (%d routes, %d aggregates)\n", f, len(doc.Routes), len(doc.Aggregates))
+		if _, dup := docs[f]; dup {
+			continue // named twice, e.g. a file and its directory
+		}
+		docs[f] = doc
+		cands = append(cands, config.Candidate{Key: f, Current: doc})
+	}
+	_, errs := config.Resolve(cands)
+	for _, f := range files {
+		doc := docs[f]
+		if doc == nil {
 			continue
 		}
-		fmt.Fprintf(stdout, "%s: ok (%d routes)\n", f, len(doc.Routes))
+		if es := errs[f]; len(es) > 0 {
+			fmt.Fprintln(stderr, es)
+			bad = true
+			delete(docs, f)
+			continue
+		}
+		if len(doc.Aggregates) > 0 {
+			fmt.Fprintf(stdout, "%s: ok (%d routes, %d aggregates)\n", f, len(doc.Routes), len(doc.Aggregates))
+		} else {
+			fmt.Fprintf(stdout, "%s: ok (%d routes)\n", f, len(doc.Routes))
+		}
+		delete(docs, f)
 	}
 	if bad {
 		return errInvalidDocs
 	}
 	return nil
+}
+
+// routeFiles expands the arguments of `routes validate`: a file stands
+// for itself (whatever its name), a directory for the *.hcl files under
+// it.
+func routeFiles(args []string) ([]string, error) {
+	var files []string
+	for _, a := range args {
+		info, err := os.Stat(a)
+		if err != nil || !info.IsDir() {
+			files = append(files, a) // ParseFile reports a missing file
+			continue
+		}
+		var found []string
+		err = filepath.WalkDir(a, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !d.IsDir() && strings.HasSuffix(d.Name(), ".hcl") {
+				found = append(found, path)
+				if len(files)+len(found) > maxValidateFiles {
+					return fmt.Errorf("%w: more than %d route files", errInvalidDocs, maxValidateFiles)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(found) == 0 {
+			return nil, fmt.Errorf("%w: no *.hcl files under %s", errInvalidDocs, a)
+		}
+		slices.Sort(found)
+		files = append(files, found...)
+	}
+	if len(files) > maxValidateFiles {
+		return nil, fmt.Errorf("%w: more than %d route files", errInvalidDocs, maxValidateFiles)
+	}
+	return files, nil
 }
 
 // pushFlags are the settings of "routes push".
@@ -103,6 +183,11 @@ func routesPush(args []string, stdout, stderr io.Writer) error {
 	if k == "" {
 		k = prefix + filepath.Base(files[0])
 	}
+	// A document outside the prefix the gateway watches is never served:
+	// writing it would report success for a route that does not exist.
+	if !strings.HasPrefix(k, prefix) || k == prefix {
+		return usageError("-key %q is outside -kv-prefix %q, which the gateway watches (give the gateway's -kv-prefix)", k, prefix)
+	}
 	// Validate under the KV key's name, the name the gateway will report.
 	doc, err := config.Parse(k, src, 0)
 	if err != nil {
@@ -120,12 +205,12 @@ func routesPush(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	// The document must also fit with the others the gateway serves, by
-	// the same rules: unique names, no two identical matchers. A key
-	// outside the prefix is not served with them.
-	if errs := conflicts(k, doc, others); strings.HasPrefix(k, prefix) && len(errs) > 0 {
+	// the same rules: unique names, no two identical matchers.
+	if errs := conflicts(k, doc, others); len(errs) > 0 {
 		fmt.Fprintln(stderr, errs)
 		return errInvalidDocs
 	}
+	warnUnknownServices(ctx, client, doc, stderr)
 	// CAS index 0 means "only if absent"; otherwise "only if unchanged".
 	// With -cas the index is the one the operator last saw, so a change
 	// made since by someone else is never overwritten; without it, only a
@@ -174,4 +259,20 @@ func conflicts(key string, doc *config.Document, pairs []registry.Document) conf
 	cands = append(cands, config.Candidate{Key: key, Current: doc})
 	_, errs := config.Resolve(cands)
 	return errs[key]
+}
+
+// warnUnknownServices warns, without refusing the push, about each
+// service doc's routes name that has no instance in Consul's catalog: a
+// typo, or a service not deployed yet (the route answers 503 until it
+// is). A failed lookup is a warning too: the push itself decides.
+func warnUnknownServices(ctx context.Context, client *api.Client, doc *config.Document, stderr io.Writer) {
+	for _, k := range gateway.ServiceKeys(doc.Routes, doc.Aggregates) {
+		known, err := registry.KnownService(ctx, client, k)
+		switch {
+		case err != nil:
+			fmt.Fprintf(stderr, "warning: could not ask Consul about service %s: %v\n", k, err)
+		case !known:
+			fmt.Fprintf(stderr, "warning: service %s is not registered in Consul; its routes answer 503 until it is\n", k)
+		}
+	}
 }

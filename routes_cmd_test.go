@@ -60,6 +60,55 @@ func TestRoutesValidateReportsFileLineColumn(t *testing.T) {
 	}
 }
 
+// validate checks the files and directories given together, as the KV
+// documents of one prefix: a name or matcher taken by another file is an
+// error at FILE:LINE:COL, and so is an unknown method.
+func TestRoutesValidateChecksDocumentsTogether(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := write("a.hcl", usersDoc("users", "/api/users"))
+	b := write("team/b.hcl", "\n"+usersDoc("users", "/api/other"))                                              // same name
+	c := write("team/c.hcl", "\n\n"+usersDoc("users-v2", "/api/users"))                                         // same matcher
+	m := write("m.hcl", "route \"m\" {\n  path_prefix = \"/m\"\n  methods = [\"GTE\"]\n  service = \"m\"\n}\n") // no such method
+	write("notes.txt", "not a route document")
+
+	var out, errb bytes.Buffer
+	err := run([]string{"routes", "validate", dir}, &out, &errb)
+	if !errors.Is(err, errInvalidDocs) {
+		t.Fatalf("err = %v, want errInvalidDocs", err)
+	}
+	for _, want := range []string{b + ":2:", c + ":3:", m + ":3:", `"GTE" is not an HTTP method`} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errb.String())
+		}
+	}
+	if !strings.Contains(out.String(), a+": ok") || strings.Contains(errb.String()+out.String(), "notes.txt") {
+		t.Errorf("stdout %q: want %s ok and notes.txt not read", out.String(), a)
+	}
+
+	// Alone, each file is valid: only together do they clash.
+	for _, f := range []string{a, b, c} {
+		out.Reset()
+		errb.Reset()
+		if err := run([]string{"routes", "validate", f}, &out, &errb); err != nil {
+			t.Errorf("validate %s alone: %v %s", f, err, errb.String())
+		}
+	}
+	if err := run([]string{"routes", "validate", a, b}, &out, &errb); !errors.Is(err, errInvalidDocs) {
+		t.Errorf("validate of two files with one route name: %v, want errInvalidDocs", err)
+	}
+}
+
 func TestRoutesPushWritesToKVWithCheckAndSet(t *testing.T) {
 	addr := consultest.Start(t).HTTPAddr
 	client, err := api.NewClient(&api.Config{Address: addr})
@@ -78,12 +127,28 @@ func TestRoutesPushWritesToKVWithCheckAndSet(t *testing.T) {
 		t.Fatalf("KV after push: %v %v", pair, err)
 	}
 
+	// The users service is not registered: pushed, with a warning.
+	if !strings.Contains(errb.String(), "warning: service users is not registered in Consul") {
+		t.Errorf("push of a route to an unknown service: stderr %q, want a warning", errb.String())
+	}
+
 	// An explicit key, then an update of it: CAS against the index read.
-	if err := run([]string{"routes", "push", "-key", "custom/doc", "-consul", addr, file}, &out, &errb); err != nil {
+	other := writeFile(t, "other.hcl", usersDoc("other", "/api/other"))
+	if err := run([]string{"routes", "push", "-key", "gateway/routes/custom/doc", "-consul", addr, other}, &out, &errb); err != nil {
 		t.Fatal(err)
 	}
-	if err := run([]string{"routes", "push", "-key", "custom/doc", "-consul", addr, file}, &out, &errb); err != nil {
+	if err := run([]string{"routes", "push", "-key", "gateway/routes/custom/doc", "-consul", addr, other}, &out, &errb); err != nil {
 		t.Fatalf("second push to the same key: %v", err)
+	}
+	// A key outside the watched prefix would never be served: refused.
+	for _, key := range []string{"custom/doc", "gateway/routes/"} {
+		err = run([]string{"routes", "push", "-key", key, "-consul", addr, file}, &out, &errb)
+		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "outside -kv-prefix") {
+			t.Errorf("push to %q: %v, want a usage error naming the prefix", key, err)
+		}
+		if pair, _, _ := client.KV().Get(key, nil); pair != nil {
+			t.Errorf("push to %q outside the prefix wrote it", key)
+		}
 	}
 
 	// An invalid document is never written, and the error names the KV key.

@@ -169,6 +169,27 @@ func startGateway(t *testing.T, consulAddr string, extra ...string) *gatewayProc
 // startGatewayBin is startGateway running the binary bin.
 func startGatewayBin(t *testing.T, bin, consulAddr string, extra ...string) *gatewayProc {
 	t.Helper()
+	return startGatewayWith(t, gatewayStart{bin: bin}, consulAddr, extra...)
+}
+
+// gatewayStart is how startGatewayWith runs the binary, beyond its flags.
+type gatewayStart struct {
+	bin string // "" means gatewayBin
+	// env is added to the process's environment (CONSUL_HTTP_TOKEN, ...),
+	// after the tests' own, so it wins.
+	env []string
+	// unhealthy returns as soon as the addresses are logged, without
+	// waiting for /health to answer 200: for a gateway that must not.
+	unhealthy bool
+}
+
+// startGatewayWith is startGateway run as s says.
+func startGatewayWith(t *testing.T, s gatewayStart, consulAddr string, extra ...string) *gatewayProc {
+	t.Helper()
+	bin := s.bin
+	if bin == "" {
+		bin = gatewayBin
+	}
 	args := append([]string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-consul", consulAddr,
 		"-log-json", "-access-log=false", "-drain-timeout", "5s"}, extra...)
 	p := &gatewayProc{
@@ -182,6 +203,7 @@ func startGatewayBin(t *testing.T, bin, consulAddr string, extra ...string) *gat
 	// its own. A second per gateway adds up over the package.
 	p.cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
 	p.cmd.Env = append(p.cmd.Env, gatewayEnv...)
+	p.cmd.Env = append(p.cmd.Env, s.env...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -199,6 +221,9 @@ func startGatewayBin(t *testing.T, bin, consulAddr string, extra ...string) *gat
 		t.Fatalf("gateway exited at start: %v", p.err)
 	case <-time.After(testkit.Timeout):
 		t.Fatal("gateway did not log its addresses")
+	}
+	if s.unhealthy {
+		return p
 	}
 	testkit.WaitFor(t, "gateway /health answers 200", func() bool {
 		resp, err := p.adminClient.Get("http://" + p.admin + "/health")

@@ -15,10 +15,11 @@ var ErrChanged = errors.New("the key changed since it was read")
 
 // ListDocuments reads every document under prefix once, as the KV watch
 // would see it (folder markers left out), for tools that check a new
-// document against the ones being served.
+// document against the ones being served. Documents the token may not
+// read make it fail with ErrPermissionDenied, as they make the watch fail.
 func ListDocuments(ctx context.Context, client *api.Client, prefix string) ([]Document, error) {
-	pairs, _, err := client.KV().List(prefix, (&api.QueryOptions{}).WithContext(ctx))
-	if err != nil {
+	pairs, meta, err := client.KV().List(prefix, (&api.QueryOptions{}).WithContext(ctx))
+	if err = aclChecked(fmt.Sprintf("KV prefix %q", prefix), "key_prefix read", meta, err); err != nil {
 		return nil, fmt.Errorf("registry: list %s: %w", prefix, err)
 	}
 	return toDocuments(pairs), nil

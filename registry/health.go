@@ -52,6 +52,7 @@ func (h *Health) watch(key ServiceKey) *watch[[]Instance] {
 			read = health.Connect
 		}
 		entries, meta, err := read(key.Name, key.Tag, false, q)
+		err = aclChecked("the health of service "+key.Name, "service read and node read", meta, err)
 		if err != nil && key.Datacenter != "" {
 			// Named, so /health says which datacenter is unreachable.
 			return nil, nil, fmt.Errorf("datacenter %s: %w", key.Datacenter, err)

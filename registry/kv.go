@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -28,7 +29,7 @@ func NewKV(client *api.Client, prefix string, opts Options, notify func()) *KV {
 	kv := client.KV()
 	fetch := func(q *api.QueryOptions) ([]Document, *api.QueryMeta, error) {
 		pairs, meta, err := kv.List(prefix, q)
-		if err != nil {
+		if err := aclChecked(fmt.Sprintf("KV prefix %q", prefix), "key_prefix read", meta, err); err != nil {
 			return nil, nil, err
 		}
 		return toDocuments(pairs), meta, nil

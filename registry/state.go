@@ -122,6 +122,10 @@ type State struct {
 	// on every rebuild while the stored state lags; asking Consul again
 	// would only log the same refusal each time.
 	refused map[string]uint64
+	// writerID is the key under which the writer reports a write the
+	// token may not make to opts.Status, so /health names it; the next
+	// successful write clears it.
+	writerID uint64
 
 	// beforeCAS, when set by tests, runs between each read and its
 	// check-and-set, to interleave a competing writer.
@@ -145,7 +149,7 @@ func NewState(client *api.Client, routesPrefix, statePrefix string, opts Options
 		notify = func() {}
 	}
 	s := &State{
-		kv: client.KV(), routes: routesPrefix, prefix: statePrefix, opts: opts, notify: notify,
+		kv: client.KV(), routes: routesPrefix, prefix: statePrefix, opts: opts, notify: notify, writerID: nextWatchID(),
 		log:     opts.Logger.Named("state").With("prefix", statePrefix),
 		pending: map[string]stateOp{},
 		refused: map[string]uint64{},
@@ -153,7 +157,7 @@ func NewState(client *api.Client, routesPrefix, statePrefix string, opts Options
 	}
 	fetch := func(q *api.QueryOptions) (map[string]StoredVersion, *api.QueryMeta, error) {
 		pairs, meta, err := s.kv.List(statePrefix, q)
-		if err != nil {
+		if err := aclChecked(fmt.Sprintf("KV prefix %q", statePrefix), "key_prefix read", meta, err); err != nil {
 			return nil, nil, err
 		}
 		out := make(map[string]StoredVersion, len(pairs))
@@ -279,6 +283,7 @@ func (s *State) retry(key string, op stateOp) {
 // second, retrying a failing one with the watches' backoff a bounded
 // number of times.
 func (s *State) write(ctx context.Context) {
+	defer s.opts.Status.forget(s.writerID)
 	limiter := rate.NewLimiter(s.opts.RateLimit, s.opts.Burst)
 	for {
 		key, op, ok := s.take()
@@ -303,7 +308,14 @@ func (s *State) write(ctx context.Context) {
 			return
 		}
 		if err == nil {
+			s.opts.Status.report(s.writerID, s.opts.Now(), nil)
 			continue
+		}
+		if IsPermissionDenied(err) {
+			// Not only logged: every replica would keep its own last good
+			// versions, silently, until someone read the log.
+			err = fmt.Errorf("%w: writing the last good version of %s (needs key_prefix %q write): %w", ErrPermissionDenied, key, s.prefix, err)
+			s.opts.Status.report(s.writerID, s.opts.Now(), err)
 		}
 		if permanent(err) {
 			s.refuse(key, op)

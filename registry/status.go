@@ -41,23 +41,35 @@ func nextWatchID() uint64 { return watchIDs.Add(1) }
 // Err returns nil when every watch's most recent call succeeded (including
 // before any call was made; see LastSuccess for that). Otherwise it returns an
 // error wrapping ErrUnreachable and the most recent failure, e.g.
-// "consul unreachable: <err>".
+// "consul unreachable: <err>". A refusal by Consul's ACLs is named before
+// any other failure and wraps ErrPermissionDenied instead, e.g. "consul
+// ACLs denied the gateway's token: reading ...": it does not heal by
+// retrying, and calling it unreachable would send an operator looking at
+// the network.
 func (s *Status) Err() error {
 	if s == nil {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var last failure
+	var last, lastDenied failure
 	for _, f := range s.failing {
 		if f.seq > last.seq {
 			last = f
 		}
+		if f.seq > lastDenied.seq && errors.Is(f.err, ErrPermissionDenied) {
+			lastDenied = f
+		}
 	}
-	switch n := len(s.failing); n {
-	case 0:
+	n := len(s.failing)
+	switch {
+	case n == 0:
 		return nil
-	case 1:
+	case lastDenied.err != nil && n == 1:
+		return lastDenied.err
+	case lastDenied.err != nil:
+		return fmt.Errorf("%d watches failing: %w", n, lastDenied.err)
+	case n == 1:
 		return fmt.Errorf("%w: %w", ErrUnreachable, last.err)
 	default:
 		return fmt.Errorf("%w (%d watches failing): %w", ErrUnreachable, n, last.err)

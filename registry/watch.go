@@ -151,6 +151,12 @@ func (w *watch[T]) call(ctx context.Context, index uint64, consistent bool) (T, 
 		if errors.Is(callCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
 			err = fmt.Errorf("%w (%s): %w", ErrCallTimeout, timeout, err)
 		}
+		// Every watch's 403 is typed, also those whose fetch does not
+		// name the permission it needs (catalog tags, Connect), so
+		// Status reports a refusal rather than an unreachable agent.
+		if IsPermissionDenied(err) && !errors.Is(err, ErrPermissionDenied) {
+			err = fmt.Errorf("%w: %w", ErrPermissionDenied, err)
+		}
 		var zero T
 		return zero, nil, err
 	}

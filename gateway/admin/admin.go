@@ -50,7 +50,15 @@ type healthBody struct {
 // in front of it must keep sending traffic ("degraded" is still 200).
 func (a *admin) serveHealth(w http.ResponseWriter, r *http.Request) {
 	if !a.g.Table().Loaded() {
-		writeJSON(w, http.StatusServiceUnavailable, healthBody{Status: "starting", Reason: "no routing table loaded yet"})
+		reason := "no routing table loaded yet"
+		if a.health != nil {
+			// Why there is none yet, e.g. a token that may not read the
+			// route documents: that does not go away by waiting.
+			if err := a.health.Err(); err != nil {
+				reason += ": " + err.Error()
+			}
+		}
+		writeJSON(w, http.StatusServiceUnavailable, healthBody{Status: "starting", Reason: reason})
 		return
 	}
 	if a.health != nil {

@@ -201,11 +201,28 @@ func normaliseMethods(p *problems, a *attrs, methods []string, at []Pos) []strin
 			continue
 		}
 		m = strings.ToUpper(m)
+		if !slices.Contains(KnownMethods, m) {
+			p.addf(at[i], "%s: %q is not an HTTP method (known: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, CONNECT, TRACE, QUERY and the WebDAV ones of the IANA registry)", attrMethods, methods[i])
+			continue
+		}
 		if !slices.Contains(out, m) {
 			out = append(out, m)
 		}
 	}
 	return out
+}
+
+// KnownMethods are the methods a route may name: those of the IANA HTTP
+// Method Registry (RFC 9110, PATCH, QUERY, WebDAV and its extensions),
+// less PRI, which is HTTP/2's connection preface and never a request. Any
+// token is a valid method on the wire, but a name outside the registry in
+// a document is a typo ("GTE") that would make the route match nothing.
+var KnownMethods = []string{
+	"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY",
+	"ACL", "BASELINE-CONTROL", "BIND", "CHECKIN", "CHECKOUT", "COPY", "LABEL", "LINK", "LOCK",
+	"MERGE", "MKACTIVITY", "MKCALENDAR", "MKCOL", "MKREDIRECTREF", "MKWORKSPACE", "MOVE",
+	"ORDERPATCH", "PROPFIND", "PROPPATCH", "REBIND", "REPORT", "SEARCH", "UNBIND", "UNCHECKOUT",
+	"UNLINK", "UNLOCK", "UPDATE", "UPDATEREDIRECTREF", "VERSION-CONTROL",
 }
 
 // isToken reports whether s is an RFC 9110 token, the grammar of a method.

@@ -87,6 +87,8 @@ func TestParseErrors(t *testing.T) {
 		// methods.
 		{"invalid method", routeWith(`  path = "/x"`, `  methods = ["GET", "GE T"]`, `  service = "s"`),
 			[]string{`k:3:21: methods: "GE T" is not a valid HTTP method`}},
+		{"unknown method", routeWith(`  path = "/x"`, `  methods = ["GET", "gte", "PROPFIND"]`, `  service = "s"`),
+			[]string{`k:3:21: methods: "gte" is not an HTTP method (known: GET, HEAD`}},
 		{"empty method", routeWith(`  path = "/x"`, `  methods = [""]`, `  service = "s"`),
 			[]string{`k:3:14: methods: "" is not a valid HTTP method`}},
 		{"empty methods", routeWith(`  path = "/x"`, `  methods = []`, `  service = "s"`),

@@ -8,6 +8,8 @@
 package consultest
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,9 +74,22 @@ type Agent struct {
 	// otherwise.
 	Datacenter string
 
+	// Token is the ACL initial-management token of an agent started with
+	// StartWithACL ("" otherwise): what a test uses to write policies,
+	// tokens and data.
+	Token string
+	// HTTPSAddr is the agent's HTTPS API as "127.0.0.1:port" for an agent
+	// started with StartWithTLS ("" otherwise); such an agent has no plain
+	// HTTP port, and HTTPAddr is "".
+	HTTPSAddr string
+	// CACert is the path of the PEM CA that signed the HTTPS certificate
+	// (StartWithTLS), what CONSUL_CACERT names.
+	CACert string
+
 	bin     string
 	config  string // path of the JSON config file
 	logPath string
+	client  *http.Client // for readiness checks: plain or with the CA
 
 	mu  sync.Mutex
 	cmd *exec.Cmd // nil while stopped
@@ -94,6 +109,39 @@ func Start(tb testing.TB) *Agent {
 // expire within seconds instead of Consul's 10s minimum.
 func StartWithConfig(tb testing.TB, extra map[string]any) *Agent {
 	tb.Helper()
+	return start(tb, extra, startOptions{})
+}
+
+// ManagementToken is the ACL initial-management token of every agent
+// StartWithACL starts: a fixed, well-known value is fine for a throwaway
+// agent on loopback, and lets a failing test's log be replayed by hand.
+const ManagementToken = "4d9f6f2e-7a51-4c3b-9e0a-5b8c1d2e3f40"
+
+// StartWithACL is StartWithConfig with ACLs enabled and default deny, as
+// a production cluster runs: a request without a token may do nothing.
+// Agent.Token (ManagementToken) may do anything and is the agent's own
+// token too, so it can register its node.
+func StartWithACL(tb testing.TB, extra map[string]any) *Agent {
+	tb.Helper()
+	return start(tb, extra, startOptions{acl: true})
+}
+
+// StartWithTLS is StartWithConfig with the HTTP API served over HTTPS
+// only, with a CA and server certificate made by the consul binary
+// itself (consul tls ca create, consul tls cert create -server, which
+// names localhost and 127.0.0.1), in the test's temporary directory.
+// Clients must verify the certificate against Agent.CACert; client
+// certificates are not required (verify_incoming for HTTPS is off, as
+// for most agents that serve their API to applications).
+func StartWithTLS(tb testing.TB, extra map[string]any) *Agent {
+	tb.Helper()
+	return start(tb, extra, startOptions{tls: true})
+}
+
+type startOptions struct{ acl, tls bool }
+
+func start(tb testing.TB, extra map[string]any, o startOptions) *Agent {
+	tb.Helper()
 	bin := RequireBinary(tb)
 	dir := tb.TempDir()
 	ports := freeport.GetN(tb, 4)
@@ -107,6 +155,11 @@ func StartWithConfig(tb testing.TB, extra map[string]any) *Agent {
 		bin:         bin,
 		config:      filepath.Join(dir, "config.json"),
 		logPath:     filepath.Join(dir, "consul.log"),
+		client:      &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
+	}
+	portCfg := map[string]any{
+		"http": ports[0], "serf_lan": ports[1], "serf_wan": ports[2], "server": ports[3],
+		"dns": -1, "https": -1, "grpc": -1, "grpc_tls": -1,
 	}
 	cfg := map[string]any{
 		"node_name":               a.NodeName,
@@ -119,10 +172,34 @@ func StartWithConfig(tb testing.TB, extra map[string]any) *Agent {
 		"disable_update_check":    true,
 		"skip_leave_on_interrupt": true, // a restart must find the same raft peer set
 		"performance":             map[string]any{"raft_multiplier": 1},
-		"ports": map[string]any{
-			"http": ports[0], "serf_lan": ports[1], "serf_wan": ports[2], "server": ports[3],
-			"dns": -1, "https": -1, "grpc": -1, "grpc_tls": -1,
-		},
+		"ports":                   portCfg,
+	}
+	if o.acl {
+		a.Token = ManagementToken
+		cfg["acl"] = map[string]any{
+			"enabled":                  true,
+			"default_policy":           "deny",
+			"enable_token_persistence": false,
+			"tokens":                   map[string]any{"initial_management": ManagementToken, "agent": ManagementToken},
+		}
+	}
+	if o.tls {
+		a.HTTPSAddr, a.HTTPAddr = a.HTTPAddr, ""
+		portCfg["https"], portCfg["http"] = ports[0], -1
+		ca, cert, key, err := makeTLS(bin, dir)
+		if err != nil {
+			tb.Fatalf("consultest: %v", err)
+		}
+		a.CACert = ca
+		cfg["tls"] = map[string]any{"https": map[string]any{
+			"ca_file": ca, "cert_file": cert, "key_file": key, "verify_incoming": false,
+		}}
+		pool := x509.NewCertPool()
+		pem, err := os.ReadFile(ca)
+		if err != nil || !pool.AppendCertsFromPEM(pem) {
+			tb.Fatalf("consultest: CA %s: %v", ca, err)
+		}
+		a.client.Transport = &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: pool}}
 	}
 	maps.Copy(cfg, extra)
 	if dc, ok := cfg["datacenter"].(string); ok {
@@ -145,6 +222,28 @@ func StartWithConfig(tb testing.TB, extra map[string]any) *Agent {
 	})
 	a.launch(tb)
 	return a
+}
+
+// makeTLS has the consul binary make a CA and a server certificate for
+// dc1 in dir, returning the paths of the CA, certificate and key.
+func makeTLS(bin, dir string) (ca, cert, key string, err error) {
+	for _, args := range [][]string{{"tls", "ca", "create"}, {"tls", "cert", "create", "-server", "-dc", "dc1"}} {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", "", "", fmt.Errorf("consul %s: %w: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return filepath.Join(dir, "consul-agent-ca.pem"), filepath.Join(dir, "dc1-server-consul-0.pem"), filepath.Join(dir, "dc1-server-consul-0-key.pem"), nil
+}
+
+// URL is the base URL of the agent's HTTP API: https://HTTPSAddr for an
+// agent started with StartWithTLS, http://HTTPAddr otherwise.
+func (a *Agent) URL() string {
+	if a.HTTPSAddr != "" {
+		return "https://" + a.HTTPSAddr
+	}
+	return "http://" + a.HTTPAddr
 }
 
 // Stop interrupts the agent (without leaving the cluster) and waits for the
@@ -204,28 +303,27 @@ func (a *Agent) launch(tb testing.TB) {
 // waitReady polls until the agent has a leader and its own node is healthy in
 // the catalog, which is what services registered through it need.
 func (a *Agent) waitReady() error {
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	deadline := time.Now().Add(StartTimeout)
 	var last error
 	for time.Now().Before(deadline) {
-		if last = a.ready(client); last == nil {
+		if last = a.ready(); last == nil {
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("%w at %s after %s: %w", ErrNotReady, a.HTTPAddr, StartTimeout, last)
+	return fmt.Errorf("%w at %s after %s: %w", ErrNotReady, strings.TrimPrefix(a.URL(), "http://"), StartTimeout, last)
 }
 
-func (a *Agent) ready(client *http.Client) error {
+func (a *Agent) ready() error {
 	var leader string
-	if err := getJSON(client, "http://"+a.HTTPAddr+"/v1/status/leader", &leader); err != nil {
+	if err := getJSON(a.client, a.URL()+"/v1/status/leader", a.Token, &leader); err != nil {
 		return err
 	}
 	if leader == "" {
 		return errors.New("no leader yet")
 	}
 	var checks []struct{ CheckID, Status string }
-	if err := getJSON(client, "http://"+a.HTTPAddr+"/v1/health/node/"+a.NodeName, &checks); err != nil {
+	if err := getJSON(a.client, a.URL()+"/v1/health/node/"+a.NodeName, a.Token, &checks); err != nil {
 		return err
 	}
 	for _, c := range checks {
@@ -236,8 +334,15 @@ func (a *Agent) ready(client *http.Client) error {
 	return errors.New("node not yet healthy in catalog")
 }
 
-func getJSON(client *http.Client, url string, out any) error {
-	resp, err := client.Get(url)
+func getJSON(client *http.Client, url, token string, out any) error {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("X-Consul-Token", token)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -276,7 +381,7 @@ func StartDatacenters(tb testing.TB, names ...string) []*Agent {
 	for _, a := range agents {
 		for {
 			var dcs []string
-			err := getJSON(client, "http://"+a.HTTPAddr+"/v1/catalog/datacenters", &dcs)
+			err := getJSON(client, "http://"+a.HTTPAddr+"/v1/catalog/datacenters", "", &dcs)
 			if err == nil && len(dcs) == len(names) {
 				break
 			}
@@ -287,4 +392,46 @@ func StartDatacenters(tb testing.TB, names ...string) []*Agent {
 		}
 	}
 	return agents
+}
+
+// CreateToken makes, with the management token of an agent started with
+// StartWithACL, a policy holding rules (ACL HCL) and a token holding only
+// that policy, and returns the token's secret.
+func (a *Agent) CreateToken(tb testing.TB, rules string) string {
+	tb.Helper()
+	name := fmt.Sprintf("consultest-%d", time.Now().UnixNano())
+	var policy struct{ ID string }
+	if err := a.put("/v1/acl/policy", map[string]any{"Name": name, "Rules": rules}, &policy); err != nil {
+		tb.Fatalf("consultest: create policy: %v", err)
+	}
+	var token struct{ SecretID string }
+	if err := a.put("/v1/acl/token", map[string]any{"Description": name, "Policies": []map[string]string{{"ID": policy.ID}}}, &token); err != nil {
+		tb.Fatalf("consultest: create token: %v", err)
+	}
+	return token.SecretID
+}
+
+func (a *Agent) put(path string, body, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequest(http.MethodPut, a.URL()+path, strings.NewReader(string(b)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Consul-Token", a.Token)
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	rb, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("PUT %s: %s: %s", path, resp.Status, strings.TrimSpace(string(rb)))
+	}
+	return json.Unmarshal(rb, out)
 }
