@@ -15,7 +15,8 @@
 #                   gateway/routes/routes.hcl in its KV) instead of starting
 #                   a dev agent; its CONSUL_HTTP_TOKEN / CONSUL_CACERT apply
 #   DEMO_CONSUL_PORT  HTTP port of the dev agent the demo starts (default
-#                   8500); its DNS and WAN ports are off
+#                   8500; when moved, its server and LAN gossip ports are
+#                   the next two); its gRPC, DNS and WAN ports are off
 #   CONSUL_BIN      use this consul binary instead of building 1.14.8
 #   DEMO_LOG_DIR    where every process logs (default ./.demo/logs), kept
 #                   after exit and emptied at the next start
@@ -30,6 +31,15 @@ GATEWAY_TLS_LISTEN="${GATEWAY_TLS_LISTEN:-:8443}"
 DEMO_SMOKE="${DEMO_SMOKE:-0}"
 DEMO_LOG_DIR="${DEMO_LOG_DIR:-$PWD/.demo/logs}"
 DEMO_CONSUL_PORT="${DEMO_CONSUL_PORT:-8500}"
+# The dev agent's server RPC and LAN gossip ports: Consul's own defaults
+# beside its default HTTP port, the two ports after DEMO_CONSUL_PORT
+# otherwise, so a moved demo shares no port with another agent. Its gRPC,
+# gRPC-TLS, DNS and WAN ports are off: the demo needs none of them.
+if [ "$DEMO_CONSUL_PORT" = 8500 ]; then
+  consul_server_port=8300 consul_lan_port=8301
+else
+  consul_server_port=$((DEMO_CONSUL_PORT + 1)) consul_lan_port=$((DEMO_CONSUL_PORT + 2))
+fi
 
 log() { echo "dev: $*" >&2; }
 
@@ -203,7 +213,7 @@ done
 if [ -z "$existing_consul" ]; then
   # The dev agent's HTTP port, and its server and LAN gossip ports, which
   # have no variable: a second agent is the usual cause.
-  for port in "$DEMO_CONSUL_PORT" 8300 8301; do
+  for port in "$DEMO_CONSUL_PORT" "$consul_server_port" "$consul_lan_port"; do
     if port_in_use 127.0.0.1 "$port"; then
       echo "dev: error: 127.0.0.1:$port is already in use, and the demo's Consul dev agent needs it." >&2
       if [ "$port" = "$DEMO_CONSUL_PORT" ]; then
@@ -212,6 +222,8 @@ if [ -z "$existing_consul" ]; then
       else
         echo "dev: Another Consul agent probably runs; let the demo use it:" >&2
         echo "dev:   CONSUL_HTTP_ADDR=<its HTTP address, often 127.0.0.1:8500> ./scripts/dev.sh" >&2
+        echo "dev: or move the dev agent (HTTP on the port given, server and LAN gossip on the next two):" >&2
+        echo "dev:   DEMO_CONSUL_PORT=28500 ./scripts/dev.sh" >&2
       fi
       exit 1
     fi
@@ -255,7 +267,8 @@ if [ -n "$existing_consul" ]; then
 else
   log "starting consul agent -dev on $CONSUL_ADDR (log: $DEMO_LOG_DIR/consul.log)"
   start consul "$consul_bin" agent -dev -client 127.0.0.1 -log-level info \
-    -http-port "$DEMO_CONSUL_PORT" -dns-port -1 -serf-wan-port -1
+    -http-port "$DEMO_CONSUL_PORT" -server-port "$consul_server_port" -serf-lan-port "$consul_lan_port" \
+    -grpc-port -1 -grpc-tls-port -1 -dns-port -1 -serf-wan-port -1
   consul_pid=$started
   wait_until "consul leader" 30 "$consul_pid" consul_has_leader
 fi
