@@ -2,6 +2,8 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -42,10 +44,13 @@ const (
 	// flaps in between. The burst of the watch options still lets the
 	// first changes after a quiet spell through at once.
 	sharedRate = rate.Limit(10)
-	// perCheckPace spaces successive answers of the check list by its
-	// size: 5 µs a check (150 ms at 30,000 checks), so decoding it takes
-	// a bounded share of a core however often Consul answers.
-	perCheckPace = 5 * time.Microsecond
+	// decodePace spaces successive answers of the check list by this
+	// many times the last one took to decode, so decoding it (the cost
+	// that grows with the catalog) takes at most about a quarter of a
+	// core however often Consul answers, and less of a busy core.
+	decodePace = 3
+	// maxDecodePause bounds that wait.
+	maxDecodePause = 2 * time.Second
 	// sharedReadTimeout bounds one targeted (non-blocking) read.
 	sharedReadTimeout = 10 * time.Second
 )
@@ -77,7 +82,7 @@ type sharedHealth struct {
 	checksSeen   bool
 	serviceFP    map[string]uint64 // service name -> fingerprint of its checks
 	nodeFP       map[string]uint64 // node -> fingerprint of its node checks
-	lastChecks   int               // checks in the last answer, for perCheckPace
+	lastDecode   time.Duration     // decoding the last answer took, for decodePace
 	catalogSeen  bool
 	catalogIndex uint64
 }
@@ -247,21 +252,30 @@ func (s *sharedHealth) enqueueAll() {
 func (s *sharedHealth) fetchChecks(q *api.QueryOptions) (uint64, *api.QueryMeta, error) {
 	if q.WaitIndex > 0 {
 		s.mu.Lock()
-		n := s.lastChecks
+		pause := min(decodePace*s.lastDecode, maxDecodePause)
 		s.mu.Unlock()
-		if err := s.opts.Sleep(q.Context(), time.Duration(n)*perCheckPace); err != nil {
+		if err := s.opts.Sleep(q.Context(), pause); err != nil {
 			return 0, nil, err
 		}
 	}
 	// Any server may answer: a targeted read goes to the leader, which
 	// is never behind the server that told of the change.
 	q.AllowStale = !q.RequireConsistent
-	var checks []checkLite
-	meta, err := s.h.client.Raw().Query("/v1/health/state/any", &checks, q)
+	var raw json.RawMessage
+	meta, err := s.h.client.Raw().Query("/v1/health/state/any", &raw, q)
 	if err != nil {
 		return 0, nil, err
 	}
+	began := time.Now()
+	var checks []checkLite
+	if err := json.Unmarshal(raw, &checks); err != nil {
+		return 0, nil, fmt.Errorf("health/state/any: %w", err)
+	}
+	raw = nil
 	s.onChecks(checks)
+	s.mu.Lock()
+	s.lastDecode = time.Since(began)
+	s.mu.Unlock()
 	return meta.LastIndex, meta, nil
 }
 
@@ -278,7 +292,6 @@ func (s *sharedHealth) onChecks(checks []checkLite) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.lastChecks = len(checks)
 	prevServices, prevNodes, first := s.serviceFP, s.nodeFP, !s.checksSeen
 	s.serviceFP, s.nodeFP, s.checksSeen = services, nodes, true
 	if first {
