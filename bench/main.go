@@ -4,7 +4,7 @@
 //
 //	go run ./bench                   proxy load: gateway vs nginx vs direct
 //	go run ./bench -mode freshness   KV change -> served, health change -> excluded
-//	go run ./bench -mode scale       1,000 services x 3 instances, 1,000 routes
+//	go run ./bench -mode scale       1,000 services x 3 instances, 1,000 routes (-services 10000 for 10,000)
 //	go run ./bench -mode grpc        gRPC unary calls: gateway (h2c) vs direct
 //	go run ./bench -mode tls         HTTPS and TLS handshakes: gateway vs nginx
 //
@@ -29,10 +29,11 @@ func main() {
 	mode := flag.String("mode", "proxy", "proxy, tls, freshness, scale or grpc")
 	dur := flag.Duration("duration", 10*time.Second, "load duration per target")
 	conns := flag.Int("c", 32, "wrk connections")
-	out := flag.String("out", "bench/results/latest.md", "markdown report (proxy mode; tls mode: bench/results/tls.md; grpc mode: bench/results/grpc.md)")
+	out := flag.String("out", "bench/results/latest.md", "markdown report (proxy mode; tls mode: bench/results/tls.md; grpc mode: bench/results/grpc.md; scale mode: bench/results/scale-N.md)")
 	changes := flag.Int("changes", 100, "changes per freshness measurement")
 	services := flag.Int("services", 1000, "services (and routes) in scale mode")
-	settle := flag.Duration("settle", 70*time.Second, "steady-state window in scale mode: at least one long-poll cycle (60 s + jitter)")
+	perService := flag.Bool("per-service", false, "scale mode: one health watch per service (-health-watch-threshold -1) against a Consul with a raised connection limit, for comparison")
+	settle := flag.Duration("settle", 70*time.Second, "steady-state and churn windows in scale mode: at least one long-poll cycle (60 s + jitter)")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "gateway-bench-")
@@ -54,7 +55,13 @@ func main() {
 	case "freshness":
 		freshnessBench(dir, bin, *changes)
 	case "scale":
-		scaleBench(dir, bin, *services, *settle)
+		if *out == "bench/results/latest.md" {
+			*out = fmt.Sprintf("bench/results/scale-%d.md", *services)
+			if *perService {
+				*out = fmt.Sprintf("bench/results/scale-%d-per-service.md", *services)
+			}
+		}
+		scaleBench(dir, bin, *services, *settle, *changes, *out, *perService)
 	case "grpc":
 		if *out == "bench/results/latest.md" {
 			*out = "bench/results/grpc.md"

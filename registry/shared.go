@@ -44,13 +44,18 @@ const (
 	// flaps in between. The burst of the watch options still lets the
 	// first changes after a quiet spell through at once.
 	sharedRate = rate.Limit(10)
-	// decodePace spaces successive answers of the check list by this
-	// many times the last one took to decode, so decoding it (the cost
-	// that grows with the catalog) takes at most about a quarter of a
-	// core however often Consul answers, and less of a busy core.
+	// decodePace spaces the starts of successive check-list calls by
+	// this many times the last answer took to decode, so decoding (the
+	// cost that grows with the catalog) takes at most about a third of a
+	// core however often Consul answers, and less of a busy core. A call
+	// after a quiet spell, whose predecessor waited longer than that,
+	// starts at once, so the first change after it is not delayed.
 	decodePace = 3
 	// maxDecodePause bounds that wait.
 	maxDecodePause = 2 * time.Second
+	// stateMargin is added to the check-list call's deadline margin for
+	// moving its answer.
+	stateMargin = 10 * time.Second
 	// sharedReadTimeout bounds one targeted (non-blocking) read.
 	sharedReadTimeout = 10 * time.Second
 )
@@ -83,6 +88,7 @@ type sharedHealth struct {
 	serviceFP    map[string]uint64 // service name -> fingerprint of its checks
 	nodeFP       map[string]uint64 // node -> fingerprint of its node checks
 	lastDecode   time.Duration     // decoding the last answer took, for decodePace
+	lastCall     time.Time         // when the last check-list call started
 	catalogSeen  bool
 	catalogIndex uint64
 }
@@ -127,7 +133,12 @@ func (s *sharedHealth) start() {
 	s.started = true
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.state = newWatch(s.fetchChecks, func(a, b uint64) bool { return a == b }, nil, s.opts, s.log.With("query", "health/state/any"))
+	// The check list's call also holds the decode pause and moves an
+	// answer of up to tens of megabytes: more margin, so a slow transfer
+	// is not taken for a half-open connection.
+	stateOpts := s.opts
+	stateOpts.Margin += maxDecodePause + stateMargin
+	s.state = newWatch(s.fetchChecks, func(a, b uint64) bool { return a == b }, nil, stateOpts, s.log.With("query", "health/state/any"))
 	s.catalog = newWatch(s.fetchCatalog, func(a, b uint64) bool { return a == b }, nil, s.opts, s.log.With("query", "catalog/services"))
 	s.wg.Go(func() { s.state.run(ctx) })
 	s.wg.Go(func() { s.catalog.run(ctx) })
@@ -252,12 +263,15 @@ func (s *sharedHealth) enqueueAll() {
 func (s *sharedHealth) fetchChecks(q *api.QueryOptions) (uint64, *api.QueryMeta, error) {
 	if q.WaitIndex > 0 {
 		s.mu.Lock()
-		pause := min(decodePace*s.lastDecode, maxDecodePause)
+		pause := min(decodePace*s.lastDecode, maxDecodePause) - s.opts.Now().Sub(s.lastCall)
 		s.mu.Unlock()
 		if err := s.opts.Sleep(q.Context(), pause); err != nil {
 			return 0, nil, err
 		}
 	}
+	s.mu.Lock()
+	s.lastCall = s.opts.Now()
+	s.mu.Unlock()
 	// Any server may answer: a targeted read goes to the leader, which
 	// is never behind the server that told of the change.
 	q.AllowStale = !q.RequireConsistent
