@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 )
@@ -17,6 +18,13 @@ import (
 // the calls that were in flight at once, so with shared health watches
 // (shared.go) the pool stays at a handful whatever this bound.
 const maxIdleConns = 1024
+
+// idleConnTimeout closes a connection idle this long. A long poll leaves its
+// connection idle only between two calls, so this never closes a watch's;
+// it ends the extra connections that one-off calls (start-up reads,
+// last-good writes) opened beside the shared watches sooner than the
+// transport's 90 s.
+const idleConnTimeout = 30 * time.Second
 
 // DefaultMaxAnswerBytes bounds the body of every answer read from Consul
 // (see NewClientLimit). The largest answer the gateway reads is the shared
@@ -65,6 +73,7 @@ func newClientLimit(addr string, maxBytes int64) (*api.Client, *http.Transport, 
 	}
 	cfg.Transport.MaxIdleConns = maxIdleConns
 	cfg.Transport.MaxIdleConnsPerHost = maxIdleConns
+	cfg.Transport.IdleConnTimeout = idleConnTimeout
 	client, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("registry: consul client for %q: %w", cfg.Address, err)
