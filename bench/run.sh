@@ -4,6 +4,7 @@
 #   ./bench/run.sh                   proxy load, writes bench/results/latest.md
 #   ./bench/run.sh -mode freshness   change-to-traffic delays
 #   ./bench/run.sh -mode tls         HTTPS and handshakes vs nginx, writes bench/results/tls.md
+#   ./bench/run.sh -mode scale [-services 10000] [-per-service]   Consul load at 1,000 or 10,000 services, writes bench/results/scale-N.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$(scripts/install-consul.sh | tail -n1):$PATH"
