@@ -265,3 +265,39 @@ func TestHealthSwitchesToSharedAboveThreshold(t *testing.T) {
 		t.Errorf("s0 = %q", got)
 	}
 }
+
+// TestSharedHealthThroughConsulOutage stops the agent under a Health in
+// shared mode: the snapshots stay, Status reports the outage, and once
+// the agent is back a change reaches the snapshot again; Stop leaves no
+// goroutine behind, retry timers included.
+func TestSharedHealthThroughConsulOutage(t *testing.T) {
+	verifyNoLeaks(t)
+	agent := consultest.Start(t)
+	client := testClient(t, agent.HTTPAddr)
+	register(t, client, &api.AgentServiceRegistration{ID: "web-1", Name: "web", Address: "127.0.0.1", Port: 8001,
+		Check: &api.AgentServiceCheck{CheckID: "ttl-web-1", TTL: "10m", Status: api.HealthPassing}})
+	status := &Status{}
+	h := NewHealth(client, Options{Status: status, BackoffMax: 500 * time.Millisecond}, nil)
+	h.ShareAbove(0)
+	defer h.Stop()
+	key := ServiceKey{Name: "web"}
+	h.Ensure(context.Background(), []ServiceKey{key})
+	if got := instanceIDs(h, key); !slices.Equal(got, []string{"web-1"}) {
+		t.Fatalf("web = %q", got)
+	}
+
+	agent.Stop(t)
+	testkit.WaitFor(t, "Status reports the outage", func() bool { return status.Err() != nil })
+	if got := instanceIDs(h, key); !slices.Equal(got, []string{"web-1"}) {
+		t.Errorf("during the outage web = %q, want the last snapshot", got)
+	}
+
+	agent.Restart(t)
+	// The agent's checks come back from its data dir with the service.
+	testkit.WaitFor(t, "ttl-web-1 back", func() bool {
+		return client.Agent().UpdateTTL("ttl-web-1", "", api.HealthCritical) == nil
+	})
+	testkit.WaitFor(t, "web-1 excluded after the outage", func() bool { return len(instanceIDs(h, key)) == 0 })
+	testkit.WaitFor(t, "Status healthy again", func() bool { return status.Err() == nil })
+	h.Stop()
+}
