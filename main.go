@@ -107,6 +107,7 @@ type serveFlags struct {
 	acme                                    acmeFlags
 	fabioTags                               bool
 	connect                                 connectFlags
+	scale                                   scaleFlags
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -139,6 +140,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	addACMEFlags(fs, &f.acme)
 	addFabioFlags(fs, &f.fabioTags)
 	addConnectFlags(fs, &f.connect)
+	addScaleFlags(fs, &f.scale)
 	return fs
 }
 
@@ -245,7 +247,7 @@ type app struct {
 const registerTimeout = 10 * time.Second
 
 func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
-	client, err := registry.NewClient(f.consul)
+	client, err := registry.NewClientLimit(f.consul, f.scale.consulMaxAnswerBytes)
 	if err != nil {
 		return nil, fmt.Errorf("consul client: %w", err)
 	}
@@ -318,6 +320,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	ctl.OnPublish(a.acme.onPublish(logger.Named("acme")))
 	kv := registry.NewKV(client, f.prefix, opts, ctl.Notify)
 	a.health = registry.NewHealth(client, opts, ctl.Notify)
+	a.health.ShareAbove(f.scale.healthWatchThreshold)
 	state := registry.NewState(client, f.prefix, statePrefix, opts, ctl.Notify)
 	ctl.SetLastGoodStore(state)
 
