@@ -74,6 +74,9 @@ func (u *Upstream) send(req *http.Request) (*http.Response, error) {
 		}
 		r := req
 		if attempt > 1 {
+			if ex := exchange.From(req.Context()); ex != nil {
+				ex.Retries = attempt - 1
+			}
 			r = req.Clone(req.Context())
 			if req.GetBody != nil {
 				r.Body, _ = req.GetBody()
