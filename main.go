@@ -72,6 +72,7 @@ type serveFlags struct {
 	statePrefix                             string
 	logJSON                                 bool
 	accessLog                               accessLogFlags
+	tracing                                 tracingFlags
 	drain, readHeaderTimeout                time.Duration
 	idleTimeout, bodyReadTimeout            time.Duration
 	maxConns                                int
@@ -101,6 +102,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log as JSON lines")
 	addAccessLogFlags(fs, &f.accessLog)
+	addTracingFlags(fs, &f.tracing)
 	fs.DurationVar(&f.drain, "drain-timeout", 15*time.Second, "how long in-flight requests may run after SIGTERM")
 	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send its request headers (cuts off slowloris clients)")
 	fs.DurationVar(&f.bodyReadTimeout, "body-read-timeout", gateway.DefaultBodyReadTimeout, "longest pause allowed while a client sends its request body, 408 beyond")
@@ -174,6 +176,9 @@ func serve(args []string, stderr io.Writer) error {
 	if err := f.accessLog.check(); err != nil {
 		return err
 	}
+	if err := f.tracing.check(); err != nil {
+		return err
+	}
 	logger := newLogger(f.logLevel, f.logJSON, stderr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -220,6 +225,7 @@ type app struct {
 	self        *selfRegistration // nil unless -register
 	accessLog   *accesslog.Logger // nil with -access-log off
 	stopHUP     func()
+	stopTracing func() // flushes the spans still queued
 	logger      hclog.Logger
 }
 
@@ -290,6 +296,14 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		closeAll()
 		adminLn.Close()
 		a.acme.stop()
+		return nil, err
+	}
+	if a.stopTracing, err = startTracing(f.tracing, logger.Named("tracing")); err != nil {
+		closeAll()
+		adminLn.Close()
+		a.acme.stop()
+		a.stopHUP()
+		closeAccessLog(a.accessLog, logger)
 		return nil, err
 	}
 	a.gw = gateway.New(gateway.Options{Mesh: meshSide, Logger: logger, AccessLog: a.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
@@ -421,6 +435,9 @@ func (a *app) shutdown(drain time.Duration) error {
 		a.stopHUP()
 	}
 	closeAccessLog(a.accessLog, a.logger)
+	if a.stopTracing != nil {
+		a.stopTracing()
+	}
 	if err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}

@@ -169,6 +169,13 @@ func startGateway(t *testing.T, consulAddr string, extra ...string) *gatewayProc
 // startGatewayBin is startGateway running the binary bin.
 func startGatewayBin(t *testing.T, bin, consulAddr string, extra ...string) *gatewayProc {
 	t.Helper()
+	return startGatewayEnv(t, bin, consulAddr, nil, extra...)
+}
+
+// startGatewayEnv is startGatewayBin with env ("NAME=value") added to the
+// process's environment.
+func startGatewayEnv(t *testing.T, bin, consulAddr string, env []string, extra ...string) *gatewayProc {
+	t.Helper()
 	args := append([]string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-consul", consulAddr,
 		"-log-json", "-access-log=false", "-drain-timeout", "5s"}, extra...)
 	p := &gatewayProc{
@@ -182,6 +189,7 @@ func startGatewayBin(t *testing.T, bin, consulAddr string, extra ...string) *gat
 	// its own. A second per gateway adds up over the package.
 	p.cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
 	p.cmd.Env = append(p.cmd.Env, gatewayEnv...)
+	p.cmd.Env = append(p.cmd.Env, env...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

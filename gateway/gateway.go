@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway/accesslog"
@@ -25,6 +26,7 @@ import (
 	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/gateway/router"
+	"github.com/gatewayco/gateway/gateway/tracing"
 	"github.com/gatewayco/gateway/gateway/tunnel"
 	"github.com/gatewayco/gateway/gateway/upstream"
 )
@@ -196,8 +198,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := g.table.Load()
 	ex := &exchange.Exchange{ResponseWriter: w, Start: g.now(), GRPC: exchange.IsGRPC(r)}
 	ex.RequestID = g.requestID(r)
-	r, bad := router.Normalize(r.WithContext(exchange.NewContext(r.Context(), ex)))
-	defer g.finish(ex, r)
+	ctx, span := tracing.StartServer(r)
+	r, bad := router.Normalize(r.WithContext(exchange.NewContext(ctx, ex)))
+	defer g.finish(ex, r, span)
 	if bad != "" {
 		exchange.WriteError(ex, http.StatusBadRequest, bad, "")
 		return
@@ -208,16 +211,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t.router.ServeHTTP(ex, r)
 }
 
-// finish records metrics and writes the access-log line. It runs deferred
-// so that a response aborted mid-body (ReverseProxy panics with
-// ErrAbortHandler) is counted and logged too.
-func (g *Gateway) finish(ex *exchange.Exchange, r *http.Request) {
+// finish records metrics, ends the server span and writes the
+// access-log line. It runs deferred so that a response aborted mid-body
+// (ReverseProxy panics with ErrAbortHandler) is counted and logged too.
+func (g *Gateway) finish(ex *exchange.Exchange, r *http.Request, span trace.Span) {
 	status := ex.Status
 	if status == 0 {
 		status = http.StatusOK
 	}
 	latency := g.now().Sub(ex.Start)
 	g.metrics.Observe(ex.Metrics, r.Method, status, latency)
+	tracing.EndServer(span, tracing.Outcome{Route: ex.Route, Service: ex.Service, Instance: ex.Instance,
+		RequestID: ex.RequestID, Status: status, Retries: ex.Retries})
 	if !g.access.Wants(status) {
 		return
 	}
@@ -226,6 +231,7 @@ func (g *Gateway) finish(ex *exchange.Exchange, r *http.Request) {
 		Route: ex.Route, Service: ex.Service, Instance: ex.Instance, Retries: ex.Retries,
 		ClientIP: exchange.ClientAddr(r, g.deps.env.trusted), UserAgent: r.Header.Get("User-Agent"),
 		Referer: r.Header.Get("Referer"), RequestID: ex.RequestID}
+	e.TraceID, e.SpanID = tracing.IDs(span)
 	g.access.Log(&e)
 }
 

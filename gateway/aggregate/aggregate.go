@@ -206,7 +206,7 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				}
 				return nil
 			}
-			results[i] = c.do(gctx, targets[i], header, ag.Config.MaxResponseBytes, hold)
+			results[i] = c.traced(gctx, name, targets[i], header, ag.Config.MaxResponseBytes, hold)
 			if results[i].memory {
 				// Stop the other calls at once: their bodies could not
 				// be merged into an answer anyway.
