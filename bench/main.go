@@ -7,6 +7,7 @@
 //	go run ./bench -mode scale       1,000 services x 3 instances, 1,000 routes
 //	go run ./bench -mode grpc        gRPC unary calls: gateway (h2c) vs direct
 //	go run ./bench -mode tls         HTTPS and TLS handshakes: gateway vs nginx
+//	go run ./bench -mode observability  access log and tracing cost per request
 //
 // It needs consul (scripts/install-consul.sh), nginx, wrk and taskset;
 // bench/run.sh installs them. Results go to stdout and bench/results/.
@@ -26,13 +27,14 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "proxy", "proxy, tls, freshness, scale or grpc")
+	mode := flag.String("mode", "proxy", "proxy, tls, observability, freshness, scale or grpc")
 	dur := flag.Duration("duration", 10*time.Second, "load duration per target")
 	conns := flag.Int("c", 32, "wrk connections")
 	out := flag.String("out", "bench/results/latest.md", "markdown report (proxy mode; tls mode: bench/results/tls.md; grpc mode: bench/results/grpc.md)")
 	changes := flag.Int("changes", 100, "changes per freshness measurement")
 	services := flag.Int("services", 1000, "services (and routes) in scale mode")
 	settle := flag.Duration("settle", 70*time.Second, "steady-state window in scale mode: at least one long-poll cycle (60 s + jitter)")
+	rounds := flag.Int("rounds", 2, "measurements of each gateway in observability mode")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "gateway-bench-")
@@ -51,6 +53,11 @@ func main() {
 			*out = "bench/results/tls.md"
 		}
 		tlsBench(dir, bin, *dur, *conns, *out)
+	case "observability":
+		if *out == "bench/results/latest.md" {
+			*out = "bench/results/observability.md"
+		}
+		observabilityBench(dir, bin, *dur, *conns, *rounds, *out)
 	case "freshness":
 		freshnessBench(dir, bin, *changes)
 	case "scale":
