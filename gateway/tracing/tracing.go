@@ -82,7 +82,12 @@ func StartServer(r *http.Request) (context.Context, trace.Span) {
 	if s == nil {
 		return r.Context(), none
 	}
-	ctx := s.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx, span := s.tracer.Start(s.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header)), method(r.Method), serverKind...)
+	if !span.IsRecording() {
+		// Unsampled: the context still propagates, but nothing more is
+		// built for a span nobody will see.
+		return ctx, span
+	}
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
@@ -94,8 +99,17 @@ func StartServer(r *http.Request) (context.Context, trace.Span) {
 	if port != "" {
 		attrs = append(attrs, keyServerPort.String(port))
 	}
-	return s.tracer.Start(ctx, method(r.Method), trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+	span.SetAttributes(attrs...)
+	return ctx, span
 }
+
+// Span kinds as start options, made once: each request would otherwise
+// box them anew.
+var (
+	serverKind   = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+	clientKind   = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+	internalKind = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
+)
 
 // Outcome is what the server span learns at the end of a request.
 type Outcome struct {
@@ -136,6 +150,15 @@ func StartAttempt(r *http.Request, route, service, instance string, retry int) t
 	if s == nil {
 		return none
 	}
+	ctx, span := s.tracer.Start(r.Context(), method(r.Method), clientKind...)
+	if r.Header == nil {
+		r.Header = make(http.Header)
+	}
+	s.prop.Inject(ctx, propagation.HeaderCarrier(r.Header))
+	if !span.IsRecording() {
+		return span
+	}
+	span.SetName(method(r.Method) + " " + service)
 	host, port := splitHostPort(instance)
 	attrs := []attribute.KeyValue{keyMethod.String(method(r.Method)), keyServerAddr.String(host), keyPath.String(r.URL.Path),
 		KeyService.String(service), KeyInstance.String(instance), keyResend.Int(retry), KeyRetries.Int(retry)}
@@ -145,11 +168,7 @@ func StartAttempt(r *http.Request, route, service, instance string, retry int) t
 	if route != "" {
 		attrs = append(attrs, KeyRoute.String(route))
 	}
-	ctx, span := s.tracer.Start(r.Context(), method(r.Method)+" "+service, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
-	if r.Header == nil {
-		r.Header = make(http.Header)
-	}
-	s.prop.Inject(ctx, propagation.HeaderCarrier(r.Header))
+	span.SetAttributes(attrs...)
 	return span
 }
 
@@ -180,7 +199,11 @@ func Start(ctx context.Context, name string, attrs ...attribute.KeyValue) (conte
 	if s == nil {
 		return ctx, none
 	}
-	return s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...))
+	ctx, span := s.tracer.Start(ctx, name, internalKind...)
+	if span.IsRecording() {
+		span.SetAttributes(attrs...)
+	}
+	return ctx, span
 }
 
 // End ends span, marking it failed with err when err is not nil.
