@@ -75,7 +75,7 @@ const accessLogFlushTimeout = 5 * time.Second
 // counts its dropped entries in reg, and reopens its file on SIGHUP
 // until stop is called.
 func openAccessLog(f accessLogFlags, stdout io.Writer, logger hclog.Logger, reg prometheus.Registerer) (l *accesslog.Logger, stop func(), err error) {
-	if f.dest.v == "off" {
+	if f.dest.v == "off" || f.dest.v == "" { // "": flags not parsed (tests)
 		return nil, func() {}, nil
 	}
 	format, err := accesslog.ParseFormat(f.format)
