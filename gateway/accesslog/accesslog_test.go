@@ -194,8 +194,11 @@ func TestReopenFollowsARotatedFile(t *testing.T) {
 		l.Log(entry("/after"))
 		return strings.Contains(read(path), "/after")
 	})
-	if strings.Contains(read(path), "/before") || strings.Contains(read(path+".1"), "/after") {
-		t.Error("lines landed in the wrong file after the reopen")
+	// The reopen is asynchronous: lines queued before the writer got to
+	// it may still land in the moved file, but none written before the
+	// move may land in the new one.
+	if strings.Contains(read(path), "/before") || !strings.Contains(read(path+".1"), "/before") {
+		t.Error("lines written before the move are not in the moved file only")
 	}
 }
 
