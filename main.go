@@ -3,8 +3,10 @@
 // checks; both are followed live and swapped in atomically.
 //
 //	gateway [flags]                     serve
+//	gateway version                     print version and build information
 //	gateway routes validate FILE...     check route documents
 //	gateway routes push FILE [-key K]   validate, then write to Consul KV
+//	gateway help [COMMAND]              help, grouped by topic (also -h)
 package main
 
 import (
@@ -20,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -51,18 +54,30 @@ func main() {
 // errUsage marks command-line mistakes, which exit 2 like flag does.
 var errUsage = errors.New("usage")
 
+// exitCode is the process's exit status for run's error: help asked for
+// (flag.ErrHelp) is a success.
 func exitCode(err error) int {
-	if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
 		return 2
 	}
 	return 1
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "routes" {
-		return runRoutes(args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "routes":
+			return runRoutes(args[1:], stdout, stderr)
+		case "version", "-version", "--version":
+			return runVersion(args[1:], stdout)
+		case "help":
+			return runHelp(args[1:], stdout)
+		}
 	}
-	return serve(args, stderr)
+	return serve(args, stdout, stderr)
 }
 
 // serveFlags are the server's settings; kept in one struct so tests can
@@ -134,10 +149,14 @@ func newLogger(level string, json bool, w io.Writer) hclog.Logger {
 	})
 }
 
-func serve(args []string, stderr io.Writer) error {
+func serve(args []string, stdout, stderr io.Writer) error {
 	var f serveFlags
 	fs := newServeFlagSet(&f, stderr)
-	if err := fs.Parse(args); err != nil {
+	if wantsHelp(args) {
+		printHelp(stdout, "", fs)
+		return flag.ErrHelp
+	}
+	if err := parseArgs(fs, args, os.LookupEnv); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -289,6 +308,9 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	// metrics.New, because they describe the process rather than a gateway.
 	m.Registry().MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
 		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})))
+	m.Registry().MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	build := readBuildInfo(debug.ReadBuildInfo)
+	m.Registry().MustRegister(metrics.BuildInfo(build.Version, build.revisionLabel(), build.GoVersion))
 	m.Registry().MustRegister(certs.NewCollector(a.certs, nil))
 	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: m.WatchError}
 	mesh, meshSide := newMesh(f.connect, f.self, client, opts)
@@ -306,9 +328,11 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 		closeAccessLog(a.accessLog, logger)
 		return nil, err
 	}
+	cluster := newClusterSide(f.self, client, opts, m)
 	a.gw = gateway.New(gateway.Options{Mesh: meshSide, Logger: logger, AccessLog: a.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
 		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes, HTTPSPort: https.Port,
-		Tunnels: tunnel.New(tunnel.Options{Max: cmp.Or(f.maxTunnels, -1), MaxPerClient: cmp.Or(f.maxTunnelsPerClient, -1), Metrics: m})})
+		Tunnels:  tunnel.New(tunnel.Options{Max: cmp.Or(f.maxTunnels, -1), MaxPerClient: cmp.Or(f.maxTunnelsPerClient, -1), Metrics: m}),
+		Replicas: cluster.replicas()})
 	ctl := gateway.NewController(a.gw, logger.Named("controller"))
 	ctl.SetPanicThreshold(f.panicThreshold)
 	nameLocalDatacenter(ctl, client, logger)
@@ -361,6 +385,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 			_ = a.shutdown(time.Second)
 			return nil, err
 		}
+		cluster.run(watchCtx, a.self, &a.watches)
 	}
 	return a, nil
 }

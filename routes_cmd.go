@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -25,6 +26,9 @@ var errConflict = errors.New("the key changed since the index given (-cas) or wh
 func runRoutes(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError("gateway routes validate FILE... | gateway routes push FILE [-key KEY]")
+	}
+	if wantsHelp(args) {
+		return routesHelp(args, stdout)
 	}
 	switch args[0] {
 	case "validate":
@@ -82,6 +86,9 @@ func routesPush(args []string, stdout, stderr io.Writer) error {
 	fs := newPushFlagSet(&pf, stderr)
 	files, err := splitFlags(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := applyEnv(fs, os.LookupEnv); err != nil {
 		return err
 	}
 	if len(files) != 1 {

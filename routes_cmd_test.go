@@ -61,7 +61,7 @@ func TestRoutesValidateReportsFileLineColumn(t *testing.T) {
 }
 
 func TestRoutesPushWritesToKVWithCheckAndSet(t *testing.T) {
-	addr := consultest.StartDev(t).HTTPAddr
+	addr := consultest.Start(t).HTTPAddr
 	client, err := api.NewClient(&api.Config{Address: addr})
 	if err != nil {
 		t.Fatal(err)

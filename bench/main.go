@@ -7,6 +7,8 @@
 //	go run ./bench -mode scale       1,000 services x 3 instances, 1,000 routes
 //	go run ./bench -mode grpc        gRPC unary calls: gateway (h2c) vs direct
 //	go run ./bench -mode tls         HTTPS and TLS handshakes: gateway vs nginx
+//	go run ./bench -mode cluster     a cluster rate limit over three replicas, then two
+//	go run ./bench -mode aggregate   one aggregate of three calls vs the three proxied requests
 //	go run ./bench -mode observability  access log and tracing cost per request
 //
 // It needs consul (scripts/install-consul.sh), nginx, wrk and taskset;
@@ -27,13 +29,15 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "proxy", "proxy, tls, observability, freshness, scale or grpc")
+	mode := flag.String("mode", "proxy", "proxy, tls, observability, freshness, scale, grpc, cluster or aggregate")
 	dur := flag.Duration("duration", 10*time.Second, "load duration per target")
 	conns := flag.Int("c", 32, "wrk connections")
-	out := flag.String("out", "bench/results/latest.md", "markdown report (proxy mode; tls mode: bench/results/tls.md; grpc mode: bench/results/grpc.md)")
+	out := flag.String("out", "bench/results/proxy.md", "markdown report (proxy mode; tls mode: bench/results/tls.md; grpc mode: bench/results/grpc.md)")
 	changes := flag.Int("changes", 100, "changes per freshness measurement")
 	services := flag.Int("services", 1000, "services (and routes) in scale mode")
 	settle := flag.Duration("settle", 70*time.Second, "steady-state window in scale mode: at least one long-poll cycle (60 s + jitter)")
+	profile := flag.String("profile", "", "proxy mode: also take a CPU profile of the gateway (access log off) and write its top functions to bench/results/profile-NAME.txt")
+	baseline := flag.String("baseline", "", "proxy mode: another gateway binary (say, built from main) measured in the same run, access log off")
 	rounds := flag.Int("rounds", 2, "measurements of each gateway in observability mode")
 	flag.Parse()
 
@@ -47,9 +51,9 @@ func main() {
 	bin := buildBinaries(dir)
 	switch *mode {
 	case "proxy":
-		proxyBench(dir, bin, *dur, *conns, *out)
+		proxyBench(dir, bin, proxyOptions{dur: *dur, conns: *conns, out: *out, profile: *profile, baseline: *baseline})
 	case "tls":
-		if *out == "bench/results/latest.md" {
+		if *out == "bench/results/proxy.md" {
 			*out = "bench/results/tls.md"
 		}
 		tlsBench(dir, bin, *dur, *conns, *out)
@@ -63,10 +67,20 @@ func main() {
 	case "scale":
 		scaleBench(dir, bin, *services, *settle)
 	case "grpc":
-		if *out == "bench/results/latest.md" {
+		if *out == "bench/results/proxy.md" {
 			*out = "bench/results/grpc.md"
 		}
 		grpcBench(dir, bin, *dur, *conns, *out)
+	case "cluster":
+		if *out == "bench/results/latest.md" {
+			*out = "bench/results/cluster.md"
+		}
+		clusterBench(dir, bin, *dur, *conns, *out)
+	case "aggregate":
+		if *out == "bench/results/latest.md" {
+			*out = "bench/results/aggregate.md"
+		}
+		aggregateBench(dir, bin, *dur, *conns, *out)
 	default:
 		fail("unknown mode %q", *mode)
 	}
@@ -112,10 +126,16 @@ func startUpstreams(dir, bin string, n int) ([]int, []*proc) {
 
 // startGateway runs the gateway binary against consul, pinned like nginx.
 func startGateway(dir, bin, consulAddr string, cpu string, extra ...string) (*proc, string, string) {
+	return startGatewayEnv(dir, "gateway", bin, consulAddr, cpu, nil, extra...)
+}
+
+// startGatewayEnv is startGateway logging to dir/name.log with env added
+// to its environment.
+func startGatewayEnv(dir, name, bin, consulAddr string, cpu string, env []string, extra ...string) (*proc, string, string) {
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort())
 	admin := fmt.Sprintf("127.0.0.1:%d", freePort())
 	args := append([]string{bin, "-listen", listen, "-admin", admin, "-consul", consulAddr, "-access-log=false", "-log-level", "warn"}, extra...)
-	p := start(dir, "gateway", cpu, []string{"GOMAXPROCS=1"}, args...)
+	p := start(dir, name, cpu, append([]string{"GOMAXPROCS=1"}, env...), args...)
 	waitHTTP("http://"+admin+"/health", 200)
 	return p, listen, admin
 }

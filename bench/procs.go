@@ -127,3 +127,17 @@ func fail(format string, a ...any) {
 	stopAll()
 	os.Exit(1)
 }
+
+// loadAvg is /proc/loadavg's 1, 5 and 15 minute figures, "unknown" when
+// unreadable: the machine is shared, so every report says how busy it was.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}

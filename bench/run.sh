@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The benchmark command (README "Performance"): installs what the run
 # needs, then measures the gateway against nginx and a direct backend.
-#   ./bench/run.sh                   proxy load, writes bench/results/latest.md
+#   ./bench/run.sh                   proxy load, writes bench/results/proxy.md
+#   ./bench/run.sh -profile after    the same, plus the gateway's CPU profile summary in bench/results/profile-after.txt
 #   ./bench/run.sh -mode freshness   change-to-traffic delays
 #   ./bench/run.sh -mode tls         HTTPS and handshakes vs nginx, writes bench/results/tls.md
+#   ./bench/run.sh -mode cluster     cluster rate limit over 3 then 2 replicas, writes bench/results/cluster.md
+#   ./bench/run.sh -mode aggregate   an aggregate of three calls vs the three proxied, writes bench/results/aggregate.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$(scripts/install-consul.sh | tail -n1):$PATH"

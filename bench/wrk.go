@@ -38,14 +38,27 @@ func runWrk(name, url string, pid int, cpu string, conns int, d time.Duration) r
 
 // runWrkWith is runWrk with extra wrk arguments (headers).
 func runWrkWith(name, url string, pid int, cpu string, conns int, d time.Duration, extra ...string) result {
+	return runWrkAround(name, url, pid, cpu, conns, d, nil, nil, extra...)
+}
+
+// runWrkAround is runWrkWith calling begin just before the measured load
+// (after the warm-up) and end just after it; nil: nothing. The proxy
+// benchmark takes its CPU profiles between the two.
+func runWrkAround(name, url string, pid int, cpu string, conns int, d time.Duration, begin, end func(), extra ...string) result {
 	// Warm up pools and the JIT-less but cache-hungry Go runtime first.
 	warm := append([]string{"-c", cpu, "wrk", "-t1", fmt.Sprintf("-c%d", conns), "-d2s"}, extra...)
 	_, _ = exec.Command("taskset", append(warm, url)...).CombinedOutput()
 	r := result{name: name, rssIdle: rssMB(pid)}
+	if begin != nil {
+		begin()
+	}
 	before := cpuTicks(pid)
 	args := append([]string{"-c", cpu, "wrk", "-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", int(d.Seconds())), "--latency"}, extra...)
 	out, err := exec.Command("taskset", append(args, url)...).CombinedOutput()
 	after := cpuTicks(pid)
+	if end != nil {
+		end()
+	}
 	r.rssLoad = rssMB(pid)
 	if err != nil {
 		fail("wrk %s: %v\n%s", name, err, out)

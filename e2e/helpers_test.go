@@ -35,7 +35,7 @@ const routesPrefix = "gateway/routes/"
 // startConsul starts a real dev-mode agent for one test.
 func startConsul(t *testing.T) (*api.Client, string) {
 	t.Helper()
-	srv := consultest.StartDev(t)
+	srv := consultest.Start(t)
 	return consulClient(t, srv.HTTPAddr), srv.HTTPAddr
 }
 

@@ -5,6 +5,7 @@ import (
 
 	"github.com/gatewayco/gateway/gateway/aggregate"
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/policy"
 	"github.com/gatewayco/gateway/registry"
 )
 
@@ -41,7 +42,10 @@ func (b *tableBuilder) aggregate(ac config.Aggregate, instances func(registry.Se
 		calls = append(calls, call)
 	}
 	d := b.deps
-	ag := aggregate.New(ac, calls, aggregate.Deps{Logger: d.logger.Named("aggregate"), Metrics: d.metrics, Trusted: d.env.trusted, Budget: d.aggBudget})
+	ag := aggregate.New(ac, calls, aggregate.Deps{Logger: d.logger.Named("aggregate"), Metrics: d.metrics, Trusted: d.env.trusted, Budget: d.aggBudget,
+		Cache: d.aggCache, HedgeBudget: func(call string) *policy.RetryBudget {
+			return b.states.hedges.get(stateKey{ac.Name + "/" + call, ""}, func() *policy.RetryBudget { return aggregate.NewHedgeBudget(d.env.now) })
+		}})
 	authUp := b.authUpstream(ac.Policy.ForwardAuth, aggregateBalancer(&ac), passingOnly(instances, panics))
 	return &Aggregate{Aggregate: ag, handler: named(ac.Name, d.metrics.Route(ac.Name), b.admission(ac.Name, &ac.Policy, authUp, ag))}
 }

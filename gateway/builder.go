@@ -23,7 +23,7 @@ import (
 // deps is everything a table builder takes from its Gateway, settled once
 // by New: what tables are built with, never the Gateway itself.
 type deps struct {
-	proxy     *upstream.Proxy   // the ReverseProxy every route's handler ends in
+	proxy     *upstream.Proxy   // the forwarding every route's handler ends in
 	transport http.RoundTripper // shared by every upstream speaking HTTP/1.1
 	// maxIdle and dial tune the h2c and https transports; see ProxyOptions.
 	maxIdle int
@@ -37,6 +37,8 @@ type deps struct {
 	outlierEjection time.Duration
 	// aggBudget bounds what every aggregate buffers at once.
 	aggBudget *aggregate.Budget
+	// aggCache keeps the answers of every aggregate's cached calls.
+	aggCache *aggregate.Cache
 	// mirrorShared bounds the mirror copies of every route in flight at
 	// once (upstream.MaxMirrorsInFlight).
 	mirrorShared *upstream.MirrorSlots

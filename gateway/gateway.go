@@ -88,6 +88,11 @@ type Options struct {
 	// Mesh is the Connect side (registry.Connect) for connect = true
 	// routes; nil (no -connect) makes such routes answer 502.
 	Mesh Mesh
+	// Replicas is how many gateways share a rate_limit with scope =
+	// "cluster" (registry.Peers.Count, with -register); read on every
+	// such request, so it must be cheap. Nil means this gateway alone:
+	// cluster limits then act as local ones, which the log says.
+	Replicas func() int
 }
 
 // ProxyOptions tune the upstream side. The zero value is usable.
@@ -126,9 +131,10 @@ func newDeps(opts Options, logger hclog.Logger, now func() time.Time) *deps {
 		maxIdle: opts.Proxy.MaxIdleConnsPerHost, dial: opts.Proxy.DialTimeout,
 		outlierFailures: opts.Proxy.OutlierFailures, outlierEjection: opts.Proxy.OutlierEjection,
 		proxy:     upstream.NewProxy(proxyLogger, opts.TrustedProxies).WithTunnels(tunnels),
-		env:       policyEnv{trusted: opts.TrustedProxies, now: now, logger: logger.Named("policy"), getenv: os.Getenv, httpsPort: opts.HTTPSPort},
+		env:       policyEnv{trusted: opts.TrustedProxies, now: now, logger: logger.Named("policy"), getenv: os.Getenv, httpsPort: opts.HTTPSPort, replicas: opts.Replicas},
 		aggBudget: aggregate.NewBudget(opts.AggregateMaxBytes), mirrorShared: upstream.NewMirrorSlots(upstream.MaxMirrorsInFlight)}
 	d.mirrorSample = opts.Proxy.MirrorSample
+	d.aggCache = aggregate.NewCache(0, 0, now)
 	if d.mesh = opts.Mesh; d.mesh != nil {
 		d.meshMetrics = opts.Metrics.Connect()
 	}

@@ -29,6 +29,8 @@ type policyEnv struct {
 	jwksClient *http.Client
 	// httpsPort is where https_only redirects point (Options.HTTPSPort).
 	httpsPort string
+	// replicas shares cluster-scoped rate limits (Options.Replicas).
+	replicas func() int
 }
 
 // stateKey names one piece of per-route policy state: the route (or
@@ -76,6 +78,7 @@ type policyStates struct {
 	jwks      keep[*policy.JWKS] // by jwks_url, shared by every route naming it
 	splits    splitStates        // see split.go
 	mirrors   keep[*upstream.MirrorSlots]
+	hedges    keep[*policy.RetryBudget] // by "aggregate/call"
 }
 
 func (s *policyStates) swap() {
@@ -86,6 +89,7 @@ func (s *policyStates) swap() {
 	s.jwks.swap()
 	s.splits.swap()
 	s.mirrors.swap()
+	s.hedges.swap()
 }
 
 func (s *policyStates) discard() {
@@ -96,6 +100,7 @@ func (s *policyStates) discard() {
 	s.jwks.discard()
 	s.splits.discard()
 	s.mirrors.discard()
+	s.hedges.discard()
 }
 
 // protection is the retries and circuit breaker pol asks for on the
@@ -133,7 +138,14 @@ func (b *tableBuilder) admission(name string, pol *config.Policy, authUp *upstre
 	var limit func(http.Handler) http.Handler
 	if rl := pol.RateLimit; rl != nil {
 		lim := b.states.limiters.get(stateKey{name, rl.Fingerprint()}, func() *policy.Limiter {
-			return policy.NewLimiter(rl.RequestsPerSecond, rl.Burst, policy.LimiterOptions{Now: env.now})
+			opts := policy.LimiterOptions{Now: env.now}
+			if rl.Cluster {
+				opts.Replicas = env.replicas
+				if env.replicas == nil {
+					env.logger.Warn(`rate_limit scope = "cluster" without -register: this gateway knows no replicas, so it enforces the whole limit alone`, "route", name)
+				}
+			}
+			return policy.NewLimiter(rl.RequestsPerSecond, rl.Burst, opts)
 		})
 		limit = func(next http.Handler) http.Handler {
 			return policy.RateLimited(name, rl, lim, env.trusted, b.deps.metrics, next)

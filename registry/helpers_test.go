@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
-	"github.com/hashicorp/consul/sdk/testutil"
 	"github.com/hashicorp/go-hclog"
 	"go.uber.org/goleak"
 
@@ -27,13 +26,11 @@ func verifyNoLeaks(t *testing.T) {
 	})
 }
 
-// startConsul starts a real Consul server with sdk/testutil, or skips/fails
-// per consultest.RequireBinary when the binary is missing. testutil gives the
-// agent only two seconds to open its API, which a loaded CI machine can miss,
-// so a failed start is retried (on fresh ports) as Consul's own tests do.
-func startConsul(t *testing.T) *testutil.TestServer {
+// startConsul starts a real Consul server for one test, or skips/fails per
+// consultest.RequireBinary when the binary is missing.
+func startConsul(t *testing.T) *consultest.Agent {
 	t.Helper()
-	return consultest.StartDev(t)
+	return consultest.Start(t)
 }
 
 // testClient returns a client for addr whose idle connections are closed when

@@ -45,6 +45,12 @@ type Aggregate struct {
 	metrics *metrics.Metrics // nil when metrics are off
 	trusted []netip.Prefix   // proxies whose X-Forwarded-* are believed
 	budget  *Budget          // gateway-wide bound on buffered bodies
+
+	// Execution (plan.go): the order calls start in, whether any waits
+	// for another, and the call forwarding the client's body (-1: none).
+	order     []int
+	sequenced bool
+	bodyCall  int
 }
 
 // Deps is what every aggregate of a gateway is built with.
@@ -57,16 +63,49 @@ type Deps struct {
 	Trusted []netip.Prefix
 	// Budget bounds what all aggregates buffer at once; required.
 	Budget *Budget
+
+	// Cache keeps the answers of calls with cache = true; nil caches none.
+	Cache *Cache
+	// HedgeBudget returns the hedge budget (NewHedgeBudget) of the named
+	// call, kept across tables; nil hedges no call.
+	HedgeBudget func(call string) *policy.RetryBudget
+	// AfterFunc is the hedge timer; nil means time.AfterFunc.
+	AfterFunc func(d time.Duration, f func()) (stop func() bool)
 }
 
 // New returns the aggregate of cfg making calls, which must be in cfg's
-// declaration order.
+// declaration order. It panics on calls waiting for each other in a cycle
+// or for an unknown call, which validation refuses.
 func New(cfg config.Aggregate, calls []*Call, d Deps) *Aggregate {
 	logger := d.Logger
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return &Aggregate{Config: cfg, Calls: calls, logger: logger, metrics: d.Metrics, trusted: d.Trusted, budget: d.Budget}
+	order, err := plan(calls)
+	if err != nil {
+		panic(err)
+	}
+	ag := &Aggregate{Config: cfg, Calls: calls, logger: logger, metrics: d.Metrics, trusted: d.Trusted, budget: d.Budget,
+		order: order, bodyCall: -1}
+	after := afterFunc(d.AfterFunc)
+	if after == nil {
+		after = realAfterFunc
+	}
+	for i, c := range calls {
+		ag.sequenced = ag.sequenced || len(c.deps) > 0
+		if c.Config.Body == config.BodyClient {
+			ag.bodyCall = i
+		}
+		c.counters = d.Metrics.AggregateCallCounters(cfg.Name, c.Config.Name)
+		if c.Config.Cache {
+			c.cache = d.Cache
+		}
+		// A hedge goes to another instance, so a call with one has none.
+		if c.Config.HedgeAfter > 0 && d.HedgeBudget != nil && len(c.Instances) > 1 {
+			c.hedges, c.after = d.HedgeBudget(c.Config.Name), after
+		}
+	}
+	return ag
 }
 
 // Call is one call of an Aggregate with the instances it had when the
@@ -85,6 +124,15 @@ type Call struct {
 	up    *upstream.Upstream
 	parts []config.PathPart
 	name  []byte // the call name as a JSON string, member key of the merged body
+
+	// Execution (plan.go, cache.go, hedge.go).
+	method   string
+	refs     []*ref // aligned with parts; nil when no part names an answer's value
+	deps     []int  // the calls this one waits for, by index
+	cache    *Cache // nil: answers are not cached
+	hedges   *policy.RetryBudget
+	after    afterFunc // the hedge timer; set with hedges
+	counters metrics.CallCounters
 }
 
 // NewCall returns the call of cfg, sent through up to the service's
@@ -97,7 +145,11 @@ func NewCall(cfg config.Call, service registry.ServiceKey, insts []registry.Inst
 		return nil, err
 	}
 	name, _ := json.Marshal(cfg.Name)
-	return &Call{Config: cfg, Service: service, Instances: insts, Panic: panic, up: up, parts: parts, name: name}, nil
+	c := &Call{Config: cfg, Service: service, Instances: insts, Panic: panic, up: up, parts: parts, name: name, method: cfg.CallMethod()}
+	if refs, any := parseRefs(parts, cfg.After); any {
+		c.refs = refs
+	}
+	return c, nil
 }
 
 // InstanceStates lists the call's instances, in Instances order, with the
@@ -168,7 +220,7 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	vars, query := mux.Vars(r), r.URL.Query()
 	targets := make([]string, len(ag.Calls))
 	for i, c := range ag.Calls {
-		t, err := c.target(vars, query)
+		t, err := c.target(vars, query, nil)
 		if err != nil {
 			exchange.WriteError(w, http.StatusBadRequest, err.Error(), name)
 			return
@@ -190,12 +242,34 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Everything the calls buffer is held until the answer is written.
 	hold := ag.budget.hold()
 	defer hold.close()
+	var body []byte
+	bodyHeader := header
+	if ag.bodyCall >= 0 {
+		var ok bool
+		if body, ok = ag.clientBody(ctx, w, r, hold); !ok {
+			return
+		}
+		if ct := r.Header.Get("Content-Type"); ct != "" {
+			bodyHeader = header.Clone()
+			bodyHeader.Set("Content-Type", ct)
+		}
+	}
 	results := make([]callResult, len(ag.Calls))
+	var ans *answers
+	if ag.sequenced {
+		ans = newAnswers(results)
+	}
 	failed := -1 // index of the required call that failed the request
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(ag.Config.MaxConcurrency)
-	for i, c := range ag.Calls {
+	for _, i := range ag.order {
+		c := ag.Calls[i]
 		g.Go(func() error {
+			if ans != nil {
+				// Set results[i] before this, on every path: dependents
+				// read it once done is closed.
+				defer close(ans.done[i])
+			}
 			if err := gctx.Err(); err != nil {
 				// A required call already failed, the client left or the
 				// deadline passed while this one waited for a slot. A
@@ -206,7 +280,13 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				}
 				return nil
 			}
-			results[i] = c.traced(gctx, name, targets[i], header, ag.Config.MaxResponseBytes, hold)
+			if target, res, ok := ag.prepare(gctx, c, targets[i], vars, query, ans); !ok {
+				results[i] = res
+			} else if i == ag.bodyCall {
+				results[i] = c.traced(gctx, name, target, bodyHeader, body, ag.Config.MaxResponseBytes, hold)
+			} else {
+				results[i] = c.traced(gctx, name, target, header, nil, ag.Config.MaxResponseBytes, hold)
+			}
 			if results[i].memory {
 				// Stop the other calls at once: their bodies could not
 				// be merged into an answer anyway.
@@ -261,15 +341,27 @@ func (ag *Aggregate) writeMemoryLimit(w http.ResponseWriter) {
 // target fills the call's path template. Path values are escaped as one
 // segment and query values as one component, so a value can never add
 // segments, parameters or a fragment.
-func (c *Call) target(vars map[string]string, query url.Values) (string, error) {
+//
+// A value from another call's answer ({user.account_id}) is escaped the
+// same way; ans holds the answers, nil to check the request's values alone
+// before any call is made (such values then read as "0").
+func (c *Call) target(vars map[string]string, query url.Values, ans *answers) (string, error) {
 	var b strings.Builder
-	for _, p := range c.parts {
+	for k, p := range c.parts {
 		if p.Var == "" {
 			b.WriteString(p.Literal)
 			continue
 		}
 		var v string
-		if q, ok := strings.CutPrefix(p.Var, "query."); ok {
+		if r := c.refAt(k); r != nil {
+			v = "0"
+			if ans != nil {
+				var err error
+				if v, err = ans.value(r); err != nil {
+					return "", err
+				}
+			}
+		} else if q, ok := strings.CutPrefix(p.Var, "query."); ok {
 			v = query.Get(q)
 		} else {
 			v = vars[p.Var]
@@ -326,7 +418,10 @@ func (ag *Aggregate) outgoingHeader(r *http.Request) http.Header {
 
 // do makes one call and classifies the outcome. A successful body stays
 // reserved in hold; any other is given back at once.
-func (c *Call) do(ctx context.Context, target string, header http.Header, limit int64, hold *share) callResult {
+//
+// body, when not nil, is sent as the request body (the client's). A
+// cached answer, when the call has one fresh, is returned without a call.
+func (c *Call) do(ctx context.Context, target string, header http.Header, body []byte, limit int64, hold *share) callResult {
 	if c.Config.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.Config.Timeout)
@@ -337,9 +432,17 @@ func (c *Call) do(ctx context.Context, target string, header http.Header, limit 
 		return failure(KindSystem, http.StatusBadGateway, "invalid call target")
 	}
 	u.Scheme = "http"
-	req := (&http.Request{Method: http.MethodGet, URL: u, Header: header.Clone(),
+	req := (&http.Request{Method: c.method, URL: u, Header: header.Clone(),
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}).WithContext(ctx)
-	resp, err := c.up.RoundTrip(req)
+	if body != nil {
+		withBody(req, body)
+	}
+	key, cached := c.cached(target, req.Header)
+	if cached != nil {
+		return callResult{body: cached}
+	}
+	resp, done, err := c.roundTrip(req)
+	defer done()
 	if err != nil {
 		return transportFailure(ctx, err)
 	}
@@ -358,7 +461,8 @@ func (c *Call) do(ctx context.Context, target string, header http.Header, limit 
 		}
 	}()
 	switch s := resp.StatusCode; {
-	case s == http.StatusNoContent:
+	case s == http.StatusNoContent, s >= 200 && s < 300 && len(body) == 0 && c.method != http.MethodGet:
+		// A write may answer 201 or 200 without a body.
 		return callResult{body: []byte("null")}
 	case s >= 200 && s < 300:
 		// JSON must be UTF-8 (RFC 8259); json.Valid does not check it, and
@@ -369,7 +473,11 @@ func (c *Call) do(ctx context.Context, target string, header http.Header, limit 
 		kept = true
 		// Encoders end bodies with a newline; inside the merged object it
 		// would only be noise.
-		return callResult{body: bytes.TrimSpace(body)}
+		body = bytes.TrimSpace(body)
+		if key != "" {
+			c.cache.put(key, req, resp, body)
+		}
+		return callResult{body: body}
 	case s >= 400 && s < 500:
 		return failure(KindBusiness, s, "upstream answered "+resp.Status)
 	default:

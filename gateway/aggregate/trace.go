@@ -12,13 +12,13 @@ import (
 
 // traced is do inside one span per call, named aggregate/call, whose
 // attempts (retries included) are its children.
-func (c *Call) traced(ctx context.Context, aggregate, target string, header http.Header, limit int64, hold *share) callResult {
+func (c *Call) traced(ctx context.Context, aggregate, target string, header http.Header, body []byte, limit int64, hold *share) callResult {
 	if !tracing.On() {
-		return c.do(ctx, target, header, limit, hold)
+		return c.do(ctx, target, header, body, limit, hold)
 	}
 	ctx, span := tracing.Start(ctx, aggregate+"/"+c.Config.Name, tracing.KeyRoute.String(aggregate),
 		tracing.KeyCall.String(c.Config.Name), tracing.KeyService.String(c.Service.Name))
-	res := c.do(ctx, target, header, limit, hold)
+	res := c.do(ctx, target, header, body, limit, hold)
 	if res.err.Kind != "" || res.memory {
 		kind := res.err.Kind
 		if res.memory {

@@ -79,6 +79,24 @@ type Call struct {
 	Policy Policy
 	// Pos is where the call block starts.
 	Pos Pos
+
+	// How the call is made (callplan.go).
+
+	// After names the calls this one waits for; its path may then use
+	// their answers' values as {call.field}. Empty: it starts at once.
+	After []string
+	// Method is the call's upper-case method; empty means GET (see
+	// CallMethod).
+	Method string
+	// Body is BodyClient to forward the client's request body; empty
+	// sends none.
+	Body string
+	// Cache lets the call's answers be reused for as long as their
+	// Cache-Control allows a shared cache to.
+	Cache bool
+	// HedgeAfter sends a second copy of the call to another instance
+	// when the first has not answered within it; zero: never.
+	HedgeAfter time.Duration
 }
 
 // DefaultMaxResponseBytes is the per-call body bound when none is set.
@@ -108,8 +126,9 @@ type aggregateSrc struct {
 }
 
 type callSrc struct {
-	block *hcl.Block
-	attrs *attrs
+	block    *hcl.Block
+	attrs    *attrs
+	afterPos []Pos // where each After name is written
 }
 
 func decodeAggregate(p *problems, b *hcl.Block) *aggregateSrc {
@@ -139,8 +158,9 @@ func decodeAggregate(p *problems, b *hcl.Block) *aggregateSrc {
 			Required: ca.boolean(attrRequired), Timeout: ca.duration(attrTimeout),
 		}
 		decodeUpstreamPolicy(p, cblocks, ca, &call.Policy, &ag.Policy)
+		afterPos := decodeCallExecution(ca, &call)
 		ag.Calls = append(ag.Calls, call)
-		ag.calls = append(ag.calls, &callSrc{block: cb, attrs: ca})
+		ag.calls = append(ag.calls, &callSrc{block: cb, attrs: ca, afterPos: afterPos})
 	}
 	return ag
 }
@@ -209,6 +229,7 @@ func validateAggregate(p *problems, ag *aggregateSrc) {
 			seen[c.Name] = c.Pos
 		}
 	}
+	validatePlan(p, ag)
 	ag.valid = p.clean(ag.mark)
 }
 
@@ -236,8 +257,9 @@ func validateCall(p *problems, ag *aggregateSrc, c *Call, src *callSrc, vars map
 	case !a.has(attrPath):
 		p.addf(c.Pos, "%s %q: missing required attribute %q", callSpec.typ, c.Name, attrPath)
 	case a.ok(attrPath):
-		checkCallPath(p, a, c.Path, vars)
+		checkCallPath(p, ag, a, c.Path, vars)
 	}
+	validateCallExecution(p, ag, c, src)
 	if a.ok(attrTimeout) && ag.Timeout > 0 && c.Timeout > ag.Timeout {
 		p.addf(a.pos(attrTimeout), "%s %v exceeds the %s's %s %v", callSpec.ref(attrTimeout), c.Timeout, aggregateSpec.typ, attrTimeout, ag.Timeout)
 	}
@@ -245,7 +267,7 @@ func validateCall(p *problems, ag *aggregateSrc, c *Call, src *callSrc, vars map
 
 // checkCallPath requires an absolute path whose placeholders are all
 // known, so a typo fails at push time instead of producing "/users/{idd}".
-func checkCallPath(p *problems, a *attrs, path string, vars map[string]bool) {
+func checkCallPath(p *problems, ag *aggregateSrc, a *attrs, path string, vars map[string]bool) {
 	at := a.pos(attrPath)
 	if !strings.HasPrefix(path, "/") {
 		p.addf(at, "%s must start with \"/\", got %q", attrPath, path)
@@ -261,6 +283,10 @@ func checkCallPath(p *problems, a *attrs, path string, vars map[string]bool) {
 			if q == "" {
 				p.addf(at, "%s: placeholder {%s} names no query parameter", attrPath, n)
 			}
+			continue
+		}
+		if _, _, ok := ag.callRef(n); ok {
+			// A value from another call's answer; validatePlan checks it.
 			continue
 		}
 		if vars != nil && !vars[n] {

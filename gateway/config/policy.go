@@ -57,7 +57,20 @@ type RateLimit struct {
 	// KeyName is the header name (canonical form) or claim name; empty for
 	// "ip".
 	KeyName string
+	// Cluster is true for scope = "cluster": RequestsPerSecond and Burst
+	// are the fleet's, and each replica enforces its share of them, the
+	// limit divided by the passing replicas Consul reports (see the
+	// README, "Cluster rate limits", for the model and its error bounds).
+	// False, the default scope "local", means every replica enforces the
+	// whole limit on its own.
+	Cluster bool
 }
+
+// Rate-limit scopes, as written in `scope`.
+const (
+	RateScopeLocal   = "local"
+	RateScopeCluster = "cluster"
+)
 
 // JWT verifies a bearer token on every request. Exactly one key source is
 // set: SecretEnv for HS* algorithms, PublicKeyFile or JWKSURL otherwise.

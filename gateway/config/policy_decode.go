@@ -149,6 +149,13 @@ func decodeRateLimit(p *problems, b *hcl.Block) (*RateLimit, Pos) {
 	default:
 		p.addf(a.pos(attrKey), `%s %q: want "ip", "header:NAME", "jwt:CLAIM" or "auth_header:NAME"`, rateLimitSpec.ref(attrKey), rl.Key)
 	}
+	switch scope := a.str(attrScope); {
+	case !a.ok(attrScope) || scope == RateScopeLocal:
+	case scope == RateScopeCluster:
+		rl.Cluster = true
+	default:
+		p.addf(a.pos(attrScope), `%s %q: want %q or %q`, rateLimitSpec.ref(attrScope), scope, RateScopeLocal, RateScopeCluster)
+	}
 	return rl, a.pos(attrKey)
 }
 

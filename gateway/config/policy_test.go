@@ -99,6 +99,18 @@ func TestPolicyFingerprintDetectsChanges(t *testing.T) {
 	if b := parse(`  rate_limit { requests_per_second = 6 }`); a.Equal(b) || a.RateLimit.Fingerprint() == b.RateLimit.Fingerprint() {
 		t.Errorf("changed rate is not detected: %s", b.Fingerprint())
 	}
+	if b := parse(`  rate_limit {
+    requests_per_second = 5
+    scope = "cluster"
+  }`); a.Equal(b) || !b.RateLimit.Cluster {
+		t.Errorf("scope = \"cluster\" is not detected: %s", b.Fingerprint())
+	}
+	if b := parse(`  rate_limit {
+    requests_per_second = 5
+    scope = "local"
+  }`); !a.Equal(b) {
+		t.Errorf("scope = \"local\" differs from the default: %s", b.Fingerprint())
+	}
 	if (config.Policy{}).Equal(a) {
 		t.Error("no policy equals a rate-limited one")
 	}
@@ -139,6 +151,8 @@ func TestParsePolicyErrors(t *testing.T) {
 			[]string{`k:4:38: requests_per_second must be positive`}},
 		{"bad burst", with(`  rate_limit {`, `    requests_per_second = 1`, `    burst = 0`, `  }`),
 			[]string{`k:6:13: burst must be at least 1`}},
+		{"bad scope", with(`  rate_limit {`, `    requests_per_second = 1`, `    scope = "global"`, `  }`),
+			[]string{`k:6:13: rate_limit scope "global": want "local" or "cluster"`}},
 		{"bad key", with(`  rate_limit {`, `    requests_per_second = 1`, `    key = "cookie:x"`, `  }`),
 			[]string{`k:6:11: rate_limit key "cookie:x"`}},
 		{"jwt key without jwt", with(`  rate_limit {`, `    requests_per_second = 1`, `    key = "jwt:sub"`, `  }`),

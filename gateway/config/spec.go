@@ -77,10 +77,20 @@ var (
 	// call.
 	attrRequired = attr{"required"}
 
+	// call: execution (sequence, writes, caching, hedging); see callplan.go.
+	attrAfter      = attr{"after"}
+	attrCallMethod = attr{"method"}
+	attrCallBody   = attr{"body"}
+	attrCache      = attr{"cache"}
+	attrHedgeAfter = attr{"hedge_after"}
+
 	// rate_limit.
 	attrRequestsPerSecond = attr{"requests_per_second"}
 	attrBurst             = attr{"burst"}
 	attrKey               = attr{"key"}
+	// rate_limit: "local" (per replica) or "cluster" (shared by the
+	// gateways registered under one -service-name).
+	attrScope = attr{"scope"}
 
 	// jwt.
 	attrAlgorithms    = attr{"algorithms"}
@@ -206,6 +216,12 @@ var (
 		attrs:  []attr{attrRetries, attrRetryNonIdempotent},
 		blocks: []*blockSpec{circuitBreakerSpec},
 	}
+
+	// callExecution is how a call is made (order, method, body, cache,
+	// hedging); decodeCallExecution reads it.
+	callExecution = part{
+		attrs: []attr{attrAfter, attrCallMethod, attrCallBody, attrCache, attrHedgeAfter},
+	}
 )
 
 // Block specs. Go initialises them in dependency order, so a spec is
@@ -245,12 +261,12 @@ var (
 	callSpec = declare(&blockSpec{
 		typ: "call", labels: labelName,
 		attrs: []attr{attrService, attrTag, attrPath, attrRequired, attrTimeout},
-		parts: []part{upstreamPolicy},
+		parts: []part{upstreamPolicy, callExecution},
 	})
 
 	rateLimitSpec = declare(&blockSpec{
 		typ:   "rate_limit",
-		attrs: []attr{attrRequestsPerSecond, attrBurst, attrKey},
+		attrs: []attr{attrRequestsPerSecond, attrBurst, attrKey, attrScope},
 	})
 
 	jwtSpec = declare(&blockSpec{

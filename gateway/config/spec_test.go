@@ -36,6 +36,7 @@ var everyAttribute = strings.Join([]string{
 	`    requests_per_second = 2.5`,
 	`    burst               = 7`,
 	`    key                 = "jwt:sub"`,
+	`    scope               = "cluster"`,
 	`  }`,
 	`  jwt {`,
 	`    algorithms     = ["RS256"]`,
@@ -180,6 +181,22 @@ var everyAttribute = strings.Join([]string{
 	`  service = "meshs"`,
 	`  connect = true`,
 	`}`,
+	`aggregate "agg3" {`,
+	`  path = "/e"`,
+	`  call "w" {`,
+	`    service = "ws"`,
+	`    path    = "/w"`,
+	`    method  = "post"`,
+	`    body    = "client"`,
+	`  }`,
+	`  call "g" {`,
+	`    service     = "gs"`,
+	`    path        = "/g/{w.id}"`,
+	`    after       = "w"`,
+	`    cache       = true`,
+	`    hedge_after = "50ms"`,
+	`  }`,
+	`}`,
 }, "\n") + "\n"
 
 // walkSpecs calls f for every block spec reachable from the document's,
@@ -265,7 +282,7 @@ func TestSpecEveryAttributeRead(t *testing.T) {
 			Service: "ps", Tag: "pt", StripPrefix: "/p", Balancer: "random", AllowWarning: true, Timeout: time.Second, ACME: true, IdleTimeout: time.Minute,
 			Policy: Policy{
 				Retries: 1, RetryNonIdempotent: true,
-				RateLimit: &RateLimit{RequestsPerSecond: 2.5, Burst: 7, Key: "jwt:sub", KeyKind: RateKeyJWT, KeyName: "sub"},
+				RateLimit: &RateLimit{RequestsPerSecond: 2.5, Burst: 7, Key: "jwt:sub", KeyKind: RateKeyJWT, KeyName: "sub", Cluster: true},
 				JWT: &JWT{Algorithms: []string{"RS256"}, JWKSURL: "https://auth.example.com/jwks",
 					Issuer: "iss", Audience: "aud", ForwardClaims: map[string]string{"sub": "X-Sub"}},
 				CircuitBreaker: &CircuitBreaker{FailureRatio: 0.5, MinRequests: 3, OpenTimeout: 2 * time.Second, ServeStale: false,
@@ -273,42 +290,42 @@ func TestSpecEveryAttributeRead(t *testing.T) {
 			},
 		},
 		{
-			Name: "hmac", SourceKey: "k", Pos: pos(40, 1), Path: "/q/{id}", Service: "qs", Balancer: "round_robin",
+			Name: "hmac", SourceKey: "k", Pos: pos(41, 1), Path: "/q/{id}", Service: "qs", Balancer: "round_robin",
 			Policy: Policy{JWT: &JWT{Algorithms: []string{"HS256"}, SecretEnv: "Q_SECRET"}},
 		},
 		{
-			Name: "pem", SourceKey: "k", Pos: pos(48, 1), Path: "/r", Service: "rs", Balancer: "round_robin",
+			Name: "pem", SourceKey: "k", Pos: pos(49, 1), Path: "/r", Service: "rs", Balancer: "round_robin",
 			Policy: Policy{JWT: &JWT{Algorithms: []string{"ES256"}, PublicKeyFile: "/keys/r.pem"}},
 		},
 		{
-			Name: "fa", SourceKey: "k", Pos: pos(56, 1), Path: "/s", Service: "ss", Balancer: "round_robin",
+			Name: "fa", SourceKey: "k", Pos: pos(57, 1), Path: "/s", Service: "ss", Balancer: "round_robin",
 			Policy: Policy{ForwardAuth: &ForwardAuth{Service: "auth", Path: "/verify", CopyHeaders: []string{"X-User"}, Timeout: 3 * time.Second}},
 		},
 		{
-			Name: "tls", SourceKey: "k", Pos: pos(113, 1), Path: "/t", Service: "ts", Balancer: "round_robin",
+			Name: "tls", SourceKey: "k", Pos: pos(114, 1), Path: "/t", Service: "ts", Balancer: "round_robin",
 			HTTPSOnly: true, HSTSMaxAge: 24 * time.Hour,
-			Protocol: ProtocolHTTPS, UpstreamTLS: &UpstreamTLS{CAFile: "/ca/t.pem", ServerName: "t.internal", Pos: pos(119, 3)},
-			Sticky:  &Sticky{Cookie: "gw_s", MaxAge: time.Hour, Path: "/t", SameSite: SameSiteStrict, Pos: pos(123, 3)},
-			Mirrors: []Mirror{{Service: "ms", Tag: "mt", Percent: 12.5, MaxConcurrency: 3, Pos: pos(129, 3)}},
+			Protocol: ProtocolHTTPS, UpstreamTLS: &UpstreamTLS{CAFile: "/ca/t.pem", ServerName: "t.internal", Pos: pos(120, 3)},
+			Sticky:  &Sticky{Cookie: "gw_s", MaxAge: time.Hour, Path: "/t", SameSite: SameSiteStrict, Pos: pos(124, 3)},
+			Mirrors: []Mirror{{Service: "ms", Tag: "mt", Percent: 12.5, MaxConcurrency: 3, Pos: pos(130, 3)}},
 		},
 		{
-			Name: "canary", SourceKey: "k", Pos: pos(136, 1), Path: "/u", Balancer: "round_robin",
+			Name: "canary", SourceKey: "k", Pos: pos(137, 1), Path: "/u", Balancer: "round_robin",
 			Splits: []Split{
-				{Service: "us", Tag: "v1", Weight: 95, Pos: pos(138, 3)},
-				{Service: "us", Tag: "v2", Weight: 5, Pos: pos(143, 3),
+				{Service: "us", Tag: "v1", Weight: 95, Pos: pos(139, 3)},
+				{Service: "us", Tag: "v2", Weight: 5, Pos: pos(144, 3),
 					WhenHeader: map[string]string{"X-Canary": "1"}, WhenCookie: map[string]string{"canary": "yes"}},
 			},
 		},
 		{
-			Name: "dc", SourceKey: "k", Pos: pos(151, 1), Path: "/dc", Service: "dcs", Balancer: "round_robin",
-			Datacenter: "dc2", Failover: &Failover{Datacenters: []string{"dc3", "dc1"}, Pos: pos(155, 3)},
+			Name: "dc", SourceKey: "k", Pos: pos(152, 1), Path: "/dc", Service: "dcs", Balancer: "round_robin",
+			Datacenter: "dc2", Failover: &Failover{Datacenters: []string{"dc3", "dc1"}, Pos: pos(156, 3)},
 		},
 		{
-			Name: "mesh", SourceKey: "k", Pos: pos(159, 1), Path: "/mesh", Service: "meshs", Balancer: "round_robin", Connect: true,
+			Name: "mesh", SourceKey: "k", Pos: pos(160, 1), Path: "/mesh", Service: "meshs", Balancer: "round_robin", Connect: true,
 		},
 	}, Aggregates: []Aggregate{
 		{
-			Name: "agg", SourceKey: "k", Pos: pos(66, 1),
+			Name: "agg", SourceKey: "k", Pos: pos(67, 1),
 			Path: "/a/{id}", Methods: []string{"GET"}, Host: "a.example.com", Timeout: 4 * time.Second,
 			TimeoutStatus: 503, MaxConcurrency: 1, MaxResponseBytes: 1000, Balancer: "random", AllowWarning: true, ForwardHeaders: []string{"X-Tenant"},
 			Policy: Policy{
@@ -317,17 +334,25 @@ func TestSpecEveryAttributeRead(t *testing.T) {
 			},
 			Calls: []Call{{
 				Name: "c", Service: "cs", Tag: "ct", Path: "/c/{id}?q={query.q}", Required: true, Timeout: 2 * time.Second,
-				Pos: pos(86, 3),
+				Pos: pos(87, 3),
 				Policy: Policy{Retries: 2, RetryNonIdempotent: true, CircuitBreaker: &CircuitBreaker{
 					FailureRatio: 0.25, MinRequests: DefaultMinRequests, OpenTimeout: DefaultOpenTimeout,
 					Fallback: &Fallback{Status: 200, Body: "{}"}}},
 			}},
 		},
 		{
-			Name: "agg2", SourceKey: "k", Pos: pos(102, 1), Path: "/b",
+			Name: "agg2", SourceKey: "k", Pos: pos(103, 1), Path: "/b",
 			TimeoutStatus: DefaultTimeoutStatus, MaxConcurrency: 1, MaxResponseBytes: DefaultMaxResponseBytes, Balancer: "round_robin",
 			Policy: Policy{JWT: &JWT{Algorithms: []string{"HS512"}, SecretEnv: "B_SECRET"}},
-			Calls:  []Call{{Name: "d", Service: "ds", Path: "/d", Pos: pos(108, 3)}},
+			Calls:  []Call{{Name: "d", Service: "ds", Path: "/d", Pos: pos(109, 3)}},
+		},
+		{
+			Name: "agg3", SourceKey: "k", Pos: pos(165, 1), Path: "/e",
+			TimeoutStatus: DefaultTimeoutStatus, MaxConcurrency: 2, MaxResponseBytes: DefaultMaxResponseBytes, Balancer: "round_robin",
+			Calls: []Call{
+				{Name: "w", Service: "ws", Path: "/w", Pos: pos(167, 3), Method: "POST", Body: BodyClient},
+				{Name: "g", Service: "gs", Path: "/g/{w.id}", Pos: pos(173, 3), After: []string{"w"}, Cache: true, HedgeAfter: 50 * time.Millisecond},
+			},
 		},
 	}}
 	if !reflect.DeepEqual(d, want) {

@@ -83,9 +83,13 @@ func (b *clientBody) bound(ctx context.Context) {
 
 func (b *clientBody) Read(p []byte) (int, error) {
 	b.arm()
+	// Deferred, so a read failed by the deadline is recorded in failed
+	// before reading drops: Classify, racing this read's return, sees one
+	// or the other, never a gap with neither (which read as the
+	// upstream's timeout under load).
 	b.reading.Add(1)
+	defer b.reading.Add(-1)
 	n, err := b.rc.Read(p)
-	b.reading.Add(-1)
 	switch {
 	case err == nil:
 	case err == io.EOF:
@@ -229,10 +233,14 @@ func BodyError(req *http.Request, err error) error {
 		return be
 	}
 	if ex := From(req.Context()); ex != nil {
+		// reading is loaded before failed, the reverse of the order Read
+		// updates them in, so a read returning its timeout meanwhile is
+		// seen as waiting or as failed.
+		waiting := ex.body.reading.Load() > 0
 		if be := ex.body.failed.Load(); be != nil {
 			return be
 		}
-		if ex.body.reading.Load() > 0 && errors.Is(req.Context().Err(), context.DeadlineExceeded) {
+		if waiting && errors.Is(req.Context().Err(), context.DeadlineExceeded) {
 			return &clientBodyError{err: os.ErrDeadlineExceeded}
 		}
 	}

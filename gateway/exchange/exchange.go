@@ -44,8 +44,8 @@ type Exchange struct {
 	// Retries counts the attempts after the first one, on other
 	// instances.
 	Retries int
-	// Upstream is the matched route's upstream, which the shared
-	// ReverseProxy's transport hands the request to; nil until matched.
+	// Upstream is the matched route's upstream, which the proxy sends
+	// the request to; nil until matched.
 	Upstream http.RoundTripper
 	// Strip is the prefix the proxy removes from the path; empty for none.
 	Strip string
@@ -72,6 +72,12 @@ type Exchange struct {
 	// outgoing request, never to the inbound one, so a client naming them
 	// in Connection cannot have ReverseProxy strip them.
 	upHeader http.Header
+	// idValue is RequestID as the one-element value of the answer's
+	// X-Request-Id, so stamping it allocates nothing.
+	idValue [1]string
+	// ctx is the request's context carrying the exchange (NewContext),
+	// part of this one allocation instead of a context.WithValue.
+	ctx exchangeContext
 }
 
 // ErrHeaderValue rejects a value the gateway would set on an upstream
@@ -94,6 +100,12 @@ func (e *Exchange) SetUpstreamHeader(name string, values ...string) error {
 	e.upHeader[name] = values
 	return nil
 }
+
+// UpstreamHeaderFields is what auth recorded for the upstream request
+// (canonical names; nil when nothing), which ApplyUpstreamHeaders sets
+// before the request ID: for a forwarding path that builds the outgoing
+// header itself. The caller must not modify it.
+func (e *Exchange) UpstreamHeaderFields() http.Header { return e.upHeader }
 
 // UpstreamHeader returns the first value auth recorded for the upstream
 // header name (canonical form), or "".
@@ -130,7 +142,25 @@ type contextKey struct{}
 // exchange from what runs under ctx: an aggregate's concurrent calls must
 // not all write the one record.
 func NewContext(ctx context.Context, ex *Exchange) context.Context {
-	return context.WithValue(ctx, contextKey{}, ex)
+	if ex == nil || ex.ctx.ex != nil {
+		return context.WithValue(ctx, contextKey{}, ex)
+	}
+	ex.ctx = exchangeContext{Context: ctx, ex: ex}
+	return &ex.ctx
+}
+
+// exchangeContext is a context carrying an exchange: what
+// context.WithValue would make, inside the Exchange's own allocation.
+type exchangeContext struct {
+	context.Context
+	ex *Exchange
+}
+
+func (c *exchangeContext) Value(key any) any {
+	if key == (contextKey{}) {
+		return c.ex
+	}
+	return c.Context.Value(key)
 }
 
 // From returns the request's exchange, or nil outside the gateway.
@@ -148,7 +178,8 @@ func (e *Exchange) begin(code int) {
 	}
 	e.Status = code
 	if e.RequestID != "" {
-		e.ResponseWriter.Header().Set(HeaderRequestID, e.RequestID)
+		e.idValue[0] = e.RequestID
+		e.ResponseWriter.Header()[HeaderRequestID] = e.idValue[:1:1]
 	}
 }
 

@@ -87,10 +87,18 @@ func spoofKind(k string) int {
 // which sets them itself.
 func DropSpoofable(h http.Header, peerTrusted bool) {
 	for k := range h {
-		if kind := spoofKind(k); kind == rewriteHeader || kind == clientHeader && !peerTrusted {
+		if Spoofable(k, peerTrusted) {
 			delete(h, k)
 		}
 	}
+}
+
+// Spoofable reports whether DropSpoofable drops the header named k
+// (canonical form): for a forwarding path that copies a header field by
+// field rather than deleting from a copy.
+func Spoofable(k string, peerTrusted bool) bool {
+	kind := spoofKind(k)
+	return kind == rewriteHeader || kind == clientHeader && !peerTrusted
 }
 
 // ClientAddr is the client's IP: the connection's peer, unless the peer is

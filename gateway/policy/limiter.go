@@ -35,6 +35,9 @@ type Limiter struct {
 	burst int
 	idle  time.Duration
 	now   func() time.Time
+	// replicas is how many gateways share the limit (Replicas option);
+	// read on every Allow, so a change applies at once, bucket by bucket.
+	replicas func() int
 	// Keys are stored as a 128-bit digest under two random seeds, never as
 	// the string itself: a key is client input (a header value of up to
 	// the header limit), and the memory bound must hold per bucket too.
@@ -61,6 +64,8 @@ type bucket struct {
 	key  keyDigest
 	lim  *rate.Limiter
 	seen time.Time
+	// share is the replica count lim's rate and burst were last set for.
+	share int
 }
 
 // LimiterOptions tune a Limiter; the zero value is usable.
@@ -73,6 +78,14 @@ type LimiterOptions struct {
 	Idle time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Replicas, for a limit the whole fleet shares (scope = "cluster"), is
+	// how many gateways share it; each bucket then refills at rps/n and
+	// holds max(1, burst/n) tokens. Read on every Allow, so it must be
+	// cheap (an atomic load); values below 1 count as 1. A change reaches
+	// each bucket on its next request, keeping its tokens (capped at the
+	// new size), so a replica joining or leaving never resets a client.
+	// Nil means 1: the limit is this gateway's alone.
+	Replicas func() int
 }
 
 // DefaultMaxKeys bounds a Limiter's buckets; 100k buckets take about
@@ -83,9 +96,12 @@ const DefaultMaxKeys = 100_000
 // NewLimiter returns a limiter refilling rps tokens per second into
 // buckets of size burst.
 func NewLimiter(rps float64, burst int, opts LimiterOptions) *Limiter {
-	l := &Limiter{limit: rate.Limit(rps), burst: burst, idle: opts.Idle, now: opts.Now, seed: maphash.MakeSeed(), seed2: maphash.MakeSeed()}
+	l := &Limiter{limit: rate.Limit(rps), burst: burst, idle: opts.Idle, now: opts.Now, replicas: opts.Replicas, seed: maphash.MakeSeed(), seed2: maphash.MakeSeed()}
 	if l.now == nil {
 		l.now = time.Now
+	}
+	if l.replicas == nil {
+		l.replicas = func() int { return 1 }
 	}
 	if l.idle <= 0 {
 		l.idle = time.Duration(float64(burst)/rps*float64(time.Second)) + time.Minute
@@ -116,12 +132,18 @@ type Decision struct {
 // Allow takes one token from key's bucket.
 func (l *Limiter) Allow(key string) Decision {
 	now := l.now()
+	n := max(1, l.replicas())
 	k := keyDigest{maphash.String(l.seed, key), maphash.String(l.seed2, key)}
 	s := &l.shards[k[0]%limiterShards]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b := s.touch(k, now, l)
-	d := Decision{Limit: l.burst}
+	b := s.touch(k, now, n, l)
+	if b.share != n {
+		b.lim.SetLimitAt(now, l.limit/rate.Limit(n))
+		b.lim.SetBurstAt(now, l.shareBurst(n))
+		b.share = n
+	}
+	d := Decision{Limit: l.shareBurst(n)}
 	r := b.lim.ReserveN(now, 1)
 	if delay := r.DelayFrom(now); !r.OK() || delay > 0 {
 		r.CancelAt(now)
@@ -138,7 +160,7 @@ func (l *Limiter) Allow(key string) Decision {
 
 // touch returns key's bucket, creating it and evicting idle or least
 // recently used buckets as needed. Called with s.mu held.
-func (s *limiterShard) touch(key keyDigest, now time.Time, l *Limiter) *bucket {
+func (s *limiterShard) touch(key keyDigest, now time.Time, n int, l *Limiter) *bucket {
 	if e, ok := s.buckets[key]; ok {
 		b := e.Value.(*bucket)
 		b.seen = now
@@ -155,10 +177,15 @@ func (s *limiterShard) touch(key keyDigest, now time.Time, l *Limiter) *bucket {
 		s.lru.Remove(e)
 		delete(s.buckets, b.key)
 	}
-	b := &bucket{key: key, lim: rate.NewLimiter(l.limit, l.burst), seen: now}
+	b := &bucket{key: key, lim: rate.NewLimiter(l.limit/rate.Limit(n), l.shareBurst(n)), seen: now, share: n}
 	s.buckets[key] = s.lru.PushFront(b)
 	return b
 }
+
+// shareBurst is one replica's bucket size when n share the limit: rounded
+// down, so the fleet's burst stays within the configured one, but at least
+// one token, or a replica could admit nothing at all.
+func (l *Limiter) shareBurst(n int) int { return max(1, l.burst/n) }
 
 // Len is the number of buckets held.
 func (l *Limiter) Len() int {

@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,4 +116,55 @@ func TestLimiterMemoryDoesNotGrowWithKeyLength(t *testing.T) {
 		t.Fatalf("heap grew by %d bytes for 2,000 buckets: the keys are being kept", grown)
 	}
 	runtime.KeepAlive(l)
+}
+
+// TestLimiterClusterShareFollowsReplicas checks that a limit shared by n
+// replicas gives each its share, rate and burst, and that a change of n
+// reaches a bucket without refilling it: a replica leaving must not hand
+// every client a fresh burst.
+func TestLimiterClusterShareFollowsReplicas(t *testing.T) {
+	clk := testkit.NewClock()
+	var replicas atomic.Int64
+	replicas.Store(3)
+	l := NewLimiter(30, 30, LimiterOptions{Now: clk.Now, Replicas: func() int { return int(replicas.Load()) }})
+	drain := func() int {
+		n := 0
+		for l.Allow("a").Allowed {
+			n++
+		}
+		return n
+	}
+	if n := drain(); n != 10 {
+		t.Fatalf("burst with 3 replicas: %d admitted, want 30/3 = 10", n)
+	}
+	if d := l.Allow("a"); d.Limit != 10 {
+		t.Fatalf("X-RateLimit-Limit with 3 replicas: %d, want 10", d.Limit)
+	}
+	clk.Advance(time.Second)
+	if n := drain(); n != 10 {
+		t.Fatalf("one second with 3 replicas: %d admitted, want 10", n)
+	}
+	replicas.Store(2)
+	// The bucket was empty when the count changed: no fresh burst.
+	if d := l.Allow("a"); d.Allowed || d.Limit != 15 {
+		t.Fatalf("right after going to 2 replicas: %+v, want denied with limit 15", d)
+	}
+	clk.Advance(time.Second)
+	if n := drain(); n != 15 {
+		t.Fatalf("one second with 2 replicas: %d admitted, want 30/2 = 15", n)
+	}
+	replicas.Store(0) // not yet known: counts as this replica alone
+	// A change applies to a bucket from its next request on.
+	if d := l.Allow("a"); d.Allowed || d.Limit != 30 {
+		t.Fatalf("right after going to 1 replica: %+v, want denied with limit 30", d)
+	}
+	clk.Advance(time.Second)
+	if n := drain(); n != 30 {
+		t.Fatalf("one second alone: %d admitted, want the whole rate of 30", n)
+	}
+	replicas.Store(100) // more replicas than burst: still one token each
+	clk.Advance(time.Second)
+	if d := l.Allow("a"); !d.Allowed || d.Limit != 1 {
+		t.Fatalf("with 100 replicas: %+v, want one token admitted", d)
+	}
 }

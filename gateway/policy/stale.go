@@ -163,15 +163,22 @@ func shareable(req *http.Request, resp *http.Response) bool {
 	if resp.Header.Get("Set-Cookie") != "" || resp.Header.Get("Vary") == "*" {
 		return false
 	}
-	for _, v := range resp.Header.Values("Cache-Control") {
+	personal := false
+	cacheDirectives(resp.Header, func(name, _ string) {
+		personal = personal || name == "private" || name == "no-store"
+	})
+	return !personal
+}
+
+// cacheDirectives calls f with each Cache-Control directive of h, its
+// name lower-cased and its argument (if any) as written.
+func cacheDirectives(h http.Header, f func(name, arg string)) {
+	for _, v := range h.Values("Cache-Control") {
 		for _, d := range strings.Split(v, ",") {
-			switch strings.ToLower(strings.TrimSpace(d)) {
-			case "private", "no-store":
-				return false
-			}
+			name, arg, _ := strings.Cut(strings.TrimSpace(d), "=")
+			f(strings.ToLower(strings.TrimSpace(name)), strings.TrimSpace(arg))
 		}
 	}
-	return true
 }
 
 // staleKey names a cached answer: host and request target, so tenants

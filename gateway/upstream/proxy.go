@@ -22,10 +22,12 @@ import (
 	"github.com/gatewayco/gateway/gateway/tunnel"
 )
 
-// Proxy serves routes through one ReverseProxy: its transport hands each
-// request to the upstream the route's handler recorded in the exchange, so
-// one Proxy and one Transport serve every route, and connection pools are
-// shared by all routes that reach the same instance.
+// Proxy serves every route: plain requests through the forwarding path
+// in forward.go, WebSocket handshakes through one ReverseProxy whose
+// transport hands each request to the upstream the route's handler
+// recorded in the exchange. One Proxy and one Transport serve every
+// route, so connection pools are shared by all routes that reach the
+// same instance.
 type Proxy struct {
 	rp      *httputil.ReverseProxy
 	logger  hclog.Logger
@@ -128,8 +130,8 @@ func NewTLSTransport(maxIdlePerHost int, dial time.Duration, conf *tls.Config) *
 }
 
 // Handler serves one route rc through up: it bounds the exchange by the
-// route timeout and hands over to the shared ReverseProxy, whose transport
-// sends it to up. The request's exchange must already name the route (the
+// route timeout and forwards it to up (forward.go; a WebSocket handshake
+// goes through the shared ReverseProxy, upgrade.go). The request's exchange must already name the route (the
 // table builder's chain does that before any policy runs).
 func (p *Proxy) Handler(rc *config.Route, up *Upstream) http.Handler {
 	timeout := rc.Timeout
@@ -157,17 +159,20 @@ func (p *Proxy) Handler(rc *config.Route, up *Upstream) http.Handler {
 				return
 			}
 		}
+		ctx := r.Context()
 		if limit > 0 {
-			ctx, cancel := context.WithTimeout(r.Context(), limit)
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, limit)
 			defer cancel()
-			r = r.WithContext(ctx)
 			ex.BoundBody(ctx)
 		}
-		p.rp.ServeHTTP(w, r)
+		p.forward(ctx, w, r)
 	})
 }
 
-// rewrite shapes the outgoing request; the upstream fills in the instance.
+// rewrite shapes the outgoing request of a WebSocket handshake (plain
+// requests get the same from outgoing in forward.go); the upstream fills
+// in the instance.
 // Using Rewrite rather than Director means ReverseProxy strips hop-by-hop
 // headers, and the forwarding headers it knows, before we set ours, so a
 // client cannot remove what the gateway adds; setForwarded drops the rest.
@@ -293,13 +298,7 @@ func (p *Proxy) bodyFaultAnswer(w http.ResponseWriter, r *http.Request, ex *exch
 	if berr := exchange.BodyError(r, err); berr != nil {
 		err = berr
 	}
-	status, msg := http.StatusBadRequest, exchange.MsgBodyMalformed
-	switch f {
-	case exchange.FaultBodyTooLarge:
-		status, msg = http.StatusRequestEntityTooLarge, exchange.MsgBodyTooLarge
-	case exchange.FaultBodyTimeout:
-		status, msg = http.StatusRequestTimeout, exchange.MsgBodyTimeout
-	}
+	status, msg := exchange.BodyFaultStatus(f)
 	p.logger.Debug("client fault", "route", ex.Route, "upstream", ex.Instance, "status", status, "error", err)
 	w.Header().Set("Connection", "close")
 	exchange.WriteError(w, status, msg, ex.Route)

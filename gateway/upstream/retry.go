@@ -64,6 +64,7 @@ func (u *Upstream) send(req *http.Request) (*http.Response, error) {
 	}
 	view := u.newView()
 	defer releaseView(view)
+	u.avoidPicks(req, view)
 	if u.sticky != nil {
 		view.pinned = u.sticky.pinned(req) + 1
 	}

@@ -15,8 +15,9 @@ import (
 	"github.com/gatewayco/gateway/gateway/tunnel"
 )
 
-// WebSocket upgrades go through the same ReverseProxy as every request,
-// after the route's policies: it forwards the handshake, and when the
+// WebSocket upgrades go through the shared ReverseProxy (plain requests
+// take forward.go's path, held to it by forward_diff_test.go), after the
+// route's policies: it forwards the handshake, and when the
 // upstream answers 101 it hijacks the client's connection and copies both
 // ways until one side ends. What this file adds around it: a slot in the
 // tunnel tracker, a route timeout that bounds the handshake but not the

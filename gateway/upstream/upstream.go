@@ -3,7 +3,7 @@
 // pool view that leaves out ejected instances and those a retry already
 // tried, and sends the request over the shared transport, behind the
 // route's circuit breaker and with its retries and budget. Routes reach
-// it through the shared ReverseProxy (Proxy); forward auth and aggregate
+// it through the shared Proxy; forward auth and aggregate
 // calls use it as an http.RoundTripper, so every caller of a service gets
 // the same selection and protection.
 package upstream
@@ -241,10 +241,13 @@ func (p *poolView) InFlight(i int) int64 {
 	return p.u.loads[i].N()
 }
 
-// to sends r to instance i.
+// to sends r to instance i: the one place where an attempt at an
+// instance starts and ends, whichever caller (route, forward auth,
+// aggregate call, retry) made it.
 func (u *Upstream) to(r *http.Request, i int) (*http.Response, error) {
 	r.URL.Scheme = u.scheme
 	r.URL.Host = u.hosts[i]
+	u.recordPick(r, i)
 	if ex := exchange.From(r.Context()); ex != nil {
 		ex.Instance, ex.Service = u.hosts[i], u.service.Name
 	}

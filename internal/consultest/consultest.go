@@ -1,6 +1,10 @@
-// Package consultest runs real Consul agents for integration tests, including
-// the one thing sdk/testutil cannot do reliably: stop an agent and bring it
-// back on the same ports and data dir, to test behaviour across an outage.
+// Package consultest runs real Consul agents for integration tests. It
+// launches the consul binary itself rather than through sdk/testutil for two
+// reasons: an agent can be stopped and brought back on the same ports and
+// data dir (to test behaviour across an outage), and readiness is waited for
+// up to StartTimeout on the one agent started. testutil gives an agent two
+// seconds and then starts another, which on a loaded CI machine (many
+// parallel tests, -race) fails every attempt the same way.
 package consultest
 
 import (
@@ -20,7 +24,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/sdk/freeport"
-	"github.com/hashicorp/consul/sdk/testutil"
 )
 
 // ErrNotReady is wrapped by the failure reported when an agent does not elect
@@ -247,35 +250,6 @@ func getJSON(client *http.Client, url string, out any) error {
 		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
 	}
 	return json.Unmarshal(body, out)
-}
-
-// StartDev starts a dev-mode agent through sdk/testutil, stopped when the
-// test ends. testutil gives an agent only a couple of seconds to come up,
-// which a loaded CI machine sometimes misses, so a failed start is retried
-// on fresh ports, as Consul's own tests do. It returns once a leader is
-// elected and the agent's own node is registered.
-func StartDev(t *testing.T) *testutil.TestServer {
-	t.Helper()
-	RequireBinary(t)
-	const attempts = 3
-	for i := 1; ; i++ {
-		srv, err := testutil.NewTestServerConfigT(t, func(c *testutil.TestServerConfig) {
-			c.Connect = nil // not needed; makes startup lighter
-			c.Peering = nil
-			c.LogLevel = "warn"
-			c.Stdout, c.Stderr = io.Discard, io.Discard
-		})
-		if err != nil {
-			if i < attempts {
-				t.Logf("start consul (attempt %d/%d): %v; retrying", i, attempts, err)
-				continue
-			}
-			t.Fatalf("start consul: %d attempts failed, last: %v", attempts, err)
-		}
-		t.Cleanup(func() { _ = srv.Stop() })
-		srv.WaitForSerfCheck(t)
-		return srv
-	}
 }
 
 // StartDatacenters starts one server per name, each the only server of

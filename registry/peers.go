@@ -1,0 +1,79 @@
+package registry
+
+import (
+	"context"
+	"slices"
+	"sync/atomic"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Peers follows the passing instances of the gateway's own service (the
+// -service-name it registers under), so a limit shared by the fleet can
+// be split among the replicas that take traffic. One blocking health
+// query, through the watch loop every other watch runs; Count is an
+// atomic load, safe on the request path.
+type Peers struct {
+	client  *api.Client
+	service string
+	opts    Options // with defaults applied
+	notify  func()
+	count   atomic.Int64
+}
+
+// NewPeers returns a Peers for service; Count answers 1 until Run has
+// had a first answer. notify, if non-nil, is called from the watch
+// goroutine after each change of the count; it must not block.
+func NewPeers(client *api.Client, service string, opts Options, notify func()) *Peers {
+	p := &Peers{client: client, service: service, opts: opts.withDefaults(), notify: notify}
+	p.count.Store(1)
+	return p
+}
+
+// Run watches the service until ctx is done. selfID is this gateway's
+// service ID: it is counted whether or not Consul lists it as passing
+// yet, because a replica that serves takes its share of the traffic
+// before its first check passes (and after its check fails, while it is
+// still reachable). While Consul is unreachable the last count is kept.
+func (p *Peers) Run(ctx context.Context, selfID string) {
+	health := p.client.Health()
+	fetch := func(q *api.QueryOptions) ([]string, *api.QueryMeta, error) {
+		entries, meta, err := health.Service(p.service, "", true, q)
+		if err != nil {
+			return nil, nil, err
+		}
+		ids := make([]string, 0, len(entries))
+		for _, e := range entries {
+			if e != nil && e.Service != nil {
+				ids = append(ids, e.Service.ID)
+			}
+		}
+		slices.Sort(ids)
+		return slices.Compact(ids), meta, nil
+	}
+	var w *watch[[]string]
+	w = newWatch(fetch, slices.Equal[[]string], func() {
+		ids, _ := w.snapshot()
+		n := len(ids)
+		if _, found := slices.BinarySearch(ids, selfID); !found {
+			n++
+		}
+		if old := p.count.Swap(int64(n)); old != int64(n) {
+			p.opts.Logger.Info("gateway replicas passing changed", "service", p.service, "replicas", n, "was", old)
+			if p.notify != nil {
+				p.notify()
+			}
+		}
+	}, p.opts, p.opts.Logger.Named("peers").With("service", p.service))
+	w.run(ctx)
+}
+
+// Count is the number of replicas sharing a cluster-wide limit: the
+// passing instances of the service, plus this gateway when it is not
+// among them; at least 1.
+func (p *Peers) Count() int {
+	if p == nil {
+		return 1
+	}
+	return int(p.count.Load())
+}
