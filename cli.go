@@ -84,7 +84,7 @@ var helpTopics = []helpTopic{
 	{title: "TLS", names: []string{"cert-prefix", "https-redirect", "hsts-max-age", "https-port"}, prefixes: []string{"tls-"}},
 	{title: "ACME", prefixes: []string{"acme-"}},
 	{title: "Connect (service mesh)", names: []string{"connect"}, prefixes: []string{"connect-"}},
-	{title: "Logging and tracing", names: []string{"log-level", "log-json", "access-log"}, prefixes: []string{"log-", "access-log-", "trace-", "tracing-", "otel-"}},
+	{title: "Logging and tracing", names: []string{"log-level", "log-json", "access-log", "tracing"}, prefixes: []string{"log-", "access-log-", "trace-", "tracing-", "otel-"}},
 }
 
 // topicOf is the title of the topic flag name is listed under.

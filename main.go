@@ -35,6 +35,7 @@ import (
 
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway"
+	"github.com/gatewayco/gateway/gateway/accesslog"
 	"github.com/gatewayco/gateway/gateway/admin"
 	"github.com/gatewayco/gateway/gateway/aggregate"
 	"github.com/gatewayco/gateway/gateway/certs"
@@ -90,7 +91,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 type serveFlags struct {
 	listen, admin, prefix, consul, logLevel string
 	statePrefix                             string
-	logJSON, accessLog                      bool
+	logJSON                                 bool
+	accessLog                               accessLogFlags
+	tracing                                 tracingFlags
 	drain, readHeaderTimeout                time.Duration
 	idleTimeout, bodyReadTimeout            time.Duration
 	maxConns                                int
@@ -120,7 +123,8 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.consul, "consul", "", "Consul HTTP address (default: CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log as JSON lines")
-	fs.BoolVar(&f.accessLog, "access-log", true, "log one line per request")
+	addAccessLogFlags(fs, &f.accessLog)
+	addTracingFlags(fs, &f.tracing)
 	fs.DurationVar(&f.drain, "drain-timeout", 15*time.Second, "how long in-flight requests may run after SIGTERM")
 	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send its request headers (cuts off slowloris clients)")
 	fs.DurationVar(&f.bodyReadTimeout, "body-read-timeout", gateway.DefaultBodyReadTimeout, "longest pause allowed while a client sends its request body, 408 beyond")
@@ -196,6 +200,12 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err := f.acme.check(); err != nil {
 		return err
 	}
+	if err := f.accessLog.check(); err != nil {
+		return err
+	}
+	if err := f.tracing.check(); err != nil {
+		return err
+	}
 	logger := newLogger(f.logLevel, f.logJSON, stderr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -240,6 +250,9 @@ type app struct {
 	watches     sync.WaitGroup
 	failed      chan error
 	self        *selfRegistration // nil unless -register
+	accessLog   *accesslog.Logger // nil with -access-log off
+	stopHUP     func()
+	stopTracing func() // flushes the spans still queued
 	logger      hclog.Logger
 }
 
@@ -309,8 +322,22 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	m.Registry().MustRegister(certs.NewCollector(a.certs, nil))
 	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: m.WatchError}
 	mesh, meshSide := newMesh(f.connect, f.self, client, opts)
+	if a.accessLog, a.stopHUP, err = openAccessLog(f.accessLog, os.Stdout, logger.Named("access"), m.Registry()); err != nil {
+		closeAll()
+		adminLn.Close()
+		a.acme.stop()
+		return nil, err
+	}
+	if a.stopTracing, err = startTracing(f.tracing, logger.Named("tracing")); err != nil {
+		closeAll()
+		adminLn.Close()
+		a.acme.stop()
+		a.stopHUP()
+		closeAccessLog(a.accessLog, logger)
+		return nil, err
+	}
 	cluster := newClusterSide(f.self, client, opts, m)
-	a.gw = gateway.New(gateway.Options{Mesh: meshSide, Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
+	a.gw = gateway.New(gateway.Options{Mesh: meshSide, Logger: logger, AccessLog: a.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
 		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes, HTTPSPort: https.Port,
 		Tunnels:  tunnel.New(tunnel.Options{Max: cmp.Or(f.maxTunnels, -1), MaxPerClient: cmp.Or(f.maxTunnelsPerClient, -1), Metrics: m}),
 		Replicas: cluster.replicas()})
@@ -438,6 +465,13 @@ func (a *app) shutdown(drain time.Duration) error {
 	a.watches.Wait()
 	a.health.Stop()
 	a.acme.stop()
+	if a.stopHUP != nil {
+		a.stopHUP()
+	}
+	closeAccessLog(a.accessLog, a.logger)
+	if a.stopTracing != nil {
+		a.stopTracing()
+	}
 	if err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}

@@ -9,6 +9,7 @@
 //	go run ./bench -mode tls         HTTPS and TLS handshakes: gateway vs nginx
 //	go run ./bench -mode cluster     a cluster rate limit over three replicas, then two
 //	go run ./bench -mode aggregate   one aggregate of three calls vs the three proxied requests
+//	go run ./bench -mode observability  access log and tracing cost per request
 //
 // It needs consul (scripts/install-consul.sh), nginx, wrk and taskset;
 // bench/run.sh installs them. Results go to stdout and bench/results/.
@@ -28,7 +29,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "proxy", "proxy, tls, freshness, scale, grpc, cluster or aggregate")
+	mode := flag.String("mode", "proxy", "proxy, tls, observability, freshness, scale, grpc, cluster or aggregate")
 	dur := flag.Duration("duration", 10*time.Second, "load duration per target")
 	conns := flag.Int("c", 32, "wrk connections")
 	out := flag.String("out", "bench/results/proxy.md", "markdown report (proxy mode; tls mode: bench/results/tls.md; grpc mode: bench/results/grpc.md; scale mode: bench/results/scale-N.md)")
@@ -38,6 +39,7 @@ func main() {
 	settle := flag.Duration("settle", 70*time.Second, "steady-state and churn windows in scale mode: at least one long-poll cycle (60 s + jitter)")
 	profile := flag.String("profile", "", "proxy mode: also take a CPU profile of the gateway (access log off) and write its top functions to bench/results/profile-NAME.txt")
 	baseline := flag.String("baseline", "", "proxy mode: another gateway binary (say, built from main) measured in the same run, access log off")
+	rounds := flag.Int("rounds", 2, "measurements of each gateway in observability mode")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "gateway-bench-")
@@ -56,6 +58,11 @@ func main() {
 			*out = "bench/results/tls.md"
 		}
 		tlsBench(dir, bin, *dur, *conns, *out)
+	case "observability":
+		if *out == "bench/results/latest.md" {
+			*out = "bench/results/observability.md"
+		}
+		observabilityBench(dir, bin, *dur, *conns, *rounds, *out)
 	case "freshness":
 		freshnessBench(dir, bin, *changes)
 	case "scale":
