@@ -24,7 +24,7 @@ type Format int
 
 // The formats -access-log-format names.
 const (
-	// JSON is one JSON object per line, in the schema the README documents.
+	// JSON is one JSON object per line, in the schema docs/operations.md documents.
 	JSON Format = iota
 	// Common is the NCSA Common Log Format (CLF).
 	Common
