@@ -4,7 +4,7 @@
 //
 //	gateway [flags]                     serve
 //	gateway version                     print version and build information
-//	gateway routes validate FILE...     check route documents
+//	gateway routes validate DIR|FILE... check route documents
 //	gateway routes push FILE [-key K]   validate, then write to Consul KV
 //	gateway check [flags]               what the server would meet in Consul
 //	gateway health [-admin ADDR]        exit 0 when the admin /health is ok
@@ -66,6 +66,10 @@ func exitCode(err error) int {
 	}
 	return 1
 }
+
+// commandList names the commands run dispatches, for the message about an
+// unknown one.
+const commandList = "version, routes validate, routes push, check, health, help"
 
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
@@ -162,6 +166,11 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() > 0 {
+		if fs.NArg() == len(args) {
+			// The first word is no flag: a mistyped or unknown command
+			// ("gateway rotues validate"), not a stray argument.
+			return fmt.Errorf("%w: unknown command %q (commands: %s; gateway -h)", errUsage, fs.Arg(0), commandList)
+		}
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 	if f.panicThreshold < 0 || f.panicThreshold > 1 {
