@@ -5,9 +5,13 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/gatewayco/gateway/internal/devcert"
 )
 
 // envOf is a lookup over a fixed environment.
@@ -196,6 +200,33 @@ func TestUnknownCommandIsNamed(t *testing.T) {
 		err := run(tc.args, &stdout, &stderr)
 		if exitCode(err) != 2 || err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("gateway %v: %v (exit %d), want exit 2 and %q", tc.args, err, exitCode(err), tc.want)
+		}
+	}
+}
+
+// TestTakenListenerNamesItsFlag: "address already in use" names the flag
+// and variable that move the listener, for each of the three.
+func TestTakenListenerNamesItsFlag(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	taken := busy.Addr().String()
+	certPEM, keyPEM, err := devcert.Generate(devcert.Options{Names: []string{"localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := []string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-consul", "127.0.0.1:1",
+		"-tls-listen", "127.0.0.1:0", "-tls-cert", writeFile(t, "c.pem", string(certPEM)), "-tls-key", writeFile(t, "k.pem", string(keyPEM))}
+	for _, name := range []string{"listen", "admin", "tls-listen"} {
+		args := slices.Clone(free)
+		args[slices.Index(args, "-"+name)+1] = taken
+		var stdout, stderr bytes.Buffer
+		err := run(args, &stdout, &stderr)
+		want := "-" + name + " (" + envName(name) + "): listen tcp " + taken
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("-%s on a taken port: %v, want %q", name, err, want)
 		}
 	}
 }

@@ -250,6 +250,13 @@ type app struct {
 	logger      hclog.Logger
 }
 
+// listenError names the flag and variable of a listener that could not
+// open: "address already in use" alone does not say which of the
+// gateway's three listeners to move.
+func listenError(flagName string, err error) error {
+	return fmt.Errorf("-%s (%s): %w", flagName, envName(flagName), err)
+}
+
 // registerTimeout bounds the self-registration call at start.
 const registerTimeout = 10 * time.Second
 
@@ -279,14 +286,14 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	if f.listen != "" {
 		if publicLn, err = net.Listen("tcp", f.listen); err != nil {
 			closeAll()
-			return nil, err
+			return nil, listenError("listen", err)
 		}
 		a.publicAddr = publicLn.Addr().String()
 	}
 	adminLn, err := net.Listen("tcp", f.admin)
 	if err != nil {
 		closeAll()
-		return nil, err
+		return nil, listenError("admin", err)
 	}
 	a.adminAddr, a.tlsAddr = adminLn.Addr().String(), tside.addr
 	if err := a.acme.start(f.acme, client, a.publicAddr, a.tlsAddr, a.certs, logger.Named("acme")); err != nil {
