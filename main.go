@@ -4,7 +4,7 @@
 //
 //	gateway [flags]                     serve
 //	gateway version                     print version and build information
-//	gateway routes validate FILE...     check route documents
+//	gateway routes validate DIR|FILE... check route documents
 //	gateway routes push FILE [-key K]   validate, then write to Consul KV
 //	gateway check [flags]               what the server would meet in Consul
 //	gateway health [-admin ADDR]        exit 0 when the admin /health is ok
@@ -67,6 +67,10 @@ func exitCode(err error) int {
 	}
 	return 1
 }
+
+// commandList names the commands run dispatches, for the message about an
+// unknown one.
+const commandList = "version, routes validate, routes push, check, health, help"
 
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
@@ -168,6 +172,11 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() > 0 {
+		if fs.NArg() == len(args) {
+			// The first word is no flag: a mistyped or unknown command
+			// ("gateway rotues validate"), not a stray argument.
+			return fmt.Errorf("%w: unknown command %q (commands: %s; gateway -h)", errUsage, fs.Arg(0), commandList)
+		}
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 	if f.panicThreshold < 0 || f.panicThreshold > 1 {
@@ -256,6 +265,13 @@ type app struct {
 	logger      hclog.Logger
 }
 
+// listenError names the flag and variable of a listener that could not
+// open: "address already in use" alone does not say which of the
+// gateway's three listeners to move.
+func listenError(flagName string, err error) error {
+	return fmt.Errorf("-%s (%s): %w", flagName, envName(flagName), err)
+}
+
 // registerTimeout bounds the self-registration call at start.
 const registerTimeout = 10 * time.Second
 
@@ -285,14 +301,14 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	if f.listen != "" {
 		if publicLn, err = net.Listen("tcp", f.listen); err != nil {
 			closeAll()
-			return nil, err
+			return nil, listenError("listen", err)
 		}
 		a.publicAddr = publicLn.Addr().String()
 	}
 	adminLn, err := net.Listen("tcp", f.admin)
 	if err != nil {
 		closeAll()
-		return nil, err
+		return nil, listenError("admin", err)
 	}
 	a.adminAddr, a.tlsAddr = adminLn.Addr().String(), tside.addr
 	if err := a.acme.start(f.acme, client, a.publicAddr, a.tlsAddr, a.certs, logger.Named("acme")); err != nil {

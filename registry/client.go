@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -57,6 +58,32 @@ func NewClientLimit(addr string, maxBytes int64) (*api.Client, error) {
 	return client, err
 }
 
+// DefaultAddr is the Consul address used when neither the addr argument
+// nor CONSUL_HTTP_ADDR gives one: what Consul's own CLI uses and what the
+// gateway's help states. The api package's default, localhost:8500, is a
+// name lookup that may answer ::1 first, where a local agent started with
+// -client 127.0.0.1 does not listen.
+const DefaultAddr = "127.0.0.1:8500"
+
+// Address is the Consul address NewClient(addr) talks to, for messages
+// that name it.
+func Address(addr string) string {
+	return clientConfig(addr).Address
+}
+
+// clientConfig is api.DefaultConfig with addr, else CONSUL_HTTP_ADDR,
+// else DefaultAddr.
+func clientConfig(addr string) *api.Config {
+	cfg := api.DefaultConfig()
+	switch {
+	case addr != "":
+		cfg.Address = addr
+	case os.Getenv(api.HTTPAddrEnvName) == "":
+		cfg.Address = DefaultAddr
+	}
+	return cfg
+}
+
 // newClient also returns the transport so tests can close idle connections
 // before checking for leaked goroutines.
 func newClient(addr string) (*api.Client, *http.Transport, error) {
@@ -67,10 +94,7 @@ func newClientLimit(addr string, maxBytes int64) (*api.Client, *http.Transport, 
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxAnswerBytes
 	}
-	cfg := api.DefaultConfig()
-	if addr != "" {
-		cfg.Address = addr
-	}
+	cfg := clientConfig(addr)
 	cfg.Transport.MaxIdleConns = maxIdleConns
 	cfg.Transport.MaxIdleConnsPerHost = maxIdleConns
 	cfg.Transport.IdleConnTimeout = idleConnTimeout

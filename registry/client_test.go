@@ -101,3 +101,20 @@ func TestClientBoundsAnswerBodies(t *testing.T) {
 		t.Errorf("small answer: %v, %v", checks, err)
 	}
 }
+
+// TestClientAddressDefaultsToLoopbackIPv4: without -consul and
+// CONSUL_HTTP_ADDR the client talks to 127.0.0.1:8500, as the help says,
+// not the api package's localhost:8500.
+func TestClientAddressDefaultsToLoopbackIPv4(t *testing.T) {
+	t.Setenv(api.HTTPAddrEnvName, "")
+	if got := Address(""); got != DefaultAddr || DefaultAddr != "127.0.0.1:8500" {
+		t.Errorf("Address(\"\") = %q, want 127.0.0.1:8500", got)
+	}
+	if got := Address("10.0.0.1:8500"); got != "10.0.0.1:8500" {
+		t.Errorf("Address(flag) = %q, want the flag's", got)
+	}
+	t.Setenv(api.HTTPAddrEnvName, "127.0.0.2:9500")
+	if got := Address(""); got != "127.0.0.2:9500" {
+		t.Errorf("Address(\"\") with CONSUL_HTTP_ADDR = %q, want the variable's", got)
+	}
+}
