@@ -159,7 +159,7 @@ func (c *checker) run(ctx context.Context) {
 
 // consulAddress names the agent as the client will dial it.
 func consulAddress(flagAddr string) string {
-	return cmp.Or(flagAddr, api.DefaultConfig().Address)
+	return registry.Address(flagAddr)
 }
 
 // documents reads and validates the route documents as the server would
