@@ -83,7 +83,7 @@ func settingsOf(c *config.Route) settingsView {
 		case j.PublicKeyFile != "":
 			v.KeySource = "public_key_file " + j.PublicKeyFile
 		default:
-			v.KeySource = "jwks_url " + j.JWKSURL
+			v.KeySource = "jwks_url " + config.RedactURL(j.JWKSURL) // its userinfo may hold a password
 		}
 		s.Policies.JWT = v
 	}
