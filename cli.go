@@ -20,8 +20,16 @@ const envPrefix = "GATEWAY_"
 // envName is the variable of flag name: GATEWAY_ and the name upper-cased
 // with dashes as underscores, -listen → GATEWAY_LISTEN.
 func envName(name string) string {
+	if scoped, ok := pushScoped[name]; ok {
+		name = scoped
+	}
 	return envPrefix + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(name))
 }
+
+// pushScoped renames the variables of routes push's -key and -cas:
+// GATEWAY_KEY is the kind of name an unrelated API key is exported under,
+// and a stray one must not redirect a push to another key.
+var pushScoped = map[string]string{"key": "push-key", "cas": "push-cas"}
 
 // errEnv marks a GATEWAY_* variable whose value its flag refuses.
 var errEnv = errors.New("environment")

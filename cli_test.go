@@ -24,6 +24,9 @@ func TestEnvNameIsDerivedFromTheFlag(t *testing.T) {
 		"listen":                 "GATEWAY_LISTEN",
 		"max-tunnels-per-client": "GATEWAY_MAX_TUNNELS_PER_CLIENT",
 		"h2c":                    "GATEWAY_H2C",
+		// routes push's: never a generic GATEWAY_KEY (see pushScoped).
+		"key": "GATEWAY_PUSH_KEY",
+		"cas": "GATEWAY_PUSH_CAS",
 	} {
 		if got := envName(name); got != want {
 			t.Errorf("envName(%q) = %q, want %q", name, got, want)
@@ -133,7 +136,7 @@ func TestSubcommandHelp(t *testing.T) {
 		{[]string{"check", "-consul", "x", "--help"}, "Usage: gateway check"},
 		{[]string{"health", "-h"}, "[env GATEWAY_ADMIN]"},
 		{[]string{"help", "health"}, "Usage: gateway health"},
-		{[]string{"routes", "push", "-h"}, "[env GATEWAY_CAS]"},
+		{[]string{"routes", "push", "-h"}, "[env GATEWAY_PUSH_CAS]"},
 		{[]string{"routes", "-h"}, "gateway routes COMMAND -h"},
 		{[]string{"version", "-h"}, "Usage: gateway version"},
 		{[]string{"help"}, "Listeners and limits:"},
