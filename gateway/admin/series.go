@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"encoding/json"
 	"math"
 	"net/http"
 	"time"
@@ -38,7 +39,11 @@ type seriesView struct {
 // mountSeries adds /api/series. A ?name= query keeps one entry.
 func mountSeries(mux *http.ServeMux, g *gateway.Gateway) {
 	mux.HandleFunc("GET /api/series", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, buildSeries(g, r.URL.Query().Get("name")))
+		// Compact, unlike the other views: the dashboard polls it every
+		// 5 s with 90 points per series, and indenting puts each number
+		// on a line of its own (about 5 MB for 1,000 routes instead of 1).
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(buildSeries(g, r.URL.Query().Get("name")))
 	})
 }
 
