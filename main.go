@@ -107,6 +107,7 @@ type serveFlags struct {
 	acme                                    acmeFlags
 	fabioTags                               bool
 	connect                                 connectFlags
+	gc                                      gcFlags
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -139,6 +140,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	addACMEFlags(fs, &f.acme)
 	addFabioFlags(fs, &f.fabioTags)
 	addConnectFlags(fs, &f.connect)
+	addGCFlags(fs, &f.gc)
 	return fs
 }
 
@@ -194,6 +196,10 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err := f.acme.check(); err != nil {
 		return err
 	}
+	if err := f.gc.check(); err != nil {
+		return err
+	}
+	applyGC(f.gc, gcGiven(fs), os.LookupEnv)
 	logger := newLogger(f.logLevel, f.logJSON, stderr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
