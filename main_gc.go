@@ -35,8 +35,8 @@ type gcFlags struct {
 
 // addGCFlags declares -gc-percent and -memory-limit.
 func addGCFlags(fs *flag.FlagSet, f *gcFlags) {
-	fs.IntVar(&f.percent, "gc-percent", defaultGCPercent, "heap growth between collections in percent, as GOGC (default used only when GOGC is unset)")
-	fs.Int64Var(&f.limit, "memory-limit", defaultMemoryLimit, "soft limit in bytes on the Go runtime's memory, as GOMEMLIMIT but never below twice the live heap (default used only when GOMEMLIMIT is unset; 0: none)")
+	fs.IntVar(&f.percent, "gc-percent", defaultGCPercent, "heap growth between collections in percent, as GOGC (default used only when neither GOGC nor GOMEMLIMIT is set)")
+	fs.Int64Var(&f.limit, "memory-limit", defaultMemoryLimit, "soft limit in bytes on the Go runtime's memory, as GOMEMLIMIT but never below twice the live heap (default used only when neither GOGC nor GOMEMLIMIT is set; 0: none)")
 }
 
 // check validates the flags.
@@ -51,14 +51,18 @@ func (f gcFlags) check() error {
 }
 
 // applyGC sets the collector from f. given reports whether a flag was set
-// on the command line or by its GATEWAY_* variable; a flag left at its
-// default yields to the runtime's own variable (GOGC, GOMEMLIMIT), so an
-// operator's usual Go setting keeps working.
+// on the command line or by its GATEWAY_* variable. When the operator
+// set GOGC or GOMEMLIMIT, the flags left at their defaults leave the
+// collector to those variables, so a Go setting tuned as a pair (say,
+// GOGC=off with a GOMEMLIMIT) is not half overridden.
 func applyGC(f gcFlags, given func(name string) bool, lookup func(string) (string, bool)) {
-	if _, env := lookup("GOGC"); given("gc-percent") || !env {
+	_, gogc := lookup("GOGC")
+	_, gomemlimit := lookup("GOMEMLIMIT")
+	env := gogc || gomemlimit
+	if given("gc-percent") || !env {
 		debug.SetGCPercent(f.percent)
 	}
-	if _, env := lookup("GOMEMLIMIT"); (given("memory-limit") || !env) && f.limit > 0 {
+	if (given("memory-limit") || !env) && f.limit > 0 {
 		startLimitFloor(f.limit)
 	}
 }

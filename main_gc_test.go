@@ -28,33 +28,39 @@ func restoreGC(t *testing.T) {
 	})
 }
 
-// TestApplyGCYieldsToGOGC: a flag left at its default does not override
-// the operator's GOGC or GOMEMLIMIT; a flag given does.
+// TestApplyGCYieldsToGOGC: with GOGC or GOMEMLIMIT set, the flags left at
+// their defaults leave the collector alone; a flag given still applies.
 func TestApplyGCYieldsToGOGC(t *testing.T) {
 	restoreGC(t)
-	env := func(name string) (string, bool) { return "150", name == "GOGC" || name == "GOMEMLIMIT" }
 	none := func(string) bool { return false }
-	debug.SetGCPercent(150)
-	debug.SetMemoryLimit(math.MaxInt64)
-	applyGC(gcFlags{percent: 400, limit: 16 << 20}, none, env)
-	if got := debug.SetGCPercent(150); got != 150 {
-		t.Errorf("GOGC set, -gc-percent default: percent = %d, want 150", got)
-	}
-	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
-		t.Errorf("GOMEMLIMIT set, -memory-limit default: limit = %d, want none", got)
-	}
 	all := func(string) bool { return true }
-	applyGC(gcFlags{percent: 400, limit: 1 << 40}, all, env)
-	if got := debug.SetGCPercent(150); got != 400 {
-		t.Errorf("-gc-percent given: percent = %d, want 400", got)
-	}
-	if got := debug.SetMemoryLimit(-1); got != 1<<40 {
-		t.Errorf("-memory-limit given: limit = %d, want %d", got, 1<<40)
+	for _, name := range []string{"GOGC", "GOMEMLIMIT"} {
+		env := func(n string) (string, bool) { return "150", n == name }
+		debug.SetGCPercent(150)
+		startLimitFloor(0)
+		applyGC(gcFlags{percent: 400, limit: 16 << 20}, none, env)
+		if got := debug.SetGCPercent(150); got != 150 {
+			t.Errorf("%s set, -gc-percent default: percent = %d, want 150", name, got)
+		}
+		if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+			t.Errorf("%s set, -memory-limit default: limit = %d, want none", name, got)
+		}
+		applyGC(gcFlags{percent: 400, limit: 1 << 40}, all, env)
+		if got := debug.SetGCPercent(150); got != 400 {
+			t.Errorf("%s set, -gc-percent given: percent = %d, want 400", name, got)
+		}
+		if got := debug.SetMemoryLimit(-1); got < 1<<40 {
+			t.Errorf("%s set, -memory-limit given: limit = %d, want at least %d", name, got, int64(1)<<40)
+		}
 	}
 	unset := func(string) (string, bool) { return "", false }
+	startLimitFloor(0)
 	applyGC(gcFlags{percent: 300, limit: 1 << 41}, none, unset)
 	if got := debug.SetGCPercent(150); got != 300 {
 		t.Errorf("GOGC unset: percent = %d, want the default 300", got)
+	}
+	if got := debug.SetMemoryLimit(-1); got < 1<<41 {
+		t.Errorf("GOMEMLIMIT unset: limit = %d, want at least the default %d", got, int64(1)<<41)
 	}
 }
 
