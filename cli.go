@@ -78,7 +78,8 @@ type helpTopic struct {
 // "Other", so a new flag always shows.
 var helpTopics = []helpTopic{
 	{title: "Listeners and limits", names: []string{"listen", "admin", "h2c", "h2-max-streams", "max-conns", "max-header-bytes", "max-body-bytes",
-		"read-header-timeout", "body-read-timeout", "idle-timeout", "drain-timeout", "max-tunnels", "max-tunnels-per-client"}},
+		"read-header-timeout", "body-read-timeout", "idle-timeout", "drain-timeout", "max-tunnels", "max-tunnels-per-client",
+		"gc-percent", "memory-limit"}},
 	{title: "Consul", names: []string{"consul", "kv-prefix", "state-prefix", "register", "service-name", "advertise"}, prefixes: []string{"consul-"}},
 	{title: "Routing and policies", names: []string{"panic-threshold", "trusted-proxies", "aggregate-max-bytes", "fabio-tags"}},
 	{title: "TLS", names: []string{"cert-prefix", "https-redirect", "hsts-max-age", "https-port"}, prefixes: []string{"tls-"}},

@@ -35,8 +35,8 @@ type gcFlags struct {
 
 // addGCFlags declares -gc-percent and -memory-limit.
 func addGCFlags(fs *flag.FlagSet, f *gcFlags) {
-	fs.IntVar(&f.percent, "gc-percent", defaultGCPercent, "heap growth between collections in percent, as GOGC (default used only when neither GOGC nor GOMEMLIMIT is set)")
-	fs.Int64Var(&f.limit, "memory-limit", defaultMemoryLimit, "soft limit in bytes on the Go runtime's memory, as GOMEMLIMIT but never below twice the live heap (default used only when neither GOGC nor GOMEMLIMIT is set; 0: none)")
+	fs.IntVar(&f.percent, "gc-percent", defaultGCPercent, "heap growth between collections in percent, as GOGC; left at its default it yields to a set GOGC or GOMEMLIMIT")
+	fs.Int64Var(&f.limit, "memory-limit", defaultMemoryLimit, "soft limit in bytes on the Go runtime's memory, as GOMEMLIMIT but never below twice the live heap (0: none); left at its default it yields to a set GOGC or GOMEMLIMIT")
 }
 
 // check validates the flags.
