@@ -60,7 +60,7 @@ func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 			return
 		}
 		if serr := fs.Set(f.Name, v); serr != nil {
-			err = fmt.Errorf("%w: %w: %s=%q: %w", errUsage, errEnv, envName(f.Name), v, serr)
+			err = fmt.Errorf("%w: %w: %s=%q (-%s): %w", errUsage, errEnv, envName(f.Name), v, f.Name, serr)
 		}
 	})
 	return err
@@ -85,7 +85,7 @@ var helpTopics = []helpTopic{
 	{title: "TLS", names: []string{"cert-prefix", "https-redirect", "hsts-max-age", "https-port"}, prefixes: []string{"tls-"}},
 	{title: "ACME", prefixes: []string{"acme-"}},
 	{title: "Connect (service mesh)", names: []string{"connect"}, prefixes: []string{"connect-"}},
-	{title: "Logging and tracing", names: []string{"log-level", "log-json", "access-log"}, prefixes: []string{"log-", "access-log-", "trace-", "tracing-", "otel-"}},
+	{title: "Logging and tracing", names: []string{"log-level", "log-json", "access-log", "tracing"}, prefixes: []string{"log-", "access-log-", "trace-", "tracing-", "otel-"}},
 }
 
 // topicOf is the title of the topic flag name is listed under.
@@ -176,7 +176,7 @@ command line wins over the variable, the variable over the default.
 // "gateway"; gateway COMMAND -h prints them.
 var helpCommands = map[string]string{
 	"version":         "Usage: gateway version\n\nPrints the gateway's module version, VCS revision and time, and Go version (also: gateway -version).\n",
-	"routes":          "Usage:\n  gateway routes validate FILE...\n  gateway routes push FILE [flags]\n\nRun gateway routes COMMAND -h for a command's help.\n",
+	"routes":          "Usage:\n  gateway routes validate DIR|FILE...\n  gateway routes push FILE [flags]\n\nRun gateway routes COMMAND -h for a command's help.\n",
 	"routes validate": "Usage: gateway routes validate DIR|FILE...\n\nParses and validates each route document (a directory: every *.hcl file under\nit), alone and all together as the documents of one KV prefix (unique names,\nno identical matchers), printing one FILE:LINE:COL line per problem. Exits 0\nwhen every document is valid, 1 otherwise. Needs no Consul.\n",
 	"check":           "Usage: gateway check [server flags] [-cert-warn D] [-check-timeout D]\n\nTakes the server's flags and variables and asks Consul once what the server\nwould meet at start: reachable with a leader, the token's permissions, every\nroute document valid, each routed service readable, certificates valid and not\nnear expiry. One OK, WARN or FAIL line each; exits 0 when none FAILs, else 1.\n",
 	"health":          "Usage: gateway health [-admin ADDR] [-timeout D]\n\nGETs the admin /health of a gateway (a container health check without shell or\ncurl) and exits 0 on 200 (ok, or degraded: still serving), 1 otherwise.\n",

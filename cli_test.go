@@ -5,9 +5,13 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/gatewayco/gateway/internal/devcert"
 )
 
 // envOf is a lookup over a fixed environment.
@@ -77,8 +81,8 @@ func TestEnvFillsFlagsTheCommandLineWins(t *testing.T) {
 func TestEnvBadValueIsAUsageErrorNamingTheVariable(t *testing.T) {
 	var f serveFlags
 	err := parseArgs(newServeFlagSet(&f, io.Discard), nil, envOf(map[string]string{"GATEWAY_MAX_CONNS": "many"}))
-	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "GATEWAY_MAX_CONNS") || exitCode(err) != 2 {
-		t.Fatalf("err %v (exit %d), want a usage error naming GATEWAY_MAX_CONNS", err, exitCode(err))
+	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "GATEWAY_MAX_CONNS") || !strings.Contains(err.Error(), "-max-conns") || exitCode(err) != 2 {
+		t.Fatalf("err %v (exit %d), want a usage error naming GATEWAY_MAX_CONNS and -max-conns", err, exitCode(err))
 	}
 }
 
@@ -178,5 +182,51 @@ func TestVersionReadsBuildInfo(t *testing.T) {
 	}
 	if err := run([]string{"version", "extra"}, io.Discard, io.Discard); !errors.Is(err, errUsage) {
 		t.Errorf("gateway version extra: %v, want a usage error", err)
+	}
+}
+
+// TestUnknownCommandIsNamed: a mistyped command is called one, with the
+// commands listed, not "unexpected argument"; a stray word after flags
+// still is one.
+func TestUnknownCommandIsNamed(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"rotues", "validate", "routes.hcl"}, `unknown command "rotues" (commands: version, routes validate`},
+		{[]string{"-listen", "127.0.0.1:0", "extra"}, `unexpected argument "extra"`},
+	} {
+		var stdout, stderr bytes.Buffer
+		err := run(tc.args, &stdout, &stderr)
+		if exitCode(err) != 2 || err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("gateway %v: %v (exit %d), want exit 2 and %q", tc.args, err, exitCode(err), tc.want)
+		}
+	}
+}
+
+// TestTakenListenerNamesItsFlag: "address already in use" names the flag
+// and variable that move the listener, for each of the three.
+func TestTakenListenerNamesItsFlag(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	taken := busy.Addr().String()
+	certPEM, keyPEM, err := devcert.Generate(devcert.Options{Names: []string{"localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := []string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-consul", "127.0.0.1:1",
+		"-tls-listen", "127.0.0.1:0", "-tls-cert", writeFile(t, "c.pem", string(certPEM)), "-tls-key", writeFile(t, "k.pem", string(keyPEM))}
+	for _, name := range []string{"listen", "admin", "tls-listen"} {
+		args := slices.Clone(free)
+		args[slices.Index(args, "-"+name)+1] = taken
+		var stdout, stderr bytes.Buffer
+		err := run(args, &stdout, &stderr)
+		want := "-" + name + " (" + envName(name) + "): listen tcp " + taken
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("-%s on a taken port: %v, want %q", name, err, want)
+		}
 	}
 }

@@ -265,19 +265,19 @@ func TestComposeFileAgreesWithTheCode(t *testing.T) {
 }
 
 func TestReadmeDockerSectionNamesTheComposeCommands(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile("docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, section, ok := strings.Cut(string(readme), "\n## Docker\n")
 	if !ok {
-		t.Fatal("README has no \"## Docker\" section")
+		t.Fatal("docs/operations.md has no \"## Docker\" section")
 	}
 	section, _, _ = strings.Cut(section, "\n## ")
 	for _, want := range []string{"docker compose up --build", "curl localhost:8080/api/users/", "docker compose run --rm routes",
 		"http://localhost:8081/", "docker compose down"} {
 		if !strings.Contains(section, want) {
-			t.Errorf("README Docker section lacks %q", want)
+			t.Errorf("docs/operations.md Docker section lacks %q", want)
 		}
 	}
 }

@@ -4,7 +4,7 @@
 //
 //	gateway [flags]                     serve
 //	gateway version                     print version and build information
-//	gateway routes validate FILE...     check route documents
+//	gateway routes validate DIR|FILE... check route documents
 //	gateway routes push FILE [-key K]   validate, then write to Consul KV
 //	gateway check [flags]               what the server would meet in Consul
 //	gateway health [-admin ADDR]        exit 0 when the admin /health is ok
@@ -35,6 +35,7 @@ import (
 
 	"github.com/gatewayco/gateway/balancer"
 	"github.com/gatewayco/gateway/gateway"
+	"github.com/gatewayco/gateway/gateway/accesslog"
 	"github.com/gatewayco/gateway/gateway/admin"
 	"github.com/gatewayco/gateway/gateway/aggregate"
 	"github.com/gatewayco/gateway/gateway/certs"
@@ -67,6 +68,10 @@ func exitCode(err error) int {
 	return 1
 }
 
+// commandList names the commands run dispatches, for the message about an
+// unknown one.
+const commandList = "version, routes validate, routes push, check, health, help"
+
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
@@ -90,7 +95,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 type serveFlags struct {
 	listen, admin, prefix, consul, logLevel string
 	statePrefix                             string
-	logJSON, accessLog                      bool
+	logJSON                                 bool
+	accessLog                               accessLogFlags
+	tracing                                 tracingFlags
 	drain, readHeaderTimeout                time.Duration
 	idleTimeout, bodyReadTimeout            time.Duration
 	maxConns                                int
@@ -107,6 +114,7 @@ type serveFlags struct {
 	acme                                    acmeFlags
 	fabioTags                               bool
 	connect                                 connectFlags
+	scale                                   scaleFlags
 	gc                                      gcFlags
 }
 
@@ -120,7 +128,8 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.consul, "consul", "", "Consul HTTP address (default: CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log as JSON lines")
-	fs.BoolVar(&f.accessLog, "access-log", true, "log one line per request")
+	addAccessLogFlags(fs, &f.accessLog)
+	addTracingFlags(fs, &f.tracing)
 	fs.DurationVar(&f.drain, "drain-timeout", 15*time.Second, "how long in-flight requests may run after SIGTERM")
 	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send its request headers (cuts off slowloris clients)")
 	fs.DurationVar(&f.bodyReadTimeout, "body-read-timeout", gateway.DefaultBodyReadTimeout, "longest pause allowed while a client sends its request body, 408 beyond")
@@ -140,6 +149,7 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	addACMEFlags(fs, &f.acme)
 	addFabioFlags(fs, &f.fabioTags)
 	addConnectFlags(fs, &f.connect)
+	addScaleFlags(fs, &f.scale)
 	addGCFlags(fs, &f.gc)
 	return fs
 }
@@ -164,6 +174,11 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() > 0 {
+		if fs.NArg() == len(args) {
+			// The first word is no flag: a mistyped or unknown command
+			// ("gateway rotues validate"), not a stray argument.
+			return fmt.Errorf("%w: unknown command %q (commands: %s; gateway -h)", errUsage, fs.Arg(0), commandList)
+		}
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 	if f.panicThreshold < 0 || f.panicThreshold > 1 {
@@ -194,6 +209,12 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := f.acme.check(); err != nil {
+		return err
+	}
+	if err := f.accessLog.check(); err != nil {
+		return err
+	}
+	if err := f.tracing.check(); err != nil {
 		return err
 	}
 	if err := f.gc.check(); err != nil {
@@ -244,14 +265,24 @@ type app struct {
 	watches     sync.WaitGroup
 	failed      chan error
 	self        *selfRegistration // nil unless -register
+	accessLog   *accesslog.Logger // nil with -access-log off
+	stopHUP     func()
+	stopTracing func() // flushes the spans still queued
 	logger      hclog.Logger
+}
+
+// listenError names the flag and variable of a listener that could not
+// open: "address already in use" alone does not say which of the
+// gateway's three listeners to move.
+func listenError(flagName string, err error) error {
+	return fmt.Errorf("-%s (%s): %w", flagName, envName(flagName), err)
 }
 
 // registerTimeout bounds the self-registration call at start.
 const registerTimeout = 10 * time.Second
 
 func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
-	client, err := registry.NewClient(f.consul)
+	client, err := registry.NewClientLimit(f.consul, f.scale.consulMaxAnswerBytes)
 	if err != nil {
 		return nil, fmt.Errorf("consul client: %w", err)
 	}
@@ -276,14 +307,14 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	if f.listen != "" {
 		if publicLn, err = net.Listen("tcp", f.listen); err != nil {
 			closeAll()
-			return nil, err
+			return nil, listenError("listen", err)
 		}
 		a.publicAddr = publicLn.Addr().String()
 	}
 	adminLn, err := net.Listen("tcp", f.admin)
 	if err != nil {
 		closeAll()
-		return nil, err
+		return nil, listenError("admin", err)
 	}
 	a.adminAddr, a.tlsAddr = adminLn.Addr().String(), tside.addr
 	if err := a.acme.start(f.acme, client, a.publicAddr, a.tlsAddr, a.certs, logger.Named("acme")); err != nil {
@@ -313,8 +344,22 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	m.Registry().MustRegister(certs.NewCollector(a.certs, nil))
 	opts := registry.Options{Logger: logger.Named("registry"), Status: a.status, OnError: m.WatchError}
 	mesh, meshSide := newMesh(f.connect, f.self, client, opts)
+	if a.accessLog, a.stopHUP, err = openAccessLog(f.accessLog, os.Stdout, logger.Named("access"), m.Registry()); err != nil {
+		closeAll()
+		adminLn.Close()
+		a.acme.stop()
+		return nil, err
+	}
+	if a.stopTracing, err = startTracing(f.tracing, logger.Named("tracing")); err != nil {
+		closeAll()
+		adminLn.Close()
+		a.acme.stop()
+		a.stopHUP()
+		closeAccessLog(a.accessLog, logger)
+		return nil, err
+	}
 	cluster := newClusterSide(f.self, client, opts, m)
-	a.gw = gateway.New(gateway.Options{Mesh: meshSide, Logger: logger, AccessLog: f.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
+	a.gw = gateway.New(gateway.Options{Mesh: meshSide, Logger: logger, AccessLog: a.accessLog, MaxBodyBytes: f.maxBodyBytes, BodyReadTimeout: f.bodyReadTimeout,
 		TrustedProxies: trusted, Metrics: m, AggregateMaxBytes: f.aggregateMaxBytes, HTTPSPort: https.Port,
 		Tunnels:  tunnel.New(tunnel.Options{Max: cmp.Or(f.maxTunnels, -1), MaxPerClient: cmp.Or(f.maxTunnelsPerClient, -1), Metrics: m}),
 		Replicas: cluster.replicas()})
@@ -324,6 +369,7 @@ func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
 	ctl.OnPublish(a.acme.onPublish(logger.Named("acme")))
 	kv := registry.NewKV(client, f.prefix, opts, ctl.Notify)
 	a.health = registry.NewHealth(client, opts, ctl.Notify)
+	a.health.ShareAbove(f.scale.healthWatchThreshold)
 	state := registry.NewState(client, f.prefix, statePrefix, opts, ctl.Notify)
 	ctl.SetLastGoodStore(state)
 
@@ -441,6 +487,13 @@ func (a *app) shutdown(drain time.Duration) error {
 	a.watches.Wait()
 	a.health.Stop()
 	a.acme.stop()
+	if a.stopHUP != nil {
+		a.stopHUP()
+	}
+	closeAccessLog(a.accessLog, a.logger)
+	if a.stopTracing != nil {
+		a.stopTracing()
+	}
 	if err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}

@@ -101,7 +101,7 @@ func listenTLS(f tlsFlags, store *certs.Store, hooks certs.Hooks, logger hclog.L
 	}
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, listenError("tls-listen", err)
 	}
 	t.ln, t.addr, t.config = ln, ln.Addr().String(), certs.ServerConfig(store, hooks)
 	return t, files, nil

@@ -30,7 +30,7 @@ var errConflict = errors.New("the key changed since the index given (-cas) or wh
 
 func runRoutes(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError("gateway routes validate DIR|FILE... | gateway routes push FILE [-key KEY]")
+		return usageError("gateway routes validate DIR|FILE... | gateway routes push FILE [-key KEY] [-cas INDEX]")
 	}
 	if wantsHelp(args) {
 		return routesHelp(args, stdout)

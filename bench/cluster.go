@@ -187,6 +187,6 @@ func clusterReport(phases []clusterPhase, dur time.Duration, conns int) string {
 		}
 		fmt.Fprintf(&b, "| %s | %d | %.0f | %.1f | %.3f | %s |\n", p.name, p.replicas, p.offeredPerSecond, p.acceptedPerSecond, p.acceptedPerSecond/clusterRPS, conv)
 	}
-	b.WriteString("\nThe window admits at most `limit × window + burst`; with the buckets emptied by the warm-up, the accepted rate is the limit within the rounding of each replica's share (burst ÷ N rounded down). The convergence time is the self-registration check's interval (2 s) plus its timeout (1 s) at worst, plus one blocking query; a replica stopped with SIGTERM deregisters and the others follow within the query's round trip. See README, \"Cluster rate limits\", for the error bounds.\n")
+	b.WriteString("\nThe window admits at most `limit × window + burst`; with the buckets emptied by the warm-up, the accepted rate is the limit within the rounding of each replica's share (burst ÷ N rounded down). The convergence time is the self-registration check's interval (2 s) plus its timeout (1 s) at worst, plus one blocking query; a replica stopped with SIGTERM deregisters and the others follow within the query's round trip. See docs/policies.md, \"Cluster rate limits\", for the error bounds.\n")
 	return b.String()
 }

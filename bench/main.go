@@ -4,11 +4,12 @@
 //
 //	go run ./bench                   proxy load: gateway vs nginx vs direct
 //	go run ./bench -mode freshness   KV change -> served, health change -> excluded
-//	go run ./bench -mode scale       1,000 services x 3 instances, 1,000 routes
+//	go run ./bench -mode scale       1,000 services x 3 instances, 1,000 routes (-services 10000 for 10,000)
 //	go run ./bench -mode grpc        gRPC unary calls: gateway (h2c) vs direct
 //	go run ./bench -mode tls         HTTPS and TLS handshakes: gateway vs nginx
 //	go run ./bench -mode cluster     a cluster rate limit over three replicas, then two
 //	go run ./bench -mode aggregate   one aggregate of three calls vs the three proxied requests
+//	go run ./bench -mode observability  access log and tracing cost per request
 //
 // It needs consul (scripts/install-consul.sh), nginx, wrk and taskset;
 // bench/run.sh installs them. Results go to stdout and bench/results/.
@@ -28,15 +29,17 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "proxy", "proxy, tls, freshness, scale, grpc, cluster or aggregate")
+	mode := flag.String("mode", "proxy", "proxy, tls, observability, freshness, scale, grpc, cluster or aggregate")
 	dur := flag.Duration("duration", 10*time.Second, "load duration per target")
 	conns := flag.Int("c", 32, "wrk connections")
-	out := flag.String("out", "bench/results/proxy.md", "markdown report (proxy mode; tls mode: bench/results/tls.md; grpc mode: bench/results/grpc.md)")
+	out := flag.String("out", "bench/results/proxy.md", "markdown report (proxy mode; tls mode: bench/results/tls.md; grpc mode: bench/results/grpc.md; scale mode: bench/results/scale-N.md)")
 	changes := flag.Int("changes", 100, "changes per freshness measurement")
 	services := flag.Int("services", 1000, "services (and routes) in scale mode")
-	settle := flag.Duration("settle", 70*time.Second, "steady-state window in scale mode: at least one long-poll cycle (60 s + jitter)")
+	perService := flag.Bool("per-service", false, "scale mode: one health watch per service (-health-watch-threshold -1) against a Consul with a raised connection limit, for comparison")
+	settle := flag.Duration("settle", 70*time.Second, "steady-state and churn windows in scale mode: at least one long-poll cycle (60 s + jitter)")
 	profile := flag.String("profile", "", "proxy mode: also take a CPU profile of the gateway (access log off) and write its top functions to bench/results/profile-NAME.txt")
 	baseline := flag.String("baseline", "", "proxy mode: another gateway binary (say, built from main) measured in the same run, access log off")
+	rounds := flag.Int("rounds", 2, "measurements of each gateway in observability mode")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "gateway-bench-")
@@ -55,22 +58,33 @@ func main() {
 			*out = "bench/results/tls.md"
 		}
 		tlsBench(dir, bin, *dur, *conns, *out)
+	case "observability":
+		if *out == "bench/results/latest.md" {
+			*out = "bench/results/observability.md"
+		}
+		observabilityBench(dir, bin, *dur, *conns, *rounds, *out)
 	case "freshness":
 		freshnessBench(dir, bin, *changes)
 	case "scale":
-		scaleBench(dir, bin, *services, *settle)
+		if *out == "bench/results/proxy.md" {
+			*out = fmt.Sprintf("bench/results/scale-%d.md", *services)
+			if *perService {
+				*out = fmt.Sprintf("bench/results/scale-%d-per-service.md", *services)
+			}
+		}
+		scaleBench(dir, bin, *services, *settle, *changes, *out, *perService)
 	case "grpc":
 		if *out == "bench/results/proxy.md" {
 			*out = "bench/results/grpc.md"
 		}
 		grpcBench(dir, bin, *dur, *conns, *out)
 	case "cluster":
-		if *out == "bench/results/latest.md" {
+		if *out == "bench/results/proxy.md" {
 			*out = "bench/results/cluster.md"
 		}
 		clusterBench(dir, bin, *dur, *conns, *out)
 	case "aggregate":
-		if *out == "bench/results/latest.md" {
+		if *out == "bench/results/proxy.md" {
 			*out = "bench/results/aggregate.md"
 		}
 		aggregateBench(dir, bin, *dur, *conns, *out)

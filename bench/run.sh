@@ -7,6 +7,7 @@
 #   ./bench/run.sh -mode tls         HTTPS and handshakes vs nginx, writes bench/results/tls.md
 #   ./bench/run.sh -mode cluster     cluster rate limit over 3 then 2 replicas, writes bench/results/cluster.md
 #   ./bench/run.sh -mode aggregate   an aggregate of three calls vs the three proxied, writes bench/results/aggregate.md
+#   ./bench/run.sh -mode scale [-services 10000] [-per-service]   Consul load at 1,000 or 10,000 services, writes bench/results/scale-N.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$(scripts/install-consul.sh | tail -n1):$PATH"

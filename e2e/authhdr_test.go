@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -346,8 +349,10 @@ route "rl-auth" {
 
 // TestAccessLogIsOneLinePerRequestWhateverThePathHolds sends paths whose
 // decoded form holds LF, CR, NUL, ESC, quotes and a raw invalid UTF-8 byte,
-// in both log formats; each request must be exactly one access-log line,
-// and no line may be anything but a log entry.
+// and user agents and referers with quotes, tabs and bytes that are not
+// UTF-8, in each access-log format: each request must be exactly one
+// line of the access-log file, holding no control character, and none of
+// them may reach the gateway's own log.
 func TestAccessLogIsOneLinePerRequestWhateverThePathHolds(t *testing.T) {
 	t.Parallel()
 	client, addr := startConsul(t)
@@ -360,38 +365,22 @@ func TestAccessLogIsOneLinePerRequestWhateverThePathHolds(t *testing.T) {
 		"/log/q%22%20status=200%20x=%22",
 		"/log/caf\xff\xfe",
 		"/log/back%5Cslash%5Cn",
+		"/log/u%E2%80%A8%C2%85",
 	}
-	for _, mode := range []struct {
-		name string
-		json bool
-	}{{"text", false}, {"json", true}} {
-		t.Run(mode.name, func(t *testing.T) {
-			a := startGateway(t, addr, "-log-level", "info", fmt.Sprintf("-log-json=%t", mode.json), "-access-log=true")
+	clf := regexp.MustCompile(`^\S+ - - \[[^\]]+\] "[^"]*" \d{3} (\d+|-)( "[^"]*" "[^"]*")?$`)
+	for _, format := range []string{"json", "combined", "common"} {
+		t.Run(format, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "access.log")
+			a := startGateway(t, addr, "-log-level", "info", "-access-log", file, "-access-log-format", format)
 			ready := 0
 			testkit.WaitFor(t, "route served", func() bool { ready++; c, _ := getInstance(t, a, "/log/ready"); return c == 200 })
-			accessLines := func() (entries []string, stray []string) {
-				for _, l := range a.logLines() {
-					if mode.json {
-						var m map[string]any
-						if json.Unmarshal([]byte(l), &m) != nil {
-							stray = append(stray, l)
-						} else if mod, _ := m["@module"].(string); strings.HasSuffix(mod, "access") {
-							entries = append(entries, l)
-						}
-						continue
-					}
-					if _, err := time.Parse("2006-01-02T15:04:05.000Z0700", strings.SplitN(l, " ", 2)[0]); err != nil {
-						stray = append(stray, l)
-					} else if strings.Contains(l, "access: request:") {
-						entries = append(entries, l)
-					}
-				}
-				return entries, stray
+			lines := func() []string {
+				b, _ := os.ReadFile(file)
+				return strings.SplitAfter(string(b), "\n")
 			}
-			// The log is read as the process writes it: wait for the
-			// entries of the requests sent so far before counting on.
-			testkit.WaitFor(t, "the readiness requests logged", func() bool { e, _ := accessLines(); return len(e) >= ready })
-			before, _ := accessLines()
+			count := func() int { return strings.Count(strings.Join(lines(), ""), "\n") }
+			testkit.WaitFor(t, "the readiness requests logged", func() bool { return count() >= ready })
+			before := count()
 			for _, p := range targets {
 				// A backslash is refused before routing (400), and that
 				// answer is logged like any other.
@@ -399,15 +388,38 @@ func TestAccessLogIsOneLinePerRequestWhateverThePathHolds(t *testing.T) {
 				if strings.Contains(p, "%5C") {
 					want = http.StatusBadRequest
 				}
-				if status, _, _ := rawRequest(t, a, "GET "+p+" HTTP/1.1\r\nHost: gw\r\nX-Request-Id: id\r\n folded\r\nConnection: close\r\n\r\n"); status != want {
+				req := "GET " + p + " HTTP/1.1\r\nHost: gw\r\nX-Request-Id: id\r\n folded\r\n" +
+					"User-Agent: ua\" x=\"1\\\t\xff\xfe\xc2\x85\r\nReferer: \"\xe2\x80\xa8\r\nConnection: close\r\n\r\n"
+				if status, _, _ := rawRequest(t, a, req); status != want {
 					t.Errorf("GET %q: %d, want %d", p, status, want)
 				}
 			}
-			want := len(before) + len(targets)
-			testkit.WaitFor(t, fmt.Sprintf("%d access entries", want), func() bool { e, _ := accessLines(); return len(e) >= want })
-			entries, stray := accessLines()
-			if len(entries) != want || len(stray) != 0 {
-				t.Fatalf("%d access entries (want %d); lines that are not log entries: %q\nlog:\n%s", len(entries), want, stray, a.logText())
+			want := before + len(targets)
+			testkit.WaitFor(t, fmt.Sprintf("%d access entries", want), func() bool { return count() >= want })
+			if n := count(); n != want {
+				t.Fatalf("%d access-log lines, want %d:\n%s", n, want, strings.Join(lines(), ""))
+			}
+			for _, l := range lines() {
+				if l == "" {
+					continue
+				}
+				body := strings.TrimSuffix(l, "\n")
+				for _, r := range body {
+					if r < 0x20 || (r >= 0x7f && r < 0xa0) || r == 0x2028 || r == 0x2029 {
+						t.Errorf("control character %U in %q", r, l)
+					}
+				}
+				if format == "json" {
+					var m map[string]any
+					if err := json.Unmarshal([]byte(body), &m); err != nil || m["request_id"] == nil || m["status"] == nil {
+						t.Errorf("not a JSON entry (%v): %q", err, l)
+					}
+				} else if !clf.MatchString(body) || (format == "combined") != strings.HasSuffix(body, `"`) {
+					t.Errorf("not a %s entry: %q", format, l)
+				}
+			}
+			if strings.Contains(a.logText(), "/log/") {
+				t.Errorf("request paths reached the gateway's own log:\n%s", a.logText())
 			}
 		})
 	}

@@ -16,7 +16,7 @@ import (
 // burst leaves each replica a bucket of several tokens (30 ÷ 3): with a
 // one-token bucket, what refills between a full bucket and the next
 // request is lost, and the fleet accepts less than its limit (see the
-// README on burst ÷ N). The load keeps every bucket near empty, so a
+// docs/policies.md on burst ÷ N). The load keeps every bucket near empty, so a
 // window starts and ends with about no tokens in hand.
 const (
 	clusterLimit = 30.0

@@ -15,23 +15,23 @@ import (
 	"github.com/gatewayco/gateway/internal/testkit"
 )
 
-// readmePolicy is the minimal ACL policy as the README documents it: the
+// readmePolicy is the minimal ACL policy as docs/operations.md documents it: the
 // first hcl block after its marker, so the tests run with exactly what
 // operators are told to grant.
 func readmePolicy(t *testing.T) string {
 	t.Helper()
-	src, err := os.ReadFile(repoFile("README.md"))
+	src, err := os.ReadFile(repoFile("docs/operations.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, rest, ok := strings.Cut(string(src), "<!-- minimal-acl-policy -->")
 	if !ok {
-		t.Fatal("README.md has no <!-- minimal-acl-policy --> marker")
+		t.Fatal("docs/operations.md has no <!-- minimal-acl-policy --> marker")
 	}
 	_, rest, ok = strings.Cut(rest, "```hcl\n")
 	block, _, ok2 := strings.Cut(rest, "```")
 	if !ok || !ok2 {
-		t.Fatal("README.md: no ```hcl block after the minimal-acl-policy marker")
+		t.Fatal("docs/operations.md: no ```hcl block after the minimal-acl-policy marker")
 	}
 	return block
 }
@@ -76,7 +76,7 @@ func runCommand(t *testing.T, env []string, args ...string) (string, int) {
 	return out.String(), 0
 }
 
-// With ACLs on and default deny, a token holding only the README's
+// With ACLs on and default deny, a token holding only the documented (docs/operations.md)
 // minimal policy serves routes and instances, registers the gateway, and
 // passes `gateway check`.
 func TestConsulACLMinimalPolicyServes(t *testing.T) {
@@ -138,7 +138,7 @@ func TestConsulACLMissingPermissionIsReported(t *testing.T) {
 	t.Parallel()
 	agent, _ := aclRig(t)
 	cases := []struct {
-		name, drop string // the line of the README policy left out
+		name, drop string // the line of the documented policy left out
 		healthCode int
 		health     string // status in /health
 		reason     string // in /health's reason and the log
@@ -155,7 +155,7 @@ func TestConsulACLMissingPermissionIsReported(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			policy := readmePolicy(t)
 			if !strings.Contains(policy, tc.drop) {
-				t.Fatalf("README policy has no line %q", tc.drop)
+				t.Fatalf("documented policy has no line %q", tc.drop)
 			}
 			token := agent.CreateToken(t, strings.Replace(policy, tc.drop, "", 1))
 			env := []string{"CONSUL_HTTP_TOKEN=" + token}

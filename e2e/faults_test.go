@@ -14,7 +14,7 @@ import (
 )
 
 // The gateway's watch backoff, as its registry defaults it (50 ms doubling
-// to 4 s, jittered; the README's "Failure behaviour" table). Written out
+// to 4 s, jittered; docs/failure.md). Written out
 // here because these tests see the gateway only from outside.
 const (
 	backoffMin = 50 * time.Millisecond

@@ -172,6 +172,13 @@ func startGatewayBin(t *testing.T, bin, consulAddr string, extra ...string) *gat
 	return startGatewayWith(t, gatewayStart{bin: bin}, consulAddr, extra...)
 }
 
+// startGatewayEnv is startGatewayBin with env ("NAME=value") added to the
+// process's environment.
+func startGatewayEnv(t *testing.T, bin, consulAddr string, env []string, extra ...string) *gatewayProc {
+	t.Helper()
+	return startGatewayWith(t, gatewayStart{bin: bin, env: env}, consulAddr, extra...)
+}
+
 // gatewayStart is how startGatewayWith runs the binary, beyond its flags.
 type gatewayStart struct {
 	bin string // "" means gatewayBin

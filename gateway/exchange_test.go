@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/internal/testkit"
@@ -25,7 +23,7 @@ func TestInformationalAnswersAreNotTheFinalStatus(t *testing.T) {
 	})
 	var buf testkit.Buffer
 	m := metrics.New(metrics.Options{})
-	gw := New(Options{AccessLog: true, Metrics: m, Logger: hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info})})
+	gw := New(Options{AccessLog: accessLogTo(t, &buf), Metrics: m})
 	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("r", "/", "up")},
 		fixed(map[string][]registry.Instance{"up": {inst}}), nil))
 	srv := serve(t, gw)
@@ -40,8 +38,8 @@ func TestInformationalAnswersAreNotTheFinalStatus(t *testing.T) {
 	if resp.StatusCode != 500 || resp.Header.Get("X-Request-Id") == "" {
 		t.Fatalf("final answer %d with X-Request-Id %q; want 500 with an id", resp.StatusCode, resp.Header.Get("X-Request-Id"))
 	}
-	line := testkit.WaitValue(t, "the access-log line", func() (string, bool) { s := buf.String(); return s, strings.Contains(s, "status=") })
-	if !strings.Contains(line, "status=500") {
+	line := testkit.WaitValue(t, "the access-log line", func() (string, bool) { s := buf.String(); return s, strings.Contains(s, `"status"`) })
+	if !strings.Contains(line, `"status":500`) {
 		t.Fatalf("access log %q; want status=500", line)
 	}
 	if _, errs := m.Counts("r"); errs != 1 {

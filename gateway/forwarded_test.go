@@ -10,7 +10,6 @@ import (
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/internal/testkit"
 	"github.com/gatewayco/gateway/registry"
-	"github.com/hashicorp/go-hclog"
 )
 
 func TestForwardedHeadersAreReplacedUnlessThePeerIsTrusted(t *testing.T) {
@@ -114,8 +113,7 @@ aggregate "agg" {
 func TestAccessLogShowsTheClientBehindATrustedProxy(t *testing.T) {
 	_, inst := startUpstream(t, "up", nil)
 	var buf testkit.Buffer
-	gw := New(Options{AccessLog: true, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
-		Logger: hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info})})
+	gw := New(Options{AccessLog: accessLogTo(t, &buf), TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
 	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("r", "/", "up")},
 		fixed(map[string][]registry.Instance{"up": {inst}}), nil))
 	srv := serve(t, gw)
@@ -126,8 +124,8 @@ func TestAccessLogShowsTheClientBehindATrustedProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	line := testkit.WaitValue(t, "the access-log line", func() (string, bool) { s := buf.String(); return s, strings.Contains(s, "client_ip=") })
-	if !strings.Contains(line, "client_ip=203.0.113.9") {
+	line := testkit.WaitValue(t, "the access-log line", func() (string, bool) { s := buf.String(); return s, strings.Contains(s, `"client_ip"`) })
+	if !strings.Contains(line, `"client_ip":"203.0.113.9"`) {
 		t.Fatalf("access log %q; want the client behind the trusted proxy", line)
 	}
 }

@@ -16,16 +16,17 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gatewayco/gateway/balancer"
+	"github.com/gatewayco/gateway/gateway/accesslog"
 	"github.com/gatewayco/gateway/gateway/aggregate"
 	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/metrics"
 	"github.com/gatewayco/gateway/gateway/router"
+	"github.com/gatewayco/gateway/gateway/tracing"
 	"github.com/gatewayco/gateway/gateway/tunnel"
 	"github.com/gatewayco/gateway/gateway/upstream"
 )
@@ -35,7 +36,7 @@ type Gateway struct {
 	table   atomic.Pointer[Table]
 	deps    *deps // what its tables are built with
 	logger  hclog.Logger
-	access  hclog.Logger
+	access  *accesslog.Logger // nil: no access log
 	now     func() time.Time
 	newID   func() string
 	metrics *metrics.Metrics
@@ -51,8 +52,9 @@ type Options struct {
 	Logger hclog.Logger
 	// Proxy tunes the upstream side.
 	Proxy ProxyOptions
-	// AccessLog turns the one-line-per-request log on.
-	AccessLog bool
+	// AccessLog receives one entry per request; nil logs none. The
+	// process owns it (and closes it after the drain).
+	AccessLog *accesslog.Logger
 	// Now is the clock for latencies and for rate limits, retry budgets
 	// and token expiry; nil means time.Now.
 	Now func() time.Time
@@ -168,9 +170,7 @@ func New(opts Options) *Gateway {
 	if g.newID == nil {
 		g.newID = newRequestID
 	}
-	if opts.AccessLog {
-		g.access = logger.Named("access")
-	}
+	g.access = opts.AccessLog
 	g.deps = newDeps(opts, logger, g.now)
 	opts.Metrics.AggregateBuffered(g.deps.aggBudget.Used)
 	g.table.Store(emptyTable())
@@ -204,8 +204,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := g.table.Load()
 	ex := &exchange.Exchange{ResponseWriter: w, Start: g.now(), GRPC: exchange.IsGRPC(r)}
 	ex.RequestID = g.requestID(r)
-	r, bad := router.Normalize(r.WithContext(exchange.NewContext(r.Context(), ex)))
-	defer g.finish(ex, r)
+	ctx, span := tracing.StartServer(r)
+	r, bad := router.Normalize(r.WithContext(exchange.NewContext(ctx, ex)))
+	defer g.finish(ex, r, span)
 	if bad != "" {
 		exchange.WriteError(ex, http.StatusBadRequest, bad, "")
 		return
@@ -216,10 +217,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t.router.ServeHTTP(ex, r)
 }
 
-// finish records metrics and writes the access-log line. It runs deferred
-// so that a response aborted mid-body (ReverseProxy panics with
-// ErrAbortHandler) is counted and logged too.
-func (g *Gateway) finish(ex *exchange.Exchange, r *http.Request) {
+// finish records metrics, ends the server span and writes the
+// access-log line. It runs deferred so that a response aborted mid-body
+// (ReverseProxy panics with ErrAbortHandler) is counted and logged too.
+func (g *Gateway) finish(ex *exchange.Exchange, r *http.Request, span trace.Span) {
 	status := ex.Status
 	if status == 0 {
 		status = http.StatusOK
@@ -227,36 +228,18 @@ func (g *Gateway) finish(ex *exchange.Exchange, r *http.Request) {
 	end := g.now()
 	latency := end.Sub(ex.Start)
 	g.metrics.ObserveAt(ex.Metrics, r.Method, status, latency, end)
-	if g.access == nil {
+	tracing.EndServer(span, tracing.Outcome{Route: ex.Route, Service: ex.Service, Instance: ex.Instance,
+		RequestID: ex.RequestID, Status: status, Retries: ex.Retries})
+	if !g.access.Wants(status) {
 		return
 	}
-	g.access.Info("request",
-		"request_id", ex.RequestID, // safe as it is: validRequestID
-		"method", r.Method,
-		"path", logValue(r.URL.Path),
-		"route", ex.Route,
-		"upstream", ex.Instance,
-		"status", status,
-		"bytes", ex.Bytes,
-		"latency", latency,
-		"client_ip", exchange.ClientAddr(r, g.deps.env.trusted),
-	)
-}
-
-// logValue keeps a client-chosen string on its own log line, in both log
-// formats. hclog's text format writes a value holding a newline as an
-// indented block of further lines, so a path such as /a%0A... could forge
-// entries, and it prints control bytes, invalid UTF-8 and backslashes in
-// ways that can be mistaken for other values. Such a string is logged
-// Go-quoted instead (hclog.Quote: `"/a\n..."` in text, the plain string in
-// JSON, which escapes it itself); everything else is logged as it is.
-func logValue(s string) any {
-	for _, c := range s {
-		if c == utf8.RuneError || c == '\\' || c == '"' || !unicode.IsPrint(c) {
-			return hclog.Quote(s)
-		}
-	}
-	return s
+	e := accesslog.Entry{Time: ex.Start, Duration: latency, Method: r.Method, Host: r.Host, Path: r.URL.Path,
+		Query: r.URL.RawQuery, URI: r.RequestURI, Proto: r.Proto, Status: status, Bytes: ex.Bytes,
+		Route: ex.Route, Service: ex.Service, Instance: ex.Instance, Retries: ex.Retries,
+		ClientIP: exchange.ClientAddr(r, g.deps.env.trusted), UserAgent: r.Header.Get("User-Agent"),
+		Referer: r.Header.Get("Referer"), RequestID: ex.RequestID}
+	e.TraceID, e.SpanID = tracing.IDs(span)
+	g.access.Log(&e)
 }
 
 // Now is the gateway's clock (Options.Now); views of its table judge

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -9,6 +10,10 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/gatewayco/gateway/gateway/accesslog"
+	"github.com/gatewayco/gateway/internal/testkit"
 
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/registry"
@@ -102,4 +107,13 @@ func (h *headerEcho) got() http.Header {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.last
+}
+
+// accessLogTo is an access log writing JSON lines to buf, flushed often
+// so tests wait little; closed at cleanup.
+func accessLogTo(t *testing.T, buf *testkit.Buffer) *accesslog.Logger {
+	t.Helper()
+	l := accesslog.New(buf, accesslog.Options{FlushInterval: 5 * time.Millisecond}, func(err error) { t.Errorf("access log: %v", err) })
+	t.Cleanup(func() { _ = l.Close(context.Background()) })
+	return l
 }

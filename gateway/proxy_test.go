@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/internal/testkit"
@@ -169,7 +167,7 @@ func TestAccessLogRecordsRouteUpstreamAndClientGone(t *testing.T) {
 		<-r.Context().Done()
 	})
 	var buf testkit.Buffer
-	gw := New(Options{AccessLog: true, Logger: hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info})})
+	gw := New(Options{AccessLog: accessLogTo(t, &buf)})
 	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("slow", "/", "slow")},
 		fixed(map[string][]registry.Instance{"slow": {inst}}), nil))
 	srv := serve(t, gw)
@@ -181,9 +179,9 @@ func TestAccessLogRecordsRouteUpstreamAndClientGone(t *testing.T) {
 	}
 	line := testkit.WaitValue(t, "the access-log line", func() (string, bool) {
 		s := buf.String()
-		return s, strings.Contains(s, "status=")
+		return s, strings.Contains(s, `"status"`)
 	})
-	for _, want := range []string{"method=GET", "path=/hang", "route=slow", "upstream=" + inst.HostPort(), "status=499", "client_ip=127.0.0.1", "latency="} {
+	for _, want := range []string{`"method":"GET"`, `"path":"/hang"`, `"query":"q=1"`, `"route":"slow"`, `"service":"slow"`, `"instance":"` + inst.HostPort() + `"`, `"status":499`, `"client_ip":"127.0.0.1"`, `"duration_ms":`} {
 		if !strings.Contains(line, want) {
 			t.Errorf("access log %q lacks %q", line, want)
 		}

@@ -1,6 +1,12 @@
 package registry
 
 import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/consul/api"
@@ -54,5 +60,61 @@ func TestNewClientUsesEnvironmentAndAddrOverride(t *testing.T) {
 func TestNewClientRejectsBadAddress(t *testing.T) {
 	if _, err := NewClient("gopher://x"); err == nil {
 		t.Fatal("want an error for an unknown scheme")
+	}
+}
+
+// TestClientBoundsAnswerBodies answers with bodies past the client's bound,
+// one announced by Content-Length and one streamed without it: both calls
+// fail with ErrAnswerTooLarge rather than being decoded. A real agent
+// cannot send a hostile answer, hence the plain HTTP server.
+func TestClientBoundsAnswerBodies(t *testing.T) {
+	verifyNoLeaks(t)
+	const bound = 64 << 10
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Consul-Index", "1")
+		check := `{"Node":"n","CheckID":"c","Status":"passing","Output":"` + strings.Repeat("x", 1000) + `"},`
+		body := "[" + strings.Repeat(check, 2*bound/len(check)) + `{"Node":"n"}]`
+		switch r.URL.Path {
+		case "/v1/health/state/any":
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		case "/v1/health/service/web":
+			w.(http.Flusher).Flush() // chunked: no length announced
+		case "/v1/health/node/small":
+			body = `[{"Node":"small","CheckID":"c","Status":"passing"}]`
+		}
+		_, _ = io.WriteString(w, body)
+	}))
+	defer srv.Close()
+	client, transport, err := newClientLimit(srv.URL, bound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer transport.CloseIdleConnections()
+	if _, _, err := client.Health().State("any", nil); !errors.Is(err, ErrAnswerTooLarge) {
+		t.Errorf("announced oversize answer: err = %v, want ErrAnswerTooLarge", err)
+	}
+	if _, _, err := client.Health().Service("web", "", false, nil); !errors.Is(err, ErrAnswerTooLarge) {
+		t.Errorf("streamed oversize answer: err = %v, want ErrAnswerTooLarge", err)
+	}
+	checks, _, err := client.Health().Node("small", nil)
+	if err != nil || len(checks) != 1 {
+		t.Errorf("small answer: %v, %v", checks, err)
+	}
+}
+
+// TestClientAddressDefaultsToLoopbackIPv4: without -consul and
+// CONSUL_HTTP_ADDR the client talks to 127.0.0.1:8500, as the help says,
+// not the api package's localhost:8500.
+func TestClientAddressDefaultsToLoopbackIPv4(t *testing.T) {
+	t.Setenv(api.HTTPAddrEnvName, "")
+	if got := Address(""); got != DefaultAddr || DefaultAddr != "127.0.0.1:8500" {
+		t.Errorf("Address(\"\") = %q, want 127.0.0.1:8500", got)
+	}
+	if got := Address("10.0.0.1:8500"); got != "10.0.0.1:8500" {
+		t.Errorf("Address(flag) = %q, want the flag's", got)
+	}
+	t.Setenv(api.HTTPAddrEnvName, "127.0.0.2:9500")
+	if got := Address(""); got != "127.0.0.2:9500" {
+		t.Errorf("Address(\"\") with CONSUL_HTTP_ADDR = %q, want the variable's", got)
 	}
 }

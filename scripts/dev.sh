@@ -15,7 +15,10 @@
 #                   gateway/routes/routes.hcl in its KV) instead of starting
 #                   a dev agent; its CONSUL_HTTP_TOKEN / CONSUL_CACERT apply
 #   DEMO_CONSUL_PORT  HTTP port of the dev agent the demo starts (default
-#                   8500); its DNS and WAN ports are off
+#                   8500); its DNS, WAN and gRPC ports are off
+#   DEMO_CONSUL_SERVER_PORT, DEMO_CONSUL_SERF_PORT  the dev agent's server
+#                   RPC and LAN gossip ports (default 8300, 8301), which a
+#                   second agent on the machine usually holds
 #   CONSUL_BIN      use this consul binary instead of building 1.14.8
 #   DEMO_LOG_DIR    where every process logs (default ./.demo/logs), kept
 #                   after exit and emptied at the next start
@@ -30,6 +33,8 @@ GATEWAY_TLS_LISTEN="${GATEWAY_TLS_LISTEN:-:8443}"
 DEMO_SMOKE="${DEMO_SMOKE:-0}"
 DEMO_LOG_DIR="${DEMO_LOG_DIR:-$PWD/.demo/logs}"
 DEMO_CONSUL_PORT="${DEMO_CONSUL_PORT:-8500}"
+DEMO_CONSUL_SERVER_PORT="${DEMO_CONSUL_SERVER_PORT:-8300}"
+DEMO_CONSUL_SERF_PORT="${DEMO_CONSUL_SERF_PORT:-8301}"
 
 log() { echo "dev: $*" >&2; }
 
@@ -186,36 +191,49 @@ TLS="$(client_addr "$GATEWAY_TLS_LISTEN")"
 command -v go >/dev/null || die "go is required"
 command -v curl >/dev/null || die "curl is required"
 
-# taken VAR ADDR: a clear message naming the variable that moves the port.
-taken() {
-  local var=$1 hp=$2
-  echo "dev: error: $hp is already in use (another demo still running?)." >&2
-  echo "dev: Stop what listens there, or move the demo with $var, e.g.:" >&2
-  echo "dev:   GATEWAY_LISTEN=127.0.0.1:18080 GATEWAY_ADMIN=127.0.0.1:18081 GATEWAY_TLS_LISTEN=127.0.0.1:18443 ./scripts/dev.sh" >&2
-  exit 1
-}
+# Every taken port is found before any message, so one suggested command
+# line moves them all: fixing one port at a time, run after run, is what
+# a newcomer would otherwise do.
+taken_vars=()
+taken_addrs=()
 for pair in "GATEWAY_LISTEN=$PROXY" "GATEWAY_ADMIN=$ADMIN" "GATEWAY_TLS_LISTEN=$TLS"; do
   hp=${pair#*=}
   h=${hp%:*}
   [ "$h" = localhost ] && h=127.0.0.1
-  port_in_use "$h" "${hp##*:}" && taken "${pair%%=*}" "$hp"
+  if port_in_use "$h" "${hp##*:}"; then
+    taken_vars+=("${pair%%=*}")
+    taken_addrs+=("$hp")
+  fi
 done
 if [ -z "$existing_consul" ]; then
-  # The dev agent's HTTP port, and its server and LAN gossip ports, which
-  # have no variable: a second agent is the usual cause.
-  for port in "$DEMO_CONSUL_PORT" 8300 8301; do
-    if port_in_use 127.0.0.1 "$port"; then
-      echo "dev: error: 127.0.0.1:$port is already in use, and the demo's Consul dev agent needs it." >&2
-      if [ "$port" = "$DEMO_CONSUL_PORT" ]; then
-        echo "dev: If a Consul agent runs there, let the demo use it: CONSUL_HTTP_ADDR=127.0.0.1:$port ./scripts/dev.sh" >&2
-        echo "dev: Or move the dev agent's HTTP port: DEMO_CONSUL_PORT=<a free port> ./scripts/dev.sh" >&2
-      else
-        echo "dev: Another Consul agent probably runs; let the demo use it:" >&2
-        echo "dev:   CONSUL_HTTP_ADDR=<its HTTP address, often 127.0.0.1:8500> ./scripts/dev.sh" >&2
-      fi
-      exit 1
+  for pair in "DEMO_CONSUL_PORT=$DEMO_CONSUL_PORT" "DEMO_CONSUL_SERVER_PORT=$DEMO_CONSUL_SERVER_PORT" \
+              "DEMO_CONSUL_SERF_PORT=$DEMO_CONSUL_SERF_PORT"; do
+    if port_in_use 127.0.0.1 "${pair#*=}"; then
+      taken_vars+=("${pair%%=*}")
+      taken_addrs+=("127.0.0.1:${pair#*=}")
     fi
   done
+fi
+if [ "${#taken_vars[@]}" -gt 0 ]; then
+  # The suggestion: each taken port moved by 10000 (an address keeps its
+  # host), which is free on most machines.
+  suggest=""
+  for i in "${!taken_vars[@]}"; do
+    var=${taken_vars[$i]} hp=${taken_addrs[$i]}
+    echo "dev: error: $hp is already in use (another demo still running?); $var moves it." >&2
+    port=${hp##*:}
+    case "$var" in
+      GATEWAY_*) suggest+="$var=127.0.0.1:$((port + 10000)) " ;;
+      *) suggest+="$var=$((port + 10000)) " ;;
+    esac
+  done
+  echo "dev: Stop what listens there, or move the demo, e.g.:" >&2
+  echo "dev:   $suggest./scripts/dev.sh" >&2
+  if [ -z "$existing_consul" ] && [[ " ${taken_vars[*]} " == *" DEMO_CONSUL_PORT "* ]]; then
+    echo "dev: If a Consul agent runs at 127.0.0.1:$DEMO_CONSUL_PORT, the demo can use it instead:" >&2
+    echo "dev:   CONSUL_HTTP_ADDR=127.0.0.1:$DEMO_CONSUL_PORT ./scripts/dev.sh" >&2
+  fi
+  exit 1
 fi
 
 # Only the demo's own files: DEMO_LOG_DIR may be a directory with others.
@@ -255,7 +273,9 @@ if [ -n "$existing_consul" ]; then
 else
   log "starting consul agent -dev on $CONSUL_ADDR (log: $DEMO_LOG_DIR/consul.log)"
   start consul "$consul_bin" agent -dev -client 127.0.0.1 -log-level info \
-    -http-port "$DEMO_CONSUL_PORT" -dns-port -1 -serf-wan-port -1
+    -http-port "$DEMO_CONSUL_PORT" -dns-port -1 -serf-wan-port -1 \
+    -server-port "$DEMO_CONSUL_SERVER_PORT" -serf-lan-port "$DEMO_CONSUL_SERF_PORT" \
+    -hcl 'ports { grpc = -1, grpc_tls = -1 }'
   consul_pid=$started
   wait_until "consul leader" 30 "$consul_pid" consul_has_leader
 fi

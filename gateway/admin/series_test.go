@@ -155,6 +155,7 @@ route "guarded" {
     requests_per_second = 5
     burst               = 10
     key                 = "ip"
+    scope               = "cluster"
   }
   jwt {
     algorithms = ["HS256"]
@@ -191,7 +192,7 @@ route "guarded" {
 		t.Errorf("guarded settings = %+v", g)
 	}
 	rl, j, cb := g.Policies.RateLimit, g.Policies.JWT, g.Policies.CircuitBreaker
-	if rl == nil || rl.RequestsPerSecond != 5 || rl.Burst != 10 || rl.Key != "ip" {
+	if rl == nil || rl.RequestsPerSecond != 5 || rl.Burst != 10 || rl.Key != "ip" || rl.Scope != "cluster" {
 		t.Errorf("rate limit = %+v", rl)
 	}
 	if j == nil || j.KeySource != "secret_env ADMIN_TEST_SECRET" {

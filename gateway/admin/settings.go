@@ -32,6 +32,9 @@ type rateLimitView struct {
 	RequestsPerSecond float64 `json:"requests_per_second"`
 	Burst             int     `json:"burst"`
 	Key               string  `json:"key"`
+	// Scope is "local" or "cluster": whether the figures above are this
+	// replica's or the fleet's (each replica then enforces its share).
+	Scope string `json:"scope"`
 }
 
 // jwtView names where the key comes from, never the key: a secret stays
@@ -67,7 +70,10 @@ func settingsOf(c *config.Route) settingsView {
 		RetryNonIdempotent: c.Policy.RetryNonIdempotent, AllowWarning: c.AllowWarning}
 	p := &c.Policy
 	if rl := p.RateLimit; rl != nil {
-		s.Policies.RateLimit = &rateLimitView{RequestsPerSecond: rl.RequestsPerSecond, Burst: rl.Burst, Key: rl.Key}
+		s.Policies.RateLimit = &rateLimitView{RequestsPerSecond: rl.RequestsPerSecond, Burst: rl.Burst, Key: rl.Key, Scope: config.RateScopeLocal}
+		if rl.Cluster {
+			s.Policies.RateLimit.Scope = config.RateScopeCluster
+		}
 	}
 	if j := p.JWT; j != nil {
 		v := &jwtView{Algorithms: j.Algorithms, Issuer: j.Issuer, Audience: j.Audience, ForwardClaims: j.ForwardClaims}

@@ -295,9 +295,9 @@ func (ag *Aggregate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if target, res, ok := ag.prepare(gctx, c, targets[i], vars, query, ans); !ok {
 				results[i] = res
 			} else if i == ag.bodyCall {
-				results[i] = c.do(gctx, target, bodyHeader, body, ag.Config.MaxResponseBytes, hold)
+				results[i] = c.traced(gctx, name, target, bodyHeader, body, ag.Config.MaxResponseBytes, hold)
 			} else {
-				results[i] = c.do(gctx, target, header, nil, ag.Config.MaxResponseBytes, hold)
+				results[i] = c.traced(gctx, name, target, header, nil, ag.Config.MaxResponseBytes, hold)
 			}
 			results[i] = businessError(results[i])
 			if results[i].memory {

@@ -60,7 +60,7 @@ type RateLimit struct {
 	// Cluster is true for scope = "cluster": RequestsPerSecond and Burst
 	// are the fleet's, and each replica enforces its share of them, the
 	// limit divided by the passing replicas Consul reports (see the
-	// README, "Cluster rate limits", for the model and its error bounds).
+	// docs/policies.md, "Cluster rate limits", for the model and its error bounds).
 	// False, the default scope "local", means every replica enforces the
 	// whole limit on its own.
 	Cluster bool

@@ -38,6 +38,12 @@ type Exchange struct {
 	Route string
 	// Instance is host:port of the chosen instance; empty until picked.
 	Instance string
+	// Service is the name of the service the chosen instance belongs to;
+	// empty until picked.
+	Service string
+	// Retries counts the attempts after the first one, on other
+	// instances.
+	Retries int
 	// Upstream is the matched route's upstream, which the proxy sends
 	// the request to; nil until matched.
 	Upstream http.RoundTripper

@@ -8,9 +8,11 @@ import (
 	"net/netip"
 
 	"github.com/hashicorp/go-hclog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/exchange"
+	"github.com/gatewayco/gateway/gateway/tracing"
 )
 
 // MsgAuthUnavailable is the 503 a route with forward_auth answers when the
@@ -68,7 +70,16 @@ func ForwardAuthenticated(route string, cfg *config.ForwardAuth, up http.RoundTr
 		areq.Header.Set("X-Forwarded-Host", r.Host)
 		areq.Header.Set("X-Forwarded-Proto", proto)
 		areq.Header.Set("X-Forwarded-For", exchange.ClientAddr(r, trusted))
+		var span trace.Span
+		if tracing.On() {
+			var sctx context.Context
+			sctx, span = tracing.Start(ctx, "forward_auth", tracing.KeyRoute.String(route), tracing.KeyService.String(cfg.Service))
+			areq = areq.WithContext(sctx)
+		}
 		resp, err := up.RoundTrip(areq)
+		if span != nil {
+			tracing.EndAttempt(span, resp, err)
+		}
 		if err != nil {
 			status := http.StatusServiceUnavailable
 			if errors.Is(r.Context().Err(), context.Canceled) {

@@ -17,9 +17,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/gatewayco/gateway/gateway/config"
+	"github.com/gatewayco/gateway/gateway/tracing"
 )
 
 // JWKS is a cached JSON Web Key Set. Keys are fetched on first use and
@@ -157,7 +159,9 @@ func (j *JWKS) fetch(ctx context.Context) error {
 // errJWKS marks a key set that could not be fetched or read.
 var errJWKS = errors.New("jwks")
 
-func (j *JWKS) get(ctx context.Context) (map[string]jwk, error) {
+func (j *JWKS) get(ctx context.Context) (_ map[string]jwk, err error) {
+	ctx, span := tracing.Start(ctx, "jwks fetch", attribute.String("url.full", j.shown))
+	defer func() { tracing.End(span, err) }()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errJWKS, err)

@@ -8,8 +8,11 @@ import (
 	"net/http"
 	"sync"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/gatewayco/gateway/gateway/exchange"
 	"github.com/gatewayco/gateway/gateway/policy"
+	"github.com/gatewayco/gateway/gateway/tracing"
 )
 
 // Retry is an upstream's retry behaviour; the zero value never retries.
@@ -75,6 +78,9 @@ func (u *Upstream) send(req *http.Request) (*http.Response, error) {
 		}
 		r := req
 		if attempt > 1 {
+			if ex := exchange.From(req.Context()); ex != nil {
+				ex.Retries = attempt - 1
+			}
 			r = req.Clone(req.Context())
 			if req.GetBody != nil {
 				r.Body, _ = req.GetBody()
@@ -85,7 +91,9 @@ func (u *Upstream) send(req *http.Request) (*http.Response, error) {
 			held = &heldBody{rc: body}
 			r.Body = held
 		}
+		span := u.traceAttempt(r, i, attempt-1)
 		resp, err := u.to(r, i)
+		tracing.EndAttempt(span, resp, err)
 		view.tried = append(view.tried, i)
 		if attempt >= tries || len(view.tried) >= len(u.hosts) {
 			return resp, err
@@ -216,4 +224,18 @@ func instanceFailed(req *http.Request, resp *http.Response, err error) bool {
 		return true
 	}
 	return false
+}
+
+// traceAttempt starts the client span of attempt retry+1 of r to
+// instance i (a no-op span with tracing off) and writes its trace
+// context into r's headers.
+func (u *Upstream) traceAttempt(r *http.Request, i, retry int) trace.Span {
+	if !tracing.On() {
+		return tracing.StartAttempt(r, "", "", "", retry)
+	}
+	route := ""
+	if ex := exchange.From(r.Context()); ex != nil {
+		route = ex.Route
+	}
+	return tracing.StartAttempt(r, route, u.service.Name, u.hosts[i], retry)
 }

@@ -249,7 +249,7 @@ func (u *Upstream) to(r *http.Request, i int) (*http.Response, error) {
 	r.URL.Host = u.hosts[i]
 	u.recordPick(r, i)
 	if ex := exchange.From(r.Context()); ex != nil {
-		ex.Instance = u.hosts[i]
+		ex.Instance, ex.Service = u.hosts[i], u.service.Name
 	}
 	var load *balancer.Load
 	if u.loads != nil {
