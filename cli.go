@@ -20,8 +20,16 @@ const envPrefix = "GATEWAY_"
 // envName is the variable of flag name: GATEWAY_ and the name upper-cased
 // with dashes as underscores, -listen → GATEWAY_LISTEN.
 func envName(name string) string {
+	if scoped, ok := pushScoped[name]; ok {
+		name = scoped
+	}
 	return envPrefix + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(name))
 }
+
+// pushScoped renames the variables of routes push's -key and -cas:
+// GATEWAY_KEY is the kind of name an unrelated API key is exported under,
+// and a stray one must not redirect a push to another key.
+var pushScoped = map[string]string{"key": "push-key", "cas": "push-cas"}
 
 // errEnv marks a GATEWAY_* variable whose value its flag refuses.
 var errEnv = errors.New("environment")
@@ -78,8 +86,7 @@ type helpTopic struct {
 // "Other", so a new flag always shows.
 var helpTopics = []helpTopic{
 	{title: "Listeners and limits", names: []string{"listen", "admin", "h2c", "h2-max-streams", "max-conns", "max-header-bytes", "max-body-bytes",
-		"read-header-timeout", "body-read-timeout", "idle-timeout", "drain-timeout", "max-tunnels", "max-tunnels-per-client",
-		"gc-percent", "memory-limit"}},
+		"read-header-timeout", "body-read-timeout", "idle-timeout", "drain-timeout", "max-tunnels", "max-tunnels-per-client"}},
 	{title: "Consul", names: []string{"consul", "kv-prefix", "state-prefix", "register", "service-name", "advertise"}, prefixes: []string{"consul-"}},
 	{title: "Routing and policies", names: []string{"panic-threshold", "trusted-proxies", "aggregate-max-bytes", "fabio-tags"}},
 	{title: "TLS", names: []string{"cert-prefix", "https-redirect", "hsts-max-age", "https-port"}, prefixes: []string{"tls-"}},

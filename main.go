@@ -115,7 +115,6 @@ type serveFlags struct {
 	fabioTags                               bool
 	connect                                 connectFlags
 	scale                                   scaleFlags
-	gc                                      gcFlags
 }
 
 func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -150,7 +149,6 @@ func newServeFlagSet(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	addFabioFlags(fs, &f.fabioTags)
 	addConnectFlags(fs, &f.connect)
 	addScaleFlags(fs, &f.scale)
-	addGCFlags(fs, &f.gc)
 	return fs
 }
 
@@ -217,10 +215,6 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err := f.tracing.check(); err != nil {
 		return err
 	}
-	if err := f.gc.check(); err != nil {
-		return err
-	}
-	applyGC(f.gc, gcGiven(fs), os.LookupEnv)
 	logger := newLogger(f.logLevel, f.logJSON, stderr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
