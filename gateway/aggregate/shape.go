@@ -295,11 +295,17 @@ func (ag *Aggregate) composed() bool {
 	return false
 }
 
+// errorsMember is the merged body's member listing failed calls;
+// validation keeps it from every part it can see, and writeComposed drops
+// it from flattened answers, whose members it cannot.
+const errorsMember = "errors"
+
 // writeComposed answers 200 with the static members, then each call's
 // members (its group, or the members of a flattened answer), and the
 // errors. A member claimed twice, which validation could not see, keeps
 // its first place and takes the last value: declaration order, last
-// wins, static first. A flattened answer that is not an object is placed
+// wins, static first. A flattened answer's "errors" member is dropped.
+// A flattened answer that is not an object is placed
 // under the call's name.
 func (ag *Aggregate) writeComposed(w http.ResponseWriter, results []callResult, hold *share) {
 	errs := mergeErrors(ag.Calls, results)
@@ -347,6 +353,11 @@ func (ag *Aggregate) writeComposed(w http.ResponseWriter, results []callResult, 
 			continue
 		}
 		for _, m := range flat {
+			if m.key == errorsMember {
+				// The member is the gateway's report of failed calls;
+				// an upstream's would forge it, or repeat the key.
+				continue
+			}
 			put(m.key, m.raw, m.val)
 		}
 	}
