@@ -139,17 +139,11 @@ func (a *answers) value(r *ref) (string, error) {
 	v := json.RawMessage(a.results[r.dep].body)
 	budget := MaxShapeItems
 	for _, name := range r.field {
-		ms, ok, err := objectMembers(v, &budget)
+		found, err := memberValue(v, name, &budget)
 		if err != nil {
 			return "", fmt.Errorf("%w: call %q's answer: %v", errRefValue, r.call, err)
 		}
-		var found json.RawMessage
-		for _, m := range ms {
-			if m.key == name {
-				found = m.val // the last of repeated keys, as decoders take it
-			}
-		}
-		if !ok || found == nil {
+		if found == nil {
 			return "", fmt.Errorf("%w for {%s.%s}", errRefValue, r.call, strings.Join(r.field, "."))
 		}
 		v = found

@@ -101,17 +101,11 @@ func (s *shaper) apply(body []byte) ([]byte, error) {
 	budget := MaxShapeItems
 	v := json.RawMessage(body)
 	for _, seg := range s.target {
-		ms, ok, err := objectMembers(v, &budget)
+		found, err := memberValue(v, seg, &budget)
 		if err != nil {
 			return nil, err
 		}
-		var found json.RawMessage
-		for _, m := range ms {
-			if m.key == seg {
-				found = m.val // the last of repeated keys, as decoders take it
-			}
-		}
-		if !ok || found == nil {
+		if found == nil {
 			return []byte("null"), nil
 		}
 		v = found
@@ -230,15 +224,9 @@ func businessError(r callResult) callResult {
 		return r
 	}
 	budget := MaxShapeItems
-	ms, _, err := objectMembers(b, &budget)
+	detail, err := memberValue(b, "error", &budget)
 	if err != nil {
 		return r // too many members to check; the answer stays as it is
-	}
-	var detail json.RawMessage
-	for _, m := range ms {
-		if m.key == "error" {
-			detail = m.val
-		}
 	}
 	if detail == nil || string(detail) == "null" {
 		return r
