@@ -66,3 +66,23 @@ func waitCount(t *testing.T, p *Peers, what string, want int) {
 	t.Helper()
 	testkit.WaitFor(t, what, func() bool { return p.Count() == want })
 }
+
+// TestPeersCountsSameIDOnTwoNodes: a service ID is unique per agent, not
+// per cluster, so two gateways on different nodes may share one (same
+// host name and port); each takes traffic and must be counted.
+func TestPeersCountsSameIDOnTwoNodes(t *testing.T) {
+	verifyNoLeaks(t)
+	srv := startConsul(t)
+	client := testClient(t, srv.HTTPAddr)
+	register(t, client, &api.AgentServiceRegistration{ID: "gw-1", Name: "gw", Port: 8080})
+	if _, err := client.Catalog().Register(&api.CatalogRegistration{Node: "node-b", Address: "127.0.0.2",
+		Service: &api.AgentService{ID: "gw-1", Service: "gw", Port: 8080}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := NewPeers(client, "gw", Options{}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { p.Run(ctx, "gw-self") })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	waitCount(t, p, "gw-1 on both nodes and this gateway", 3)
+}
