@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -35,12 +36,16 @@ func NewPeers(client *api.Client, service string, opts Options, notify func()) *
 // service ID: it is counted whether or not Consul lists it as passing
 // yet, because a replica that serves takes its share of the traffic
 // before its first check passes (and after its check fails, while it is
-// still reachable). While Consul is unreachable the last count is kept.
+// still reachable). While Consul is unreachable, or its ACLs hide
+// replicas from the token (reported to Status as ErrPermissionDenied),
+// the last count is kept.
 func (p *Peers) Run(ctx context.Context, selfID string) {
 	health := p.client.Health()
 	fetch := func(q *api.QueryOptions) ([]string, *api.QueryMeta, error) {
 		entries, meta, err := health.Service(p.service, "", true, q)
-		if err != nil {
+		// Replicas the token may not see are left out of a 200 answer;
+		// counted as absent, each replica would allow more than its share.
+		if err = aclChecked(fmt.Sprintf("the replicas of service %q", p.service), "service read and node read", meta, err); err != nil {
 			return nil, nil, err
 		}
 		// A service ID is unique per agent, not per cluster: replicas on
