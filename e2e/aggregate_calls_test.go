@@ -7,8 +7,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-
-	"github.com/gatewayco/gateway/internal/testkit"
 )
 
 const checkoutDoc = `
@@ -61,18 +59,7 @@ func TestAggregateSequenceAndWriteThroughConsul(t *testing.T) {
 	})
 	putRoute(t, client, "checkout.hcl", checkoutDoc)
 	g := startGateway(t, addr)
-	testkit.WaitFor(t, "the aggregate with every call's instance", func() bool {
-		aggs := getRoutes(t, g).Aggregates
-		if len(aggs) != 1 {
-			return false
-		}
-		for _, c := range aggs[0].Calls {
-			if len(c.Instances) != 1 {
-				return false
-			}
-		}
-		return true
-	})
+	waitAggregates(t, g, 1)
 	want := `{"user":{"account_id":"acc 7","id":"7"},"account":{"path":"/accounts/acc%207"},` +
 		`"order":{"body":"{\"item\":3}","method":"POST","query":"account=acc+7","type":"application/json"}}`
 	for i := range 2 {

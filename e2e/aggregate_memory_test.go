@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/gatewayco/gateway/internal/testkit"
 )
 
 // bigAggregateDoc fans out to three services, each answering 4 MiB.
@@ -70,18 +68,7 @@ func bigAggregateRun(t *testing.T, bin string, rounds, clients int, flags ...str
 	}
 	putRoute(t, client, "big.hcl", bigAggregateDoc)
 	gw := startGatewayBin(t, bin, consulAddr, flags...)
-	testkit.WaitFor(t, "aggregate with its three calls' instances", func() bool {
-		aggs := getRoutes(t, gw).Aggregates
-		if len(aggs) != 1 || len(aggs[0].Calls) != 3 {
-			return false
-		}
-		for _, c := range aggs[0].Calls {
-			if len(c.Instances) != 1 {
-				return false
-			}
-		}
-		return true
-	})
+	waitAggregates(t, gw, 1)
 
 	// One client per goroutine, so every request has its own connection
 	// and the aggregates really run at once.

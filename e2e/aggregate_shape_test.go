@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/gatewayco/gateway/internal/testkit"
 )
 
 // shapeDoc shapes the answers of services found through Consul, and
@@ -66,17 +64,7 @@ func TestAggregateShapingAndErrorClassesThroughConsul(t *testing.T) {
 	})
 	putRoute(t, client, "shape.hcl", shapeDoc)
 	a := startGateway(t, addr)
-	testkit.WaitFor(t, "both aggregates with their calls' instances", func() bool {
-		aggs := getRoutes(t, a).Aggregates
-		for _, ag := range aggs {
-			for _, c := range ag.Calls {
-				if len(c.Instances) != 1 {
-					return false
-				}
-			}
-		}
-		return len(aggs) == 2
-	})
+	waitAggregates(t, a, 2)
 
 	get := func(t *testing.T, path string) (int, string) {
 		t.Helper()

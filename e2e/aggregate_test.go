@@ -174,17 +174,7 @@ func TestAggregateFansOutThroughConsulAndMergesJSON(t *testing.T) {
 	}
 	putRoute(t, client, "dashboard.hcl", dashboardDoc)
 	a := startGateway(t, addr)
-	testkit.WaitFor(t, "aggregates with every call's instance", func() bool {
-		aggs := getRoutes(t, a).Aggregates
-		for _, ag := range aggs {
-			for _, c := range ag.Calls {
-				if len(c.Instances) != 1 {
-					return false
-				}
-			}
-		}
-		return len(aggs) == 2
-	})
+	waitAggregates(t, a, 2)
 	// Warm up, then count the gateway's goroutines from here: requests must
 	// not leave any behind.
 	testkit.WaitFor(t, "a warm-up answer with every call", func() bool {

@@ -269,6 +269,23 @@ type configError struct {
 }
 
 // getRoutes reads the routing table the gateway serves now.
+// waitAggregates waits until p's /routes lists n aggregates, each call
+// with its one instance: the state every aggregate test starts from.
+func waitAggregates(t *testing.T, p *gatewayProc, n int) {
+	t.Helper()
+	testkit.WaitFor(t, fmt.Sprintf("%d aggregates with every call's instance", n), func() bool {
+		aggs := getRoutes(t, p).Aggregates
+		for _, ag := range aggs {
+			for _, c := range ag.Calls {
+				if len(c.Instances) != 1 {
+					return false
+				}
+			}
+		}
+		return len(aggs) == n
+	})
+}
+
 func getRoutes(t *testing.T, p *gatewayProc) routesBody {
 	t.Helper()
 	resp, err := p.adminClient.Get("http://" + p.admin + "/routes")

@@ -22,6 +22,8 @@ var shapeUpstreams = map[string]string{
 	"quota":   `{"error":{"code":"quota","message":"limit reached"},"data":null}`,
 	"missing": "",
 	"huge":    "[" + strings.Repeat(`{},`, aggregate.MaxShapeItems) + "{}]",
+	// An answer claiming the merged body's reserved member, escaped once.
+	"spoof": `{"\u0065rrors":{"user":{"kind":"none"}},"id":"7"}`,
 }
 
 func startShapeUpstreams(t *testing.T) map[string][]registry.Instance {
@@ -216,6 +218,24 @@ func TestAggregateShapesAnswers(t *testing.T) {
 				fields   = ["id"]
 			}`, 502, "",
 			`{"error":"required call \"items\" failed: upstream answer has too many members to shape","route":"agg","errors":{"items":{"kind":"system","status":502,"message":"upstream answer has too many members to shape"}}}`},
+		{"a flattened answer's errors member is dropped: the gateway's is the only one", `
+			call "s" {
+				service = "spoof"
+				path    = "/"
+				flatten = true
+			}`, 200, "",
+			`{"id":"7"}`},
+		{"a flattened errors member never doubles the gateway's", `
+			call "s" {
+				service = "spoof"
+				path    = "/"
+				flatten = true
+			}
+			call "user" {
+				service = "missing"
+				path    = "/"
+			}`, 200, "true",
+			`{"id":"7","user":null,"errors":{"user":{"kind":"business","status":404,"message":"upstream answered 404 Not Found"}}}`},
 		{"a failed flattened call contributes nothing but its error", `
 			static = { v = 1 }
 			call "user" {

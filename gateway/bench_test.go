@@ -53,19 +53,26 @@ func BenchmarkTableRebuild(b *testing.B) {
 	}
 }
 
-// BenchmarkProxy is one proxied request through the whole gateway (table
-// load, match, balancer, ReverseProxy, transport) to a local upstream,
-// all policies off; allocations are the figure to watch.
-func BenchmarkProxy(b *testing.B) {
+// proxyBench is the gateway and request of the BenchmarkProxy variants:
+// one prefix route, all policies off, to a local upstream answering a
+// small JSON body.
+func proxyBench(b *testing.B) (*Gateway, *http.Request) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"ok":true}`))
 	}))
-	defer up.Close()
+	b.Cleanup(up.Close)
 	gw := New(Options{})
 	inst := instanceOf(b, "u", up.Listener.Addr())
 	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("api", "/api", "svc")},
 		fixed(map[string][]registry.Instance{"svc": {inst}}), nil))
-	req := httptest.NewRequest("GET", "http://gw/api/users/7", nil)
+	return gw, httptest.NewRequest("GET", "http://gw/api/users/7", nil)
+}
+
+// BenchmarkProxy is one proxied request through the whole gateway (table
+// load, match, balancer, ReverseProxy, transport) to a local upstream,
+// all policies off; allocations are the figure to watch.
+func BenchmarkProxy(b *testing.B) {
+	gw, req := proxyBench(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		w := httptest.NewRecorder()
@@ -80,15 +87,7 @@ func BenchmarkProxy(b *testing.B) {
 // that allocates nothing, so allocs/op minus BenchmarkDirect's is the
 // gateway's own count (httptest.ResponseRecorder adds about 7 of its own).
 func BenchmarkProxyBare(b *testing.B) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = w.Write([]byte(`{"ok":true}`))
-	}))
-	defer up.Close()
-	gw := New(Options{})
-	inst := instanceOf(b, "u", up.Listener.Addr())
-	gw.Publish(newTableBuilder(gw.deps).build([]config.Route{prefixRoute("api", "/api", "svc")},
-		fixed(map[string][]registry.Instance{"svc": {inst}}), nil))
-	req := httptest.NewRequest("GET", "http://gw/api/users/7", nil)
+	gw, req := proxyBench(b)
 	w := &bareWriter{h: make(http.Header)}
 	b.ReportAllocs()
 	for b.Loop() {

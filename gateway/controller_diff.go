@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gatewayco/gateway/gateway/config"
 )
@@ -13,6 +14,11 @@ import (
 // a first load of 10,000 routes logs one line of a few hundred bytes;
 // /routes has the rest.
 const maxDiffItems = 10
+
+// maxDiffItemBytes bounds each item of those lists: route names and keys
+// are only bounded by their document's size, and one line must not carry
+// megabytes of a hostile name.
+const maxDiffItemBytes = 128
 
 // servedKeys returns the ModifyIndex of the version each key serves in t:
 // its last accepted version, unless t lists it as serving nothing.
@@ -115,10 +121,28 @@ func routeSources(t *Table) map[string]string {
 // how many more there were.
 func boundedList(items []string) string {
 	slices.Sort(items)
-	if len(items) <= maxDiffItems {
-		return strings.Join(items, ", ")
+	more := ""
+	if len(items) > maxDiffItems {
+		more = fmt.Sprintf(" and %d more", len(items)-maxDiffItems)
+		items = items[:maxDiffItems]
 	}
-	return strings.Join(items[:maxDiffItems], ", ") + fmt.Sprintf(" and %d more", len(items)-maxDiffItems)
+	for i, it := range items {
+		items[i] = cutItem(it)
+	}
+	return strings.Join(items, ", ") + more
+}
+
+// cutItem is s cut to maxDiffItemBytes on a rune boundary, marked "…"
+// when cut.
+func cutItem(s string) string {
+	if len(s) <= maxDiffItemBytes {
+		return s
+	}
+	n := maxDiffItemBytes
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // problemPos is where the first problem of a rejected document is, for

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -68,5 +69,21 @@ func TestBoundedListCutsLongDiffs(t *testing.T) {
 	}
 	if got := boundedList(items); got != "a, b, c, d, e, f, g, h, i, j and 15 more" {
 		t.Errorf("boundedList = %q", got)
+	}
+}
+
+// A route name or key is as long as its document lets it be; the line
+// stays a few hundred bytes whatever the items' lengths.
+func TestBoundedListCutsLongItems(t *testing.T) {
+	items := make([]string, maxDiffItems)
+	for i := range items {
+		items[i] = string(rune('a'+i)) + strings.Repeat("é", 50_000)
+	}
+	got := boundedList(items)
+	if max := maxDiffItems * (maxDiffItemBytes + len(", ") + len("…")); len(got) > max {
+		t.Fatalf("boundedList of %d long items is %d bytes, want at most %d", len(items), len(got), max)
+	}
+	if !strings.HasPrefix(got, "aéé") || !strings.Contains(got, "…, bé") || !utf8.ValidString(got) {
+		t.Errorf("boundedList = %.80q…", got)
 	}
 }

@@ -2,7 +2,9 @@ package registry
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/hashicorp/consul/api"
@@ -34,18 +36,25 @@ func NewPeers(client *api.Client, service string, opts Options, notify func()) *
 // service ID: it is counted whether or not Consul lists it as passing
 // yet, because a replica that serves takes its share of the traffic
 // before its first check passes (and after its check fails, while it is
-// still reachable). While Consul is unreachable the last count is kept.
+// still reachable). While Consul is unreachable, or its ACLs hide
+// replicas from the token (reported to Status as ErrPermissionDenied),
+// the last count is kept.
 func (p *Peers) Run(ctx context.Context, selfID string) {
 	health := p.client.Health()
 	fetch := func(q *api.QueryOptions) ([]string, *api.QueryMeta, error) {
 		entries, meta, err := health.Service(p.service, "", true, q)
-		if err != nil {
+		// Replicas the token may not see are left out of a 200 answer;
+		// counted as absent, each replica would allow more than its share.
+		if err = aclChecked(fmt.Sprintf("the replicas of service %q", p.service), "service read and node read", meta, err); err != nil {
 			return nil, nil, err
 		}
+		// A service ID is unique per agent, not per cluster: replicas on
+		// two nodes may share one (same host name and port), and each
+		// takes its share of traffic, so an instance is its node and ID.
 		ids := make([]string, 0, len(entries))
 		for _, e := range entries {
-			if e != nil && e.Service != nil {
-				ids = append(ids, e.Service.ID)
+			if e != nil && e.Service != nil && e.Node != nil {
+				ids = append(ids, e.Node.Node+peerSep+e.Service.ID)
 			}
 		}
 		slices.Sort(ids)
@@ -55,7 +64,7 @@ func (p *Peers) Run(ctx context.Context, selfID string) {
 	w = newWatch(fetch, slices.Equal[[]string], func() {
 		ids, _ := w.snapshot()
 		n := len(ids)
-		if _, found := slices.BinarySearch(ids, selfID); !found {
+		if !slices.ContainsFunc(ids, func(id string) bool { return strings.HasSuffix(id, peerSep+selfID) }) {
 			n++
 		}
 		if old := p.count.Swap(int64(n)); old != int64(n) {
@@ -68,8 +77,11 @@ func (p *Peers) Run(ctx context.Context, selfID string) {
 	w.run(ctx)
 }
 
+// peerSep joins a replica's node and service ID; neither may contain it.
+const peerSep = "\x00"
+
 // Count is the number of replicas sharing a cluster-wide limit: the
-// passing instances of the service, plus this gateway when it is not
+// passing instances of the service (by node and service ID), plus this gateway when it is not
 // among them; at least 1.
 func (p *Peers) Count() int {
 	if p == nil {

@@ -2,11 +2,15 @@ package registry
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/gatewayco/gateway/internal/consultest"
 	"github.com/gatewayco/gateway/internal/testkit"
 )
 
@@ -65,4 +69,52 @@ func TestPeersCountsPassingReplicasAndItself(t *testing.T) {
 func waitCount(t *testing.T, p *Peers, what string, want int) {
 	t.Helper()
 	testkit.WaitFor(t, what, func() bool { return p.Count() == want })
+}
+
+// TestPeersCountsSameIDOnTwoNodes: a service ID is unique per agent, not
+// per cluster, so two gateways on different nodes may share one (same
+// host name and port); each takes traffic and must be counted.
+func TestPeersCountsSameIDOnTwoNodes(t *testing.T) {
+	verifyNoLeaks(t)
+	srv := startConsul(t)
+	client := testClient(t, srv.HTTPAddr)
+	register(t, client, &api.AgentServiceRegistration{ID: "gw-1", Name: "gw", Port: 8080})
+	if _, err := client.Catalog().Register(&api.CatalogRegistration{Node: "node-b", Address: "127.0.0.2",
+		Service: &api.AgentService{ID: "gw-1", Service: "gw", Port: 8080}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := NewPeers(client, "gw", Options{}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { p.Run(ctx, "gw-self") })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	waitCount(t, p, "gw-1 on both nodes and this gateway", 3)
+}
+
+// TestPeersReportsACLFilteringAsPermissionDenied: a token that may not
+// read the gateway's own service gets an answer with the replicas left
+// out, which taken as it is would make each replica allow the whole
+// fleet's limit. It is a refusal, reported to Status, and the count
+// stays where it was.
+func TestPeersReportsACLFilteringAsPermissionDenied(t *testing.T) {
+	verifyNoLeaks(t)
+	agent := consultest.StartWithACL(t, nil)
+	admin := tokenClient(t, agent, agent.Token)
+	for _, id := range []string{"gw-1", "gw-2"} {
+		register(t, admin, &api.AgentServiceRegistration{ID: id, Name: "gw", Port: 8080})
+	}
+	client := tokenClient(t, agent, agent.CreateToken(t, `node_prefix "" { policy = "read" }`))
+	status := &Status{}
+	p := NewPeers(client, "gw", Options{Status: status, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { p.Run(ctx, "gw-self") })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	testkit.WaitWithin(t, 10*time.Second, "the refusal reported", func() bool { return status.Err() != nil })
+	if err := status.Err(); !errors.Is(err, ErrPermissionDenied) || !strings.Contains(err.Error(), `service "gw"`) {
+		t.Errorf("Status.Err() = %v, want ErrPermissionDenied naming the gateway's service", err)
+	}
+	if n := p.Count(); n != 1 {
+		t.Errorf("Count = %d after refused reads, want the initial 1", n)
+	}
 }

@@ -14,9 +14,9 @@ import (
 	"github.com/gatewayco/gateway/gateway/policy"
 )
 
-// Defaults of a Cache: 10000 answers and 64 MiB of bodies at most, for
-// every cached call of the gateway together; an answer larger than
-// DefaultCacheMaxEntryBytes is not kept.
+// Defaults of a Cache: 10000 answers and 64 MiB at most (bodies, keys
+// and Vary records), for every cached call of the gateway together; an
+// answer larger than DefaultCacheMaxEntryBytes is not kept.
 const (
 	DefaultCacheEntries       = 10000
 	DefaultCacheBytes         = 64 << 20
@@ -76,8 +76,19 @@ type cached struct {
 	expires time.Time
 }
 
+// size is what e holds: its body, its keys (which carry the request's
+// query and the values of the headers it varies on, each as long as a
+// request may make them) and its Vary record.
+func (e *cached) size() int64 {
+	n := len(e.body) + len(e.key) + len(e.variant)
+	for k, v := range e.vary {
+		n += len(k) + len(v)
+	}
+	return int64(n)
+}
+
 // NewCache returns a cache bounded by maxEntries answers and maxBytes of
-// bodies; zeros mean the defaults. now nil means time.Now.
+// bodies, keys and Vary records; zeros mean the defaults. now nil means time.Now.
 func NewCache(maxEntries int, maxBytes int64, now func() time.Time) *Cache {
 	if maxEntries <= 0 {
 		maxEntries = DefaultCacheEntries
@@ -126,7 +137,7 @@ func (c *Cache) get(key string, header http.Header) []byte {
 // put stores body, req's answer resp, under key when the shared-cache
 // rules allow it, for as long as they allow.
 func (c *Cache) put(key string, req *http.Request, resp *http.Response, body []byte) {
-	if len(body) > c.maxEntry || !policy.Shareable(req, resp) {
+	if len(body)+len(key) > c.maxEntry || !policy.Shareable(req, resp) {
 		return
 	}
 	fresh, ok := policy.FreshFor(resp)
@@ -138,12 +149,16 @@ func (c *Cache) put(key string, req *http.Request, resp *http.Response, body []b
 	vary := policy.VaryOn(req, resp)
 	names := slices.Sorted(maps.Keys(vary))
 	e := &cached{key: key, variant: variantKey(key, names, req.Header), body: bytes.Clone(body), vary: vary, expires: c.now().Add(fresh)}
+	size := e.size()
+	if size > int64(c.maxEntry) {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.entries[e.variant]; ok {
 		c.remove(old)
 	}
-	for c.lru.Len() > 0 && (c.lru.Len() >= c.maxEntries || c.bytes+int64(len(body)) > c.maxBytes) {
+	for c.lru.Len() > 0 && (c.lru.Len() >= c.maxEntries || c.bytes+size > c.maxBytes) {
 		c.remove(c.lru.Back())
 	}
 	v := c.varies[key]
@@ -156,14 +171,14 @@ func (c *Cache) put(key string, req *http.Request, resp *http.Response, body []b
 	v.names = names
 	v.n++
 	c.entries[e.variant] = c.lru.PushFront(e)
-	c.bytes += int64(len(e.body))
+	c.bytes += size
 }
 
 // remove drops el; c.mu is held.
 func (c *Cache) remove(el *list.Element) {
 	e := c.lru.Remove(el).(*cached)
 	delete(c.entries, e.variant)
-	c.bytes -= int64(len(e.body))
+	c.bytes -= e.size()
 	if v := c.varies[e.key]; v != nil {
 		if v.n--; v.n <= 0 {
 			delete(c.varies, e.key)
@@ -171,7 +186,8 @@ func (c *Cache) remove(el *list.Element) {
 	}
 }
 
-// Len is the number of answers cached and Bytes their bodies' size.
+// Len is the number of answers cached and bytes what they hold (bodies,
+// keys and Vary records).
 func (c *Cache) Len() (n int, bytes int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

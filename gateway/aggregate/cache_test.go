@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -26,11 +27,13 @@ func TestCacheEvictsLeastRecentlyUsedWithinBounds(t *testing.T) {
 	if c.get("b", req.Header) != nil || c.get("a", req.Header) == nil || c.get("c", req.Header) == nil {
 		t.Error("the entry bound did not evict the least recently used answer")
 	}
-	c.put("big", req, resp, []byte(strings.Repeat("x", 100)))
+	// An entry holds its body and its key twice (the key and the variant,
+	// here without Vary): 94 + 2×3 bytes fill the bound exactly.
+	c.put("big", req, resp, []byte(strings.Repeat("x", 94)))
 	if n, bytes := c.Len(); n != 1 || bytes != 100 {
-		t.Errorf("after a 100-byte answer: %d entries, %d bytes; want 1, 100", n, bytes)
+		t.Errorf("after a 100-byte entry: %d entries, %d bytes; want 1, 100", n, bytes)
 	}
-	c.put("huge", req, resp, []byte(strings.Repeat("x", 101)))
+	c.put("huge", req, resp, []byte(strings.Repeat("x", 95)))
 	if c.get("huge", req.Header) != nil {
 		t.Error("an answer over the byte bound was kept")
 	}
@@ -61,5 +64,28 @@ func TestCacheLifetime(t *testing.T) {
 		if c.get(cc, req.Header) != nil {
 			t.Errorf("Cache-Control %q was cached", cc)
 		}
+	}
+}
+
+// TestCacheCountsKeysAndVaryAgainstTheByteBound: a key carries the
+// client's query and the values of the headers the answer varies on,
+// each as large as a request may be; the byte bound must hold for them
+// too, not only for the bodies.
+func TestCacheCountsKeysAndVaryAgainstTheByteBound(t *testing.T) {
+	const maxBytes = 64 << 10
+	c := NewCache(1000, maxBytes, testkit.NewClock().Now)
+	long := strings.Repeat("q", 4<<10)
+	for i := range 100 {
+		req, resp := cacheable("max-age=60")
+		resp.Header.Set("Vary", "X-Big")
+		req.Header.Set("X-Big", long)
+		c.put(fmt.Sprintf("GET svc /items?q=%s&i=%d", long, i), req, resp, []byte("1"))
+	}
+	n, bytes := c.Len()
+	if held := n * 3 * len(long); bytes > maxBytes || held > maxBytes {
+		t.Errorf("%d entries holding over %d bytes of keys and Vary values, counted as %d; bound %d", n, held, bytes, maxBytes)
+	}
+	if n == 0 {
+		t.Error("no entry kept at all")
 	}
 }

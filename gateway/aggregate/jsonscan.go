@@ -126,6 +126,23 @@ func objectMembers(raw []byte, budget *int) (ms []member, ok bool, err error) {
 	return ms, true, err
 }
 
+// memberValue is the value of raw's member key, the last of repeated
+// keys as decoders take it; nil when raw is not an object or has no such
+// member.
+func memberValue(raw []byte, key string, budget *int) (json.RawMessage, error) {
+	ms, _, err := objectMembers(raw, budget)
+	if err != nil {
+		return nil, err
+	}
+	var found json.RawMessage
+	for _, m := range ms {
+		if m.key == key {
+			found = m.val
+		}
+	}
+	return found, nil
+}
+
 // arrayElements splits a JSON array into its elements; ok is false when
 // raw is not an array.
 func arrayElements(raw []byte, budget *int) (els []json.RawMessage, ok bool, err error) {

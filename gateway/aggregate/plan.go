@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/exchange"
@@ -100,21 +99,15 @@ func allPlaced(deps []int, placed []bool) bool {
 	return true
 }
 
-// answers gives dependent calls the values of earlier calls' answers:
-// each answer is decoded at most once, by whichever dependent asks
-// first, and only once that call is done (done[i] closed).
+// answers gives dependent calls the values of earlier calls' answers,
+// each read only once that call is done (done[i] closed).
 type answers struct {
 	results []callResult
 	done    []chan struct{}
-	once    []sync.Once
-	decoded []any
-	err     []error
 }
 
 func newAnswers(results []callResult) *answers {
-	n := len(results)
-	a := &answers{results: results, done: make([]chan struct{}, n), once: make([]sync.Once, n),
-		decoded: make([]any, n), err: make([]error, n)}
+	a := &answers{results: results, done: make([]chan struct{}, len(results))}
 	for i := range a.done {
 		a.done[i] = make(chan struct{})
 	}
@@ -138,33 +131,34 @@ func (a *answers) wait(ctx context.Context, deps []int) error {
 var errRefValue = errors.New("no usable value")
 
 // value is the scalar at r.field in call r.dep's answer, as text: a
-// string as it is, a number as written, a boolean as true or false.
+// string unescaped, a number as written, a boolean as true or false.
+// The answer is walked with the shaping scanner, only down the members
+// the path names, rather than decoded: a decoded answer would take many
+// times its bytes, outside the memory budget that holds the bytes.
 func (a *answers) value(r *ref) (string, error) {
-	i := r.dep
-	a.once[i].Do(func() {
-		d := json.NewDecoder(bytes.NewReader(a.results[i].body))
-		d.UseNumber()
-		a.err[i] = d.Decode(&a.decoded[i])
-	})
-	if a.err[i] != nil {
-		return "", fmt.Errorf("%w: call %q's answer: %v", errRefValue, r.call, a.err[i])
-	}
-	v := a.decoded[i]
+	v := json.RawMessage(a.results[r.dep].body)
+	budget := MaxShapeItems
 	for _, name := range r.field {
-		m, ok := v.(map[string]any)
-		if !ok {
+		found, err := memberValue(v, name, &budget)
+		if err != nil {
+			return "", fmt.Errorf("%w: call %q's answer: %v", errRefValue, r.call, err)
+		}
+		if found == nil {
 			return "", fmt.Errorf("%w for {%s.%s}", errRefValue, r.call, strings.Join(r.field, "."))
 		}
-		v = m[name]
+		v = found
+	}
+	if len(v) == 0 {
+		return "", fmt.Errorf("%w for {%s.%s}", errRefValue, r.call, strings.Join(r.field, "."))
 	}
 	var s string
-	switch v := v.(type) {
-	case string:
-		s = v
-	case json.Number:
-		s = v.String()
-	case bool:
-		s = fmt.Sprint(v)
+	switch c := v[0]; {
+	case c == '"':
+		if err := json.Unmarshal(v, &s); err != nil {
+			return "", fmt.Errorf("%w for {%s.%s}: %v", errRefValue, r.call, strings.Join(r.field, "."), err)
+		}
+	case c == '-' || '0' <= c && c <= '9', string(v) == "true", string(v) == "false":
+		s = string(v)
 	default:
 		return "", fmt.Errorf("%w for {%s.%s}: not a string, number or boolean", errRefValue, r.call, strings.Join(r.field, "."))
 	}

@@ -101,17 +101,11 @@ func (s *shaper) apply(body []byte) ([]byte, error) {
 	budget := MaxShapeItems
 	v := json.RawMessage(body)
 	for _, seg := range s.target {
-		ms, ok, err := objectMembers(v, &budget)
+		found, err := memberValue(v, seg, &budget)
 		if err != nil {
 			return nil, err
 		}
-		var found json.RawMessage
-		for _, m := range ms {
-			if m.key == seg {
-				found = m.val // the last of repeated keys, as decoders take it
-			}
-		}
-		if !ok || found == nil {
+		if found == nil {
 			return []byte("null"), nil
 		}
 		v = found
@@ -230,15 +224,9 @@ func businessError(r callResult) callResult {
 		return r
 	}
 	budget := MaxShapeItems
-	ms, _, err := objectMembers(b, &budget)
+	detail, err := memberValue(b, "error", &budget)
 	if err != nil {
 		return r // too many members to check; the answer stays as it is
-	}
-	var detail json.RawMessage
-	for _, m := range ms {
-		if m.key == "error" {
-			detail = m.val
-		}
 	}
 	if detail == nil || string(detail) == "null" {
 		return r
@@ -295,11 +283,17 @@ func (ag *Aggregate) composed() bool {
 	return false
 }
 
+// errorsMember is the merged body's member listing failed calls;
+// validation keeps it from every part it can see, and writeComposed drops
+// it from flattened answers, whose members it cannot.
+const errorsMember = "errors"
+
 // writeComposed answers 200 with the static members, then each call's
 // members (its group, or the members of a flattened answer), and the
 // errors. A member claimed twice, which validation could not see, keeps
 // its first place and takes the last value: declaration order, last
-// wins, static first. A flattened answer that is not an object is placed
+// wins, static first. A flattened answer's "errors" member is dropped.
+// A flattened answer that is not an object is placed
 // under the call's name.
 func (ag *Aggregate) writeComposed(w http.ResponseWriter, results []callResult, hold *share) {
 	errs := mergeErrors(ag.Calls, results)
@@ -347,6 +341,11 @@ func (ag *Aggregate) writeComposed(w http.ResponseWriter, results []callResult, 
 			continue
 		}
 		for _, m := range flat {
+			if m.key == errorsMember {
+				// The member is the gateway's report of failed calls;
+				// an upstream's would forge it, or repeat the key.
+				continue
+			}
 			put(m.key, m.raw, m.val)
 		}
 	}

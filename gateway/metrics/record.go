@@ -31,6 +31,9 @@ type Route struct {
 	// one then (series.go).
 	series   atomic.Pointer[series]
 	noSeries atomic.Bool
+	// gone is set, under Metrics.mu, when the route leaves the table;
+	// requests still in flight on it then take no ring.
+	gone bool
 	// notFound and badMethod count 404 and 405 answers; the dashboard
 	// shows them for unmatched requests.
 	notFound, badMethod atomic.Uint64
@@ -246,9 +249,11 @@ func (m *Metrics) Published(v TableView) {
 			m.rateLimited.DeleteLabelValues(name)
 			m.aggregateCalls.DeletePartialMatch(prometheus.Labels{"aggregate": name})
 			m.forgetMirrors(name)
-			if rm := m.routes[name]; rm.series.Load() != nil {
+			rm := m.routes[name]
+			if rm.series.Load() != nil {
 				m.seriesRoutes.Add(-1)
 			}
+			rm.gone = true
 			delete(m.routes, name)
 		}
 	}

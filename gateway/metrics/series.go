@@ -175,22 +175,40 @@ func quantile(hist []uint64, q float64) time.Duration {
 }
 
 // recordSeries adds one request to rm's ring, allocating it on the
-// route's first request while fewer than MaxSeriesRoutes have one.
+// route's first request while fewer than MaxSeriesRoutes have one. The
+// allocation, once per route, is made under m.mu, which Published holds
+// while it drops routes: a request finishing on a route just dropped
+// would otherwise count a ring that nothing ever gives back.
 func (m *Metrics) recordSeries(rm *Route, status int, d time.Duration, end time.Time) {
 	s := rm.series.Load()
 	if s == nil {
 		if rm.noSeries.Load() {
 			return
 		}
-		if m.seriesRoutes.Add(1) > MaxSeriesRoutes {
-			m.seriesRoutes.Add(-1)
-			rm.noSeries.Store(true)
+		if s = m.newSeries(rm); s == nil {
 			return
 		}
-		if !rm.series.CompareAndSwap(nil, &series{}) {
-			m.seriesRoutes.Add(-1)
-		}
-		s = rm.series.Load()
 	}
 	s.add(end, status, d)
+}
+
+// newSeries gives rm its ring, nil when the bound is reached or rm has
+// left the table.
+func (m *Metrics) newSeries(rm *Route) *series {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := rm.series.Load(); s != nil {
+		return s
+	}
+	if rm.gone {
+		return nil
+	}
+	if m.seriesRoutes.Load() >= MaxSeriesRoutes {
+		rm.noSeries.Store(true)
+		return nil
+	}
+	m.seriesRoutes.Add(1)
+	s := &series{}
+	rm.series.Store(s)
+	return s
 }

@@ -94,6 +94,24 @@ func TestSeriesRingsAreBoundedAndFreedWithTheirRoutes(t *testing.T) {
 	}
 }
 
+// A request still in flight when its route left the table finishes on
+// the route's old children: it must not take a ring that nothing frees,
+// or route churn would use up MaxSeriesRoutes for good.
+func TestSeriesRingNotTakenByARemovedRoute(t *testing.T) {
+	m := New(Options{})
+	rm := m.Route("gone")
+	m.Published(TableView{})
+	m.Observe(rm, "GET", 200, time.Millisecond)
+	if n := m.seriesRoutes.Load(); n != 0 {
+		t.Fatalf("%d rings counted after the removed route's last request, want 0", n)
+	}
+	// The name may come back: it gets new children and a ring.
+	m.Observe(m.Route("gone"), "GET", 200, time.Millisecond)
+	if _, ok := m.Series("gone"); !ok || m.seriesRoutes.Load() != 1 {
+		t.Fatalf("the route back in the table has no ring (%d counted)", m.seriesRoutes.Load())
+	}
+}
+
 func TestQuantileOfAnEmptyOrOverflowingHistogram(t *testing.T) {
 	var h [len(latencyBounds) + 1]uint64
 	if q := quantile(h[:], 0.99); q != 0 {
