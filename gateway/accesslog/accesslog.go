@@ -75,7 +75,7 @@ type Entry struct {
 
 // Defaults of Options.
 const (
-	DefaultQueue         = 8192
+	DefaultQueue         = 1024
 	DefaultBufferBytes   = 64 << 10
 	DefaultFlushInterval = 200 * time.Millisecond
 	// maxField bounds what one field contributes to a line, so a huge
