@@ -50,8 +50,15 @@ type OutlierTracker struct {
 	failures int32         // consecutive failures that eject; <= 0 disables ejection
 	base     time.Duration // first ejection's length
 	logger   hclog.Logger
-	cur      map[string]*InstanceHealth
-	next     map[string]*InstanceHealth // filled during a build, then swapped in
+	cur      map[healthKey]*InstanceHealth
+	next     map[healthKey]*InstanceHealth // filled during a build, then swapped in
+}
+
+// healthKey names one instance of one service: a struct rather than a
+// joined string, so a table build allocates no key per instance.
+type healthKey struct {
+	service registry.ServiceKey
+	host    string
 }
 
 // NewOutlierTracker returns a tracker ejecting an instance after failures
@@ -62,7 +69,7 @@ func NewOutlierTracker(failures int, base time.Duration, logger hclog.Logger) *O
 		logger = hclog.NewNullLogger()
 	}
 	return &OutlierTracker{failures: int32(failures), base: base, logger: logger,
-		cur: map[string]*InstanceHealth{}, next: map[string]*InstanceHealth{}}
+		cur: map[healthKey]*InstanceHealth{}, next: map[healthKey]*InstanceHealth{}}
 }
 
 // ForHosts returns the health records of a service's instances, aligned
@@ -73,7 +80,7 @@ func (o *OutlierTracker) ForHosts(key registry.ServiceKey, hosts []string) []*In
 	}
 	out := make([]*InstanceHealth, len(hosts))
 	for i, h := range hosts {
-		id := key.String() + "|" + h
+		id := healthKey{service: key, host: h}
 		rec := o.next[id]
 		if rec == nil {
 			rec = o.cur[id]
@@ -89,13 +96,13 @@ func (o *OutlierTracker) ForHosts(key registry.ServiceKey, hosts []string) []*In
 
 // Swap keeps the records the finished build used and forgets the others.
 func (o *OutlierTracker) Swap() {
-	o.cur, o.next = o.next, make(map[string]*InstanceHealth, len(o.next))
+	o.cur, o.next = o.next, make(map[healthKey]*InstanceHealth, len(o.next))
 }
 
 // Discard forgets what an abandoned build asked for, so the next build
 // starts from the records of the last finished one.
 func (o *OutlierTracker) Discard() {
-	o.next = make(map[string]*InstanceHealth, len(o.cur))
+	o.next = make(map[healthKey]*InstanceHealth, len(o.cur))
 }
 
 // Record counts one exchange with the instance h at host. failed is the

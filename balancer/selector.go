@@ -123,6 +123,11 @@ func (s *Selector) Choose(key registry.ServiceKey, registered []registry.Instanc
 // new deployment, and must pass again before panic mode may pick it.
 func (s *Selector) knownGood(key registry.ServiceKey, registered []registry.Instance) []registry.Instance {
 	prev := s.everPassed[key]
+	if same, known := unchangedKnown(prev, registered); same {
+		// Most builds follow a change to another service: keep the
+		// record rather than allocate an equal one per service.
+		return known
+	}
 	next := make(map[instanceID]bool, len(registered))
 	var known []registry.Instance
 	for _, in := range registered {
@@ -138,6 +143,45 @@ func (s *Selector) knownGood(key registry.ServiceKey, registered []registry.Inst
 	s.everPassed[key] = next
 	return known
 }
+
+// unchangedKnown reports whether registered leaves the record prev as it
+// is, and if so returns the known-good instances knownGood would.
+func unchangedKnown(prev map[instanceID]bool, registered []registry.Instance) (bool, []registry.Instance) {
+	if prev == nil {
+		return false, nil
+	}
+	var known []registry.Instance
+	for _, in := range registered {
+		if in.Maintenance {
+			continue
+		}
+		id := instanceID{in.Node, in.ID}
+		if !prev[id] {
+			if in.Passing {
+				return false, nil
+			}
+			continue
+		}
+		known = append(known, in)
+	}
+	if len(known) != len(prev) || len(known) > maxQuickCompare {
+		return false, nil
+	}
+	// Equal counts make equal sets only without repeats, which Consul
+	// does not list but a hostile answer might.
+	for i := range known {
+		for j := range i {
+			if known[i].Node == known[j].Node && known[i].ID == known[j].ID {
+				return false, nil
+			}
+		}
+	}
+	return true, known
+}
+
+// maxQuickCompare bounds the instances unchangedKnown compares pairwise;
+// larger services take knownGood's map path.
+const maxQuickCompare = 32
 
 // Forget drops services no route uses any more, so their memory does not
 // outlive them.

@@ -86,6 +86,9 @@ type tableBuilder struct {
 	// servingDCs is each route's serving datacenter in the last table,
 	// nextServing the current build's (see switched).
 	servingDCs, nextServing map[string]string
+	// matchCache keeps the routes' compiled templates from one table to
+	// the next (see router.Cache).
+	matchCache *router.Cache
 	// panicHook, when set, is called with the name of each route and
 	// aggregate as it is built, and with "" once per table outside any of
 	// them, so tests can make a build panic.
@@ -106,6 +109,7 @@ func newTableBuilder(d *deps) *tableBuilder {
 		nextBalancers: map[balancerKey]balancer.Balancer{},
 		transports:    newTransports(d.transport, d.maxIdle, d.dial),
 		loads:         balancer.NewLoadTracker(),
+		matchCache:    router.NewCache(),
 		outliers:      balancer.NewOutlierTracker(d.outlierFailures, d.outlierEjection, d.logger.Named("outliers"))}
 	b.transports.mesh, b.transports.meshMetrics, b.transports.logger = d.mesh, d.meshMetrics, d.logger.Named("connect")
 	return b
@@ -207,7 +211,7 @@ func (b *tableBuilder) router(routes []*Route, aggs []*Aggregate) http.Handler {
 		c := &ag.Config
 		specs = append(specs, router.Spec{Match: config.Route{Name: c.Name, Pos: c.Pos, Host: c.Host, Path: c.Path, Methods: c.Methods}, Handler: ag.handler, Vars: true})
 	}
-	return blameRouter(specs)
+	return blameRouter(b.matchCache, specs)
 }
 
 // newUpstream builds the upstream of one service for one table. The

@@ -47,10 +47,10 @@ func blame(at config.Pos, kind, name string, build func()) {
 	build()
 }
 
-// blameRouter is router.New that, when indexing panics, indexes each
+// blameRouter is c.New (router.Cache) that, when indexing panics, indexes each
 // entry alone to find the route or aggregate to blame. The search runs only
 // after a panic, so a normal build pays nothing for it.
-func blameRouter(specs []router.Spec) http.Handler {
+func blameRouter(c *router.Cache, specs []router.Spec) http.Handler {
 	defer func() {
 		v := recover()
 		if v == nil {
@@ -65,7 +65,7 @@ func blameRouter(specs []router.Spec) http.Handler {
 		}
 		panic(v) // no entry panics alone: nobody to blame
 	}()
-	return router.New(specs)
+	return c.New(specs)
 }
 
 // testPanic calls the test hook, if any.

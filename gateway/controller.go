@@ -219,6 +219,11 @@ func (c *Controller) resolve() ([]config.Route, []config.Aggregate, []ConfigErro
 	}
 	sort.Strings(names)
 	var routes []config.Route
+	// Sized once: a config.Route is large, and growing the slice by
+	// appends copied every route several times per build.
+	if n := acceptedRoutes(accepted); n > 0 {
+		routes = make([]config.Route, 0, n)
+	}
 	var aggs []config.Aggregate
 	var errs []ConfigError
 	for _, k := range names {
@@ -256,6 +261,17 @@ func (c *Controller) resolve() ([]config.Route, []config.Aggregate, []ConfigErro
 		}
 	}
 	return routes, aggs, errs
+}
+
+// acceptedRoutes counts the routes of the accepted documents.
+func acceptedRoutes(accepted map[string]*config.Document) int {
+	n := 0
+	for _, d := range accepted {
+		if d != nil {
+			n += len(d.Routes)
+		}
+	}
+	return n
 }
 
 // serviceKeys lists the distinct health watches the routes and every

@@ -58,7 +58,7 @@ func TestMatcherAgreesWithReferenceOnCaseInsensitiveRoutes(t *testing.T) {
 			}
 			ref[i] = r
 		}
-		m := newMatcher(specs, rankHandler(-1), rankHandler(-2))
+		m := newMatcher(specs, nil, rankHandler(-1), rankHandler(-2))
 		for range 200 {
 			req := httptest.NewRequest([]string{"GET", "POST", "PUT"}[rng.IntN(3)], randPath(false), nil)
 			req.Host = []string{"a.example.com", "x.c.example.com", "other.com"}[rng.IntN(3)]

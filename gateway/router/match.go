@@ -62,11 +62,12 @@ type matchEntry struct {
 	vars *mux.Route
 }
 
-// newMatcher indexes entries, given in precedence order.
-func newMatcher(ordered []Spec, notFound, badVerb http.Handler) *matcher {
+// newMatcher indexes entries, given in precedence order, taking their
+// compiled parts from c (nil: compile every one).
+func newMatcher(ordered []Spec, c *Cache, notFound, badVerb http.Handler) *matcher {
 	m := &matcher{hosts: map[string]*pathIndex{}, anyHost: newPathIndex(), notFound: notFound, badVerb: badVerb}
 	for i, s := range ordered {
-		e := s.entry(i)
+		e := s.entry(i, c)
 		m.fold = m.fold || e.fold
 		switch {
 		case e.hostRe != nil:
@@ -361,50 +362,61 @@ func (s Spec) literalSegments() []string {
 	return segs
 }
 
-func (s Spec) entry(rank int) *matchEntry {
+func (s Spec) entry(rank int, cache *Cache) *matchEntry {
 	c := &s.Match
 	e := &matchEntry{rank: rank, methods: c.Methods, h: s.Handler, prefix: c.Path == "", fold: c.CaseInsensitive}
 	tpl := c.Path
 	if e.prefix {
 		tpl = c.PathPrefix
 	}
-	if strings.Contains(tpl, "{") {
-		r := mux.NewRouter().NewRoute()
-		if e.prefix {
-			r.PathPrefix(tpl)
-		} else {
-			r.Path(tpl)
-		}
-		if src, err := r.GetPathRegexp(); err == nil {
-			if e.fold {
-				src = "(?i)" + src
-			}
-			e.re = regexp.MustCompile(src)
-		}
-	}
 	e.literal = tpl
 	if e.fold {
 		e.literal = config.FoldCase(tpl)
 	}
 	host := routeHost(c.Host)
-	switch {
-	case strings.ContainsAny(host, "{:"):
-		// Templates, and hosts with a port, keep mux's exact rules.
-		e.hostRe = mux.NewRouter().NewRoute().Host(host)
-	case host != "":
+	if !strings.ContainsAny(host, "{:") {
 		e.host = host
 	}
-	if s.Vars {
-		v := mux.NewRouter().NewRoute()
-		if host != "" {
-			v = v.Host(host)
-		}
-		if e.prefix {
-			v = v.PathPrefix(tpl)
-		} else {
-			v = v.Path(tpl)
-		}
-		e.vars = v
-	}
+	p := cache.compiled(compileKey{host: host, tpl: tpl, prefix: e.prefix, fold: e.fold, vars: s.Vars})
+	e.re, e.hostRe, e.vars = p.re, p.hostRe, p.vars
 	return e
+}
+
+// compile builds the parts of an entry that cost regexp compilations:
+// the path template's regexp, the host template's mux route and the mux
+// route that extracts an aggregate's variables. They are immutable once
+// built, so tables built one after another can share them.
+func compile(k compileKey) *compiled {
+	p := &compiled{}
+	if strings.Contains(k.tpl, "{") {
+		r := mux.NewRouter().NewRoute()
+		if k.prefix {
+			r.PathPrefix(k.tpl)
+		} else {
+			r.Path(k.tpl)
+		}
+		if src, err := r.GetPathRegexp(); err == nil {
+			if k.fold {
+				src = "(?i)" + src
+			}
+			p.re = regexp.MustCompile(src)
+		}
+	}
+	if strings.ContainsAny(k.host, "{:") {
+		// Templates, and hosts with a port, keep mux's exact rules.
+		p.hostRe = mux.NewRouter().NewRoute().Host(k.host)
+	}
+	if k.vars {
+		v := mux.NewRouter().NewRoute()
+		if k.host != "" {
+			v = v.Host(k.host)
+		}
+		if k.prefix {
+			v = v.PathPrefix(k.tpl)
+		} else {
+			v = v.Path(k.tpl)
+		}
+		p.vars = v
+	}
+	return p
 }

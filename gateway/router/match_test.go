@@ -87,7 +87,7 @@ func TestMatcherAgreesWithMux(t *testing.T) {
 			}
 			methodless[i] = r
 		}
-		m := newMatcher(specs, rankHandler(-1), rankHandler(-2))
+		m := newMatcher(specs, nil, rankHandler(-1), rankHandler(-2))
 		for range 200 {
 			req := httptest.NewRequest([]string{"GET", "POST", "PUT", "DELETE"}[rng.IntN(4)], randPath(false), nil)
 			req.Host = []string{"a.example.com", "b.example.com", "x.c.example.com", "other.com", "a.example.com:8080", "A.Example.COM", "X.C.example.com", "a.example.com.:80", "B.EXAMPLE.COM."}[rng.IntN(9)]

@@ -35,11 +35,23 @@ type Spec struct {
 // both as the gateway's JSON errors. Requests must have been through
 // Normalize. The returned handler is immutable and safe for concurrent
 // use; specs is not kept.
-func New(specs []Spec) http.Handler {
+func New(specs []Spec) http.Handler { return build(specs, nil) }
+
+// build is New taking compiled parts from c (nil: none kept).
+func build(specs []Spec, c *Cache) http.Handler {
+	// Sorting positions rather than the specs themselves: a Spec holds a
+	// whole config.Route, and moving those around was a sixth of a
+	// rebuild at 1,000 routes.
+	pos := make([]int, len(specs))
+	for i := range pos {
+		pos[i] = i
+	}
+	sort.SliceStable(pos, func(i, j int) bool { return moreSpecific(&specs[pos[i]].Match, &specs[pos[j]].Match) })
 	ordered := make([]Spec, len(specs))
-	copy(ordered, specs)
-	sort.SliceStable(ordered, func(i, j int) bool { return moreSpecific(&ordered[i].Match, &ordered[j].Match) })
-	return newMatcher(ordered, http.HandlerFunc(notFound), http.HandlerFunc(methodNotAllowed))
+	for k, i := range pos {
+		ordered[k] = specs[i]
+	}
+	return newMatcher(ordered, c, http.HandlerFunc(notFound), http.HandlerFunc(methodNotAllowed))
 }
 
 // moreSpecific orders routes the way Traefik and Fabio users expect: a
