@@ -18,10 +18,17 @@ import (
 // http_max_conns_per_client (200 by default) of them. Above Health's
 // threshold the local datacenter's keys are therefore kept by:
 //
-//   - one blocking watch on /v1/health/state/any, every check with its
-//     ModifyIndex: a service whose checks changed since the previous answer
-//     (a flap, maintenance, a check added or removed), or that has an
-//     instance on a node whose node checks changed, is re-read;
+//   - one blocking watch on /v1/health/state/any filtered to the checks
+//     that are not passing, each with its ModifyIndex: a service whose
+//     non-passing checks changed since the previous answer (a flap either
+//     way, maintenance on or off, a failing check added or removed), or
+//     that has an instance on a node whose non-passing node checks
+//     changed, is re-read. Passing checks are left out because a change
+//     among them alone (new output, a passing check added or removed)
+//     changes no routing decision, and leaving them out keeps the answer,
+//     and its decoding, the size of what is failing instead of the size of
+//     the catalog: a check going critical is seen at the cost of a short
+//     list, not of all 3,000 checks of 1,000 services (1.3 MB);
 //   - one blocking watch on /v1/catalog/services, whose index moves on any
 //     change of a service registration, including those no check shows (a
 //     new instance without checks, new weights, address or tags): any move
@@ -275,6 +282,7 @@ func (s *sharedHealth) fetchChecks(q *api.QueryOptions) (uint64, *api.QueryMeta,
 	// Any server may answer: a targeted read goes to the leader, which
 	// is never behind the server that told of the change.
 	q.AllowStale = !q.RequireConsistent
+	q.Filter = `Status != "passing"` // see the package comment above
 	var raw json.RawMessage
 	meta, err := s.h.client.Raw().Query("/v1/health/state/any", &raw, q)
 	if err != nil {
