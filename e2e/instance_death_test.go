@@ -12,7 +12,11 @@ import (
 )
 
 // demoProcess is a real demo-service process registered in Consul with an
-// HTTP check every second, so the test sees Consul's own failure detection.
+// HTTP check every 3 s, so the test sees Consul's own failure detection.
+// Three seconds, not the demo's one: the test shows outlier ejection
+// acting before Consul's check, and a check that happens to run just after
+// the kill would otherwise win that race on a slow CI machine (the
+// instance leaves the table before it can be seen ejected).
 type demoProcess struct {
 	id, listen string
 	cmd        *exec.Cmd
@@ -21,7 +25,7 @@ type demoProcess struct {
 func startDemo(t *testing.T, bin, consulAddr, id, listen string) *demoProcess {
 	t.Helper()
 	p := &demoProcess{id: id, listen: listen}
-	p.cmd = exec.Command(bin, "-name", "users", "-id", id, "-listen", listen, "-consul", consulAddr)
+	p.cmd = exec.Command(bin, "-name", "users", "-id", id, "-listen", listen, "-consul", consulAddr, "-check-interval", "3s")
 	p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -55,8 +59,9 @@ func instanceState(t *testing.T, a *gatewayProc, id string) (listed, passing, ej
 
 // TestKilledInstanceUnderLoadLosesNoGET kills one of three real upstream
 // processes while 8 clients send GETs: retries hide the failures, outlier
-// ejection stops traffic to it before Consul's check notices, and once the
-// process is back and its check passes it serves again.
+// ejection usually stops traffic to it before Consul's check notices
+// (which one came first is logged), and once the process is back and its
+// check passes it serves again.
 func TestKilledInstanceUnderLoadLosesNoGET(t *testing.T) {
 	t.Parallel()
 	bin := demoBin(t)
@@ -102,9 +107,26 @@ func TestKilledInstanceUnderLoadLosesNoGET(t *testing.T) {
 	}
 	_ = victim.cmd.Wait()
 	killed := time.Now()
-	testkit.WaitFor(t, "victim ejected", func() bool { _, _, ejected := instanceState(t, a, victim.id); return ejected })
-	_, stillPassing, _ := instanceState(t, a, victim.id)
-	t.Logf("killed -> ejected by the gateway: %v, while Consul still listed it passing: %v", time.Since(killed).Round(time.Millisecond), stillPassing)
+	// Usually the gateway ejects the victim long before Consul's check
+	// runs; but a check may run just after the kill, and then the instance
+	// leaves the table unejected. Either way no GET may fail (checked at
+	// the end); ejection itself is pinned down by the outlier unit tests.
+	first := testkit.WaitValue(t, "victim ejected, or Consul's check noticing first", func() (string, bool) {
+		listed, passing, ejected := instanceState(t, a, victim.id)
+		switch {
+		case ejected:
+			return "ejected", true
+		case !listed || !passing:
+			return "consul", true
+		}
+		return "", false
+	})
+	if first == "ejected" {
+		_, stillPassing, _ := instanceState(t, a, victim.id)
+		t.Logf("killed -> ejected by the gateway: %v, while Consul still listed it passing: %v", time.Since(killed).Round(time.Millisecond), stillPassing)
+	} else {
+		t.Logf("killed -> Consul's check noticed before the gateway ejected the victim: %v", time.Since(killed).Round(time.Millisecond))
+	}
 	testkit.WaitFor(t, "Consul's check noticed", func() bool { listed, passing, _ := instanceState(t, a, victim.id); return !listed || !passing })
 	t.Logf("killed -> Consul's check noticed: %v", time.Since(killed).Round(time.Millisecond))
 	l.waitProgress(t, 300)

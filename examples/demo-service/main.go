@@ -40,6 +40,7 @@ func main() {
 type options struct {
 	name, id, listen, advertise, consul string
 	register                            bool
+	checkInterval                       time.Duration
 }
 
 // newFlagSet declares every flag on one set, so the compose-file test can
@@ -52,6 +53,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.advertise, "advertise", "", "address registered in Consul (default: the -listen host, or this host's name when listening on all interfaces, as in a container)")
 	fs.StringVar(&o.consul, "consul", "", "Consul HTTP address (default CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
 	fs.BoolVar(&o.register, "register", true, "register in Consul on start and deregister on exit")
+	fs.DurationVar(&o.checkInterval, "check-interval", time.Second, "interval of the HTTP health check registered in Consul")
 	return fs
 }
 
@@ -95,7 +97,7 @@ func run() int {
 
 	var agent *api.Agent
 	if *register {
-		agent, err = registerService(*consul, *name, *id, advertiseHost(o.advertise, addr, os.Hostname), addr.Port)
+		agent, err = registerService(*consul, *name, *id, advertiseHost(o.advertise, addr, os.Hostname), addr.Port, o.checkInterval)
 		if err != nil {
 			log.Error("consul registration failed", "error", err)
 			shutdown(srv, log)
@@ -132,7 +134,7 @@ func run() int {
 // check interval is short so the demo reacts within a second to a killed
 // instance; DeregisterCriticalServiceAfter cleans up instances that died
 // without deregistering (kill -9), which would otherwise linger as critical.
-func registerService(consulAddr, name, id, host string, port int) (*api.Agent, error) {
+func registerService(consulAddr, name, id, host string, port int, checkInterval time.Duration) (*api.Agent, error) {
 	cfg := api.DefaultConfig() // honours CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, TLS env vars
 	if consulAddr != "" {
 		cfg.Address = consulAddr
@@ -151,7 +153,7 @@ func registerService(consulAddr, name, id, host string, port int) (*api.Agent, e
 			CheckID:                        "service:" + id + ":http",
 			Name:                           "HTTP /health",
 			HTTP:                           "http://" + hostPort + "/health",
-			Interval:                       "1s",
+			Interval:                       checkInterval.String(),
 			Timeout:                        "1s",
 			DeregisterCriticalServiceAfter: "1m",
 		},
