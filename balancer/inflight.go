@@ -26,37 +26,25 @@ func (l *Load) N() int64 { return l.n.Load() }
 // instance stays listed. ForHosts, Swap and Discard belong to the single
 // goroutine that builds tables; a Load is safe from any request.
 type LoadTracker struct {
-	cur, next map[string]*Load
+	loads kept[string, Load]
 }
 
 // NewLoadTracker returns a tracker with no counts.
 func NewLoadTracker() *LoadTracker {
-	return &LoadTracker{cur: map[string]*Load{}, next: map[string]*Load{}}
+	return &LoadTracker{loads: newKept[string, Load]()}
 }
 
 // ForHosts returns the loads of hosts, aligned with them.
 func (t *LoadTracker) ForHosts(hosts []string) []*Load {
 	out := make([]*Load, len(hosts))
 	for i, h := range hosts {
-		l := t.next[h]
-		if l == nil {
-			l = t.cur[h]
-		}
-		if l == nil {
-			l = &Load{}
-		}
-		t.next[h] = l
-		out[i] = l
+		out[i] = t.loads.get(h)
 	}
 	return out
 }
 
 // Swap keeps the counts the finished build used and forgets the others.
-func (t *LoadTracker) Swap() {
-	t.cur, t.next = t.next, make(map[string]*Load, len(t.next))
-}
+func (t *LoadTracker) Swap() { t.loads.swap() }
 
 // Discard forgets what an abandoned build asked for.
-func (t *LoadTracker) Discard() {
-	t.next = make(map[string]*Load, len(t.cur))
-}
+func (t *LoadTracker) Discard() { t.loads.discard() }

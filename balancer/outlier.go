@@ -50,8 +50,7 @@ type OutlierTracker struct {
 	failures int32         // consecutive failures that eject; <= 0 disables ejection
 	base     time.Duration // first ejection's length
 	logger   hclog.Logger
-	cur      map[healthKey]*InstanceHealth
-	next     map[healthKey]*InstanceHealth // filled during a build, then swapped in
+	records  kept[healthKey, InstanceHealth]
 }
 
 // healthKey names one instance of one service: a struct rather than a
@@ -69,7 +68,7 @@ func NewOutlierTracker(failures int, base time.Duration, logger hclog.Logger) *O
 		logger = hclog.NewNullLogger()
 	}
 	return &OutlierTracker{failures: int32(failures), base: base, logger: logger,
-		cur: map[healthKey]*InstanceHealth{}, next: map[healthKey]*InstanceHealth{}}
+		records: newKept[healthKey, InstanceHealth]()}
 }
 
 // ForHosts returns the health records of a service's instances, aligned
@@ -80,30 +79,17 @@ func (o *OutlierTracker) ForHosts(key registry.ServiceKey, hosts []string) []*In
 	}
 	out := make([]*InstanceHealth, len(hosts))
 	for i, h := range hosts {
-		id := healthKey{service: key, host: h}
-		rec := o.next[id]
-		if rec == nil {
-			rec = o.cur[id]
-		}
-		if rec == nil {
-			rec = &InstanceHealth{}
-		}
-		o.next[id] = rec
-		out[i] = rec
+		out[i] = o.records.get(healthKey{service: key, host: h})
 	}
 	return out
 }
 
 // Swap keeps the records the finished build used and forgets the others.
-func (o *OutlierTracker) Swap() {
-	o.cur, o.next = o.next, make(map[healthKey]*InstanceHealth, len(o.next))
-}
+func (o *OutlierTracker) Swap() { o.records.swap() }
 
 // Discard forgets what an abandoned build asked for, so the next build
 // starts from the records of the last finished one.
-func (o *OutlierTracker) Discard() {
-	o.next = make(map[healthKey]*InstanceHealth, len(o.cur))
-}
+func (o *OutlierTracker) Discard() { o.records.discard() }
 
 // Record counts one exchange with the instance h at host. failed is the
 // caller's verdict: only a failure that says "this instance cannot serve"
