@@ -55,7 +55,7 @@ func budgetGateway(t *testing.T, max int64, ag config.Aggregate, h http.HandlerF
 	_, in := startUpstream(t, "big", h)
 	m := metrics.New(metrics.Options{})
 	gw := New(Options{Metrics: m, AggregateMaxBytes: max})
-	t.Cleanup(func() { gw.deps.transport.(*http.Transport).CloseIdleConnections() })
+	t.Cleanup(func() { closeIdle(gw.deps.transport) })
 	gw.Publish(newTableBuilder(gw.deps).buildAll(nil, []config.Aggregate{ag},
 		fixed(map[string][]registry.Instance{"big": {in}}), nil, nil))
 	return gw, m, serve(t, gw).URL

@@ -22,7 +22,7 @@ import (
 func serveAggregateWith(t *testing.T, opts Options, ag config.Aggregate, insts map[string][]registry.Instance) (*Gateway, *httptest.Server) {
 	t.Helper()
 	gw := New(opts)
-	t.Cleanup(func() { gw.deps.transport.(*http.Transport).CloseIdleConnections() })
+	t.Cleanup(func() { closeIdle(gw.deps.transport) })
 	gw.Publish(newTableBuilder(gw.deps).buildAll(nil, []config.Aggregate{ag}, fixed(insts), nil, nil))
 	return gw, serve(t, gw)
 }

@@ -45,7 +45,7 @@ func serveAggregate(t *testing.T, ag config.Aggregate, insts map[string][]regist
 	t.Helper()
 	gw := New(Options{})
 	// Registered before serve, so it runs after the server closed.
-	t.Cleanup(func() { gw.deps.transport.(*http.Transport).CloseIdleConnections() })
+	t.Cleanup(func() { closeIdle(gw.deps.transport) })
 	gw.Publish(newTableBuilder(gw.deps).buildAll(nil, []config.Aggregate{ag}, fixed(insts), nil, nil))
 	return serve(t, gw)
 }
@@ -402,7 +402,7 @@ func TestAggregateAndRoutesShareMuxPrecedence(t *testing.T) {
 	verifyNoLeaks(t)
 	_, in := startUpstream(t, "u", nil) // answers {"instance":"u",...}
 	gw := New(Options{})
-	t.Cleanup(func() { gw.deps.transport.(*http.Transport).CloseIdleConnections() })
+	t.Cleanup(func() { closeIdle(gw.deps.transport) })
 	ag := testAggregate("/api/dash/{id}", config.Call{Name: "c", Service: "u", Path: "/x/{id}"})
 	gw.Publish(newTableBuilder(gw.deps).buildAll(
 		[]config.Route{prefixRoute("api", "/api", "u")}, []config.Aggregate{ag},

@@ -139,7 +139,7 @@ func newDeps(opts Options, logger hclog.Logger, now func() time.Time) *deps {
 		d.meshMetrics = opts.Metrics.Connect()
 	}
 	if d.transport == nil {
-		d.transport = upstream.NewTransport(opts.Proxy.MaxIdleConnsPerHost, opts.Proxy.DialTimeout)
+		d.transport = upstream.NewPlainTransport(opts.Proxy.MaxIdleConnsPerHost, opts.Proxy.DialTimeout)
 	}
 	if d.outlierFailures == 0 {
 		d.outlierFailures = balancer.DefaultOutlierFailures

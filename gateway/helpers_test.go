@@ -117,3 +117,11 @@ func accessLogTo(t *testing.T, buf *testkit.Buffer) *accesslog.Logger {
 	t.Cleanup(func() { _ = l.Close(context.Background()) })
 	return l
 }
+
+// closeIdle closes a transport's idle connections, so a test checking
+// for leaked goroutines or sockets sees none left by kept-alive ones.
+func closeIdle(rt http.RoundTripper) {
+	if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}

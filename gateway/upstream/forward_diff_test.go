@@ -25,20 +25,34 @@ import (
 // gateway used before it (still what WebSocket handshakes go through),
 // and what the upstream saw (method, target, Host, header, body,
 // trailers) and what the client got (1xx answers, status, header, body,
-// trailers, a broken answer) must be the same.
+// trailers, a broken answer) must be the same. The forwarding side runs
+// over the plain-HTTP transport the gateway uses (h1's fast path for
+// bodiless requests), the reference over net/http's, so the corpus also
+// holds h1 to net/http's client. One difference is by design: net/http
+// asks an upstream for gzip when the client did not say what it takes
+// (and unpacks the answer itself); h1 passes the client's
+// Accept-Encoding on as it is, as nginx does.
 func TestForwardMatchesReverseProxy(t *testing.T) {
 	seen := &seenLog{byCase: map[string]seenRequest{}}
 	back := httptest.NewServer(diffBackend(t, seen))
 	defer back.Close()
 	addr := back.Listener.Addr().(*net.TCPAddr)
 	bal, _ := balancer.New(balancer.RoundRobin)
-	tr := NewTransport(0, 0)
-	defer tr.CloseIdleConnections()
-	u := New(Config{Service: registry.ServiceKey{Name: "svc"}, Loads: balancer.NewLoadTracker(), Balancer: bal, Transport: tr,
-		Instances: []registry.Instance{{ID: "a", Address: addr.IP.String(), Port: addr.Port, Passing: true}}})
+	std, plain := NewTransport(0, 0), NewPlainTransport(0, 0)
+	defer std.CloseIdleConnections()
+	defer plain.CloseIdleConnections()
+	over := func(tr http.RoundTripper) *Upstream {
+		return New(Config{Service: registry.ServiceKey{Name: "svc"}, Loads: balancer.NewLoadTracker(), Balancer: bal, Transport: tr,
+			Instances: []registry.Instance{{ID: "a", Address: addr.IP.String(), Port: addr.Port, Passing: true}}})
+	}
+	uStd, uPlain := over(std), over(plain)
 	p := NewProxy(nil, nil)
 	front := func(viaForward bool) *httptest.Server {
 		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			u := uStd
+			if viaForward {
+				u = uPlain
+			}
 			ex := &exchange.Exchange{ResponseWriter: w, Route: "r", RequestID: "rid-" + r.Header.Get("X-Case"), Upstream: u}
 			if strings.HasPrefix(r.URL.Path, "/strip") {
 				ex.Strip = "/strip"
@@ -60,6 +74,9 @@ func TestForwardMatchesReverseProxy(t *testing.T) {
 			id := fmt.Sprint(i)
 			want := sendRaw(t, viaRP.Listener.Addr().String(), c, id+"-rp")
 			wantSeen := seen.take(id + "-rp")
+			if !strings.Contains(strings.ToLower(c.head), "accept-encoding:") && wantSeen.Header.Get("Accept-Encoding") == "gzip" {
+				wantSeen.Header.Del("Accept-Encoding") // net/http's own ask; see above
+			}
 			got := sendRaw(t, viaForward.Listener.Addr().String(), c, id+"-fw")
 			gotSeen := seen.take(id + "-fw")
 			diffFields(t, "client got", got, want)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/exchange"
+	"github.com/gatewayco/gateway/gateway/upstream/h1"
 	"github.com/gatewayco/gateway/gateway/policy"
 	"github.com/gatewayco/gateway/gateway/tunnel"
 )
@@ -99,6 +100,19 @@ func NewTransport(maxIdlePerHost int, dial time.Duration) *http.Transport {
 			PingTimeout:     15 * time.Second,
 		},
 	}
+}
+
+// NewPlainTransport is the transport of plain-HTTP routes: the h1 fast
+// path for bodiless requests, over NewTransport for everything else (a
+// body, an upgrade, h2c), with the same idle and dial bounds. Neither
+// asks upstreams for gzip on the client's behalf: the client's own
+// Accept-Encoding goes through as it is, as nginx does it, so a request
+// is not compressed upstream only to be unpacked by the gateway.
+func NewPlainTransport(maxIdlePerHost int, dial time.Duration) *h1.Transport {
+	std := NewTransport(maxIdlePerHost, dial)
+	std.DisableCompression = true
+	return h1.New(h1.Options{Fallback: std, Dial: std.DialContext, MaxIdlePerHost: std.MaxIdleConnsPerHost,
+		IdleTimeout: std.IdleConnTimeout})
 }
 
 // NewH2CTransport is NewTransport speaking only HTTP/2 cleartext with
