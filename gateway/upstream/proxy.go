@@ -18,9 +18,9 @@ import (
 
 	"github.com/gatewayco/gateway/gateway/config"
 	"github.com/gatewayco/gateway/gateway/exchange"
-	"github.com/gatewayco/gateway/gateway/upstream/h1"
 	"github.com/gatewayco/gateway/gateway/policy"
 	"github.com/gatewayco/gateway/gateway/tunnel"
+	"github.com/gatewayco/gateway/gateway/upstream/h1"
 )
 
 // Proxy serves every route: plain requests through the forwarding path
