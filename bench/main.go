@@ -94,11 +94,11 @@ func main() {
 	fmt.Fprintf(os.Stderr, "logs of this run: %s\n", dir)
 }
 
-type binaries struct{ gateway, upstream string }
+type binaries struct{ gateway, upstream, floor string }
 
 func buildBinaries(dir string) binaries {
-	b := binaries{gateway: filepath.Join(dir, "gateway"), upstream: filepath.Join(dir, "upstream")}
-	for out, pkg := range map[string]string{b.gateway: ".", b.upstream: "./bench/upstream"} {
+	b := binaries{gateway: filepath.Join(dir, "gateway"), upstream: filepath.Join(dir, "upstream"), floor: filepath.Join(dir, "floor")}
+	for out, pkg := range map[string]string{b.gateway: ".", b.upstream: "./bench/upstream", b.floor: "./bench/floor"} {
 		cmd := exec.Command("go", "build", "-o", out, pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		must(cmd.Run())

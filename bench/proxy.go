@@ -42,14 +42,29 @@ func proxyBench(dir string, bin binaries, o proxyOptions) {
 
 	results := []result{
 		runWrk("direct (one upstream)", fmt.Sprintf("http://127.0.0.1:%d/", ports[0]), ups[0].pid(), loadCPU, o.conns, o.dur),
-		runWrk("nginx", "http://"+ngxAddr+"/api/bench", ngx.pid(), loadCPU, o.conns, o.dur),
+		runWrk(rowNginx, "http://"+ngxAddr+"/api/bench", ngx.pid(), loadCPU, o.conns, o.dur),
 	}
 	results[0].measuredProc, results[1].measuredProc = "upstream", "nginx"
+	// The floor: the least a proxy on net/http's server does, over each
+	// upstream client (see bench/floor).
+	upstreams := make([]string, len(ports))
+	for i, p := range ports {
+		upstreams[i] = fmt.Sprintf("127.0.0.1:%d", p)
+	}
+	for _, client := range []string{"nethttp", "h1"} {
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort())
+		fl := start(dir, "floor-"+client, proxyCPU, []string{"GOMAXPROCS=1"}, bin.floor, "-listen", addr, "-client", client, "-upstreams", strings.Join(upstreams, ","))
+		waitHTTP("http://"+addr+"/api/bench", 200)
+		r := runWrk(floorName+client, "http://"+addr+"/api/bench", fl.pid(), loadCPU, o.conns, o.dur)
+		r.measuredProc = "floor"
+		results = append(results, r)
+		stop(fl)
+	}
 
 	if o.baseline != "" {
 		gw, gwAddr, admin := startGatewayEnv(dir, "gateway-baseline", o.baseline, consulAddr, proxyCPU, nil)
 		waitRoutes(admin, 1, 3)
-		r := runWrk("baseline gateway, access log off", "http://"+gwAddr+"/api/bench", gw.pid(), loadCPU, o.conns, o.dur)
+		r := runWrk(rowBaseline, "http://"+gwAddr+"/api/bench", gw.pid(), loadCPU, o.conns, o.dur)
 		r.measuredProc = "baseline"
 		results = append(results, r)
 		stop(gw)
@@ -72,14 +87,14 @@ func proxyBench(dir string, bin binaries, o proxyOptions) {
 	if prof == "" {
 		begin, end = nil, nil
 	}
-	r := runWrkAround("gateway, access log off", "http://"+gwAddr+"/api/bench", gw.pid(), loadCPU, o.conns, o.dur, begin, end)
+	r := runWrkAround(rowOff, "http://"+gwAddr+"/api/bench", gw.pid(), loadCPU, o.conns, o.dur, begin, end)
 	r.measuredProc = "gateway"
 	results = append(results, r)
 	stop(gw)
 
 	gw, gwAddr, admin = startGatewayEnv(dir, "gateway-accesslog", bin.gateway, consulAddr, proxyCPU, nil, "-access-log=true")
 	waitRoutes(admin, 1, 3)
-	r = runWrk("gateway, access log on", "http://"+gwAddr+"/api/bench", gw.pid(), loadCPU, o.conns, o.dur)
+	r = runWrk(rowOn, "http://"+gwAddr+"/api/bench", gw.pid(), loadCPU, o.conns, o.dur)
 	r.measuredProc = "gateway"
 	results = append(results, r)
 	stop(gw)
@@ -193,9 +208,32 @@ http {
 	return path
 }
 
+// floorName starts the names of the floor rows; the client follows.
+const floorName = "floor: net/http server, client "
+
+// Row names report finds its figures by.
+const (
+	rowNginx    = "nginx"
+	rowOff      = "gateway, access log off"
+	rowOn       = "gateway, access log on"
+	rowBaseline = "baseline gateway, access log off"
+)
+
+// row is the result named name; ok false when the run had none.
+func row(rs []result, name string) (result, bool) {
+	for _, r := range rs {
+		if r.name == name {
+			return r, true
+		}
+	}
+	return result{}, false
+}
+
 func report(rs []result, dur time.Duration, conns int) string {
 	var b strings.Builder
-	ngx, off, on := rs[1], rs[len(rs)-2], rs[len(rs)-1]
+	ngx, _ := row(rs, rowNginx)
+	off, _ := row(rs, rowOff)
+	on, _ := row(rs, rowOn)
 	fmt.Fprintf(&b, "# Proxy benchmark\n\n%s, %d CPUs, %s, load average %s before the run. Each proxy pinned to CPU 0 (Go with GOMAXPROCS=1), wrk and the three upstreams on CPU 1; one target at a time; `wrk -t1 -c%d -d%s`, after a 2 s warm-up. CPU/request is the measured process's user+system time from /proc/PID/stat divided by the requests wrk completed.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.Version(), loadAvg(), conns, dur)
 	fmt.Fprintf(&b, "| target | measured process | req/s | p50 | p99 | CPU/request | RSS idle | RSS load | CPU vs nginx | p99 vs nginx |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -219,8 +257,11 @@ func report(rs []result, dur time.Duration, conns int) string {
 	fmt.Fprintf(&b, "| access log adds ≤ 10 %% | %+.1f %% | %s |\n", 100*logCost, mark(logCost <= 0.10))
 	fmt.Fprintf(&b, "| p99 at %d connections ≤ 1.5× nginx | %.2f× (%s vs %s) | %s |\n", conns, p99Ratio, off.p99, ngx.p99, mark(p99Ratio <= 1.5))
 	fmt.Fprintf(&b, "| RSS under load ≤ 30 MB | %.1f MB | %s |\n", rss, mark(rss <= 30))
-	if len(rs) > 4 {
-		base := rs[2]
+	if fl, ok := row(rs, floorName+"h1"); ok {
+		fmt.Fprintf(&b, "\nThe floor (bench/floor: net/http's server and the h1 client, nothing else) costs %.2f× nginx here; the gateway costs %.2f× the floor (%.1f vs %.1f µs), the price of its routing, policies, header hygiene and observability.\n",
+			float64(fl.cpuPerReq)/float64(ngx.cpuPerReq), float64(off.cpuPerReq)/float64(fl.cpuPerReq), us(off.cpuPerReq), us(fl.cpuPerReq))
+	}
+	if base, ok := row(rs, rowBaseline); ok {
 		fmt.Fprintf(&b, "\nAgainst the baseline gateway in this run (access log off): CPU/request %.2f× (%.1f vs %.1f µs), p99 %.2f× (%s vs %s), req/s %.2f×.\n",
 			float64(off.cpuPerReq)/float64(base.cpuPerReq), us(off.cpuPerReq), us(base.cpuPerReq),
 			float64(off.p99)/float64(base.p99), off.p99, base.p99, off.rps/base.rps)

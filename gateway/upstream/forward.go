@@ -89,12 +89,16 @@ func (f *fwd) withTrace(ctx context.Context) context.Context {
 	return &f.tctx
 }
 
-// got1xx writes an informational answer (100 Continue, 103 Early Hints)
-// to the client as it arrives, as ReverseProxy does.
+// got1xx writes an informational answer (103 Early Hints and the like)
+// to the client as it arrives, as ReverseProxy does. The upstream's 100
+// Continue is not passed on: the gateway's own server sends the client
+// one when the transport starts reading the body to send it, which is
+// what the upstream's 100 sets off. Relaying it too raced with that one
+// and gave the client one or two, depending on timing.
 func (f *fwd) got1xx(code int, header textproto.MIMEHeader) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.done {
+	if f.done || code == http.StatusContinue {
 		return nil
 	}
 	h := f.rw.Header()

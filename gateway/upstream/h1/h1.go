@@ -161,22 +161,23 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	addr := hostPort(req.URL.Host)
 	ctx := req.Context()
-	for attempt := 0; ; attempt++ {
-		c, reused, err := t.get(ctx, addr, replayable(req))
-		if err != nil {
-			return nil, err
-		}
-		res, err := c.roundTrip(req)
-		if err == nil {
-			return res, nil
-		}
-		// Retried once, as net/http does: a kept-alive connection the
-		// server had closed before anything of an answer came back.
-		if errors.Is(err, errServerClosedIdle) && reused && attempt == 0 && replayable(req) && ctx.Err() == nil {
-			continue
-		}
+	replay := replayable(req)
+	c, reused, err := t.get(ctx, addr, replay, false)
+	if err != nil {
 		return nil, err
 	}
+	res, err := c.roundTrip(req)
+	// Retried once, as net/http does: a kept-alive connection the server
+	// had closed before anything of an answer came back. The retry dials
+	// afresh: the server that closed one idle connection (a restart, its
+	// own idle timeout) has likely closed the others too.
+	if err != nil && errors.Is(err, errServerClosedIdle) && reused && replay && ctx.Err() == nil {
+		if c, _, err = t.get(ctx, addr, replay, true); err != nil {
+			return nil, err
+		}
+		res, err = c.roundTrip(req)
+	}
+	return res, err
 }
 
 // CloseIdleConnections closes the idle connections, the fast path's and
@@ -257,12 +258,12 @@ func trimBrackets(h string) string {
 	return h
 }
 
-// get returns an idle connection to addr, newest first, or a new one.
-// An idle connection is checked for a close by the server first when
-// the request may not be sent twice (check), since then a closed one
-// could not be retried.
-func (t *Transport) get(ctx context.Context, addr string, replay bool) (*conn, bool, error) {
-	for {
+// get returns an idle connection to addr, newest first, or a new one
+// (always a new one when fresh). An idle connection is checked for a
+// close by the server first when the request may not be sent twice
+// (replay false), since then a closed one could not be retried.
+func (t *Transport) get(ctx context.Context, addr string, replay, fresh bool) (*conn, bool, error) {
+	for !fresh {
 		t.mu.Lock()
 		h := t.hosts[addr]
 		var c *conn
