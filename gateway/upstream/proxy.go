@@ -70,6 +70,13 @@ func (dispatch) RoundTrip(req *http.Request) (*http.Response, error) {
 	return exchange.From(req.Context()).Upstream.RoundTrip(req)
 }
 
+// MaxAnswerHeadBytes bounds an upstream answer's head (status line and
+// header fields; each 1xx answer's counted afresh): past it the answer is
+// a 502 and counts against the instance. nginx refuses past 4–8 KiB by
+// default; 1 MiB leaves room for any real cookie jar while keeping 32
+// concurrent hostile answers to 32 MiB (net/http's default is 10 MiB).
+const MaxAnswerHeadBytes = 1 << 20
+
 // NewTransport returns the transport every upstream shares. It keeps up
 // to maxIdlePerHost idle connections per instance (zero or less: 256;
 // the stdlib default of 2 would make a busy gateway open and close a
@@ -85,13 +92,14 @@ func NewTransport(maxIdlePerHost int, dial time.Duration) *http.Transport {
 	return &http.Transport{
 		// Upstreams are reached directly; an HTTP_PROXY meant for the
 		// operator's shell must not capture service traffic.
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   maxIdlePerHost,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		TLSHandshakeTimeout:   dial,
+		Proxy:                  nil,
+		DialContext:            (&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:           0,
+		MaxIdleConnsPerHost:    maxIdlePerHost,
+		IdleConnTimeout:        90 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		TLSHandshakeTimeout:    dial,
+		MaxResponseHeaderBytes: MaxAnswerHeadBytes,
 		HTTP2: &http.HTTP2Config{
 			// An HTTP/2 connection that stops answering is found by a
 			// ping after 30s of silence, and dropped 15s later, rather
@@ -112,7 +120,7 @@ func NewPlainTransport(maxIdlePerHost int, dial time.Duration) *h1.Transport {
 	std := NewTransport(maxIdlePerHost, dial)
 	std.DisableCompression = true
 	return h1.New(h1.Options{Fallback: std, Dial: std.DialContext, MaxIdlePerHost: std.MaxIdleConnsPerHost,
-		IdleTimeout: std.IdleConnTimeout})
+		IdleTimeout: std.IdleConnTimeout, MaxResponseHeaderBytes: std.MaxResponseHeaderBytes})
 }
 
 // NewH2CTransport is NewTransport speaking only HTTP/2 cleartext with
