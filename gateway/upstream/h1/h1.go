@@ -162,7 +162,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	addr := hostPort(req.URL.Host)
 	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
-		c, reused, err := t.get(ctx, addr, replayable(req))
+		c, reused, err := t.get(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
@@ -258,10 +258,13 @@ func trimBrackets(h string) string {
 }
 
 // get returns an idle connection to addr, newest first, or a new one.
-// An idle connection is checked for a close by the server first when
-// the request may not be sent twice (check), since then a closed one
-// could not be retried.
-func (t *Transport) get(ctx context.Context, addr string, replay bool) (*conn, bool, error) {
+// Every idle connection is peeked first (alive), whatever the request:
+// one holding bytes nobody asked for (sent after its last answer had
+// been read) would have them read as this request's answer, and one the
+// server closed would lose a request that may not be sent twice. The
+// peek is one non-blocking system call; the retry in RoundTrip is left
+// for a close racing it.
+func (t *Transport) get(ctx context.Context, addr string) (*conn, bool, error) {
 	for {
 		t.mu.Lock()
 		h := t.hosts[addr]
@@ -276,7 +279,7 @@ func (t *Transport) get(ctx context.Context, addr string, replay bool) (*conn, b
 			break
 		}
 		c.timer.Stop()
-		if !replay && !c.alive() {
+		if !c.alive() {
 			c.close()
 			continue
 		}

@@ -611,7 +611,7 @@ func TestBodyCutShortNotReused(t *testing.T) {
 // answer or after it had been read.
 func TestUnsolicitedBytesNotReused(t *testing.T) {
 	const garbage = "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\ngarbage"
-	for _, later := range []bool{false} {
+	for _, later := range []bool{false, true} {
 		t.Run(fmt.Sprintf("later=%v", later), func(t *testing.T) {
 			read := make(chan struct{})
 			sent := make(chan struct{})
