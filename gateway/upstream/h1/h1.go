@@ -523,8 +523,10 @@ type body struct {
 	req     *http.Request
 	noReuse bool
 
-	mu   sync.Mutex
-	done bool
+	mu     sync.Mutex
+	done   bool  // the exchange ended: the connection is no longer the body's
+	closed bool  // Close was called
+	err    error // what a Read returns once done: io.EOF after the end, as net/http's
 }
 
 // errBodyClosed is a read after Close.
@@ -532,21 +534,26 @@ var errBodyClosed = errors.New("h1: read on closed response body")
 
 func (b *body) Read(p []byte) (int, error) {
 	b.mu.Lock()
-	done := b.done
+	done, closed, rerr := b.done, b.closed, b.err
 	b.mu.Unlock()
-	if done {
+	if closed {
 		return 0, errBodyClosed
+	}
+	if done {
+		// The connection may carry another exchange by now: the body
+		// answers for itself, never from it.
+		return 0, rerr
 	}
 	n, err := b.rc.Read(p)
 	switch {
 	case err == nil:
 	case err == io.EOF:
-		b.end(!b.noReuse)
+		b.end(!b.noReuse, io.EOF)
 	default:
 		if b.c.wasCanceled() {
 			err = context.Cause(b.c.ctx)
 		}
-		b.end(false)
+		b.end(false, err)
 	}
 	return n, err
 }
@@ -554,17 +561,21 @@ func (b *body) Read(p []byte) (int, error) {
 // Close gives the body up; unread, the connection cannot carry another
 // exchange and is closed, as net/http does.
 func (b *body) Close() error {
-	b.end(false)
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.end(false, errBodyClosed)
 	return nil
 }
 
-func (b *body) end(eof bool) {
+// end ends the exchange once; err is what later reads return.
+func (b *body) end(eof bool, err error) {
 	b.mu.Lock()
 	if b.done {
 		b.mu.Unlock()
 		return
 	}
-	b.done = true
+	b.done, b.err = true, err
 	b.mu.Unlock()
 	b.c.finish(b.res, b.req, eof)
 }

@@ -1040,6 +1040,30 @@ func TestBodyCloseBeforeEOFClosesConnection(t *testing.T) {
 	}
 }
 
+// After EOF, a body keeps answering EOF (as net/http's does), even once
+// its connection carries another exchange.
+func TestBodyReadAfterEOF(t *testing.T) {
+	srv := newRawServer(t, answerAll(okHello))
+	tr, _ := newTransport(t, Options{})
+	res, err := tr.RoundTrip(newReq(t, context.Background(), http.MethodGet, srv.url()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(res.Body); err != nil || string(b) != "hello" {
+		t.Fatalf("%q %v", b, err)
+	}
+	mustGet(t, tr, srv.url(), "hello") // on the same connection
+	for i := 0; i < 2; i++ {
+		if n, err := res.Body.Read(make([]byte, 8)); n != 0 || err != io.EOF {
+			t.Fatalf("read after EOF: %d, %v; want 0, io.EOF", n, err)
+		}
+	}
+	res.Body.Close()
+	if n := srv.accepts.Load(); n != 1 {
+		t.Fatalf("server accepted %d connections, want 1", n)
+	}
+}
+
 func TestBodyCloseUnblocksRead(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) }) // after the servers close
 	srv := newRawServer(t, partialBody)
