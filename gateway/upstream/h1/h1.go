@@ -359,6 +359,7 @@ type conn struct {
 	br    *bufio.Reader
 	bw    *bufio.Writer
 	timer *time.Timer // closes it when idle too long; nil until first idle
+	peek  peeker      // see alive; used by the connection's owner only
 
 	closeOnce sync.Once
 
