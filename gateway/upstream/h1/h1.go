@@ -162,7 +162,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	addr := hostPort(req.URL.Host)
 	ctx := req.Context()
 	replay := replayable(req)
-	c, reused, err := t.get(ctx, addr, replay, false)
+	c, reused, err := t.get(ctx, addr, false)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +172,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// afresh: the server that closed one idle connection (a restart, its
 	// own idle timeout) has likely closed the others too.
 	if err != nil && errors.Is(err, errServerClosedIdle) && reused && replay && ctx.Err() == nil {
-		if c, _, err = t.get(ctx, addr, replay, true); err != nil {
+		if c, _, err = t.get(ctx, addr, true); err != nil {
 			return nil, err
 		}
 		res, err = c.roundTrip(req)
@@ -259,10 +259,13 @@ func trimBrackets(h string) string {
 }
 
 // get returns an idle connection to addr, newest first, or a new one
-// (always a new one when fresh). An idle connection is checked for a
-// close by the server first when the request may not be sent twice
-// (replay false), since then a closed one could not be retried.
-func (t *Transport) get(ctx context.Context, addr string, replay, fresh bool) (*conn, bool, error) {
+// (always a new one when fresh). Every idle connection is peeked first
+// (alive), whatever the request: one holding bytes nobody asked for
+// (sent after its last answer had been read) would have them read as
+// this request's answer, and one the server closed would lose a request
+// that may not be sent twice. The peek is one non-blocking system call;
+// the retry in RoundTrip is left for a close racing it.
+func (t *Transport) get(ctx context.Context, addr string, fresh bool) (*conn, bool, error) {
 	for !fresh {
 		t.mu.Lock()
 		h := t.hosts[addr]
@@ -277,7 +280,7 @@ func (t *Transport) get(ctx context.Context, addr string, replay, fresh bool) (*
 			break
 		}
 		c.timer.Stop()
-		if !replay && !c.alive() {
+		if !c.alive() {
 			c.close()
 			continue
 		}
@@ -357,6 +360,7 @@ type conn struct {
 	br    *bufio.Reader
 	bw    *bufio.Writer
 	timer *time.Timer // closes it when idle too long; nil until first idle
+	peek  peeker      // see alive; used by the connection's owner only
 
 	closeOnce sync.Once
 
@@ -521,8 +525,10 @@ type body struct {
 	req     *http.Request
 	noReuse bool
 
-	mu   sync.Mutex
-	done bool
+	mu     sync.Mutex
+	done   bool  // the exchange ended: the connection is no longer the body's
+	closed bool  // Close was called
+	err    error // what a Read returns once done: io.EOF after the end, as net/http's
 }
 
 // errBodyClosed is a read after Close.
@@ -530,21 +536,26 @@ var errBodyClosed = errors.New("h1: read on closed response body")
 
 func (b *body) Read(p []byte) (int, error) {
 	b.mu.Lock()
-	done := b.done
+	done, closed, rerr := b.done, b.closed, b.err
 	b.mu.Unlock()
-	if done {
+	if closed {
 		return 0, errBodyClosed
+	}
+	if done {
+		// The connection may carry another exchange by now: the body
+		// answers for itself, never from it.
+		return 0, rerr
 	}
 	n, err := b.rc.Read(p)
 	switch {
 	case err == nil:
 	case err == io.EOF:
-		b.end(!b.noReuse)
+		b.end(!b.noReuse, io.EOF)
 	default:
 		if b.c.wasCanceled() {
 			err = context.Cause(b.c.ctx)
 		}
-		b.end(false)
+		b.end(false, err)
 	}
 	return n, err
 }
@@ -552,17 +563,21 @@ func (b *body) Read(p []byte) (int, error) {
 // Close gives the body up; unread, the connection cannot carry another
 // exchange and is closed, as net/http does.
 func (b *body) Close() error {
-	b.end(false)
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.end(false, errBodyClosed)
 	return nil
 }
 
-func (b *body) end(eof bool) {
+// end ends the exchange once; err is what later reads return.
+func (b *body) end(eof bool, err error) {
 	b.mu.Lock()
 	if b.done {
 		b.mu.Unlock()
 		return
 	}
-	b.done = true
+	b.done, b.err = true, err
 	b.mu.Unlock()
 	b.c.finish(b.res, b.req, eof)
 }
