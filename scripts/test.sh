@@ -47,7 +47,8 @@ go vet ./...
 echo "==> go test -race -count=1 ./... $*"
 go test -race -count=1 ./... "$@"
 
-# A short fuzz run of the route-document parser on every CI run: seeds in
+# Short fuzz runs of the route-document parser, the certificate bundle
+# parser and the upstream answer reader on every CI run: seeds in
 # gateway/config/testdata/fuzz are replayed by the plain test run above; this
 # looks for new inputs for a bounded time. FUZZTIME=0 skips it.
 if [ "${FUZZTIME:-15s}" != "0" ]; then
@@ -55,6 +56,8 @@ if [ "${FUZZTIME:-15s}" != "0" ]; then
   go test -run='^$' -fuzz=FuzzParse -fuzztime="${FUZZTIME:-15s}" ./gateway/config
   echo "==> go test -fuzz=FuzzParseBundle -fuzztime=${FUZZTIME:-15s} ./gateway/certs"
   go test -run='^$' -fuzz=FuzzParseBundle -fuzztime="${FUZZTIME:-15s}" ./gateway/certs
+  echo "==> go test -fuzz=FuzzReadAnswer -fuzztime=${FUZZTIME:-15s} ./gateway/upstream/h1"
+  go test -run='^$' -fuzz=FuzzReadAnswer -fuzztime="${FUZZTIME:-15s}" ./gateway/upstream/h1
 fi
 
 # The README's other command, the local demo, end to end: it builds
