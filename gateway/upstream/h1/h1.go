@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"slices"
 	"sync"
 	"time"
 
@@ -161,6 +162,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	addr := hostPort(req.URL.Host)
 	ctx := req.Context()
+	if ctx.Err() != nil {
+		// Ended already (the client hung up while a hedge, an aggregate
+		// call or forward auth waited its turn): nothing is sent, as with
+		// net/http. The cancel watch would break the exchange off only
+		// after the request had gone out on a pooled connection.
+		return nil, context.Cause(ctx)
+	}
 	replay := replayable(req)
 	c, reused, err := t.get(ctx, addr, false)
 	if err != nil {
@@ -286,8 +294,8 @@ func (t *Transport) get(ctx context.Context, addr string, fresh bool) (*conn, bo
 		}
 		return c, true, nil
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, false, err
+	if ctx.Err() != nil {
+		return nil, false, context.Cause(ctx)
 	}
 	nc, err := t.dial(ctx, "tcp", addr)
 	if err != nil {
@@ -341,7 +349,7 @@ func (t *Transport) dropped(c *conn) {
 	}
 	for i, ic := range h.idle {
 		if ic == c {
-			h.idle = append(h.idle[:i], h.idle[i+1:]...)
+			h.idle = slices.Delete(h.idle, i, i+1)
 			break
 		}
 	}
@@ -360,7 +368,10 @@ type conn struct {
 	br    *bufio.Reader
 	bw    *bufio.Writer
 	timer *time.Timer // closes it when idle too long; nil until first idle
-	peek  peeker      // see alive; used by the connection's owner only
+
+	exchanges int    // exchanges begun on it
+	reused    bool   // the current exchange is not its first
+	peek      peeker // see alive; used by the connection's owner only
 
 	closeOnce sync.Once
 
@@ -380,7 +391,7 @@ func (c *conn) expire() {
 	if h := c.t.hosts[c.addr]; h != nil {
 		for i, ic := range h.idle {
 			if ic == c {
-				h.idle = append(h.idle[:i], h.idle[i+1:]...)
+				h.idle = slices.Delete(h.idle, i, i+1)
 				idle = true
 				break
 			}
@@ -427,7 +438,7 @@ func (c *conn) failed(err error, readNothing bool) error {
 	if c.wasCanceled() {
 		return context.Cause(c.ctx)
 	}
-	if readNothing && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isBroken(err)) {
+	if readNothing && c.reused && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isBroken(err)) {
 		return fmt.Errorf("%w: %w", errServerClosedIdle, err)
 	}
 	return err
@@ -436,12 +447,17 @@ func (c *conn) failed(err error, readNothing bool) error {
 // roundTrip carries req's exchange on c. On failure c is closed.
 func (c *conn) roundTrip(req *http.Request) (*http.Response, error) {
 	c.ctx = req.Context()
+	c.reused = c.exchanges > 0
+	c.exchanges++
 	c.cmu.Lock()
 	c.canceled = false
 	c.cmu.Unlock()
 	c.stop = context.AfterFunc(c.ctx, c.cancel)
 	if err := req.Write(c.bw); err != nil {
-		return nil, c.abort(err, false)
+		// Nothing was read: a write that broke on a kept-alive
+		// connection (a head past the buffer flushes early) is the
+		// server's close as much as an empty read is.
+		return nil, c.abort(err, true)
 	}
 	if err := c.bw.Flush(); err != nil {
 		return nil, c.abort(err, true)

@@ -1226,3 +1226,54 @@ func BenchmarkSequentialGet(b *testing.B) {
 		res.Body.Close()
 	}
 }
+
+// A request whose context ended before it was sent goes nowhere, even
+// with a kept-alive connection ready: a client that hung up must not
+// have its DELETE carried out, and the connection stays good.
+func TestEndedContextSendsNothing(t *testing.T) {
+	srv := newRawServer(t, answerAll(okHello))
+	tr, _ := newTransport(t, Options{})
+	mustGet(t, tr, srv.url(), "hello")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cause := errors.New("client hung up")
+	cancel(cause)
+	for range 20 {
+		if _, err := tr.RoundTrip(newReq(t, ctx, http.MethodDelete, srv.url())); !errors.Is(err, cause) {
+			t.Fatalf("DELETE with an ended context: %v, want its cause", err)
+		}
+	}
+	if n := srv.requests.Load(); n != 1 {
+		t.Fatalf("server saw %d requests, want 1 (the GET only)", n)
+	}
+	mustGet(t, tr, srv.url(), "hello")
+	if n := srv.accepts.Load(); n != 1 {
+		t.Fatalf("server accepted %d connections, want 1: the kept-alive one was dropped", n)
+	}
+}
+
+// A GET whose head is too big for one buffer flushes part of it early;
+// on a kept-alive connection the upstream had closed, that write breaks
+// before anything is read, which is the same close as an empty read:
+// the GET goes out again on a new connection instead of failing (a 502
+// against a healthy instance). The peek is hidden (noPeekDial) to stand
+// for a close racing it.
+func TestBrokenWriteOnReusedConnectionIsRetried(t *testing.T) {
+	closed := make(chan int, 4)
+	srv := newRawServer(t, answerOnceThenClose(okHello, closed))
+	tr, _ := newTransport(t, Options{Dial: noPeekDial})
+	mustGet(t, tr, srv.url(), "hello")
+	<-closed
+	req := newReq(t, context.Background(), http.MethodGet, srv.url())
+	req.Header.Set("Cookie", strings.Repeat("c", 64<<10))
+	var res *http.Response
+	var err error
+	// The first write may land in the socket before the kernel has seen
+	// the close; what matters is that no attempt fails.
+	for range 3 {
+		if res, err = tr.RoundTrip(req); err != nil {
+			t.Fatalf("GET with a 64 KiB head on a closed kept-alive connection: %v", err)
+		}
+		res.Body.Close()
+		<-closed
+	}
+}
