@@ -28,6 +28,7 @@ type proxyOptions struct {
 	out      string
 	profile  string // non-empty: take a CPU profile named so (bench/results/profile-NAME.txt)
 	baseline string // non-empty: a gateway binary to measure too, for a before/after in one run
+	traefik  string // non-empty: a Traefik binary to measure too (bench/build-traefik.sh builds one)
 }
 
 func proxyBench(dir string, bin binaries, o proxyOptions) {
@@ -45,6 +46,13 @@ func proxyBench(dir string, bin binaries, o proxyOptions) {
 		runWrk(rowNginx, "http://"+ngxAddr+"/api/bench", ngx.pid(), loadCPU, o.conns, o.dur),
 	}
 	results[0].measuredProc, results[1].measuredProc = "upstream", "nginx"
+	if o.traefik != "" {
+		tr, trAddr := startTraefik(dir, o.traefik, ports, proxyCPU)
+		r := runWrk(rowTraefik, "http://"+trAddr+"/api/bench", tr.pid(), loadCPU, o.conns, o.dur)
+		r.measuredProc = "traefik"
+		results = append(results, r)
+		stop(tr)
+	}
 	// The floor: the least a proxy on net/http's server does, over each
 	// upstream client (see bench/floor).
 	upstreams := make([]string, len(ports))
@@ -168,6 +176,35 @@ func startNginx(dir string, ports []int, cpu string) (*proc, string) {
 	return p, addr
 }
 
+// startTraefik runs Traefik like nginx: one process pinned to cpu
+// (GOMAXPROCS=1), the file provider routing every path to the upstreams
+// round robin over kept-alive connections, access log and metrics off.
+func startTraefik(dir, bin string, ports []int, cpu string) (*proc, string) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
+	var servers strings.Builder
+	for _, p := range ports {
+		fmt.Fprintf(&servers, "          - url: \"http://127.0.0.1:%d\"\n", p)
+	}
+	dynamic := filepath.Join(dir, "traefik-dynamic.yml")
+	must(os.WriteFile(dynamic, []byte(fmt.Sprintf(`http:
+  routers:
+    bench:
+      rule: "PathPrefix(`+"`/`"+`)"
+      service: bench
+      entryPoints: [web]
+  services:
+    bench:
+      loadBalancer:
+        servers:
+%s`, servers.String())), 0o644))
+	p := start(dir, "traefik", cpu, []string{"GOMAXPROCS=1"}, bin,
+		"--entryPoints.web.address="+addr, "--providers.file.filename="+dynamic,
+		"--log.level=ERROR", "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
+		"--serversTransport.maxIdleConnsPerHost=256")
+	waitHTTP("http://"+addr+"/api/bench", 200)
+	return p, addr
+}
+
 // writeNginxConf writes dir/name.conf: one nginx worker proxying to ports
 // over keep-alive connections, listening as listen says (an address and
 // its terminating ';', plus any ssl directives), and returns its path. The
@@ -217,6 +254,7 @@ const (
 	rowOff      = "gateway, access log off"
 	rowOn       = "gateway, access log on"
 	rowBaseline = "baseline gateway, access log off"
+	rowTraefik  = "Traefik"
 )
 
 // row is the result named name; ok false when the run had none.
@@ -260,6 +298,11 @@ func report(rs []result, dur time.Duration, conns int) string {
 	if fl, ok := row(rs, floorName+"h1"); ok {
 		fmt.Fprintf(&b, "\nThe floor (bench/floor: net/http's server and the h1 client, nothing else) costs %.2f× nginx here; the gateway costs %.2f× the floor (%.1f vs %.1f µs), the price of its routing, policies, header hygiene and observability.\n",
 			float64(fl.cpuPerReq)/float64(ngx.cpuPerReq), float64(off.cpuPerReq)/float64(fl.cpuPerReq), us(off.cpuPerReq), us(fl.cpuPerReq))
+	}
+	if tr, ok := row(rs, rowTraefik); ok {
+		fmt.Fprintf(&b, "\nAgainst Traefik in this run (its access log off too): CPU/request %.2f× (%.1f vs %.1f µs), p99 %.2f× (%s vs %s), RSS under load %.1f vs %.1f MB.\n",
+			float64(off.cpuPerReq)/float64(tr.cpuPerReq), us(off.cpuPerReq), us(tr.cpuPerReq),
+			float64(off.p99)/float64(tr.p99), off.p99, tr.p99, off.rssLoad, tr.rssLoad)
 	}
 	if base, ok := row(rs, rowBaseline); ok {
 		fmt.Fprintf(&b, "\nAgainst the baseline gateway in this run (access log off): CPU/request %.2f× (%.1f vs %.1f µs), p99 %.2f× (%s vs %s), req/s %.2f×.\n",
