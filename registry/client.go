@@ -1,30 +1,54 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 )
 
-// maxIdleConns bounds the idle pool. The api client's default keeps only
-// GOMAXPROCS+1 idle connections per host, so when many long polls complete at
-// once (one Consul write can wake every health watch) the surplus connections
-// are closed and re-dialled on the next poll. All watches talk to one agent,
-// so the per-host limit is the whole pool. Idle connections never outnumber
-// the calls that were in flight at once, so with shared health watches
-// (shared.go) the pool stays at a handful whatever this bound.
-const maxIdleConns = 1024
+// Connections to Consul. A client from NewClient has two kinds:
+//
+//   - each watch loop (watch.go) has a lane of its own, a transport of at
+//     most one connection, which its blocking queries hold for their whole
+//     wait: a watch makes one call at a time, so it never needs more, and
+//     nothing else can take that connection from under it;
+//   - every other call (targeted reads, last-good writes, registration,
+//     one-shot reads) shares the client's own transport, which opens at
+//     most shortCallSlots connections: a call that finds them all busy
+//     waits for one, within its own deadline.
+//
+// So the connections a gateway holds are its watch loops plus
+// shortCallSlots, by construction: with shared health watches the routes,
+// last-good state, check-list and catalog watches and 4 slots, 8 in all.
+// Without lanes net/http would open another connection whenever every one
+// it has is busy, and keep a dial that lost the race to a returning
+// connection as an idle one, so the count followed bursts, not the design:
+// the last-good writer's read and check-and-set beside the four targeted
+// reads and four long polls made a ninth.
+
+// shortCallSlots bounds the connections shared by every call that is not
+// a watch's (MaxConnsPerHost of the client's transport). It matches the
+// shared health watch's sharedWorkers, so its targeted reads need not
+// queue behind each other; the last-good writer and one-shot calls queue
+// with them.
+const shortCallSlots = 4
+
+// maxIdleConns bounds the idle pool of the short calls' transport; the
+// api client's default (GOMAXPROCS+1) is below shortCallSlots on a small
+// machine, which would close and re-dial connections between bursts.
+const maxIdleConns = shortCallSlots
 
 // idleConnTimeout closes a connection idle this long. A long poll leaves its
 // connection idle only between two calls, so this never closes a watch's;
-// it ends the extra connections that one-off calls (start-up reads,
-// last-good writes) opened beside the shared watches sooner than the
-// transport's 90 s.
+// it ends the short calls' connections after a burst (start-up reads,
+// last-good writes) sooner than the transport's 90 s.
 const idleConnTimeout = 30 * time.Second
 
 // DefaultMaxAnswerBytes bounds the body of every answer read from Consul
@@ -95,18 +119,74 @@ func newClientLimit(addr string, maxBytes int64) (*api.Client, *http.Transport, 
 		maxBytes = DefaultMaxAnswerBytes
 	}
 	cfg := clientConfig(addr)
-	cfg.Transport.MaxIdleConns = maxIdleConns
-	cfg.Transport.MaxIdleConnsPerHost = maxIdleConns
-	cfg.Transport.IdleConnTimeout = idleConnTimeout
 	client, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("registry: consul client for %q: %w", cfg.Address, err)
 	}
-	// api.NewClient fills cfg.HttpClient (its own for unix sockets) and
-	// keeps that same *http.Client, so wrapping its transport here bounds
-	// every call the returned client makes.
-	cfg.HttpClient.Transport = boundedTransport{next: cfg.HttpClient.Transport, max: maxBytes}
-	return client, cfg.Transport, nil
+	// api.NewClient fills cfg.HttpClient (its own for unix sockets, with
+	// TLS set on its transport) and keeps that same *http.Client, so
+	// replacing its transport here governs every call the returned client
+	// makes.
+	short, ok := cfg.HttpClient.Transport.(*http.Transport)
+	if !ok {
+		return nil, nil, fmt.Errorf("registry: consul client for %q: transport %T, want *http.Transport", cfg.Address, cfg.HttpClient.Transport)
+	}
+	short.MaxConnsPerHost = shortCallSlots
+	short.MaxIdleConns = maxIdleConns
+	short.MaxIdleConnsPerHost = maxIdleConns
+	short.IdleConnTimeout = idleConnTimeout
+	cfg.HttpClient.Transport = boundedTransport{next: laneTransport{short: short}, max: maxBytes}
+	return client, short, nil
+}
+
+// lane is one watch loop's transport to Consul, made on its first call
+// from the short calls' transport (same TLS, dialer and proxy) with room
+// for one connection. The zero value is ready; close releases its
+// connection. Safe for concurrent use.
+type lane struct {
+	mu sync.Mutex
+	t  *http.Transport
+}
+
+type laneKey struct{}
+
+// withLane makes the calls made with ctx go through l, on a client from
+// NewClient; other clients ignore it.
+func withLane(ctx context.Context, l *lane) context.Context {
+	return context.WithValue(ctx, laneKey{}, l)
+}
+
+func (l *lane) transport(base *http.Transport) *http.Transport {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.t == nil {
+		t := base.Clone()
+		t.MaxConnsPerHost, t.MaxIdleConns, t.MaxIdleConnsPerHost = 1, 1, 1
+		l.t = t
+	}
+	return l.t
+}
+
+// close drops the lane's idle connection: its watch has stopped.
+func (l *lane) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.t != nil {
+		l.t.CloseIdleConnections()
+	}
+}
+
+// laneTransport sends a call made with a lane's context through that
+// lane, and every other call through short.
+type laneTransport struct {
+	short *http.Transport
+}
+
+func (t laneTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if l, ok := req.Context().Value(laneKey{}).(*lane); ok && l != nil {
+		return l.transport(t.short).RoundTrip(req)
+	}
+	return t.short.RoundTrip(req)
 }
 
 // boundedTransport cuts every answer body at max bytes.

@@ -1,15 +1,21 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/gatewayco/gateway/internal/testkit"
 )
 
 func TestNewClientUsesEnvironmentAndAddrOverride(t *testing.T) {
@@ -35,8 +41,8 @@ func TestNewClientUsesEnvironmentAndAddrOverride(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer transport.CloseIdleConnections()
-			if transport.MaxIdleConnsPerHost < 256 {
-				t.Errorf("MaxIdleConnsPerHost = %d; too small for one long poll per service", transport.MaxIdleConnsPerHost)
+			if transport.MaxConnsPerHost != shortCallSlots || transport.MaxIdleConnsPerHost < shortCallSlots {
+				t.Errorf("MaxConnsPerHost = %d, MaxIdleConnsPerHost = %d; want %d and at least that", transport.MaxConnsPerHost, transport.MaxIdleConnsPerHost, shortCallSlots)
 			}
 			if _, _, err := client.KV().List("x/", nil); err != nil {
 				t.Fatal(err)
@@ -116,5 +122,70 @@ func TestClientAddressDefaultsToLoopbackIPv4(t *testing.T) {
 	t.Setenv(api.HTTPAddrEnvName, "127.0.0.2:9500")
 	if got := Address(""); got != "127.0.0.2:9500" {
 		t.Errorf("Address(\"\") with CONSUL_HTTP_ADDR = %q, want the variable's", got)
+	}
+}
+
+// TestConnectionsAreLanesPlusShortSlots holds the client to its design:
+// however many short calls are made at once they share shortCallSlots
+// connections, waiting for one, while each lane (a watch loop's) holds a
+// connection of its own that short calls never take.
+func TestConnectionsAreLanesPlusShortSlots(t *testing.T) {
+	verifyNoLeaks(t)
+	release := make(chan struct{})
+	var inFlight, conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inFlight.Add(1)
+		defer inFlight.Add(-1)
+		<-release
+		w.Header().Set("X-Consul-Index", "1")
+		_, _ = io.WriteString(w, "{}")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	client, transport, err := newClient(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer transport.CloseIdleConnections()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free() // first, also when a wait fails: the calls wait for it
+
+	const short, lanes = 3 * shortCallSlots, 3
+	call := func(ctx context.Context) {
+		wg.Go(func() {
+			var out any
+			if _, err := client.Raw().Query("/v1/x", &out, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	for range short {
+		call(context.Background())
+	}
+	testkit.WaitFor(t, "the short calls to fill their slots", func() bool { return inFlight.Load() == shortCallSlots })
+	ls := make([]lane, lanes)
+	for i := range ls {
+		call(withLane(context.Background(), &ls[i]))
+	}
+	// Every lane gets through beside the waiting short calls.
+	testkit.WaitFor(t, "each lane's call beside them", func() bool { return inFlight.Load() == shortCallSlots+lanes })
+	if n := conns.Load(); n != shortCallSlots+lanes {
+		t.Errorf("%d connections with %d short calls and %d lanes busy, want %d", n, short, lanes, shortCallSlots+lanes)
+	}
+	free()
+	wg.Wait()
+	if n := conns.Load(); n > shortCallSlots+lanes {
+		t.Errorf("%d connections opened in all, want at most %d", n, shortCallSlots+lanes)
+	}
+	for i := range ls {
+		ls[i].close()
 	}
 }

@@ -42,8 +42,10 @@ import (
 // Each read publishes the same []Instance snapshot a per-service watch
 // would, so nothing above Health can tell the two modes apart.
 const (
-	// sharedWorkers bounds the concurrent targeted reads. With the two
-	// shared watches, the KV watch and the last-good state watch, a
+	// sharedWorkers bounds the concurrent targeted reads. Their
+	// connections are the short calls' (shortCallSlots, client.go), which
+	// bound them anyway; the watches have one each, so with the two
+	// shared watches, the KV watch and the last-good state watch a
 	// gateway holds at most eight connections to its agent.
 	sharedWorkers = 4
 	// sharedRate caps how often each shared watch calls Consul: under

@@ -25,6 +25,10 @@ type watch[T any] struct {
 	opts   Options // with defaults applied
 	log    hclog.Logger
 	id     uint64 // key under which this loop reports to opts.Status
+	// lane carries every call of the loop on one connection of its own
+	// (client.go), so a long poll never takes a short call's connection
+	// nor makes net/http open another.
+	lane lane
 
 	// ready is closed once the first call has either answered or failed, so
 	// Health.Ensure can wait for a new watch without polling.
@@ -65,6 +69,7 @@ func (w *watch[T]) markReady() { w.readyOnce.Do(func() { close(w.ready) }) }
 // returns nothing of the watch is left running.
 func (w *watch[T]) run(ctx context.Context) {
 	defer w.opts.Status.forget(w.id)
+	defer w.lane.close()
 	// A watch stopped before its first answer must not leave Ensure waiting.
 	defer w.markReady()
 
@@ -137,7 +142,7 @@ func (w *watch[T]) pace(ctx context.Context, limiter *rate.Limiter) error {
 // a plain, non-blocking read, consistent a ?consistent one.
 func (w *watch[T]) call(ctx context.Context, index uint64, consistent bool) (T, *api.QueryMeta, error) {
 	timeout := w.opts.callTimeout()
-	callCtx, cancel := context.WithTimeout(ctx, timeout)
+	callCtx, cancel := context.WithTimeout(withLane(ctx, &w.lane), timeout)
 	defer cancel()
 
 	q := &api.QueryOptions{WaitIndex: index, RequireConsistent: consistent}
