@@ -276,7 +276,14 @@ func listenError(flagName string, err error) error {
 const registerTimeout = 10 * time.Second
 
 func startApp(f serveFlags, logger hclog.Logger) (*app, error) {
-	client, err := registry.NewClientLimit(f.consul, f.scale.consulMaxAnswerBytes)
+	// -register adds a watch loop (the replica count), which takes one of
+	// the short calls' slots: with shared health watches the gateway keeps
+	// 8 connections to Consul either way.
+	slots := registry.ShortCallSlots
+	if f.self.register {
+		slots--
+	}
+	client, err := registry.NewClientSlots(f.consul, f.scale.consulMaxAnswerBytes, slots)
 	if err != nil {
 		return nil, fmt.Errorf("consul client: %w", err)
 	}

@@ -21,11 +21,11 @@ import (
 //     nothing else can take that connection from under it;
 //   - every other call (targeted reads, last-good writes, registration,
 //     one-shot reads) shares the client's own transport, which opens at
-//     most shortCallSlots connections: a call that finds them all busy
+//     most ShortCallSlots connections: a call that finds them all busy
 //     waits for one, within its own deadline.
 //
 // So the connections a gateway holds are its watch loops plus
-// shortCallSlots, by construction: with shared health watches the routes,
+// ShortCallSlots, by construction: with shared health watches the routes,
 // last-good state, check-list and catalog watches and 4 slots, 8 in all.
 // Without lanes net/http would open another connection whenever every one
 // it has is busy, and keep a dial that lost the race to a returning
@@ -33,17 +33,12 @@ import (
 // the last-good writer's read and check-and-set beside the four targeted
 // reads and four long polls made a ninth.
 
-// shortCallSlots bounds the connections shared by every call that is not
+// ShortCallSlots bounds the connections shared by every call that is not
 // a watch's (MaxConnsPerHost of the client's transport). It matches the
 // shared health watch's sharedWorkers, so its targeted reads need not
 // queue behind each other; the last-good writer and one-shot calls queue
 // with them.
-const shortCallSlots = 4
-
-// maxIdleConns bounds the idle pool of the short calls' transport; the
-// api client's default (GOMAXPROCS+1) is below shortCallSlots on a small
-// machine, which would close and re-dial connections between bursts.
-const maxIdleConns = shortCallSlots
+const ShortCallSlots = 4
 
 // idleConnTimeout closes a connection idle this long. A long poll leaves its
 // connection idle only between two calls, so this never closes a watch's;
@@ -78,7 +73,16 @@ func NewClient(addr string) (*api.Client, error) {
 // read, before it is decoded in full, so a hostile or broken Consul cannot
 // make the gateway buffer more.
 func NewClientLimit(addr string, maxBytes int64) (*api.Client, error) {
-	client, _, err := newClientLimit(addr, maxBytes)
+	return NewClientSlots(addr, maxBytes, ShortCallSlots)
+}
+
+// NewClientSlots is NewClientLimit with slots connections (at least 1)
+// shared by every call that is not a watch loop's, in place of
+// ShortCallSlots: a gateway that runs one more watch loop than the four
+// of shared health watches (the replica watch of -register) gives up a
+// slot for it, so its connections stay at 8.
+func NewClientSlots(addr string, maxBytes int64, slots int) (*api.Client, error) {
+	client, _, err := newClientSlots(addr, maxBytes, slots)
 	return client, err
 }
 
@@ -115,6 +119,11 @@ func newClient(addr string) (*api.Client, *http.Transport, error) {
 }
 
 func newClientLimit(addr string, maxBytes int64) (*api.Client, *http.Transport, error) {
+	return newClientSlots(addr, maxBytes, ShortCallSlots)
+}
+
+func newClientSlots(addr string, maxBytes int64, slots int) (*api.Client, *http.Transport, error) {
+	slots = max(slots, 1)
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxAnswerBytes
 	}
@@ -131,9 +140,11 @@ func newClientLimit(addr string, maxBytes int64) (*api.Client, *http.Transport, 
 	if !ok {
 		return nil, nil, fmt.Errorf("registry: consul client for %q: transport %T, want *http.Transport", cfg.Address, cfg.HttpClient.Transport)
 	}
-	short.MaxConnsPerHost = shortCallSlots
-	short.MaxIdleConns = maxIdleConns
-	short.MaxIdleConnsPerHost = maxIdleConns
+	short.MaxConnsPerHost = slots
+	// The api client's idle default (GOMAXPROCS+1) is below the slots on
+	// a small machine, which would close and re-dial between bursts.
+	short.MaxIdleConns = slots
+	short.MaxIdleConnsPerHost = slots
 	short.IdleConnTimeout = idleConnTimeout
 	cfg.HttpClient.Transport = boundedTransport{next: laneTransport{short: short}, max: maxBytes}
 	return client, short, nil

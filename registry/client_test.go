@@ -41,8 +41,8 @@ func TestNewClientUsesEnvironmentAndAddrOverride(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer transport.CloseIdleConnections()
-			if transport.MaxConnsPerHost != shortCallSlots || transport.MaxIdleConnsPerHost < shortCallSlots {
-				t.Errorf("MaxConnsPerHost = %d, MaxIdleConnsPerHost = %d; want %d and at least that", transport.MaxConnsPerHost, transport.MaxIdleConnsPerHost, shortCallSlots)
+			if transport.MaxConnsPerHost != ShortCallSlots || transport.MaxIdleConnsPerHost < ShortCallSlots {
+				t.Errorf("MaxConnsPerHost = %d, MaxIdleConnsPerHost = %d; want %d and at least that", transport.MaxConnsPerHost, transport.MaxIdleConnsPerHost, ShortCallSlots)
 			}
 			if _, _, err := client.KV().List("x/", nil); err != nil {
 				t.Fatal(err)
@@ -126,7 +126,7 @@ func TestClientAddressDefaultsToLoopbackIPv4(t *testing.T) {
 }
 
 // TestConnectionsAreLanesPlusShortSlots holds the client to its design:
-// however many short calls are made at once they share shortCallSlots
+// however many short calls are made at once they share ShortCallSlots
 // connections, waiting for one, while each lane (a watch loop's) holds a
 // connection of its own that short calls never take.
 func TestConnectionsAreLanesPlusShortSlots(t *testing.T) {
@@ -158,7 +158,7 @@ func TestConnectionsAreLanesPlusShortSlots(t *testing.T) {
 	free := func() { once.Do(func() { close(release) }) }
 	defer free() // first, also when a wait fails: the calls wait for it
 
-	const short, lanes = 3 * shortCallSlots, 3
+	const short, lanes = 3 * ShortCallSlots, 3
 	call := func(ctx context.Context) {
 		wg.Go(func() {
 			var out any
@@ -170,20 +170,20 @@ func TestConnectionsAreLanesPlusShortSlots(t *testing.T) {
 	for range short {
 		call(context.Background())
 	}
-	testkit.WaitFor(t, "the short calls to fill their slots", func() bool { return inFlight.Load() == shortCallSlots })
+	testkit.WaitFor(t, "the short calls to fill their slots", func() bool { return inFlight.Load() == ShortCallSlots })
 	ls := make([]lane, lanes)
 	for i := range ls {
 		call(withLane(context.Background(), &ls[i]))
 	}
 	// Every lane gets through beside the waiting short calls.
-	testkit.WaitFor(t, "each lane's call beside them", func() bool { return inFlight.Load() == shortCallSlots+lanes })
-	if n := conns.Load(); n != shortCallSlots+lanes {
-		t.Errorf("%d connections with %d short calls and %d lanes busy, want %d", n, short, lanes, shortCallSlots+lanes)
+	testkit.WaitFor(t, "each lane's call beside them", func() bool { return inFlight.Load() == ShortCallSlots+lanes })
+	if n := conns.Load(); n != ShortCallSlots+lanes {
+		t.Errorf("%d connections with %d short calls and %d lanes busy, want %d", n, short, lanes, ShortCallSlots+lanes)
 	}
 	free()
 	wg.Wait()
-	if n := conns.Load(); n > shortCallSlots+lanes {
-		t.Errorf("%d connections opened in all, want at most %d", n, shortCallSlots+lanes)
+	if n := conns.Load(); n > ShortCallSlots+lanes {
+		t.Errorf("%d connections opened in all, want at most %d", n, ShortCallSlots+lanes)
 	}
 	for i := range ls {
 		ls[i].close()

@@ -43,7 +43,7 @@ import (
 // would, so nothing above Health can tell the two modes apart.
 const (
 	// sharedWorkers bounds the concurrent targeted reads. Their
-	// connections are the short calls' (shortCallSlots, client.go), which
+	// connections are the short calls' (ShortCallSlots, client.go), which
 	// bound them anyway; the watches have one each, so with the two
 	// shared watches, the KV watch and the last-good state watch a
 	// gateway holds at most eight connections to its agent.
