@@ -40,7 +40,7 @@ func main() {
 	profile := flag.String("profile", "", "proxy mode: also take a CPU profile of the gateway (access log off) and write its top functions to bench/results/profile-NAME.txt")
 	baseline := flag.String("baseline", "", "proxy mode: another gateway binary (say, built from main) measured in the same run, access log off")
 	traefikBin := flag.String("traefik", "", "proxy mode: a Traefik binary measured in the same run (bench/build-traefik.sh builds one)")
-	rounds := flag.Int("rounds", 2, "measurements of each gateway in observability mode")
+	rounds := flag.Int("rounds", 3, "measurements of every target, in turn (proxy mode), or of each gateway (observability mode)")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "gateway-bench-")
@@ -53,7 +53,7 @@ func main() {
 	bin := buildBinaries(dir)
 	switch *mode {
 	case "proxy":
-		proxyBench(dir, bin, proxyOptions{dur: *dur, conns: *conns, out: *out, profile: *profile, baseline: *baseline, traefik: *traefikBin})
+		proxyBench(dir, bin, proxyOptions{dur: *dur, conns: *conns, out: *out, profile: *profile, baseline: *baseline, traefik: *traefikBin, rounds: *rounds})
 	case "tls":
 		if *out == "bench/results/proxy.md" {
 			*out = "bench/results/tls.md"

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -29,6 +31,7 @@ type proxyOptions struct {
 	profile  string // non-empty: take a CPU profile named so (bench/results/profile-NAME.txt)
 	baseline string // non-empty: a gateway binary to measure too, for a before/after in one run
 	traefik  string // non-empty: a Traefik binary to measure too (bench/build-traefik.sh builds one)
+	rounds   int    // measurements of every target, in turn
 }
 
 func proxyBench(dir string, bin binaries, o proxyOptions) {
@@ -39,19 +42,20 @@ func proxyBench(dir string, bin binaries, o proxyOptions) {
 		register(client, "bench", fmt.Sprintf("bench-%d", i+1), p, false)
 	}
 	putKV(client, "gateway/routes/bench.hcl", benchRoute)
-	ngx, ngxAddr := startNginx(dir, ports, proxyCPU)
 
-	results := []result{
-		runWrk("direct (one upstream)", fmt.Sprintf("http://127.0.0.1:%d/", ports[0]), ups[0].pid(), loadCPU, o.conns, o.dur),
-		runWrk(rowNginx, "http://"+ngxAddr+"/api/bench", ngx.pid(), loadCPU, o.conns, o.dur),
+	// Every target is started once and stays up, idle but for its turn:
+	// the rounds below measure them in turn, so machine noise that comes
+	// and goes lands on every target alike.
+	var targets []target
+	add := func(name, proc, url string, p *proc) {
+		targets = append(targets, target{name: name, proc: proc, url: url, p: p})
 	}
-	results[0].measuredProc, results[1].measuredProc = "upstream", "nginx"
+	add("direct (one upstream)", "upstream", fmt.Sprintf("http://127.0.0.1:%d/", ports[0]), ups[0])
+	ngx, ngxAddr := startNginx(dir, ports, proxyCPU)
+	add(rowNginx, "nginx", "http://"+ngxAddr+"/api/bench", ngx)
 	if o.traefik != "" {
 		tr, trAddr := startTraefik(dir, o.traefik, ports, proxyCPU)
-		r := runWrk(rowTraefik, "http://"+trAddr+"/api/bench", tr.pid(), loadCPU, o.conns, o.dur)
-		r.measuredProc = "traefik"
-		results = append(results, r)
-		stop(tr)
+		add(rowTraefik, "traefik", "http://"+trAddr+"/api/bench", tr)
 	}
 	// The floor: the least a proxy on net/http's server does, over each
 	// upstream client (see bench/floor).
@@ -63,24 +67,15 @@ func proxyBench(dir string, bin binaries, o proxyOptions) {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort())
 		fl := start(dir, "floor-"+client, proxyCPU, []string{"GOMAXPROCS=1"}, bin.floor, "-listen", addr, "-client", client, "-upstreams", strings.Join(upstreams, ","))
 		waitHTTP("http://"+addr+"/api/bench", 200)
-		r := runWrk(floorName+client, "http://"+addr+"/api/bench", fl.pid(), loadCPU, o.conns, o.dur)
-		r.measuredProc = "floor"
-		results = append(results, r)
-		stop(fl)
+		add(floorName+client, "floor", "http://"+addr+"/api/bench", fl)
 	}
-
 	if o.baseline != "" {
 		gw, gwAddr, admin := startGatewayEnv(dir, "gateway-baseline", o.baseline, consulAddr, proxyCPU, nil)
 		waitRoutes(admin, 1, 3)
-		r := runWrk(rowBaseline, "http://"+gwAddr+"/api/bench", gw.pid(), loadCPU, o.conns, o.dur)
-		r.measuredProc = "baseline"
-		results = append(results, r)
-		stop(gw)
+		add(rowBaseline, "baseline", "http://"+gwAddr+"/api/bench", gw)
 	}
-
-	// The gateway runs twice, access log off then on, one process at a
-	// time so each has the core to itself; the access log goes to a file
-	// as it would in production.
+	// The gateway twice, access log off and on; the access log goes to
+	// a file as it would in production.
 	gwBin := bin.gateway
 	var env []string
 	prof := ""
@@ -91,29 +86,41 @@ func proxyBench(dir string, bin binaries, o proxyOptions) {
 	}
 	gw, gwAddr, admin := startGatewayEnv(dir, "gateway", gwBin, consulAddr, proxyCPU, env)
 	waitRoutes(admin, 1, 3)
-	begin, end := func() { sendSignal(gw, syscall.SIGUSR1) }, func() { sendSignal(gw, syscall.SIGUSR2) }
-	if prof == "" {
-		begin, end = nil, nil
+	add(rowOff, "gateway", "http://"+gwAddr+"/api/bench", gw)
+	gwLog, gwLogAddr, adminLog := startGatewayEnv(dir, "gateway-accesslog", bin.gateway, consulAddr, proxyCPU, nil, "-access-log=true")
+	waitRoutes(adminLog, 1, 3)
+	add(rowOn, "gateway", "http://"+gwLogAddr+"/api/bench", gwLog)
+
+	rounds := make([][]result, max(o.rounds, 1))
+	for n := range rounds {
+		for _, t := range targets {
+			var begin, end func()
+			if prof != "" && t.name == rowOff && n == len(rounds)-1 {
+				// The profile covers the last round's load.
+				begin, end = func() { sendSignal(gw, syscall.SIGUSR1) }, func() { sendSignal(gw, syscall.SIGUSR2) }
+			}
+			r := runWrkAround(t.name, t.url, t.p.pid(), loadCPU, o.conns, o.dur, begin, end)
+			r.measuredProc = t.proc
+			rounds[n] = append(rounds[n], r)
+		}
 	}
-	r := runWrkAround(rowOff, "http://"+gwAddr+"/api/bench", gw.pid(), loadCPU, o.conns, o.dur, begin, end)
-	r.measuredProc = "gateway"
-	results = append(results, r)
-	stop(gw)
+	if prof != "" {
+		waitProfile(prof)
+	}
 
-	gw, gwAddr, admin = startGatewayEnv(dir, "gateway-accesslog", bin.gateway, consulAddr, proxyCPU, nil, "-access-log=true")
-	waitRoutes(admin, 1, 3)
-	r = runWrk(rowOn, "http://"+gwAddr+"/api/bench", gw.pid(), loadCPU, o.conns, o.dur)
-	r.measuredProc = "gateway"
-	results = append(results, r)
-	stop(gw)
-
-	rep := report(results, o.dur, o.conns)
+	rep := report(rounds, o.dur, o.conns)
 	fmt.Print(rep)
 	must(os.MkdirAll(filepath.Dir(o.out), 0o755))
 	must(os.WriteFile(o.out, []byte(rep), 0o644))
 	if prof != "" {
 		writeProfileTop(prof, gwBin, filepath.Join(filepath.Dir(o.out), "profile-"+o.profile+".txt"), rep)
 	}
+}
+
+// target is one proxy (or the direct backend) the proxy run measures.
+type target struct {
+	name, proc, url string
+	p               *proc
 }
 
 // buildProfiling builds the gateway with the benchprofile tag (see
@@ -131,8 +138,19 @@ func sendSignal(p *proc, s syscall.Signal) { must(p.cmd.Process.Signal(s)) }
 // writeProfileTop writes the profile's 25 heaviest functions (flat and
 // cumulative) to out, headed by the run's figures.
 func writeProfileTop(prof, bin, out, rep string) {
-	// The profile is flushed when the signal handler stops it; wait for
-	// the file to be complete.
+	flat, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", bin, prof).CombinedOutput()
+	must(err)
+	cum, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=25", bin, prof).CombinedOutput()
+	must(err)
+	var b strings.Builder
+	fmt.Fprintf(&b, "CPU profile of the gateway (access log off, GOMAXPROCS=1) during the measured load of this run:\n\n%s\n== top 25 by flat time ==\n%s\n== top 25 by cumulative time ==\n%s", rep, flat, cum)
+	must(os.WriteFile(out, []byte(b.String()), 0o644))
+}
+
+// waitProfile waits for the profile the gateway flushes on SIGUSR2 to be
+// complete; the gateway must not be stopped before, or it may exit with
+// the file still empty.
+func waitProfile(prof string) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if st, err := os.Stat(prof); err == nil && st.Size() > 0 {
@@ -145,13 +163,6 @@ func writeProfileTop(prof, bin, out, rep string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	flat, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", bin, prof).CombinedOutput()
-	must(err)
-	cum, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=25", bin, prof).CombinedOutput()
-	must(err)
-	var b strings.Builder
-	fmt.Fprintf(&b, "CPU profile of the gateway (access log off, GOMAXPROCS=1) during the measured load of this run:\n\n%s\n== top 25 by flat time ==\n%s\n== top 25 by cumulative time ==\n%s", rep, flat, cum)
-	must(os.WriteFile(out, []byte(b.String()), 0o644))
 }
 
 // stop ends one benchmark process, so the next target has the core.
@@ -257,7 +268,7 @@ const (
 	rowTraefik  = "Traefik"
 )
 
-// row is the result named name; ok false when the run had none.
+// row is the result named name in rs; ok false when the run had none.
 func row(rs []result, name string) (result, bool) {
 	for _, r := range rs {
 		if r.name == name {
@@ -267,18 +278,67 @@ func row(rs []result, name string) (result, bool) {
 	return result{}, false
 }
 
-func report(rs []result, dur time.Duration, conns int) string {
+// ratio is a figure of target name against nginx's in the same round:
+// the median over rounds, with the lowest and highest.
+type ratio struct{ med, lo, hi float64 }
+
+func ratios(rounds [][]result, name string, of func(result) float64) ratio {
+	var vs []float64
+	for _, rs := range rounds {
+		r, ok := row(rs, name)
+		ngx, _ := row(rs, rowNginx)
+		if ok && of(ngx) > 0 {
+			vs = append(vs, of(r)/of(ngx))
+		}
+	}
+	return spread(vs)
+}
+
+// spread is the median, lowest and highest of vs.
+func spread(vs []float64) ratio {
+	if len(vs) == 0 {
+		return ratio{}
+	}
+	slices.Sort(vs)
+	med := vs[len(vs)/2]
+	if len(vs)%2 == 0 {
+		med = (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
+	}
+	return ratio{med: med, lo: vs[0], hi: vs[len(vs)-1]}
+}
+
+func (r ratio) String() string {
+	if r.lo == r.hi {
+		return fmt.Sprintf("%.2f×", r.med)
+	}
+	return fmt.Sprintf("%.2f× (%.2f–%.2f)", r.med, r.lo, r.hi)
+}
+
+// median is target name's round with the median CPU per request.
+func median(rounds [][]result, name string) result {
+	var rs []result
+	for _, round := range rounds {
+		if r, ok := row(round, name); ok {
+			rs = append(rs, r)
+		}
+	}
+	slices.SortFunc(rs, func(a, b result) int { return cmp.Compare(a.cpuPerReq, b.cpuPerReq) })
+	return rs[len(rs)/2]
+}
+
+func cpuOf(r result) float64 { return float64(r.cpuPerReq) }
+func p99Of(r result) float64 { return float64(r.p99) }
+
+func report(rounds [][]result, dur time.Duration, conns int) string {
 	var b strings.Builder
-	ngx, _ := row(rs, rowNginx)
-	off, _ := row(rs, rowOff)
-	on, _ := row(rs, rowOn)
-	fmt.Fprintf(&b, "# Proxy benchmark\n\n%s, %d CPUs, %s, load average %s before the run. Each proxy pinned to CPU 0 (Go with GOMAXPROCS=1), wrk and the three upstreams on CPU 1; one target at a time; `wrk -t1 -c%d -d%s`, after a 2 s warm-up. CPU/request is the measured process's user+system time from /proc/PID/stat divided by the requests wrk completed.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.Version(), loadAvg(), conns, dur)
+	fmt.Fprintf(&b, "# Proxy benchmark\n\n%s, %d CPUs, %s, load average %s before the run. Each proxy pinned to CPU 0 (Go with GOMAXPROCS=1), wrk and the three upstreams on CPU 1; every target started once and measured in turn, %d round(s) of `wrk -t1 -c%d -d%s` each after a 2 s warm-up. CPU/request is the measured process's user+system time from /proc/PID/stat divided by the requests wrk completed. Each row is the target's median round (by CPU/request); the ratios are medians over rounds of the target against nginx in the same round, with the lowest and highest in brackets.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.Version(), loadAvg(), len(rounds), conns, dur)
 	fmt.Fprintf(&b, "| target | measured process | req/s | p50 | p99 | CPU/request | RSS idle | RSS load | CPU vs nginx | p99 vs nginx |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, r := range rs {
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %.1f µs | %.1f MB | %.1f MB | %.2f× | %.2f× |\n",
+	for _, first := range rounds[0] {
+		r := median(rounds, first.name)
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %.1f µs | %.1f MB | %.1f MB | %s | %s |\n",
 			r.name, r.measuredProc, r.rps, r.p50, r.p99, us(r.cpuPerReq), r.rssIdle, r.rssLoad,
-			float64(r.cpuPerReq)/float64(ngx.cpuPerReq), float64(r.p99)/float64(ngx.p99))
+			ratios(rounds, r.name, cpuOf), ratios(rounds, r.name, p99Of))
 	}
 	mark := func(ok bool) string {
 		if ok {
@@ -286,28 +346,52 @@ func report(rs []result, dur time.Duration, conns int) string {
 		}
 		return "NOT met"
 	}
-	cpuRatio := float64(off.cpuPerReq) / float64(ngx.cpuPerReq)
-	logCost := float64(on.cpuPerReq)/float64(off.cpuPerReq) - 1
-	p99Ratio := float64(off.p99) / float64(ngx.p99)
-	rss := max(off.rssLoad, on.rssLoad)
-	fmt.Fprintf(&b, "\n## Targets (issue 15)\n\n| target | measured | status |\n|---|---|---|\n")
-	fmt.Fprintf(&b, "| CPU/request ≤ 1.6× nginx, access log off | %.2f× (%.1f vs %.1f µs) | %s |\n", cpuRatio, us(off.cpuPerReq), us(ngx.cpuPerReq), mark(cpuRatio <= 1.6))
-	fmt.Fprintf(&b, "| access log adds ≤ 10 %% | %+.1f %% | %s |\n", 100*logCost, mark(logCost <= 0.10))
-	fmt.Fprintf(&b, "| p99 at %d connections ≤ 1.5× nginx | %.2f× (%s vs %s) | %s |\n", conns, p99Ratio, off.p99, ngx.p99, mark(p99Ratio <= 1.5))
-	fmt.Fprintf(&b, "| RSS under load ≤ 30 MB | %.1f MB | %s |\n", rss, mark(rss <= 30))
-	if fl, ok := row(rs, floorName+"h1"); ok {
-		fmt.Fprintf(&b, "\nThe floor (bench/floor: net/http's server and the h1 client, nothing else) costs %.2f× nginx here; the gateway costs %.2f× the floor (%.1f vs %.1f µs), the price of its routing, policies, header hygiene and observability.\n",
-			float64(fl.cpuPerReq)/float64(ngx.cpuPerReq), float64(off.cpuPerReq)/float64(fl.cpuPerReq), us(off.cpuPerReq), us(fl.cpuPerReq))
+	cpuRatio := ratios(rounds, rowOff, cpuOf)
+	p99Ratio := ratios(rounds, rowOff, p99Of)
+	var logCosts []float64
+	var rss float64
+	for _, rs := range rounds {
+		off, _ := row(rs, rowOff)
+		on, _ := row(rs, rowOn)
+		logCosts = append(logCosts, cpuOf(on)/cpuOf(off)-1)
+		rss = max(rss, off.rssLoad, on.rssLoad)
 	}
-	if tr, ok := row(rs, rowTraefik); ok {
-		fmt.Fprintf(&b, "\nAgainst Traefik in this run (its access log off too): CPU/request %.2f× (%.1f vs %.1f µs), p99 %.2f× (%s vs %s), RSS under load %.1f vs %.1f MB.\n",
-			float64(off.cpuPerReq)/float64(tr.cpuPerReq), us(off.cpuPerReq), us(tr.cpuPerReq),
-			float64(off.p99)/float64(tr.p99), off.p99, tr.p99, off.rssLoad, tr.rssLoad)
+	logCost := spread(logCosts)
+	fmt.Fprintf(&b, "\n## Targets (issue 15)\n\n| target | measured (median over rounds) | status |\n|---|---|---|\n")
+	fmt.Fprintf(&b, "| CPU/request ≤ 1.6× nginx, access log off | %s | %s |\n", cpuRatio, mark(cpuRatio.med <= 1.6))
+	fmt.Fprintf(&b, "| access log adds ≤ 10 %% | %+.1f %% (%+.1f to %+.1f) | %s |\n", 100*logCost.med, 100*logCost.lo, 100*logCost.hi, mark(logCost.med <= 0.10))
+	fmt.Fprintf(&b, "| p99 at %d connections ≤ 1.5× nginx | %s | %s |\n", conns, p99Ratio, mark(p99Ratio.med <= 1.5))
+	fmt.Fprintf(&b, "| RSS under load ≤ 30 MB | %.1f MB (highest) | %s |\n", rss, mark(rss <= 30))
+	if _, ok := row(rounds[0], floorName+"h1"); ok {
+		fl := ratios(rounds, floorName+"h1", cpuOf)
+		var vs []float64
+		for _, rs := range rounds {
+			f, _ := row(rs, floorName+"h1")
+			off, _ := row(rs, rowOff)
+			vs = append(vs, cpuOf(off)/cpuOf(f))
+		}
+		fmt.Fprintf(&b, "\nThe floor (bench/floor: net/http's server and the h1 client, nothing else) costs %s nginx's CPU per request here; the gateway costs %s the floor's, the price of its routing, policies, header hygiene and observability.\n", fl, spread(vs))
 	}
-	if base, ok := row(rs, rowBaseline); ok {
-		fmt.Fprintf(&b, "\nAgainst the baseline gateway in this run (access log off): CPU/request %.2f× (%.1f vs %.1f µs), p99 %.2f× (%s vs %s), req/s %.2f×.\n",
-			float64(off.cpuPerReq)/float64(base.cpuPerReq), us(off.cpuPerReq), us(base.cpuPerReq),
-			float64(off.p99)/float64(base.p99), off.p99, base.p99, off.rps/base.rps)
+	if _, ok := row(rounds[0], rowTraefik); ok {
+		var cpu, p99 []float64
+		var trRSS float64
+		for _, rs := range rounds {
+			tr, _ := row(rs, rowTraefik)
+			off, _ := row(rs, rowOff)
+			cpu, p99 = append(cpu, cpuOf(off)/cpuOf(tr)), append(p99, p99Of(off)/p99Of(tr))
+			trRSS = max(trRSS, tr.rssLoad)
+		}
+		fmt.Fprintf(&b, "\nAgainst Traefik in this run (its access log off too; median over rounds): CPU/request %s, p99 %s, RSS under load %.1f vs %.1f MB (highest).\n",
+			spread(cpu), spread(p99), rss, trRSS)
+	}
+	if _, ok := row(rounds[0], rowBaseline); ok {
+		var cpu, p99 []float64
+		for _, rs := range rounds {
+			base, _ := row(rs, rowBaseline)
+			off, _ := row(rs, rowOff)
+			cpu, p99 = append(cpu, cpuOf(off)/cpuOf(base)), append(p99, p99Of(off)/p99Of(base))
+		}
+		fmt.Fprintf(&b, "\nAgainst the baseline gateway in this run (access log off; median over rounds): CPU/request %s, p99 %s.\n", spread(cpu), spread(p99))
 	}
 	fmt.Fprintf(&b, "\n%s\n", references)
 	return b.String()
