@@ -3,6 +3,7 @@
 # needs, then measures the gateway against nginx and a direct backend.
 #   ./bench/run.sh                   proxy load, writes bench/results/proxy.md
 #   ./bench/run.sh -profile after    the same, plus the gateway's CPU profile summary in bench/results/profile-after.txt
+#   ./bench/run.sh -traefik "$(./bench/build-traefik.sh)"   the same, plus Traefik (built once from its module, ~20 min)
 #   ./bench/run.sh -mode freshness   change-to-traffic delays
 #   ./bench/run.sh -mode tls         HTTPS and handshakes vs nginx, writes bench/results/tls.md
 #   ./bench/run.sh -mode cluster     cluster rate limit over 3 then 2 replicas, writes bench/results/cluster.md
