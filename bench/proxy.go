@@ -165,18 +165,6 @@ func waitProfile(prof string) {
 	}
 }
 
-// stop ends one benchmark process, so the next target has the core.
-func stop(p *proc) {
-	_ = syscall.Kill(-p.pid(), syscall.SIGTERM)
-	_ = p.cmd.Wait()
-	for i, q := range started {
-		if q == p {
-			started = append(started[:i], started[i+1:]...)
-			break
-		}
-	}
-}
-
 // startNginx runs nginx as one pinned process (no master) with keep-alive
 // to the same three upstreams: the reference a Go proxy is measured against.
 func startNginx(dir string, ports []int, cpu string) (*proc, string) {
