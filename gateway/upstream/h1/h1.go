@@ -170,7 +170,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, context.Cause(ctx)
 	}
 	replay := replayable(req)
-	c, reused, err := t.get(ctx, addr, false)
+	c, err := t.get(ctx, addr, false)
 	if err != nil {
 		return nil, err
 	}
@@ -178,9 +178,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// Retried once, as net/http does: a kept-alive connection the server
 	// had closed before anything of an answer came back. The retry dials
 	// afresh: the server that closed one idle connection (a restart, its
-	// own idle timeout) has likely closed the others too.
-	if err != nil && errors.Is(err, errServerClosedIdle) && reused && replay && ctx.Err() == nil {
-		if c, _, err = t.get(ctx, addr, true); err != nil {
+	// own idle timeout) has likely closed the others too. Only a reused
+	// connection's failure is errServerClosedIdle (see conn.failed).
+	if err != nil && errors.Is(err, errServerClosedIdle) && replay && ctx.Err() == nil {
+		if c, err = t.get(ctx, addr, true); err != nil {
 			return nil, err
 		}
 		res, err = c.roundTrip(req)
@@ -273,7 +274,7 @@ func trimBrackets(h string) string {
 // this request's answer, and one the server closed would lose a request
 // that may not be sent twice. The peek is one non-blocking system call;
 // the retry in RoundTrip is left for a close racing it.
-func (t *Transport) get(ctx context.Context, addr string, fresh bool) (*conn, bool, error) {
+func (t *Transport) get(ctx context.Context, addr string, fresh bool) (*conn, error) {
 	for !fresh {
 		t.mu.Lock()
 		h := t.hosts[addr]
@@ -292,14 +293,14 @@ func (t *Transport) get(ctx context.Context, addr string, fresh bool) (*conn, bo
 			c.close()
 			continue
 		}
-		return c, true, nil
+		return c, nil
 	}
 	if ctx.Err() != nil {
-		return nil, false, context.Cause(ctx)
+		return nil, context.Cause(ctx)
 	}
 	nc, err := t.dial(ctx, "tcp", addr)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	c := &conn{t: t, addr: addr, nc: nc}
 	c.lim = limitReader{r: nc, n: -1}
@@ -313,7 +314,7 @@ func (t *Transport) get(ctx context.Context, addr string, fresh bool) (*conn, bo
 	}
 	h.open++
 	t.mu.Unlock()
-	return c, false, nil
+	return c, nil
 }
 
 // put returns c to its host's idle list, or closes it when the list is
@@ -438,7 +439,7 @@ func (c *conn) failed(err error, readNothing bool) error {
 	if c.wasCanceled() {
 		return context.Cause(c.ctx)
 	}
-	if readNothing && c.reused && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isBroken(err)) {
+	if readNothing && c.exchanges > 1 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isBroken(err)) {
 		return fmt.Errorf("%w: %w", errServerClosedIdle, err)
 	}
 	return err
@@ -447,7 +448,6 @@ func (c *conn) failed(err error, readNothing bool) error {
 // roundTrip carries req's exchange on c. On failure c is closed.
 func (c *conn) roundTrip(req *http.Request) (*http.Response, error) {
 	c.ctx = req.Context()
-	c.reused = c.exchanges > 0
 	c.exchanges++
 	c.cmu.Lock()
 	c.canceled = false

@@ -161,6 +161,15 @@ func (s *rawServer) read(br *bufio.Reader) (*http.Request, error) {
 	return req, nil
 }
 
+// want fails t unless the server saw requests requests over accepts
+// connections.
+func (s *rawServer) want(t *testing.T, requests, accepts int64) {
+	t.Helper()
+	if r, a := s.requests.Load(), s.accepts.Load(); r != requests || a != accepts {
+		t.Fatalf("server saw %d requests over %d connections, want %d over %d", r, a, requests, accepts)
+	}
+}
+
 // hold blocks until the test ends.
 func (s *rawServer) hold() { <-s.done }
 
@@ -391,12 +400,7 @@ func TestStaleConnectionGetSucceeds(t *testing.T) {
 			// The idle connection is closed by the server; the GET goes
 			// out again (or at once) on a new one.
 			mustGet(t, tr, srv.url(), "hello")
-			if n := srv.accepts.Load(); n != 2 {
-				t.Fatalf("server accepted %d connections, want 2", n)
-			}
-			if n := srv.requests.Load(); n != 2 {
-				t.Fatalf("server saw %d requests, want 2", n)
-			}
+			srv.want(t, 2, 2)
 		})
 	}
 }
@@ -414,12 +418,7 @@ func TestStaleConnectionNonReplayableSentOnce(t *testing.T) {
 			if err != nil || res.StatusCode != 200 || body != "hello" {
 				t.Fatalf("%s on a connection the server closed: %v %q", method, err, body)
 			}
-			if n := srv.requests.Load(); n != 2 {
-				t.Fatalf("server saw %d requests, want 2 (the GET and the %s once)", n, method)
-			}
-			if n := srv.accepts.Load(); n != 2 {
-				t.Fatalf("server accepted %d connections, want 2", n)
-			}
+			srv.want(t, 2, 2) // the GET, and the request once
 		})
 	}
 }
@@ -1242,13 +1241,9 @@ func TestEndedContextSendsNothing(t *testing.T) {
 			t.Fatalf("DELETE with an ended context: %v, want its cause", err)
 		}
 	}
-	if n := srv.requests.Load(); n != 1 {
-		t.Fatalf("server saw %d requests, want 1 (the GET only)", n)
-	}
+	srv.want(t, 1, 1) // the GET only
 	mustGet(t, tr, srv.url(), "hello")
-	if n := srv.accepts.Load(); n != 1 {
-		t.Fatalf("server accepted %d connections, want 1: the kept-alive one was dropped", n)
-	}
+	srv.want(t, 2, 1) // the kept-alive connection was kept
 }
 
 // A GET whose head is too big for one buffer flushes part of it early;
