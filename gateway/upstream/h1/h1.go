@@ -370,8 +370,7 @@ type conn struct {
 	bw    *bufio.Writer
 	timer *time.Timer // closes it when idle too long; nil until first idle
 
-	exchanges int    // exchanges begun on it
-	reused    bool   // the current exchange is not its first
+	exchanges int    // exchanges begun on it, the current one included
 	peek      peeker // see alive; used by the connection's owner only
 
 	closeOnce sync.Once
